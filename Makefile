@@ -1,0 +1,40 @@
+# The README's two commands: `make demo` and `make test`. Both create .venv on first use.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-dev
+
+.PHONY: install test lint typecheck unit integration test-redis7 clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(STAMP)
+
+lint: $(STAMP)
+	$(PY) -m ruff check src tests
+	$(PY) -m ruff format --check src tests
+
+typecheck: $(STAMP)
+	$(PY) -m mypy
+
+## The whole default suite, with lint, type checks and a coverage report.
+test: lint typecheck
+	$(PY) -m pytest --cov=memcompress --cov-report=term -p no:cacheprovider
+	$(PY) -m coverage report --include='*/memcompress/repositories/*' --fail-under=85
+
+unit: $(STAMP)
+	$(PY) -m pytest tests/unit -q
+
+integration: $(STAMP)
+	$(PY) -m pytest tests/integration -q
+
+## The Redis-facing tests again, against the machine's Redis 7 on 127.0.0.1:6379.
+test-redis7: $(STAMP)
+	MEMCOMPRESS_TEST_REDIS_URL=redis://127.0.0.1:6379/0 $(PY) -m pytest -m redis -q -p no:cacheprovider
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage htmlcov .memcompress

@@ -1,0 +1,22 @@
+"""Storage: MongoDB repositories behind Protocols (see ``protocols``)."""
+
+from memcompress.repositories.compaction_log import MongoCompactionLog
+from memcompress.repositories.database import MongoDatabase, StoreUnavailable
+from memcompress.repositories.documents import MalformedDocument
+from memcompress.repositories.indexes import ensure_indexes
+from memcompress.repositories.protocols import CompactionLog, UserMemoryRepository, UserProfileRepository
+from memcompress.repositories.user_memory import MongoUserMemoryRepository
+from memcompress.repositories.user_profiles import MongoUserProfileRepository
+
+__all__ = [
+    "CompactionLog",
+    "MalformedDocument",
+    "MongoCompactionLog",
+    "MongoDatabase",
+    "MongoUserMemoryRepository",
+    "MongoUserProfileRepository",
+    "StoreUnavailable",
+    "UserMemoryRepository",
+    "UserProfileRepository",
+    "ensure_indexes",
+]

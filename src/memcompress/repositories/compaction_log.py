@@ -1,0 +1,28 @@
+"""``compaction_log``: one record per compression run (outcome, counts, LLM usage, duration)."""
+
+from __future__ import annotations
+
+from memcompress.metrics import Metrics
+from memcompress.models import CompactionRecord
+from memcompress.repositories.database import COMPACTION_LOG, MongoDatabase
+from memcompress.repositories.documents import MalformedDocument, report_malformed
+
+
+class MongoCompactionLog:
+    def __init__(self, database: MongoDatabase, metrics: Metrics | None = None) -> None:
+        self._log = database.collection(COMPACTION_LOG)
+        self._metrics = metrics or Metrics()
+
+    async def record(self, entry: CompactionRecord) -> None:
+        await self._log.insert_one(entry.model_dump(mode="python"))
+
+    async def recent(self, limit: int = 20, user_id: str | None = None) -> list[CompactionRecord]:
+        query = {} if user_id is None else {"user_id": user_id}
+        docs = await self._log.find(query).sort([("finished_at", -1), ("_id", -1)]).limit(limit).to_list()
+        records = []
+        for doc in docs:
+            try:
+                records.append(CompactionRecord.model_validate(doc))
+            except ValueError:
+                report_malformed(MalformedDocument(COMPACTION_LOG, doc.get("_id"), ["*"]), self._metrics)
+        return records

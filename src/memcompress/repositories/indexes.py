@@ -1,0 +1,47 @@
+"""Idempotent index creation (``memcompress migrate``)."""
+
+from __future__ import annotations
+
+from pymongo import ASCENDING, DESCENDING, IndexModel
+
+from memcompress.repositories.database import (
+    COMPACTION_LOG,
+    USER_MEMORY,
+    USER_MEMORY_ARCHIVE,
+    USER_PROFILES,
+    MongoDatabase,
+)
+
+EVENT_ORDER = [("user_id", ASCENDING), ("created_at", ASCENDING), ("_id", ASCENDING)]
+
+
+async def ensure_indexes(database: MongoDatabase, *, memory_ttl_days: int | None = None) -> list[str]:
+    """Create every index the product needs; running it again changes nothing.
+
+    ``memory_ttl_days`` adds TL-02's TTL index on ``user_memory.created_at``. It is opt-in because a
+    TTL index deletes events whether or not they were ever summarised: memory is silently lost for
+    any user the compressor has not reached yet.
+    """
+    memory_indexes = [IndexModel(EVENT_ORDER, name="user_created_id")]
+    if memory_ttl_days is not None:
+        memory_indexes.append(
+            IndexModel(
+                [("created_at", ASCENDING)],
+                name="created_at_ttl",
+                expireAfterSeconds=memory_ttl_days * 86_400,
+            )
+        )
+    plan = {
+        USER_PROFILES: [IndexModel([("user_id", ASCENDING)], name="user_id_unique", unique=True)],
+        USER_MEMORY: memory_indexes,
+        USER_MEMORY_ARCHIVE: [IndexModel(EVENT_ORDER, name="user_created_id")],
+        COMPACTION_LOG: [
+            IndexModel([("user_id", ASCENDING), ("finished_at", DESCENDING)], name="user_finished"),
+            IndexModel([("finished_at", DESCENDING)], name="finished"),
+        ],
+    }
+    created: list[str] = []
+    for collection, models in plan.items():
+        names = await database.collection(collection).create_indexes(models)
+        created.extend(f"{collection}.{name}" for name in names)
+    return created

@@ -1,0 +1,124 @@
+"""``user_memory``: append, read bounded slices, trim exactly the summarised events, scan for backlog."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from datetime import datetime
+from typing import Any
+
+from pymongo import ReplaceOne
+
+from memcompress.metrics import Metrics
+from memcompress.models import MemoryEvent, StoredEvent, UserBacklog, utc_now
+from memcompress.repositories.database import USER_MEMORY, USER_MEMORY_ARCHIVE, MongoDatabase
+from memcompress.repositories.documents import event_to_document, valid_events
+
+# The fold's total order. The (user_id, created_at, _id) index serves both directions.
+OLDEST_FIRST = [("created_at", 1), ("_id", 1)]
+NEWEST_FIRST = [("created_at", -1), ("_id", -1)]
+# Upper bound on ids per delete/archive command, to keep each command small.
+REFS_PER_COMMAND = 1000
+
+
+def _chunks(refs: Sequence[Any], size: int = REFS_PER_COMMAND) -> list[list[Any]]:
+    return [list(refs[i : i + size]) for i in range(0, len(refs), size)]
+
+
+class MongoUserMemoryRepository:
+    def __init__(self, database: MongoDatabase, metrics: Metrics | None = None) -> None:
+        self._events = database.collection(USER_MEMORY)
+        self._archive = database.collection(USER_MEMORY_ARCHIVE)
+        self._metrics = metrics or Metrics()
+
+    async def append_events(self, events: Sequence[MemoryEvent]) -> int:
+        if not events:
+            return 0
+        result = await self._events.insert_many([event_to_document(e) for e in events], ordered=True)
+        for event in events:
+            self._metrics.memory_events.labels(role=event.role.value).inc()
+        return len(result.inserted_ids)
+
+    async def get_recent_events(self, user_id: str, limit: int) -> list[MemoryEvent]:
+        """The newest ``limit`` documents of the user, oldest first; malformed ones are skipped."""
+        if limit <= 0:
+            return []
+        docs = await self._events.find({"user_id": user_id}).sort(NEWEST_FIRST).limit(limit).to_list()
+        return [stored.event for stored in valid_events(USER_MEMORY, reversed(docs), self._metrics)]
+
+    async def count_events(self, user_id: str) -> int:
+        return await self._events.count_documents({"user_id": user_id})
+
+    async def count_dated_events(self, user_id: str) -> int:
+        """Documents the fold can order: those whose ``created_at`` is a BSON date."""
+        return await self._events.count_documents({"user_id": user_id, "created_at": {"$type": "date"}})
+
+    async def iter_oldest(
+        self, user_id: str, *, max_documents: int | None = None, batch_size: int = 500
+    ) -> AsyncIterator[StoredEvent]:
+        """The user's events oldest first in ``(created_at, _id)`` order, one bounded query per batch.
+
+        Pages by keyset (never skip/offset), so deleting already-yielded events is safe. Only
+        documents with a date ``created_at`` can be ordered; ``max_documents`` counts every such
+        document passed over, malformed ones included, so the caller's "all but the newest N" is
+        positional. Malformed documents are skipped, logged by ``_id`` and counted.
+        """
+        remaining = max_documents
+        after: tuple[datetime, Any] | None = None
+        while remaining is None or remaining > 0:
+            query: dict[str, Any] = {"user_id": user_id, "created_at": {"$type": "date"}}
+            if after is not None:
+                created_at, ref = after
+                query["created_at"] = {"$gte": created_at}
+                query["$or"] = [{"created_at": {"$gt": created_at}}, {"_id": {"$gt": ref}}]
+            size = batch_size if remaining is None else min(batch_size, remaining)
+            docs = await self._events.find(query).sort(OLDEST_FIRST).limit(size).to_list()
+            for stored in valid_events(USER_MEMORY, docs, self._metrics):
+                yield stored
+            if len(docs) < size:
+                return
+            if remaining is not None:
+                remaining -= len(docs)
+            after = (docs[-1]["created_at"], docs[-1]["_id"])
+
+    async def delete_by_refs(self, refs: Sequence[Any]) -> int:
+        """Delete exactly these documents; deleting one that is already gone is a no-op."""
+        deleted = 0
+        for part in _chunks(refs):
+            result = await self._events.delete_many({"_id": {"$in": part}})
+            deleted += result.deleted_count
+        return deleted
+
+    async def archive_by_refs(self, refs: Sequence[Any]) -> int:
+        """Move exactly these documents to ``user_memory_archive``; safe to repeat after a crash.
+
+        Copies first (an upsert by ``_id``, so a repeat does not duplicate), deletes second: a crash
+        in between leaves the event in both places, never in neither.
+        """
+        moved = 0
+        archived_at = utc_now()
+        for part in _chunks(refs):
+            docs = await self._events.find({"_id": {"$in": part}}).to_list()
+            if docs:
+                await self._archive.bulk_write(
+                    [
+                        ReplaceOne({"_id": d["_id"]}, {**d, "archived_at": archived_at}, upsert=True)
+                        for d in docs
+                    ],
+                    ordered=False,
+                )
+            result = await self._events.delete_many({"_id": {"$in": part}})
+            moved += result.deleted_count
+        return moved
+
+    async def users_over_threshold(self, threshold: int, limit: int | None = None) -> list[UserBacklog]:
+        """Users with more than ``threshold`` events, most events first (one aggregation)."""
+        pipeline: list[dict[str, Any]] = [
+            {"$match": {"user_id": {"$type": "string"}}},
+            {"$group": {"_id": "$user_id", "event_count": {"$sum": 1}}},
+            {"$match": {"event_count": {"$gt": threshold}}},
+            {"$sort": {"event_count": -1, "_id": 1}},
+        ]
+        if limit is not None:
+            pipeline.append({"$limit": limit})
+        cursor = await self._events.aggregate(pipeline)
+        return [UserBacklog(user_id=row["_id"], event_count=row["event_count"]) async for row in cursor]

@@ -1,0 +1,110 @@
+"""``user_profiles``: one document per user; the running summary is fenced by ``summary_version``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from pymongo import ReturnDocument
+
+from memcompress.metrics import Metrics
+from memcompress.models import PROFILE_FIELDS, ProfileDefaults, UserProfile, Watermark, utc_now
+from memcompress.repositories.database import USER_PROFILES, Document, MongoDatabase
+from memcompress.repositories.documents import document_to_profile
+
+
+class MongoUserProfileRepository:
+    def __init__(
+        self,
+        database: MongoDatabase,
+        metrics: Metrics | None = None,
+        defaults: ProfileDefaults | None = None,
+    ) -> None:
+        self._profiles = database.collection(USER_PROFILES)
+        self._metrics = metrics or Metrics()
+        self._defaults = defaults or ProfileDefaults()
+
+    def _new_document(self, user_id: str) -> Document:
+        return UserProfile.new(user_id, self._defaults).model_dump(mode="python")
+
+    async def get(self, user_id: str) -> UserProfile:
+        """The user's profile, created with the defaults on first read (atomically)."""
+        doc = await self._profiles.find_one_and_update(
+            {"user_id": user_id},
+            {"$setOnInsert": self._new_document(user_id)},
+            upsert=True,
+            return_document=ReturnDocument.AFTER,
+        )
+        self._metrics.profile_reads.inc()
+        assert doc is not None  # upsert with AFTER always returns the document
+        return document_to_profile(USER_PROFILES, doc)
+
+    async def save(self, profile: UserProfile) -> None:
+        """Upsert the app-owned fields. The summary and its bookkeeping are never overwritten here:
+        a stale copy of the profile must not roll back a summary whose events are already trimmed."""
+        now = utc_now()
+        owned = {name: getattr(profile, name) for name in PROFILE_FIELDS}
+        on_insert = {k: v for k, v in self._new_document(profile.user_id).items() if k not in owned}
+        on_insert.pop("updated_at")
+        await self._profiles.update_one(
+            {"user_id": profile.user_id},
+            {"$set": {**owned, "updated_at": now}, "$setOnInsert": on_insert},
+            upsert=True,
+        )
+        self._metrics.profile_writes.labels(kind="save").inc()
+
+    async def reset(self, user_id: str) -> UserProfile:
+        """Back to the defaults with no summary. Bumps the version so an in-flight compression loses.
+        Events still stored stay stored (they will be summarised afresh)."""
+        fresh = self._new_document(user_id)
+        fresh.pop("created_at")
+        fresh.pop("summary_version")
+        doc = await self._profiles.find_one_and_update(
+            {"user_id": user_id},
+            {"$set": fresh, "$inc": {"summary_version": 1}, "$setOnInsert": {"created_at": utc_now()}},
+            upsert=True,
+            return_document=ReturnDocument.AFTER,
+        )
+        self._metrics.profile_writes.labels(kind="reset").inc()
+        assert doc is not None
+        return document_to_profile(USER_PROFILES, doc)
+
+    async def update_summary_if_version(
+        self,
+        user_id: str,
+        *,
+        expected_version: int,
+        summary: str,
+        watermark: Watermark,
+        folded_refs: Sequence[Any],
+    ) -> bool:
+        """Store a new summary only if the version is still ``expected_version`` (fencing).
+
+        Records ``folded_refs`` as the pending trim of the new version in the same atomic write, so
+        the events' removal can always be finished later. Returns whether this writer won.
+        """
+        new_version = expected_version + 1
+        result = await self._profiles.update_one(
+            {"user_id": user_id, "summary_version": expected_version},
+            {
+                "$set": {
+                    "memory_summary": summary,
+                    "summary_version": new_version,
+                    "watermark": {"created_at": watermark.created_at, "event_id": str(watermark.event_id)},
+                    "pending_trim": {"summary_version": new_version, "refs": list(folded_refs)},
+                    "updated_at": utc_now(),
+                },
+                "$inc": {"events_summarized": len(folded_refs)},
+            },
+        )
+        won = result.modified_count == 1
+        if won:
+            self._metrics.profile_writes.labels(kind="summary").inc()
+        return won
+
+    async def clear_pending_trim(self, user_id: str, summary_version: int) -> bool:
+        result = await self._profiles.update_one(
+            {"user_id": user_id, "pending_trim.summary_version": summary_version},
+            {"$set": {"pending_trim": None}},
+        )
+        return result.modified_count == 1

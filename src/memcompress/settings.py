@@ -1,0 +1,165 @@
+"""Runtime configuration, read from ``MEMCOMPRESS_*`` environment variables (and an optional ``.env``).
+
+The variable names are a public contract (see the README's settings table). Anything invalid fails at
+start-up with one line naming the variable, via :func:`load_settings` and :class:`ConfigError`.
+Secrets never appear in ``repr``: the API key is a ``SecretStr`` and URIs are shown with their
+password replaced by ``***`` (:meth:`Settings.describe`).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from memcompress.models import ProfileDefaults
+
+ENV_PREFIX = "MEMCOMPRESS_"
+MONGODB_SCHEMES = ("mongodb", "mongodb+srv")
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+
+
+class ConfigError(Exception):
+    """Bad configuration; ``str()`` is a single line fit for stderr."""
+
+
+def redact_uri(uri: str) -> str:
+    """Return ``uri`` with any password replaced by ``***`` (safe for logs)."""
+    parts = urlsplit(uri)
+    if parts.password is None:
+        return uri
+    userinfo, _, hostinfo = parts.netloc.rpartition("@")
+    user = userinfo.split(":", 1)[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{hostinfo}"))
+
+
+def _check_uri(value: str, schemes: tuple[str, ...], what: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in schemes:
+        raise ValueError(f"{what} must start with {' or '.join(s + '://' for s in schemes)}")
+    if parts.scheme != "unix" and not parts.netloc.rpartition("@")[2]:
+        raise ValueError(f"{what} has no host")
+    return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        populate_by_name=True,
+    )
+
+    # --- stores -------------------------------------------------------------------------------
+    mongodb_uri: str = Field("mongodb://localhost:27017", repr=False)
+    mongodb_db: str = Field("butler", min_length=1, max_length=63, pattern=r"^[^/\\. \"$]+$")
+    mongodb_server_selection_timeout_ms: int = Field(5000, gt=0)
+    mongodb_max_pool_size: int = Field(20, gt=0)
+    redis_url: str = Field("redis://localhost:6379/0", repr=False)
+
+    # --- the fold -----------------------------------------------------------------------------
+    threshold: int = Field(50, ge=1, description="compress users with more than this many events")
+    keep_last: int = Field(20, ge=0, description="newest events left verbatim after a compression")
+    batch_size: int = Field(500, ge=1, le=10_000, description="events read per round trip")
+    chunk_chars: int = Field(24_000, ge=1_000, description="transcript characters per LLM request")
+    summary_max_chars: int = Field(4_000, ge=200, description="hard clip for a stored summary")
+    retention: Literal["delete", "archive"] = "delete"
+    lock_ttl_s: float = Field(120.0, gt=0)
+    memory_ttl_days: int | None = Field(
+        None, ge=1, description="opt-in TTL index on user_memory; deletes unsummarised memory"
+    )
+
+    # --- summariser ---------------------------------------------------------------------------
+    summarizer: Literal["openai", "extractive"] | None = None
+    llm_base_url: str | None = Field(
+        None, validation_alias=AliasChoices("MEMCOMPRESS_LLM_BASE_URL", "OPENAI_BASE_URL")
+    )
+    llm_api_key: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("MEMCOMPRESS_LLM_API_KEY", "OPENAI_API_KEY")
+    )
+    llm_model: str = Field("gpt-4o-mini", min_length=1)
+    llm_timeout_s: float = Field(60.0, gt=0)
+    llm_max_retries: int = Field(3, ge=0, le=10)
+
+    # --- profile defaults ---------------------------------------------------------------------
+    default_language: str = Field("ru", min_length=1)
+    default_persona: str = Field("Alfred-style дворецкий", min_length=1)
+    default_tone: str = Field("witty", min_length=1)
+
+    # --- observability ------------------------------------------------------------------------
+    metrics_port: int = Field(9108, ge=0, le=65535, description="0 disables the /metrics endpoint")
+
+    @field_validator("mongodb_uri")
+    @classmethod
+    def _mongodb_uri(cls, value: str) -> str:
+        return _check_uri(value, MONGODB_SCHEMES, "MEMCOMPRESS_MONGODB_URI")
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str) -> str:
+        return _check_uri(value, REDIS_SCHEMES, "MEMCOMPRESS_REDIS_URL")
+
+    @field_validator("llm_base_url")
+    @classmethod
+    def _llm_base_url(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        assert value is not None
+        return _check_uri(value, ("http", "https"), "MEMCOMPRESS_LLM_BASE_URL")
+
+    @model_validator(mode="after")
+    def _coherent(self) -> Settings:
+        if self.keep_last >= self.threshold:
+            raise ValueError(
+                f"MEMCOMPRESS_KEEP_LAST ({self.keep_last}) must be less than "
+                f"MEMCOMPRESS_THRESHOLD ({self.threshold})"
+            )
+        if self.summarizer is None:
+            llm_configured = self.llm_base_url is not None or self.llm_api_key is not None
+            self.summarizer = "openai" if llm_configured else "extractive"
+        if self.lock_ttl_s <= self.llm_timeout_s:
+            raise ValueError(
+                f"MEMCOMPRESS_LOCK_TTL_S ({self.lock_ttl_s:g}) must be greater than "
+                f"MEMCOMPRESS_LLM_TIMEOUT_S ({self.llm_timeout_s:g})"
+            )
+        return self
+
+    @property
+    def summarizer_name(self) -> Literal["openai", "extractive"]:
+        assert self.summarizer is not None  # resolved by the validator
+        return self.summarizer
+
+    def profile_defaults(self) -> ProfileDefaults:
+        return ProfileDefaults(
+            language=self.default_language, persona=self.default_persona, tone=self.default_tone
+        )
+
+    def describe(self) -> dict[str, object]:
+        """Every setting, safe to log or print: URIs redacted, the API key masked."""
+        shown = self.model_dump()
+        shown["mongodb_uri"] = redact_uri(self.mongodb_uri)
+        shown["redis_url"] = redact_uri(self.redis_url)
+        shown["llm_api_key"] = "***" if self.llm_api_key else None
+        return shown
+
+
+def _error_line(error: ValidationError) -> str:
+    problems = []
+    for item in error.errors():
+        name = str(item["loc"][0]).upper() if item["loc"] else ""
+        if name and not name.startswith(ENV_PREFIX):
+            name = ENV_PREFIX + name
+        message = item["msg"].removeprefix("Value error, ")
+        problems.append(message if not name or message.startswith(ENV_PREFIX) else f"{name}: {message}")
+    return "invalid configuration: " + "; ".join(problems)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the settings, turning validation errors into one :class:`ConfigError` line."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as error:
+        raise ConfigError(_error_line(error)) from None

@@ -1,0 +1,298 @@
+"""MongoDB repositories against the real wire-protocol server."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from bson import ObjectId
+
+from memcompress.metrics import Metrics
+from memcompress.models import ProfileDefaults, UserProfile, Watermark
+from memcompress.repositories import (
+    MongoDatabase,
+    MongoUserMemoryRepository,
+    MongoUserProfileRepository,
+    StoreUnavailable,
+    ensure_indexes,
+)
+from memcompress.repositories.database import USER_MEMORY, USER_MEMORY_ARCHIVE, USER_PROFILES
+from tests.support.factories import T0, make_events
+
+
+@pytest.fixture
+def memory(database: MongoDatabase, metrics: Metrics) -> MongoUserMemoryRepository:
+    return MongoUserMemoryRepository(database, metrics)
+
+
+@pytest.fixture
+def profiles(database: MongoDatabase, metrics: Metrics) -> MongoUserProfileRepository:
+    return MongoUserProfileRepository(database, metrics, ProfileDefaults(language="en"))
+
+
+async def _all_docs(database: MongoDatabase, collection: str) -> list[dict[str, Any]]:
+    return await database.collection(collection).find({}).to_list()
+
+
+# --- connection lifecycle ------------------------------------------------------------------------
+
+
+async def test_connect_and_close_are_idempotent(mongo_uri: str, db_name: str) -> None:
+    db = MongoDatabase(mongo_uri, db_name)
+    first = await db.connect()
+    assert (await db.connect()).name == first.name == db_name
+    await db.close()
+    await db.close()
+    with pytest.raises(RuntimeError, match="connect"):
+        _ = db.db
+
+
+async def test_unreachable_server_is_one_line_with_password_redacted() -> None:
+    db = MongoDatabase(
+        "mongodb://ops:hunter2@127.0.0.1:1/?directConnection=true", "x", server_selection_timeout_ms=300
+    )
+    with pytest.raises(StoreUnavailable) as caught:
+        await db.connect()
+    message = str(caught.value)
+    assert "\n" not in message
+    assert "hunter2" not in message and "ops:***@127.0.0.1:1" in message
+    assert "hunter2" not in repr(db)
+
+
+# --- profiles ------------------------------------------------------------------------------------
+
+
+async def test_get_creates_the_default_profile_once(
+    profiles: MongoUserProfileRepository, database: MongoDatabase
+) -> None:
+    created = await profiles.get("u1")
+    assert (created.language, created.persona, created.tone) == ("en", "Alfred-style дворецкий", "witty")
+    assert created.memory_summary is None and created.summary_version == 0
+    again = await profiles.get("u1")
+    assert again.created_at == created.created_at
+    assert len(await _all_docs(database, USER_PROFILES)) == 1
+
+
+async def test_save_upserts_app_fields_but_never_the_summary(profiles: MongoUserProfileRepository) -> None:
+    await profiles.save(UserProfile(user_id="new", language="de", preferred_topics=["chess"]))
+    stored = await profiles.get("new")
+    assert stored.language == "de" and stored.preferred_topics == ["chess"]
+
+    won = await profiles.update_summary_if_version(
+        "new",
+        expected_version=0,
+        summary="likes chess",
+        watermark=Watermark(created_at=T0, event_id=_uuid()),
+        folded_refs=[1, 2],
+    )
+    assert won
+    stale = stored.model_copy(update={"tone": "dry", "memory_summary": None, "summary_version": 0})
+    await profiles.save(stale)
+    after = await profiles.get("new")
+    assert after.tone == "dry"
+    assert after.memory_summary == "likes chess" and after.summary_version == 1
+    assert after.events_summarized == 2
+
+
+async def test_reset_restores_defaults_and_moves_the_version(profiles: MongoUserProfileRepository) -> None:
+    await profiles.save(UserProfile(user_id="r", language="fr", tone="dry"))
+    await profiles.update_summary_if_version(
+        "r",
+        expected_version=0,
+        summary="s",
+        watermark=Watermark(created_at=T0, event_id=_uuid()),
+        folded_refs=[],
+    )
+    reset = await profiles.reset("r")
+    assert (reset.language, reset.tone, reset.memory_summary) == ("en", "witty", None)
+    assert reset.pending_trim is None and reset.watermark is None
+    assert reset.summary_version == 2
+
+
+async def test_version_guarded_update_loses_cleanly(profiles: MongoUserProfileRepository) -> None:
+    await profiles.get("v")
+    mark = Watermark(created_at=T0, event_id=_uuid())
+    assert await profiles.update_summary_if_version(
+        "v", expected_version=0, summary="first", watermark=mark, folded_refs=["a"]
+    )
+    assert not await profiles.update_summary_if_version(
+        "v", expected_version=0, summary="stale", watermark=mark, folded_refs=["b"]
+    )
+    stored = await profiles.get("v")
+    assert stored.memory_summary == "first" and stored.summary_version == 1
+    assert stored.pending_trim is not None and stored.pending_trim.refs == ["a"]
+    assert not await profiles.clear_pending_trim("v", summary_version=7)
+    assert await profiles.clear_pending_trim("v", summary_version=1)
+    assert (await profiles.get("v")).pending_trim is None
+
+
+async def test_malformed_profile_is_a_clear_error_and_left_alone(
+    profiles: MongoUserProfileRepository, database: MongoDatabase
+) -> None:
+    from memcompress.repositories import MalformedDocument
+
+    await database.collection(USER_PROFILES).insert_one({"user_id": "bad", "summary_version": "seven"})
+    with pytest.raises(MalformedDocument, match="summary_version"):
+        await profiles.get("bad")
+    assert await database.collection(USER_PROFILES).count_documents({"user_id": "bad"}) == 1
+
+
+# --- events --------------------------------------------------------------------------------------
+
+
+async def test_recent_events_are_chronological_with_ties(memory: MongoUserMemoryRepository) -> None:
+    tied = make_events("u", 30, step=timedelta(0))  # every event at the same instant
+    await memory.append_events(tied)
+    await memory.append_events(make_events("other", 5))
+    recent = await memory.get_recent_events("u", 10)
+    assert [e.content for e in recent] == [e.content for e in tied[-10:]]
+    assert await memory.count_events("u") == 30
+    assert await memory.get_recent_events("u", 0) == []
+
+
+async def test_streaming_returns_every_event_once_in_total_order(
+    memory: MongoUserMemoryRepository, database: MongoDatabase
+) -> None:
+    # Ties on created_at across batch boundaries, inserted out of order.
+    events = make_events("u", 53, step=timedelta(0)) + make_events(
+        "u", 40, start=T0 - timedelta(hours=1), tag="x"
+    )
+    await memory.append_events(events[::2])
+    await memory.append_events(events[1::2])
+    streamed = [s async for s in memory.iter_oldest("u", batch_size=7)]
+    assert len(streamed) == len(events)
+    assert len({s.ref for s in streamed}) == len(events)
+    keys = [(s.event.created_at, s.ref) for s in streamed]
+    assert keys == sorted(keys)
+    limited = [s async for s in memory.iter_oldest("u", max_documents=45, batch_size=7)]
+    assert [s.ref for s in limited] == [s.ref for s in streamed[:45]]
+
+
+async def test_delete_and_archive_by_refs_are_idempotent(
+    memory: MongoUserMemoryRepository, database: MongoDatabase
+) -> None:
+    await memory.append_events(make_events("u", 10))
+    stored = [s async for s in memory.iter_oldest("u")]
+    refs = [s.ref for s in stored]
+    assert await memory.archive_by_refs(refs[:4]) == 4
+    assert await memory.archive_by_refs(refs[:4]) == 0
+    archived = await _all_docs(database, USER_MEMORY_ARCHIVE)
+    assert sorted(d["_id"] for d in archived) == sorted(refs[:4])
+    assert all("archived_at" in d and d["content"] for d in archived)
+    assert await memory.delete_by_refs([*refs[4:7], ObjectId()]) == 3
+    assert await memory.delete_by_refs(refs[4:7]) == 0
+    remaining = [s.ref for s in [s async for s in memory.iter_oldest("u")]]
+    assert remaining == refs[7:]
+
+
+async def test_archive_finishes_a_copy_that_crashed_before_its_delete(
+    memory: MongoUserMemoryRepository, database: MongoDatabase
+) -> None:
+    await memory.append_events(make_events("u", 3))
+    docs = await _all_docs(database, USER_MEMORY)
+    await database.collection(USER_MEMORY_ARCHIVE).insert_one(docs[0])  # copied, then "crashed"
+    assert await memory.archive_by_refs([d["_id"] for d in docs]) == 3
+    assert await database.collection(USER_MEMORY_ARCHIVE).count_documents({}) == 3
+    assert await memory.count_events("u") == 0
+
+
+MALFORMED = [
+    {"user_id": "u", "role": "user", "content": "no id", "created_at": T0, "tags": []},
+    {"event_id": "not-a-uuid", "user_id": "u", "role": "user", "content": "x", "created_at": T0, "tags": []},
+    {
+        "event_id": str(_u := __import__("uuid").uuid4()),
+        "user_id": "u",
+        "role": "robot",
+        "content": "x",
+        "created_at": T0,
+        "tags": [],
+    },
+    {"event_id": str(_u), "user_id": "u", "role": "user", "content": 42, "created_at": T0, "tags": []},
+    {
+        "event_id": str(_u),
+        "user_id": "u",
+        "role": "user",
+        "content": "y" * 10_001,
+        "created_at": T0,
+        "tags": [],
+    },
+    {"event_id": str(_u), "user_id": "u", "role": "user", "content": "", "created_at": T0, "tags": []},
+    {
+        "event_id": str(_u),
+        "user_id": "u",
+        "role": "user",
+        "content": "string date",
+        "created_at": "yesterday",
+        "tags": [],
+    },
+    {"event_id": str(_u), "user_id": "u", "role": "user", "content": "naive", "created_at": T0, "tags": "a"},
+]
+
+
+async def test_malformed_documents_are_skipped_counted_logged_by_id_and_kept(
+    memory: MongoUserMemoryRepository,
+    database: MongoDatabase,
+    metrics: Metrics,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    await memory.append_events(make_events("u", 5))
+    await database.collection(USER_MEMORY).insert_many([dict(d) for d in MALFORMED])
+    with caplog.at_level(logging.WARNING):
+        streamed = [s async for s in memory.iter_oldest("u", batch_size=3)]
+        recent = await memory.get_recent_events("u", 100)
+    assert len(streamed) == 5 and len(recent) == 5
+    dated_malformed = len(MALFORMED) - 1  # the string-dated one cannot be ordered, so is never read
+    counted = metrics.registry.get_sample_value(
+        "memcompress_malformed_documents_total", {"collection": USER_MEMORY}
+    )
+    assert counted == 2 * dated_malformed + 1
+    assert "_id=" in caplog.text
+    assert "string date" not in caplog.text and "y" * 100 not in caplog.text
+    await memory.delete_by_refs([s.ref for s in streamed])
+    assert await memory.count_events("u") == len(MALFORMED)
+
+
+async def test_users_over_threshold_is_an_aggregation(
+    memory: MongoUserMemoryRepository, database: MongoDatabase
+) -> None:
+    for user, count in [("a", 12), ("b", 30), ("c", 11), ("d", 10)]:
+        await memory.append_events(make_events(user, count))
+    await database.collection(USER_MEMORY).insert_one({"user_id": 7, "content": "bad user id"})
+    found = await memory.users_over_threshold(10)
+    assert [(u.user_id, u.event_count) for u in found] == [("b", 30), ("a", 12), ("c", 11)]
+    assert [u.user_id for u in await memory.users_over_threshold(10, limit=2)] == ["b", "a"]
+
+
+async def test_ensure_indexes_twice_is_harmless(database: MongoDatabase) -> None:
+    first = await ensure_indexes(database, memory_ttl_days=90)
+    second = await ensure_indexes(database, memory_ttl_days=90)
+    assert first == second
+    info = await database.collection(USER_PROFILES).index_information()
+    assert info["user_id_unique"]["unique"] is True
+    memory_info = await database.collection(USER_MEMORY).index_information()
+    assert memory_info["user_created_id"]["key"] == [("user_id", 1), ("created_at", 1), ("_id", 1)]
+    assert memory_info["created_at_ttl"]["expireAfterSeconds"] == 90 * 86_400
+
+
+async def test_ensure_indexes_has_no_ttl_unless_asked(database: MongoDatabase) -> None:
+    await ensure_indexes(database)
+    assert "created_at_ttl" not in await database.collection(USER_MEMORY).index_information()
+
+
+async def test_profile_user_id_is_unique(
+    profiles: MongoUserProfileRepository, database: MongoDatabase
+) -> None:
+    from pymongo.errors import DuplicateKeyError
+
+    await ensure_indexes(database)
+    await profiles.get("dup")
+    with pytest.raises(DuplicateKeyError):
+        await database.collection(USER_PROFILES).insert_one({"user_id": "dup"})
+
+
+def _uuid() -> Any:
+    import uuid
+
+    return uuid.uuid4()

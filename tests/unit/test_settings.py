@@ -1,0 +1,136 @@
+from __future__ import annotations
+
+import pytest
+
+from memcompress.settings import ConfigError, Settings, load_settings, redact_uri
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: pytest.TempPathFactory) -> None:
+    import os
+
+    for name in list(os.environ):
+        if name.startswith(("MEMCOMPRESS_", "OPENAI_")):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)  # no stray .env
+
+
+def test_defaults_are_the_documented_contract() -> None:
+    s = load_settings()
+    assert s.mongodb_uri == "mongodb://localhost:27017"
+    assert s.mongodb_db == "butler"
+    assert s.redis_url == "redis://localhost:6379/0"
+    assert (s.threshold, s.keep_last, s.retention) == (50, 20, "delete")
+    assert s.summarizer_name == "extractive"
+    assert s.profile_defaults().language == "ru"
+
+
+def test_environment_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MEMCOMPRESS_THRESHOLD", "100")
+    monkeypatch.setenv("MEMCOMPRESS_KEEP_LAST", "30")
+    monkeypatch.setenv("MEMCOMPRESS_RETENTION", "archive")
+    monkeypatch.setenv("MEMCOMPRESS_MONGODB_DB", "other")
+    monkeypatch.setenv("MEMCOMPRESS_METRICS_PORT", "0")
+    s = load_settings()
+    assert (s.threshold, s.keep_last, s.retention, s.mongodb_db, s.metrics_port) == (
+        100,
+        30,
+        "archive",
+        "other",
+        0,
+    )
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"), [("OPENAI_API_KEY", "sk-x"), ("MEMCOMPRESS_LLM_BASE_URL", "http://llm:8000/v1")]
+)
+def test_summarizer_defaults_to_openai_when_an_llm_is_configured(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    assert load_settings().summarizer_name == "openai"
+
+
+def test_standard_openai_variables_are_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_BASE_URL", "https://gateway.example/v1")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-secret")
+    s = load_settings()
+    assert s.llm_base_url == "https://gateway.example/v1"
+    assert s.llm_api_key is not None and s.llm_api_key.get_secret_value() == "sk-secret"
+
+
+def test_explicit_summarizer_wins(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-x")
+    monkeypatch.setenv("MEMCOMPRESS_SUMMARIZER", "extractive")
+    assert load_settings().summarizer_name == "extractive"
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        (
+            {"MEMCOMPRESS_KEEP_LAST": "50"},
+            "MEMCOMPRESS_KEEP_LAST (50) must be less than MEMCOMPRESS_THRESHOLD (50)",
+        ),
+        (
+            {"MEMCOMPRESS_THRESHOLD": "-1"},
+            "MEMCOMPRESS_THRESHOLD: Input should be greater than or equal to 1",
+        ),
+        (
+            {"MEMCOMPRESS_KEEP_LAST": "-3"},
+            "MEMCOMPRESS_KEEP_LAST: Input should be greater than or equal to 0",
+        ),
+        ({"MEMCOMPRESS_THRESHOLD": "many"}, "MEMCOMPRESS_THRESHOLD: Input should be a valid integer"),
+        (
+            {"MEMCOMPRESS_MONGODB_URI": "localhost:27017"},
+            "MEMCOMPRESS_MONGODB_URI must start with mongodb://",
+        ),
+        ({"MEMCOMPRESS_MONGODB_URI": "mongodb://"}, "MEMCOMPRESS_MONGODB_URI has no host"),
+        ({"MEMCOMPRESS_REDIS_URL": "http://x"}, "MEMCOMPRESS_REDIS_URL must start with redis://"),
+        ({"MEMCOMPRESS_LLM_BASE_URL": "llm:8000"}, "MEMCOMPRESS_LLM_BASE_URL must start with http://"),
+        (
+            {"MEMCOMPRESS_RETENTION": "forever"},
+            "MEMCOMPRESS_RETENTION: Input should be 'delete' or 'archive'",
+        ),
+        (
+            {"MEMCOMPRESS_SUMMARIZER": "gpt"},
+            "MEMCOMPRESS_SUMMARIZER: Input should be 'openai' or 'extractive'",
+        ),
+        (
+            {"MEMCOMPRESS_METRICS_PORT": "70000"},
+            "MEMCOMPRESS_METRICS_PORT: Input should be less than or equal",
+        ),
+        ({"MEMCOMPRESS_LLM_TIMEOUT_S": "200"}, "MEMCOMPRESS_LOCK_TTL_S (120) must be greater than"),
+    ],
+)
+def test_bad_settings_give_one_clear_line(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], expected: str
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    message = str(caught.value)
+    assert message.startswith("invalid configuration: ")
+    assert expected in message
+    assert "\n" not in message
+
+
+def test_secrets_never_appear_in_repr_or_describe(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MEMCOMPRESS_MONGODB_URI", "mongodb://app:s3cret@db.internal:27017/?authSource=admin")
+    monkeypatch.setenv("MEMCOMPRESS_REDIS_URL", "redis://:r3dispw@cache:6379/0")
+    monkeypatch.setenv("MEMCOMPRESS_LLM_API_KEY", "sk-topsecret")
+    s = load_settings()
+    shown = repr(s) + str(s) + repr(s.describe())
+    for secret in ("s3cret", "r3dispw", "sk-topsecret"):
+        assert secret not in shown
+    assert s.describe()["mongodb_uri"] == "mongodb://app:***@db.internal:27017/?authSource=admin"
+
+
+def test_redact_uri_leaves_passwordless_uris_alone() -> None:
+    assert redact_uri("mongodb://h1,h2/?replicaSet=rs") == "mongodb://h1,h2/?replicaSet=rs"
+    assert redact_uri("redis://:pw@h:1/0") == "redis://:***@h:1/0"
+
+
+def test_settings_class_can_be_built_directly() -> None:
+    assert Settings(threshold=10, keep_last=2).keep_last == 2
