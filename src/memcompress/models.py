@@ -135,7 +135,6 @@ class CompactionRecord(BaseModel):
     events_before: int = 0
     events_after: int = 0
     events_folded: int = 0
-    malformed_skipped: int = 0
     chunks: int = 0
     summary_chars_before: int = 0
     summary_chars_after: int = 0

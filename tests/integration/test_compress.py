@@ -1,0 +1,372 @@
+"""The compression job against the real Mongo wire server, real Redis and a real HTTP LLM server."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from memcompress.jobs.compress import CompressionDeps, compress, lock_key
+from memcompress.models import Outcome, Watermark
+from memcompress.repositories.database import COMPACTION_LOG, USER_MEMORY, USER_MEMORY_ARCHIVE, MongoDatabase
+from tests.integration.conftest import DepsFactory
+from tests.support import llm_server
+from tests.support.factories import T0, make_events
+from tests.support.invariant import check_invariant
+from tests.support.llm_server import FakeLLM
+
+
+@pytest.fixture
+def user() -> str:
+    return f"user-{uuid.uuid4().hex[:8]}"
+
+
+async def _assert_nothing_lost(database: MongoDatabase, llm: FakeLLM, appended: list[Any]) -> None:
+    report = await check_invariant(database, llm, appended)
+    assert report.lost == []
+    assert report.summarised_twice == []
+    assert report.checked == len(appended)
+
+
+async def test_51_events_end_as_20_and_the_llm_answer(
+    make_deps: DepsFactory, database: MongoDatabase, llm: FakeLLM, user: str
+) -> None:
+    deps = make_deps()
+    events = make_events(user, 51)
+    await deps.memory.append_events(events)
+
+    record = await compress(deps, user)
+
+    assert record.outcome is Outcome.COMPRESSED
+    assert (record.events_before, record.events_folded, record.events_after) == (51, 31, 20)
+    remaining = await deps.memory.get_recent_events(user, 100)
+    assert [e.event_id for e in remaining] == [e.event_id for e in events[-20:]]
+    profile = await deps.profiles.get(user)
+    assert profile.memory_summary == llm.exchanges[-1].answer
+    assert profile.pending_trim is None
+    assert profile.summary_version == 1
+    assert profile.watermark == Watermark(created_at=events[30].created_at, event_id=events[30].event_id)
+    assert llm.exchanges[0].texts == [e.content for e in events[:31]]
+    await _assert_nothing_lost(database, llm, events)
+    logged = await database.collection(COMPACTION_LOG).find_one({"user_id": user})
+    assert logged is not None
+    assert (logged["outcome"], logged["llm_calls"], logged["prompt_tokens"]) == ("compressed", 1, 100)
+
+
+async def test_at_threshold_is_skipped_and_recorded(
+    make_deps: DepsFactory, database: MongoDatabase, llm: FakeLLM, user: str
+) -> None:
+    deps = make_deps()
+    await deps.memory.append_events(make_events(user, 50))
+    record = await compress(deps, user)
+    assert record.outcome is Outcome.SKIPPED
+    assert await deps.memory.count_events(user) == 50
+    assert llm.requests == 0
+    assert (
+        await database.collection(COMPACTION_LOG).count_documents({"user_id": user, "outcome": "skipped"})
+        == 1
+    )
+
+
+async def test_concurrent_appends_during_a_slow_summary_are_kept(
+    make_deps: DepsFactory, database: MongoDatabase, llm: FakeLLM, user: str
+) -> None:
+    llm.latency_s = 1.2
+    deps = make_deps()
+    events = make_events(user, 60)
+    await deps.memory.append_events(events)
+
+    async def append_meanwhile() -> list[Any]:
+        await asyncio.sleep(0.4)
+        late = make_events(user, 10, start=T0 + timedelta(hours=1), tag="late")
+        # Clock skew: stamped before the newest event being folded.
+        skewed = make_events(user, 5, start=T0 + timedelta(seconds=5), tag="skewed")
+        await deps.memory.append_events(late + skewed)
+        return late + skewed
+
+    record, added = await asyncio.gather(compress(deps, user), append_meanwhile())
+    assert record.outcome is Outcome.COMPRESSED
+    stored_ids = {e.event_id for e in await deps.memory.get_recent_events(user, 1000)}
+    assert {e.event_id for e in added} <= stored_ids
+    assert len(stored_ids) == 20 + len(added)
+    await _assert_nothing_lost(database, llm, events + added)
+
+
+async def test_chunks_feed_each_other_in_order(
+    make_deps: DepsFactory, database: MongoDatabase, llm: FakeLLM, user: str
+) -> None:
+    deps = make_deps(chunk_chars=1000, batch_size=7)
+    events = make_events(user, 120)
+    await deps.memory.append_events(events)
+
+    record = await compress(deps, user)
+
+    assert record.outcome is Outcome.COMPRESSED
+    assert record.chunks == len(llm.exchanges) > 3
+    assert llm.exchanges[0].previous_summary == "(none yet)"
+    for earlier, later in zip(llm.exchanges, llm.exchanges[1:], strict=False):
+        assert later.previous_summary == earlier.answer
+    folded = [text for exchange in llm.exchanges for text in exchange.texts]
+    assert folded == [e.content for e in events[:100]]
+    assert (await deps.profiles.get(user)).summary_version == record.chunks
+    await _assert_nothing_lost(database, llm, events)
+
+
+async def test_archive_retention_moves_exactly_the_folded_events(
+    make_deps: DepsFactory, database: MongoDatabase, llm: FakeLLM, user: str
+) -> None:
+    deps = make_deps(retention="archive")
+    events = make_events(user, 55)
+    await deps.memory.append_events(events)
+    await compress(deps, user)
+    archived = await database.collection(USER_MEMORY_ARCHIVE).find({"user_id": user}).to_list()
+    assert sorted(d["event_id"] for d in archived) == sorted(str(e.event_id) for e in events[:35])
+    assert await deps.memory.count_events(user) == 20
+
+
+async def test_malformed_documents_are_never_deleted(
+    make_deps: DepsFactory, database: MongoDatabase, llm: FakeLLM, user: str
+) -> None:
+    deps = make_deps()
+    events = make_events(user, 60)
+    await deps.memory.append_events(events)
+    bad = [
+        {
+            "user_id": user,
+            "role": "user",
+            "content": 5,
+            "created_at": T0,
+            "tags": [],
+            "event_id": str(uuid.uuid4()),
+        },
+        {"user_id": user, "content": "no role", "created_at": T0 + timedelta(seconds=3)},
+        {"user_id": user, "content": "bad date", "created_at": "2026-01-01"},
+    ]
+    await database.collection(USER_MEMORY).insert_many(bad)
+    record = await compress(deps, user)
+    assert record.outcome is Outcome.COMPRESSED
+    for doc in bad:
+        assert await database.collection(USER_MEMORY).count_documents({"_id": doc["_id"]}) == 1
+    await _assert_nothing_lost(database, llm, events)
+
+
+# --- failures ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "error_class", "kind"),
+    [
+        (llm_server.HTTP_500, "RetryableSummarizerError", "retryable"),
+        (llm_server.HTTP_429, "RetryableSummarizerError", "retryable"),
+        (llm_server.HANG, "RetryableSummarizerError", "retryable"),
+        (llm_server.GARBAGE, "RetryableSummarizerError", "retryable"),
+        (llm_server.HTTP_400, "PermanentSummarizerError", "permanent"),
+        (llm_server.EMPTY, "RejectedOutput", "rejected_output"),
+        (llm_server.ERROR_TEXT, "RejectedOutput", "rejected_output"),
+        (llm_server.CUT_OFF, "RejectedOutput", "rejected_output"),
+    ],
+)
+async def test_llm_failure_trims_nothing_and_is_recorded(
+    make_deps: DepsFactory,
+    database: MongoDatabase,
+    llm: FakeLLM,
+    user: str,
+    behaviour: str,
+    error_class: str,
+    kind: str,
+) -> None:
+    llm.hang_s = 4  # longer than the client's 2 s timeout
+    deps = make_deps()
+    await deps.memory.append_events(make_events(user, 60))
+    await deps.profiles.get(user)
+    await deps.profiles.update_summary_if_version(
+        user,
+        expected_version=0,
+        summary="earlier facts",
+        watermark=Watermark(created_at=T0, event_id=uuid.uuid4()),
+        folded_refs=[],
+    )
+    llm.fail_next(behaviour)
+
+    record = await compress(deps, user)
+
+    assert record.outcome is Outcome.FAILED
+    assert (record.error_class, record.retryable) == (error_class, kind != "permanent")
+    assert await deps.memory.count_events(user) == 60
+    assert (await deps.profiles.get(user)).memory_summary == "earlier facts"
+    logged = await database.collection(COMPACTION_LOG).find_one({"user_id": user})
+    assert logged is not None
+    assert logged["outcome"] == "failed"
+    assert logged["error_class"] == error_class
+    failures = deps.metrics.registry.get_sample_value(
+        "memcompress_llm_failures_total", {"summarizer": "openai", "error_class": kind}
+    )
+    assert failures == 1
+
+
+async def test_failure_mid_chain_keeps_the_chunks_already_stored(
+    make_deps: DepsFactory, database: MongoDatabase, llm: FakeLLM, user: str
+) -> None:
+    deps = make_deps(chunk_chars=1000)
+    events = make_events(user, 80)
+    await deps.memory.append_events(events)
+    llm.fail_next(llm_server.OK, llm_server.OK, llm_server.HTTP_500)
+    first = await compress(deps, user)
+    assert first.outcome is Outcome.FAILED
+    assert first.chunks == 2
+    await _assert_nothing_lost(database, llm, events)
+    second = await compress(deps, user)
+    assert second.outcome is Outcome.COMPRESSED
+    assert await deps.memory.count_events(user) == 20
+    await _assert_nothing_lost(database, llm, events)
+
+
+# --- concurrency ---------------------------------------------------------------------------------
+
+
+async def test_two_runs_together_one_compresses_the_other_skips(
+    make_deps: DepsFactory, database: MongoDatabase, llm: FakeLLM, user: str
+) -> None:
+    llm.latency_s = 0.5
+    deps = make_deps()
+    events = make_events(user, 70)
+    await deps.memory.append_events(events)
+    outcomes = sorted(
+        r.outcome.value for r in await asyncio.gather(compress(deps, user), compress(deps, user))
+    )
+    assert outcomes == ["compressed", "skipped"]
+    assert llm.requests == 1
+    assert deps.metrics.registry.get_sample_value("memcompress_lock_contention_total") == 1
+    await _assert_nothing_lost(database, llm, events)
+
+
+async def test_a_stale_writer_is_fenced_and_deletes_nothing(
+    make_deps: DepsFactory, database: MongoDatabase, llm: FakeLLM, user: str
+) -> None:
+    llm.latency_s = 0.8
+    deps = make_deps()
+    events = make_events(user, 70)
+    await deps.memory.append_events(events)
+    await deps.profiles.get(user)
+
+    async def another_writer_moves_the_version() -> None:
+        await asyncio.sleep(0.3)
+        won = await deps.profiles.update_summary_if_version(
+            user,
+            expected_version=0,
+            summary="written by someone else",
+            watermark=Watermark(created_at=T0, event_id=uuid.uuid4()),
+            folded_refs=[],
+        )
+        assert won
+
+    record, _ = await asyncio.gather(compress(deps, user), another_writer_moves_the_version())
+    assert record.outcome is Outcome.CONFLICT
+    assert await deps.memory.count_events(user) == 70
+    assert (await deps.profiles.get(user)).memory_summary == "written by someone else"
+    assert deps.metrics.registry.get_sample_value("memcompress_version_conflicts_total") == 1
+
+
+async def test_a_run_that_lost_its_lock_writes_nothing(
+    make_deps: DepsFactory, database: MongoDatabase, llm: FakeLLM, user: str
+) -> None:
+    llm.latency_s = 0.8
+    deps = make_deps()
+    await deps.memory.append_events(make_events(user, 70))
+
+    async def lock_taken_over() -> None:
+        await asyncio.sleep(0.3)
+        await deps.redis.set(lock_key(user), b"someone-else")
+
+    record, _ = await asyncio.gather(compress(deps, user), lock_taken_over())
+    assert record.outcome is Outcome.CONFLICT
+    assert "lock lost" in (record.reason or "")
+    assert await deps.memory.count_events(user) == 70
+    assert await deps.redis.get(lock_key(user)) == b"someone-else"  # not ours: never deleted
+
+
+async def test_the_lock_is_renewed_while_the_llm_works(
+    make_deps: DepsFactory, database: MongoDatabase, llm: FakeLLM, user: str
+) -> None:
+    llm.latency_s = 1.5
+    deps = make_deps(lock_ttl_s=0.6)
+    events = make_events(user, 60)
+    await deps.memory.append_events(events)
+    record = await compress(deps, user)
+    assert record.outcome is Outcome.COMPRESSED
+    assert await deps.redis.exists(lock_key(user)) == 0  # released at the end
+
+
+# --- crashes -------------------------------------------------------------------------------------
+
+
+class Crash(BaseException):
+    """Stands for the process dying: not an Exception, so nothing in the job handles it."""
+
+
+class CrashingProxy:
+    def __init__(self, inner: Any, method: str, *, after: bool = False, partial: bool = False) -> None:
+        self._inner, self._method, self._after, self._partial = inner, method, after, partial
+        self.armed = True
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._inner, name)
+        if name != self._method or not self.armed:
+            return attribute
+
+        async def crashing(*args: Any, **kwargs: Any) -> Any:
+            self.armed = False
+            if self._partial:  # e.g. half of a delete went through
+                refs = args[0]
+                await attribute(refs[: len(refs) // 2])
+            elif self._after:
+                await attribute(*args, **kwargs)
+            raise Crash(name)
+
+        return crashing
+
+
+@pytest.mark.parametrize(
+    ("where", "target", "method", "options"),
+    [
+        ("after read", "summarizer", "summarize", {}),
+        ("after LLM", "profiles", "update_summary_if_version", {}),
+        ("after summary write", "profiles", "update_summary_if_version", {"after": True}),
+        ("mid-delete", "memory", "delete_by_refs", {"partial": True}),
+        ("after delete", "profiles", "clear_pending_trim", {}),
+    ],
+)
+@pytest.mark.parametrize("retention", ["delete", "archive"])
+async def test_a_crash_at_any_step_is_finished_by_the_next_run(
+    make_deps: DepsFactory,
+    database: MongoDatabase,
+    llm: FakeLLM,
+    user: str,
+    where: str,
+    target: str,
+    method: str,
+    options: dict[str, bool],
+    retention: str,
+) -> None:
+    if retention == "archive" and method == "delete_by_refs":
+        method = "archive_by_refs"
+    deps: CompressionDeps = make_deps(chunk_chars=1500, retention=retention)
+    events = make_events(user, 75)
+    await deps.memory.append_events(events)
+    original = getattr(deps, target)
+    setattr(deps, target, CrashingProxy(original, method, **options))
+
+    with pytest.raises(Crash):
+        await compress(deps, user)
+    await deps.redis.delete(lock_key(user))  # the dead process's lock would expire; skip the wait
+    await _assert_nothing_lost(database, llm, events)
+
+    setattr(deps, target, original)
+    record = await compress(deps, user)
+    assert record.outcome is Outcome.COMPRESSED, where
+    assert await deps.memory.count_events(user) == 20
+    assert (await deps.profiles.get(user)).pending_trim is None
+    await _assert_nothing_lost(database, llm, events)

@@ -1,0 +1,176 @@
+"""A local OpenAI-compatible server (``POST /v1/chat/completions``) over real HTTP, for tests and
+benchmarks. Scriptable failures (429 with Retry-After, 500, 400, hang, empty text, error text, garbage,
+cut-off answers), configurable latency, and a record of every request and the answer it got.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+# Behaviours a scripted request can have.
+OK = "ok"
+HTTP_429 = "429"
+HTTP_500 = "500"
+HTTP_400 = "400"
+HANG = "hang"
+EMPTY = "empty"
+ERROR_TEXT = "error_text"
+GARBAGE = "garbage"
+CUT_OFF = "cut_off"
+
+_SUMMARY = re.compile(r"<summary>\n(.*?)\n</summary>", re.DOTALL)
+_TRANSCRIPT = re.compile(r"<transcript>\n(.*?)\n</transcript>", re.DOTALL)
+
+
+@dataclass
+class Exchange:
+    """One request the server answered with a summary, parsed back into its parts."""
+
+    previous_summary: str
+    texts: list[str]
+    answer: str
+    body: dict[str, Any]
+
+
+def default_answer(number: int, previous: str, texts: list[str]) -> str:
+    return f"summary #{number} of {len(texts)} messages"
+
+
+@dataclass
+class FakeLLM:
+    latency_s: float = 0.0
+    hang_s: float = 30.0
+    answer: Callable[[int, str, list[str]], str] = default_answer
+    script: deque[str] = field(default_factory=deque)
+    exchanges: list[Exchange] = field(default_factory=list)
+    requests: int = 0
+    failures: dict[str, int] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _server: ThreadingHTTPServer | None = None
+
+    @property
+    def base_url(self) -> str:
+        assert self._server is not None
+        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+
+    def fail_next(self, *behaviours: str) -> None:
+        self.script.extend(behaviours)
+
+    def start(self) -> FakeLLM:
+        llm = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                return None
+
+            def do_POST(self) -> None:
+                llm._handle(self)
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+    def _handle(self, handler: BaseHTTPRequestHandler) -> None:
+        body = json.loads(handler.rfile.read(int(handler.headers["Content-Length"])))
+        with self._lock:
+            self.requests += 1
+            number = self.requests
+            behaviour = self.script.popleft() if self.script else OK
+            if behaviour != OK:
+                self.failures[behaviour] = self.failures.get(behaviour, 0) + 1
+        if self.latency_s:
+            time.sleep(self.latency_s)
+        if behaviour == HANG:
+            time.sleep(self.hang_s)
+            return
+        if behaviour in (HTTP_429, HTTP_500, HTTP_400):
+            status = int(behaviour)
+            _send(
+                handler,
+                status,
+                {"error": {"message": f"simulated {status}", "type": "test"}},
+                {"Retry-After": "0"} if status == 429 else {},
+            )
+            return
+        if behaviour == GARBAGE:
+            _send_raw(handler, 200, b"<html>bad gateway</html>", "text/html")
+            return
+        user = body["messages"][-1]["content"]
+        previous, lines = _between(_SUMMARY, user), _between(_TRANSCRIPT, user)
+        texts = [json.loads(line)["text"] for line in lines.splitlines() if line]
+        text, finish = {
+            EMPTY: ("   ", "stop"),
+            ERROR_TEXT: ("Error: upstream model overloaded, please retry", "stop"),
+            CUT_OFF: ("summary that was cut", "length"),
+        }.get(behaviour, (None, "stop"))
+        if text is None:
+            text = self.answer(number, previous, texts)
+            with self._lock:
+                self.exchanges.append(Exchange(previous, texts, text, body))
+        _send(handler, 200, _completion(body, text, finish))
+
+    def chain(self, final_summary: str | None) -> list[Exchange]:
+        """The exchanges whose answers built ``final_summary``, newest first, following previous summaries."""
+        by_answer = {e.answer: e for e in self.exchanges}
+        chain: list[Exchange] = []
+        current = final_summary
+        while current is not None and current in by_answer:
+            exchange = by_answer[current]
+            chain.append(exchange)
+            current = exchange.previous_summary if exchange.previous_summary != "(none yet)" else None
+        return chain
+
+
+def _between(pattern: re.Pattern[str], text: str) -> str:
+    found = pattern.search(text)
+    return found.group(1) if found else ""
+
+
+def _completion(body: dict[str, Any], text: str, finish: str) -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-test",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": body.get("model", "test"),
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}],
+        "usage": {"prompt_tokens": 100, "completion_tokens": 10, "total_tokens": 110},
+    }
+
+
+def _send(
+    handler: BaseHTTPRequestHandler,
+    status: int,
+    payload: dict[str, Any],
+    headers: dict[str, str] | None = None,
+) -> None:
+    _send_raw(handler, status, json.dumps(payload).encode(), "application/json", headers or {})
+
+
+def _send_raw(
+    handler: BaseHTTPRequestHandler,
+    status: int,
+    data: bytes,
+    content_type: str,
+    headers: dict[str, str] | None = None,
+) -> None:
+    handler.send_response(status)
+    handler.send_header("Content-Type", content_type)
+    handler.send_header("Content-Length", str(len(data)))
+    for name, value in (headers or {}).items():
+        handler.send_header(name, value)
+    handler.end_headers()
+    handler.wfile.write(data)
