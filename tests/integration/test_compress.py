@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from memcompress.jobs.compress import CompressionDeps, compress, lock_key
+from memcompress.jobs.compress import CompressionDeps, lock_key, run_compression
 from memcompress.models import Outcome, Watermark
 from memcompress.repositories.database import COMPACTION_LOG, USER_MEMORY, USER_MEMORY_ARCHIVE, MongoDatabase
 from tests.integration.conftest import DepsFactory
@@ -38,7 +38,7 @@ async def test_51_events_end_as_20_and_the_llm_answer(
     events = make_events(user, 51)
     await deps.memory.append_events(events)
 
-    record = await compress(deps, user)
+    record = await run_compression(deps, user)
 
     assert record.outcome is Outcome.COMPRESSED
     assert (record.events_before, record.events_folded, record.events_after) == (51, 31, 20)
@@ -61,7 +61,7 @@ async def test_at_threshold_is_skipped_and_recorded(
 ) -> None:
     deps = make_deps()
     await deps.memory.append_events(make_events(user, 50))
-    record = await compress(deps, user)
+    record = await run_compression(deps, user)
     assert record.outcome is Outcome.SKIPPED
     assert await deps.memory.count_events(user) == 50
     assert llm.requests == 0
@@ -87,7 +87,7 @@ async def test_concurrent_appends_during_a_slow_summary_are_kept(
         await deps.memory.append_events(late + skewed)
         return late + skewed
 
-    record, added = await asyncio.gather(compress(deps, user), append_meanwhile())
+    record, added = await asyncio.gather(run_compression(deps, user), append_meanwhile())
     assert record.outcome is Outcome.COMPRESSED
     stored_ids = {e.event_id for e in await deps.memory.get_recent_events(user, 1000)}
     assert {e.event_id for e in added} <= stored_ids
@@ -102,7 +102,7 @@ async def test_chunks_feed_each_other_in_order(
     events = make_events(user, 120)
     await deps.memory.append_events(events)
 
-    record = await compress(deps, user)
+    record = await run_compression(deps, user)
 
     assert record.outcome is Outcome.COMPRESSED
     assert record.chunks == len(llm.exchanges) > 3
@@ -121,7 +121,7 @@ async def test_archive_retention_moves_exactly_the_folded_events(
     deps = make_deps(retention="archive")
     events = make_events(user, 55)
     await deps.memory.append_events(events)
-    await compress(deps, user)
+    await run_compression(deps, user)
     archived = await database.collection(USER_MEMORY_ARCHIVE).find({"user_id": user}).to_list()
     assert sorted(d["event_id"] for d in archived) == sorted(str(e.event_id) for e in events[:35])
     assert await deps.memory.count_events(user) == 20
@@ -146,7 +146,7 @@ async def test_malformed_documents_are_never_deleted(
         {"user_id": user, "content": "bad date", "created_at": "2026-01-01"},
     ]
     await database.collection(USER_MEMORY).insert_many(bad)
-    record = await compress(deps, user)
+    record = await run_compression(deps, user)
     assert record.outcome is Outcome.COMPRESSED
     for doc in bad:
         assert await database.collection(USER_MEMORY).count_documents({"_id": doc["_id"]}) == 1
@@ -191,7 +191,7 @@ async def test_llm_failure_trims_nothing_and_is_recorded(
     )
     llm.fail_next(behaviour)
 
-    record = await compress(deps, user)
+    record = await run_compression(deps, user)
 
     assert record.outcome is Outcome.FAILED
     assert (record.error_class, record.retryable) == (error_class, kind != "permanent")
@@ -214,11 +214,11 @@ async def test_failure_mid_chain_keeps_the_chunks_already_stored(
     events = make_events(user, 80)
     await deps.memory.append_events(events)
     llm.fail_next(llm_server.OK, llm_server.OK, llm_server.HTTP_500)
-    first = await compress(deps, user)
+    first = await run_compression(deps, user)
     assert first.outcome is Outcome.FAILED
     assert first.chunks == 2
     await _assert_nothing_lost(database, llm, events)
-    second = await compress(deps, user)
+    second = await run_compression(deps, user)
     assert second.outcome is Outcome.COMPRESSED
     assert await deps.memory.count_events(user) == 20
     await _assert_nothing_lost(database, llm, events)
@@ -235,7 +235,8 @@ async def test_two_runs_together_one_compresses_the_other_skips(
     events = make_events(user, 70)
     await deps.memory.append_events(events)
     outcomes = sorted(
-        r.outcome.value for r in await asyncio.gather(compress(deps, user), compress(deps, user))
+        r.outcome.value
+        for r in await asyncio.gather(run_compression(deps, user), run_compression(deps, user))
     )
     assert outcomes == ["compressed", "skipped"]
     assert llm.requests == 1
@@ -263,7 +264,7 @@ async def test_a_stale_writer_is_fenced_and_deletes_nothing(
         )
         assert won
 
-    record, _ = await asyncio.gather(compress(deps, user), another_writer_moves_the_version())
+    record, _ = await asyncio.gather(run_compression(deps, user), another_writer_moves_the_version())
     assert record.outcome is Outcome.CONFLICT
     assert await deps.memory.count_events(user) == 70
     assert (await deps.profiles.get(user)).memory_summary == "written by someone else"
@@ -281,7 +282,7 @@ async def test_a_run_that_lost_its_lock_writes_nothing(
         await asyncio.sleep(0.3)
         await deps.redis.set(lock_key(user), b"someone-else")
 
-    record, _ = await asyncio.gather(compress(deps, user), lock_taken_over())
+    record, _ = await asyncio.gather(run_compression(deps, user), lock_taken_over())
     assert record.outcome is Outcome.CONFLICT
     assert "lock lost" in (record.reason or "")
     assert await deps.memory.count_events(user) == 70
@@ -295,7 +296,7 @@ async def test_the_lock_is_renewed_while_the_llm_works(
     deps = make_deps(lock_ttl_s=0.6)
     events = make_events(user, 60)
     await deps.memory.append_events(events)
-    record = await compress(deps, user)
+    record = await run_compression(deps, user)
     assert record.outcome is Outcome.COMPRESSED
     assert await deps.redis.exists(lock_key(user)) == 0  # released at the end
 
@@ -360,12 +361,12 @@ async def test_a_crash_at_any_step_is_finished_by_the_next_run(
     setattr(deps, target, CrashingProxy(original, method, **options))
 
     with pytest.raises(Crash):
-        await compress(deps, user)
+        await run_compression(deps, user)
     await deps.redis.delete(lock_key(user))  # the dead process's lock would expire; skip the wait
     await _assert_nothing_lost(database, llm, events)
 
     setattr(deps, target, original)
-    record = await compress(deps, user)
+    record = await run_compression(deps, user)
     assert record.outcome is Outcome.COMPRESSED, where
     assert await deps.memory.count_events(user) == 20
     assert (await deps.profiles.get(user)).pending_trim is None

@@ -1,5 +1,5 @@
-"""Jobs: the compression of one user (``compress``)."""
+"""Jobs: compressing one user (``run_compression`` inline, ``compress_user`` under arq)."""
 
-from memcompress.jobs.compress import CompressionDeps, FoldPolicy, compress
+from memcompress.jobs.compress import CompressionDeps, FoldPolicy, compress_user, run_compression
 
-__all__ = ["CompressionDeps", "FoldPolicy", "compress"]
+__all__ = ["CompressionDeps", "FoldPolicy", "compress_user", "run_compression"]

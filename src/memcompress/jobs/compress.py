@@ -29,11 +29,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from arq import Retry
 from redis.asyncio import Redis
 from redis.asyncio.lock import Lock
 from redis.exceptions import LockError
@@ -91,7 +93,7 @@ def lock_key(user_id: str) -> str:
     return LOCK_KEY_PREFIX + user_id
 
 
-async def compress(deps: CompressionDeps, user_id: str) -> CompactionRecord:
+async def run_compression(deps: CompressionDeps, user_id: str) -> CompactionRecord:
     """Compress ``user_id`` once; returns (and stores) the run's :class:`CompactionRecord`."""
     record = CompactionRecord(
         user_id=user_id,
@@ -297,3 +299,27 @@ async def _user_lock(deps: CompressionDeps, user_id: str) -> AsyncIterator[_Held
         yield held
     finally:
         await held.release()
+
+
+# --- as an arq job -------------------------------------------------------------------------------
+
+RETRY_BASE_S = 5.0
+RETRY_MAX_S = 300.0
+
+
+def retry_delay(job_try: int) -> float:
+    """Exponential backoff with full jitter for retryable failures (arq does not back off by itself)."""
+    ceiling = min(RETRY_MAX_S, RETRY_BASE_S * 2 ** max(job_try - 1, 0))
+    return random.uniform(ceiling / 2, ceiling)
+
+
+async def compress_user(ctx: dict[str, Any], user_id: str) -> dict[str, Any]:
+    """The arq job: ``ctx["deps"]`` is set up by the worker's ``on_startup``; the job carries only the id.
+
+    A retryable failure (LLM rate limit, outage, timeout; a store hiccup) raises ``arq.Retry`` with
+    backoff; anything else returns the outcome, which arq does not keep (``keep_result=0``).
+    """
+    record = await run_compression(ctx["deps"], user_id)
+    if record.outcome is Outcome.FAILED and record.retryable:
+        raise Retry(defer=retry_delay(ctx.get("job_try", 1)))
+    return {"outcome": record.outcome.value, "reason": record.reason, "events_folded": record.events_folded}

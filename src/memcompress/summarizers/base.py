@@ -66,9 +66,11 @@ class Summarizer(Protocol):
 
 
 def transcript_line(event: MemoryEvent) -> str:
-    """One event as a JSON line: quoting makes the transcript's boundaries unforgeable by its content."""
+    """One event as a JSON line. Quoting (newlines, and ``<`` as ``\\u003c``) keeps the content from
+    forging the transcript's boundaries or closing its tags."""
     at = event.created_at.strftime("%Y-%m-%dT%H:%MZ")
-    return json.dumps({"at": at, "role": event.role.value, "text": event.content}, ensure_ascii=False)
+    line = json.dumps({"at": at, "role": event.role.value, "text": event.content}, ensure_ascii=False)
+    return line.replace("<", "\\u003c")
 
 
 def transcript_chars(event: MemoryEvent) -> int:
