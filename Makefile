@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-dev
 
-.PHONY: install test lint typecheck unit integration test-redis7 clean
+.PHONY: install test lint typecheck unit integration test-redis7 clean demo bench-fold
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,3 +38,11 @@ test-redis7: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage htmlcov .memcompress
+
+## The README's first command: the compression on embedded servers, from nothing to a table.
+demo: $(STAMP)
+	$(PY) -m memcompress.demo
+
+## Per-user fold cost vs history length (prints a table; several minutes for 100k events).
+bench-fold: $(STAMP)
+	$(PY) bench/fold_memory.py --events 1000 10000 100000

@@ -16,6 +16,8 @@ from memcompress.summarizers.base import RejectedOutput, SummaryRequest, Summary
 
 MAX_SENTENCE_CHARS = 240
 MIN_SENTENCE_CHARS = 12
+# A sentence with no signal at all (no number, name, first person or preference) is not kept.
+MIN_SCORE = 2.0
 
 _SENTENCE_END = re.compile(r"(?<=[.!?…])\s+|\n+")
 _NUMBER = re.compile(r"\d")
@@ -86,7 +88,7 @@ class ExtractiveSummarizer:
                     continue
                 seen.add(sentence.casefold())
                 score = score_sentence(sentence, event.role)
-                if score > 0:
+                if score >= MIN_SCORE:
                     candidates.append(_Candidate(score, len(candidates), _fact_line(event, sentence)))
 
         chosen: list[_Candidate] = []
