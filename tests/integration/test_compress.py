@@ -18,6 +18,8 @@ from tests.support.factories import T0, make_events
 from tests.support.invariant import check_invariant
 from tests.support.llm_server import FakeLLM
 
+pytestmark = pytest.mark.redis  # the per-user lock: also run against the machine's Redis 7 in CI
+
 
 @pytest.fixture
 def user() -> str:
@@ -54,6 +56,20 @@ async def test_51_events_end_as_20_and_the_llm_answer(
     logged = await database.collection(COMPACTION_LOG).find_one({"user_id": user})
     assert logged is not None
     assert (logged["outcome"], logged["llm_calls"], logged["prompt_tokens"]) == ("compressed", 1, 100)
+
+
+async def test_compaction_log_lists_runs_newest_first(
+    make_deps: DepsFactory, database: MongoDatabase, llm: FakeLLM, user: str
+) -> None:
+    deps = make_deps()
+    await deps.memory.append_events(make_events(user, 60))
+    first = await run_compression(deps, user)
+    second = await run_compression(deps, user)
+    await database.collection(COMPACTION_LOG).insert_one({"user_id": user, "outcome": "???"})
+    recent = await deps.compaction_log.recent(user_id=user)
+    assert [r.outcome for r in recent] == [second.outcome, first.outcome]
+    assert [r.outcome for r in recent] == [Outcome.SKIPPED, Outcome.COMPRESSED]
+    assert len(await deps.compaction_log.recent(limit=1)) == 1
 
 
 async def test_at_threshold_is_skipped_and_recorded(
