@@ -101,7 +101,7 @@ async def run_demo() -> int:
     )
     events, planted = corpus(random.Random(7))
     async with open_services(settings) as (deps, database):
-        await ensure_indexes(database)
+        await ensure_indexes(database, memory_ttl_days=settings.memory_ttl_days)
         for start in range(0, len(events), 5000):
             await deps.memory.append_events(events[start : start + 5000])
         before = Counter(e.user_id for e in events)

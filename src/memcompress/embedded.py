@@ -48,7 +48,7 @@ def _valkey_server() -> str:
 
 @dataclass
 class EmbeddedServer:
-    """A server child process that can be stopped and started again on the same port."""
+    """A server child process on a fixed loopback port."""
 
     name: str
     argv: list[str]
@@ -100,21 +100,17 @@ class EmbeddedServer:
         finally:
             client.close()
 
-    def stop(self, *, kill: bool = False) -> None:
+    def stop(self) -> None:
         if self.process is None:
             return
         process, self.process = self.process, None
         if process.poll() is None:
-            process.kill() if kill else process.terminate()
+            process.terminate()
             try:
                 process.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
 
 
 def mongo_server(port: int | None = None, data_dir: Path | None = None) -> EmbeddedServer:

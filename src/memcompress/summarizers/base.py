@@ -96,8 +96,3 @@ def check_summary(text: str | None, max_chars: int) -> str:
     if len(stripped) > max_chars:
         raise RejectedOutput(f"summary of {len(stripped)} chars exceeds the {max_chars}-char budget")
     return stripped
-
-
-def estimate_tokens(chars: int) -> int:
-    """Rough token count for planning (about 4 characters per token)."""
-    return (chars + 3) // 4
