@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from memcompress.models import (
+    PROFILE_FIELDS,
     CompactionRecord,
     MemoryEvent,
     PendingTrim,
@@ -69,7 +70,7 @@ class FakeProfiles:
     async def save(self, profile: UserProfile) -> None:
         current = await self.get(profile.user_id)
         self.profiles[profile.user_id] = current.model_copy(
-            update={k: getattr(profile, k) for k in ("language", "persona", "tone", "preferred_topics")}
+            update={k: getattr(profile, k) for k in PROFILE_FIELDS}
         )
 
     async def reset(self, user_id: str) -> UserProfile:
