@@ -1,7 +1,41 @@
-"""memcompress: compress per-user chat memory in MongoDB without ever forgetting what a user said."""
+"""memcompress: compress per-user chat memory in MongoDB without ever forgetting what a user said.
 
-from memcompress.models import MemoryEvent, Role, UserProfile
-from memcompress.settings import ConfigError, Settings, load_settings
+The app-side API is ``enqueue_compression`` (arq and redis only). The rest is imported on first use,
+so an app that only enqueues never loads the worker's dependencies.
+"""
 
-__all__ = ["ConfigError", "MemoryEvent", "Role", "Settings", "UserProfile", "load_settings"]
+from typing import TYPE_CHECKING, Any
+
+from memcompress.queue import enqueue_compression
+
+if TYPE_CHECKING:
+    from memcompress.models import MemoryEvent, Role, UserProfile
+    from memcompress.settings import ConfigError, Settings, load_settings
+
+__all__ = [
+    "ConfigError",
+    "MemoryEvent",
+    "Role",
+    "Settings",
+    "UserProfile",
+    "enqueue_compression",
+    "load_settings",
+]
 __version__ = "0.1.0"
+
+_LAZY = {
+    "MemoryEvent": "memcompress.models",
+    "Role": "memcompress.models",
+    "UserProfile": "memcompress.models",
+    "ConfigError": "memcompress.settings",
+    "Settings": "memcompress.settings",
+    "load_settings": "memcompress.settings",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'memcompress' has no attribute {name!r}")

@@ -6,6 +6,10 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from memcompress.jobs.compress import CompressionDeps, FoldPolicy
 from memcompress.metrics import Metrics
@@ -17,6 +21,19 @@ from memcompress.repositories import (
 )
 from memcompress.settings import Settings
 from memcompress.summarizers import ExtractiveSummarizer, OpenAISummarizer, Summarizer
+
+# Ride out a Redis restart or failover of up to about a minute instead of failing the job.
+REDIS_RETRIES = 30
+REDIS_RETRY_ON = [RedisConnectionError, RedisTimeoutError]
+
+
+def redis_retry() -> Retry:
+    return Retry(ExponentialBackoff(cap=2.0, base=0.1), REDIS_RETRIES)
+
+
+def connect_redis(settings: Settings) -> Redis:
+    redis: Redis = Redis.from_url(settings.redis_url, retry=redis_retry(), retry_on_error=REDIS_RETRY_ON)
+    return redis
 
 
 def fold_policy(settings: Settings) -> FoldPolicy:
@@ -51,7 +68,7 @@ async def open_services(
     metrics = metrics or Metrics()
     database = MongoDatabase.from_settings(settings)
     await database.connect()
-    redis = Redis.from_url(settings.redis_url)
+    redis = connect_redis(settings)
     summarizer = summarizer or build_summarizer(settings)
     try:
         deps = CompressionDeps(

@@ -6,7 +6,7 @@ Every metric lives in a registry the caller chooses (``Metrics(registry)``); by 
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 
@@ -23,7 +23,7 @@ class Metrics:
         )
         self.compressions = Counter(
             "user_memory_compressions_total",
-            "Compression runs by outcome (compressed, skipped, conflict, failed).",
+            "Compression runs by outcome (compressed, skipped, busy, conflict, failed).",
             ["outcome"],
             registry=r,
         )
@@ -78,5 +78,63 @@ class Metrics:
         self.version_conflicts = Counter(
             "memcompress_version_conflicts_total",
             "Summary writes rejected because another writer moved the version first.",
+            registry=r,
+        )
+        # The queue (worker processes).
+        self.jobs = Counter(
+            "memcompress_jobs_total",
+            "Finished job attempts by function and status (complete, retry, dead_letter).",
+            ["function", "status"],
+            registry=r,
+        )
+        self.jobs_in_progress = Gauge(
+            "memcompress_jobs_in_progress", "Jobs running in this process.", registry=r
+        )
+        self.queue_depth = Gauge(
+            "memcompress_queue_depth", "Jobs waiting in the queue (sampled by the worker).", registry=r
+        )
+        self.dead_letters = Counter(
+            "memcompress_dead_letters_total", "Users whose job was dead-lettered.", registry=r
+        )
+        self.dead_letters_stored = Gauge(
+            "memcompress_dead_letters_stored",
+            "Dead letters currently stored (sampled by the worker).",
+            registry=r,
+        )
+        self.scan_users_found = Gauge(
+            "memcompress_scan_users_found", "Users over the threshold at the last scan.", registry=r
+        )
+        self.scan_enqueued = Counter(
+            "memcompress_scan_enqueued_total",
+            "Jobs queued by scans (not counting collapsed ones).",
+            registry=r,
+        )
+        self.last_scan = Gauge(
+            "memcompress_last_scan_timestamp_seconds", "When the last scan finished (Unix time).", registry=r
+        )
+
+
+class RunMetrics:
+    """TL-08's metrics of one ``memcompress run-once`` (cron mode), pushed to a Pushgateway when
+    ``MEMCOMPRESS_PUSHGATEWAY_URL`` is set; the long-running worker is scraped instead."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.runs = Counter("personalized_memory_worker_runs_total", "run-once invocations.", registry=r)
+        self.errors = Counter(
+            "personalized_memory_worker_errors_total", "Users whose compression failed.", registry=r
+        )
+        self.users_processed = Counter(
+            "personalized_memory_worker_users_processed_total",
+            "Users compressed or skipped by run-once.",
+            registry=r,
+        )
+        self.duration = Gauge(
+            "personalized_memory_worker_duration_seconds", "Wall time of the last run-once.", registry=r
+        )
+        self.last_success = Gauge(
+            "personalized_memory_worker_last_success_timestamp_seconds",
+            "When a run-once last finished with no failed user (Unix time).",
             registry=r,
         )

@@ -122,6 +122,7 @@ PROFILE_FIELDS = ("language", "persona", "tone", "preferred_topics")
 class Outcome(StrEnum):
     COMPRESSED = "compressed"
     SKIPPED = "skipped"
+    BUSY = "busy"  # another worker holds the user's lock
     CONFLICT = "conflict"
     FAILED = "failed"
 
@@ -149,6 +150,16 @@ class CompactionRecord(BaseModel):
     started_at: UtcDatetime = Field(default_factory=utc_now)
     finished_at: UtcDatetime = Field(default_factory=utc_now)
     duration_s: float = 0.0
+
+
+class DeadLetter(BaseModel):
+    """A user whose compression job gave up: ``status`` lists these, ``enqueue`` retries them."""
+
+    user_id: UserId
+    reason: str
+    tries: int = Field(ge=0)
+    error_class: str | None = None
+    failed_at: UtcDatetime = Field(default_factory=utc_now)
 
 
 @dataclass(frozen=True, slots=True)

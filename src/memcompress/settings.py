@@ -14,7 +14,9 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from memcompress.keys import DEFAULT_QUEUE_NAME
 from memcompress.models import ProfileDefaults
+from memcompress.worker.schedule import CronError, parse_cron
 
 ENV_PREFIX = "MEMCOMPRESS_"
 MONGODB_SCHEMES = ("mongodb", "mongodb+srv")
@@ -67,7 +69,9 @@ class Settings(BaseSettings):
     chunk_chars: int = Field(24_000, ge=1_000, description="transcript characters per LLM request")
     summary_max_chars: int = Field(4_000, ge=200, description="hard clip for a stored summary")
     retention: Literal["delete", "archive"] = "delete"
-    lock_ttl_s: float = Field(120.0, gt=0)
+    lock_ttl_s: float = Field(
+        360.0, gt=0, description="per-user lock; renewed while held; must exceed the job timeout"
+    )
     memory_ttl_days: int | None = Field(
         None, ge=1, description="opt-in TTL index on user_memory; deletes unsummarised memory"
     )
@@ -83,6 +87,17 @@ class Settings(BaseSettings):
     llm_model: str = Field("gpt-4o-mini", min_length=1)
     llm_timeout_s: float = Field(60.0, gt=0)
     llm_max_retries: int = Field(3, ge=0, le=10)
+
+    # --- queue and worker --------------------------------------------------------------------
+    queue_name: str = Field(DEFAULT_QUEUE_NAME, min_length=1)
+    scan_cron: str = Field("*/10 * * * *", description="when the worker scans for users over threshold")
+    scan_limit: int | None = Field(None, ge=1, description="at most this many users per scan")
+    max_jobs: int = Field(16, ge=1, le=1000, description="concurrent jobs per worker process")
+    job_timeout_s: float = Field(300.0, gt=0, description="one compression job, all LLM calls included")
+    max_tries: int = Field(5, ge=1, le=100, description="tries per job before it is dead-lettered")
+    job_completion_wait_s: int = Field(60, ge=0, description="on SIGTERM, time running jobs get to finish")
+    enqueue_delay_s: float = Field(30.0, ge=0, description="debounce window of on-demand enqueues")
+    health_check_interval_s: int = Field(30, ge=1)
 
     # --- profile defaults ---------------------------------------------------------------------
     default_language: str = Field("ru", min_length=1)
@@ -102,6 +117,15 @@ class Settings(BaseSettings):
     def _redis_url(cls, value: str) -> str:
         return _check_uri(value, REDIS_SCHEMES, "MEMCOMPRESS_REDIS_URL")
 
+    @field_validator("scan_cron")
+    @classmethod
+    def _scan_cron(cls, value: str) -> str:
+        try:
+            parse_cron(value)
+        except CronError as error:
+            raise ValueError(f"MEMCOMPRESS_SCAN_CRON: {error}") from None
+        return value
+
     @field_validator("llm_base_url")
     @classmethod
     def _llm_base_url(cls, value: str | None) -> str | None:
@@ -120,10 +144,12 @@ class Settings(BaseSettings):
         if self.summarizer is None:
             llm_configured = self.llm_base_url is not None or self.llm_api_key is not None
             self.summarizer = "openai" if llm_configured else "extractive"
-        if self.lock_ttl_s <= self.llm_timeout_s:
+        # Timeouts are layered: one LLM request < one job < the lock that guards the user.
+        if not self.llm_timeout_s < self.job_timeout_s < self.lock_ttl_s:
             raise ValueError(
-                f"MEMCOMPRESS_LOCK_TTL_S ({self.lock_ttl_s:g}) must be greater than "
-                f"MEMCOMPRESS_LLM_TIMEOUT_S ({self.llm_timeout_s:g})"
+                f"timeouts must be layered: MEMCOMPRESS_LLM_TIMEOUT_S ({self.llm_timeout_s:g}) < "
+                f"MEMCOMPRESS_JOB_TIMEOUT_S ({self.job_timeout_s:g}) < "
+                f"MEMCOMPRESS_LOCK_TTL_S ({self.lock_ttl_s:g})"
             )
         return self
 

@@ -1,15 +1,20 @@
-"""``compress_user`` run by a real arq worker (burst mode) against the real Redis-compatible server."""
+"""``compress_user`` run by a real arq worker (in this process, burst mode) against the real servers:
+retries with backoff, dead letters, the busy-lock retry."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
 
 import pytest
 from arq.connections import ArqRedis
 from arq.worker import Worker, func
 
-from memcompress.jobs.compress import compress_user, retry_delay
-from memcompress.repositories.database import MongoDatabase
+from memcompress.jobs.compress import CompressionDeps
+from memcompress.jobs.tasks import JobServices, compress_user, recheck_after_job, retry_delay
+from memcompress.keys import job_id, lock_key
+from memcompress.repositories import MongoDeadLetters
+from memcompress.repositories.database import COMPACTION_LOG, MongoDatabase
 from tests.integration.conftest import DepsFactory
 from tests.support import llm_server
 from tests.support.factories import make_events
@@ -18,44 +23,127 @@ from tests.support.llm_server import FakeLLM
 pytestmark = pytest.mark.redis
 
 
-async def test_arq_runs_the_job_and_retries_a_retryable_failure(
-    make_deps: DepsFactory,
-    database: MongoDatabase,
-    llm: FakeLLM,
-    redis_url: str,
-    monkeypatch: pytest.MonkeyPatch,
+@pytest.fixture
+async def pool(redis_url: str) -> AsyncIterator[ArqRedis]:
+    pool = ArqRedis.from_url(redis_url)
+    try:
+        yield pool
+    finally:
+        await pool.aclose()
+
+
+@pytest.fixture(autouse=True)
+def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("memcompress.jobs.tasks.retry_delay", lambda job_try: 0.05)
+
+
+async def _run(
+    pool: ArqRedis, deps: CompressionDeps, database: MongoDatabase, user: str, max_tries: int = 3
+) -> Worker:
+    queue = f"test:{uuid.uuid4().hex}"
+    services = JobServices(
+        deps=deps,
+        dead_letters=MongoDeadLetters(database, deps.metrics),
+        queue_name=queue,
+        max_tries=max_tries,
+        job_timeout_s=30,
+    )
+    job = await pool.enqueue_job("compress_user", user, _job_id=job_id(user), _queue_name=queue)
+    assert job is not None
+    assert await pool.enqueue_job("compress_user", user, _job_id=job_id(user), _queue_name=queue) is None
+    worker = Worker(
+        functions=[func(compress_user, name="compress_user", keep_result=0, max_tries=max_tries + 1)],
+        redis_pool=pool,
+        queue_name=queue,
+        burst=True,
+        ctx={"services": services},
+        after_job_end=recheck_after_job,
+        handle_signals=False,
+        poll_delay=0.05,
+        keep_result=0,
+    )
+    await worker.main()
+    await worker.close()
+    return worker
+
+
+async def test_a_retryable_failure_is_retried_and_completes(
+    make_deps: DepsFactory, database: MongoDatabase, llm: FakeLLM, pool: ArqRedis
 ) -> None:
-    monkeypatch.setattr("memcompress.jobs.compress.retry_delay", lambda job_try: 0.05)
     deps = make_deps()
     user = f"user-{uuid.uuid4().hex[:8]}"
     await deps.memory.append_events(make_events(user, 60))
     llm.fail_next(llm_server.HTTP_500)
-    queue = f"test:{uuid.uuid4().hex}"
-    pool = ArqRedis.from_url(redis_url)
-    try:
-        job = await pool.enqueue_job("compress_user", user, _job_id=f"compress:{user}", _queue_name=queue)
-        assert job is not None
-        duplicate = await pool.enqueue_job(
-            "compress_user", user, _job_id=f"compress:{user}", _queue_name=queue
-        )
-        assert duplicate is None  # one job per user
-        worker = Worker(
-            functions=[func(compress_user, name="compress_user", keep_result=0)],
-            redis_pool=pool,
-            queue_name=queue,
-            burst=True,
-            ctx={"deps": deps},
-            handle_signals=False,
-            poll_delay=0.05,
-            max_tries=3,
-        )
-        await worker.main()
-        assert (worker.jobs_complete, worker.jobs_retried, worker.jobs_failed) == (1, 1, 0)
-        await worker.close()
-    finally:
-        await pool.aclose()
+    worker = await _run(pool, deps, database, user)
+    assert (worker.jobs_complete, worker.jobs_retried, worker.jobs_failed) == (1, 1, 0)
     assert await deps.memory.count_events(user) == 20
     assert llm.requests == 2
+    assert await pool.exists(job_id(user)) == 0  # keep_result=0: the user can be queued again at once
+
+
+async def test_exhausted_retries_end_as_a_dead_letter_with_the_reason(
+    make_deps: DepsFactory, database: MongoDatabase, llm: FakeLLM, pool: ArqRedis
+) -> None:
+    deps = make_deps()
+    user = f"user-{uuid.uuid4().hex[:8]}"
+    await deps.memory.append_events(make_events(user, 60))
+    llm.fail_next(*[llm_server.HTTP_500] * 3)
+    worker = await _run(pool, deps, database, user, max_tries=3)
+    assert (worker.jobs_complete, worker.jobs_retried) == (1, 2)
+    [letter] = await MongoDeadLetters(database).list()
+    assert (letter.user_id, letter.tries, letter.error_class) == (user, 3, "RetryableSummarizerError")
+    assert "500" in letter.reason
+    assert await deps.memory.count_events(user) == 60  # nothing trimmed
+    assert deps.metrics.registry.get_sample_value("memcompress_dead_letters_total") == 1
+
+    # Once the LLM is back, a new job compresses the user and clears the dead letter.
+    await _run(pool, deps, database, user)
+    assert await MongoDeadLetters(database).count() == 0
+    assert await deps.memory.count_events(user) == 20
+
+
+async def test_a_permanent_failure_is_dead_lettered_at_once(
+    make_deps: DepsFactory, database: MongoDatabase, llm: FakeLLM, pool: ArqRedis
+) -> None:
+    deps = make_deps()
+    user = f"user-{uuid.uuid4().hex[:8]}"
+    await deps.memory.append_events(make_events(user, 60))
+    llm.fail_next(llm_server.HTTP_400)
+    worker = await _run(pool, deps, database, user)
+    assert (worker.jobs_complete, worker.jobs_retried) == (1, 0)
+    [letter] = await MongoDeadLetters(database).list()
+    assert letter.tries == 1
+    assert llm.requests == 1
+
+
+async def test_a_held_lock_is_retried_after_it_expires(
+    make_deps: DepsFactory,
+    database: MongoDatabase,
+    llm: FakeLLM,
+    pool: ArqRedis,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("memcompress.jobs.tasks.random.uniform", lambda low, high: 0.0)
+    deps = make_deps()
+    user = f"user-{uuid.uuid4().hex[:8]}"
+    await deps.memory.append_events(make_events(user, 60))
+    await deps.redis.set(lock_key(user), b"a crashed worker", px=600)
+    worker = await _run(pool, deps, database, user)
+    assert (worker.jobs_complete, worker.jobs_retried) == (1, 1)
+    outcomes = [d["outcome"] async for d in database.collection(COMPACTION_LOG).find({"user_id": user})]
+    assert sorted(outcomes) == ["busy", "compressed"]
+
+
+async def test_a_job_whose_every_try_died_is_dead_lettered_without_running(
+    make_deps: DepsFactory, database: MongoDatabase, llm: FakeLLM
+) -> None:
+    deps = make_deps()
+    services = JobServices(deps, MongoDeadLetters(database), "q", max_tries=3, job_timeout_s=30)
+    result = await compress_user({"services": services, "job_try": 4}, "user-x")
+    assert result["outcome"] == "dead_letter"
+    [letter] = await MongoDeadLetters(database).list()
+    assert letter.user_id == "user-x" and "abandoned" in letter.reason
+    assert llm.requests == 0
 
 
 def test_retry_delay_backs_off_with_jitter() -> None:

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from memcompress.jobs.compress import CompressionDeps, lock_key, run_compression
+from memcompress.jobs.compress import CompressionDeps, run_compression
+from memcompress.keys import lock_key
 from memcompress.models import Outcome, Watermark
 from memcompress.repositories.database import COMPACTION_LOG, USER_MEMORY, USER_MEMORY_ARCHIVE, MongoDatabase
 from tests.integration.conftest import DepsFactory
@@ -243,7 +244,7 @@ async def test_failure_mid_chain_keeps_the_chunks_already_stored(
 # --- concurrency ---------------------------------------------------------------------------------
 
 
-async def test_two_runs_together_one_compresses_the_other_skips(
+async def test_two_runs_together_one_compresses_the_other_finds_it_busy(
     make_deps: DepsFactory, database: MongoDatabase, llm: FakeLLM, user: str
 ) -> None:
     llm.latency_s = 0.5
@@ -254,7 +255,7 @@ async def test_two_runs_together_one_compresses_the_other_skips(
         r.outcome.value
         for r in await asyncio.gather(run_compression(deps, user), run_compression(deps, user))
     )
-    assert outcomes == ["compressed", "skipped"]
+    assert outcomes == ["busy", "compressed"]
     assert llm.requests == 1
     assert deps.metrics.registry.get_sample_value("memcompress_lock_contention_total") == 1
     await _assert_nothing_lost(database, llm, events)

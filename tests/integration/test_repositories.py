@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import logging
+from collections import Counter
 from datetime import timedelta
 from typing import Any
 
 import pytest
 from bson import ObjectId
+from pymongo import monitoring
+from redis.asyncio import Redis
 
 from memcompress.metrics import Metrics
-from memcompress.models import ProfileDefaults, UserProfile, Watermark
+from memcompress.models import Outcome, ProfileDefaults, UserProfile, Watermark
 from memcompress.repositories import (
+    MongoCompactionLog,
     MongoDatabase,
     MongoUserMemoryRepository,
     MongoUserProfileRepository,
@@ -296,3 +301,58 @@ def _uuid() -> Any:
     import uuid
 
     return uuid.uuid4()
+
+
+class _Reads(monitoring.CommandListener):
+    def __init__(self) -> None:
+        self.commands: list[dict[str, Any]] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if (
+            event.command_name in ("find", "aggregate")
+            and event.command.get(event.command_name) == USER_MEMORY
+        ):
+            keep = ("find", "filter", "sort", "limit", "aggregate", "pipeline", "cursor")
+            self.commands.append({k: v for k, v in event.command.items() if k in keep})
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None: ...
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None: ...
+
+
+async def test_every_per_user_read_of_a_compression_uses_the_index(
+    mongo_uri: str, db_name: str, redis: Redis
+) -> None:
+    """Captures the reads a real compression sends (paging with ties included) and explains each one."""
+    from memcompress.jobs.compress import CompressionDeps, FoldPolicy, run_compression
+    from memcompress.summarizers import ExtractiveSummarizer
+
+    reads = _Reads()
+    database = MongoDatabase(mongo_uri, db_name, event_listeners=[reads])
+    await database.connect()
+    try:
+        await ensure_indexes(database)
+        memory = MongoUserMemoryRepository(database)
+        user = f"explain-{db_name}"
+        await memory.append_events(make_events(user, 130, step=timedelta(0)))  # one created_at: all ties
+        await memory.append_events(make_events(user, 30, start=T0 + timedelta(hours=1), tag="later"))
+        deps = CompressionDeps(
+            memory=memory,
+            profiles=MongoUserProfileRepository(database),
+            compaction_log=MongoCompactionLog(database),
+            summarizer=ExtractiveSummarizer(),
+            redis=redis,
+            policy=FoldPolicy(batch_size=40),
+            metrics=Metrics(),
+        )
+        assert (await run_compression(deps, user)).outcome is Outcome.COMPRESSED
+        kinds = Counter(
+            "count" if "aggregate" in c else "tie" if "_id" in c["filter"] else "page" for c in reads.commands
+        )
+        assert kinds["count"] >= 2 and kinds["tie"] >= 2 and kinds["page"] >= 2, kinds
+        for command in reads.commands:
+            plan = json.dumps(await database.db.command("explain", command), default=str)
+            assert "IXSCAN" in plan and "COLLSCAN" not in plan, (command, plan)
+    finally:
+        await database.db.client.drop_database(db_name)
+        await database.close()

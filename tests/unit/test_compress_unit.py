@@ -7,7 +7,8 @@ from collections.abc import AsyncIterator
 import pytest
 from fakeredis import FakeAsyncRedis
 
-from memcompress.jobs.compress import CompressionDeps, FoldPolicy, lock_key, run_compression
+from memcompress.jobs.compress import CompressionDeps, FoldPolicy, run_compression
+from memcompress.keys import lock_key
 from memcompress.metrics import Metrics
 from memcompress.models import Outcome
 from memcompress.summarizers import (
@@ -86,11 +87,11 @@ async def test_failure_records_and_trims_nothing(deps: CompressionDeps) -> None:
     assert deps.compaction_log.records == [record]
 
 
-async def test_held_lock_means_skip(deps: CompressionDeps) -> None:
+async def test_held_lock_means_busy(deps: CompressionDeps) -> None:
     await deps.memory.append_events(make_events("u", 30))
     await deps.redis.set(lock_key("u"), b"other-token")
     record = await run_compression(deps, "u")
-    assert record.outcome is Outcome.SKIPPED
+    assert record.outcome is Outcome.BUSY
     assert await deps.memory.count_events("u") == 30
     assert await deps.redis.get(lock_key("u")) == b"other-token"
 

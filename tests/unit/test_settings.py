@@ -100,7 +100,14 @@ def test_explicit_summarizer_wins(monkeypatch: pytest.MonkeyPatch) -> None:
             {"MEMCOMPRESS_METRICS_PORT": "70000"},
             "MEMCOMPRESS_METRICS_PORT: Input should be less than or equal",
         ),
-        ({"MEMCOMPRESS_LLM_TIMEOUT_S": "200"}, "MEMCOMPRESS_LOCK_TTL_S (120) must be greater than"),
+        (
+            {"MEMCOMPRESS_LLM_TIMEOUT_S": "400"},
+            "timeouts must be layered: MEMCOMPRESS_LLM_TIMEOUT_S (400) < MEMCOMPRESS_JOB_TIMEOUT_S (300)",
+        ),
+        ({"MEMCOMPRESS_JOB_TIMEOUT_S": "400"}, "< MEMCOMPRESS_LOCK_TTL_S (360)"),
+        ({"MEMCOMPRESS_SCAN_CRON": "*/10 * * *"}, "MEMCOMPRESS_SCAN_CRON: expected 5 fields"),
+        ({"MEMCOMPRESS_SCAN_CRON": "*/10 25 * * *"}, "MEMCOMPRESS_SCAN_CRON: hour: 25 is outside 0-23"),
+        ({"MEMCOMPRESS_MAX_JOBS": "0"}, "MEMCOMPRESS_MAX_JOBS: Input should be greater than or equal to 1"),
     ],
 )
 def test_bad_settings_give_one_clear_line(

@@ -6,7 +6,7 @@ The invariant every step keeps:
 
 How the steps keep it:
 
-1. Lock. Take the user's Redis lock without waiting; if another worker holds it, skip. The lock only
+1. Lock. Take the user's Redis lock without waiting; if another worker holds it, stop ("busy"). The lock only
    saves duplicate LLM work: correctness comes from step 6's version check, not from the lock.
 2. Finish what a previous run left. A run that stored a summary but died before trimming left the
    summarised event refs as ``pending_trim`` on the profile: trim exactly those, then clear the mark.
@@ -29,17 +29,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from arq import Retry
 from redis.asyncio import Redis
 from redis.asyncio.lock import Lock
 from redis.exceptions import LockError
 
+from memcompress.keys import lock_key
 from memcompress.metrics import Metrics
 from memcompress.models import CompactionRecord, Outcome, StoredEvent, Watermark, utc_now
 from memcompress.repositories.protocols import CompactionLog, UserMemoryRepository, UserProfileRepository
@@ -52,8 +51,6 @@ from memcompress.summarizers.base import (
 )
 
 log = logging.getLogger(__name__)
-
-LOCK_KEY_PREFIX = "memcompress:lock:"
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,10 +84,6 @@ class _Stop(Exception):
         super().__init__(reason)
         self.outcome = outcome
         self.reason = reason
-
-
-def lock_key(user_id: str) -> str:
-    return LOCK_KEY_PREFIX + user_id
 
 
 async def run_compression(deps: CompressionDeps, user_id: str) -> CompactionRecord:
@@ -292,34 +285,10 @@ async def _user_lock(deps: CompressionDeps, user_id: str) -> AsyncIterator[_Held
     lock = deps.redis.lock(lock_key(user_id), timeout=ttl, blocking=False, thread_local=False)
     if not await lock.acquire():
         deps.metrics.lock_contention.inc()
-        raise _Stop(Outcome.SKIPPED, "another worker holds this user's lock")
+        raise _Stop(Outcome.BUSY, "another worker holds this user's lock")
     held = _HeldLock(lock, ttl, deps.metrics)
     held.start_renewing()
     try:
         yield held
     finally:
         await held.release()
-
-
-# --- as an arq job -------------------------------------------------------------------------------
-
-RETRY_BASE_S = 5.0
-RETRY_MAX_S = 300.0
-
-
-def retry_delay(job_try: int) -> float:
-    """Exponential backoff with full jitter for retryable failures (arq does not back off by itself)."""
-    ceiling = min(RETRY_MAX_S, RETRY_BASE_S * 2 ** max(job_try - 1, 0))
-    return random.uniform(ceiling / 2, ceiling)
-
-
-async def compress_user(ctx: dict[str, Any], user_id: str) -> dict[str, Any]:
-    """The arq job: ``ctx["deps"]`` is set up by the worker's ``on_startup``; the job carries only the id.
-
-    A retryable failure (LLM rate limit, outage, timeout; a store hiccup) raises ``arq.Retry`` with
-    backoff; anything else returns the outcome, which arq does not keep (``keep_result=0``).
-    """
-    record = await run_compression(ctx["deps"], user_id)
-    if record.outcome is Outcome.FAILED and record.retryable:
-        raise Retry(defer=retry_delay(ctx.get("job_try", 1)))
-    return {"outcome": record.outcome.value, "reason": record.reason, "events_folded": record.events_folded}

@@ -17,6 +17,7 @@ USER_MEMORY = "user_memory"
 USER_MEMORY_ARCHIVE = "user_memory_archive"
 USER_PROFILES = "user_profiles"
 COMPACTION_LOG = "compaction_log"
+DEAD_LETTERS = "compression_dead_letters"
 
 Document = dict[str, Any]
 
@@ -35,12 +36,15 @@ class MongoDatabase:
         *,
         server_selection_timeout_ms: int = 5000,
         max_pool_size: int = 20,
+        **client_options: Any,
     ) -> None:
+        """``client_options`` go to ``AsyncMongoClient`` as they are (``event_listeners``, say)."""
         self._uri = uri
         self._db_name = db_name
         self._client_options: dict[str, Any] = {
             "serverSelectionTimeoutMS": server_selection_timeout_ms,
             "maxPoolSize": max_pool_size,
+            **client_options,
         }
         self._client: AsyncMongoClient[Document] | None = None
 

@@ -6,6 +6,7 @@ from pymongo import ASCENDING, DESCENDING, IndexModel
 
 from memcompress.repositories.database import (
     COMPACTION_LOG,
+    DEAD_LETTERS,
     USER_MEMORY,
     USER_MEMORY_ARCHIVE,
     USER_PROFILES,
@@ -39,6 +40,7 @@ async def ensure_indexes(database: MongoDatabase, *, memory_ttl_days: int | None
             IndexModel([("user_id", ASCENDING), ("finished_at", DESCENDING)], name="user_finished"),
             IndexModel([("finished_at", DESCENDING)], name="finished"),
         ],
+        DEAD_LETTERS: [IndexModel([("failed_at", DESCENDING)], name="failed")],
     }
     created: list[str] = []
     for collection, models in plan.items():

@@ -5,7 +5,15 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, Protocol
 
-from memcompress.models import CompactionRecord, MemoryEvent, StoredEvent, UserBacklog, UserProfile, Watermark
+from memcompress.models import (
+    CompactionRecord,
+    DeadLetter,
+    MemoryEvent,
+    StoredEvent,
+    UserBacklog,
+    UserProfile,
+    Watermark,
+)
 
 
 class UserMemoryRepository(Protocol):
@@ -52,3 +60,13 @@ class CompactionLog(Protocol):
     async def record(self, entry: CompactionRecord) -> None: ...
 
     async def recent(self, limit: int = 20, user_id: str | None = None) -> list[CompactionRecord]: ...
+
+
+class DeadLetters(Protocol):
+    async def record(self, letter: DeadLetter) -> None: ...
+
+    async def list(self, limit: int = 100) -> list[DeadLetter]: ...
+
+    async def count(self) -> int: ...
+
+    async def remove(self, user_id: str) -> bool: ...

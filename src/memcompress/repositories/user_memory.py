@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from pymongo import ReplaceOne
 
 from memcompress.metrics import Metrics
 from memcompress.models import MemoryEvent, StoredEvent, UserBacklog, utc_now
-from memcompress.repositories.database import USER_MEMORY, USER_MEMORY_ARCHIVE, MongoDatabase
+from memcompress.repositories.database import USER_MEMORY, USER_MEMORY_ARCHIVE, Document, MongoDatabase
 from memcompress.repositories.documents import event_to_document, valid_events
 
 # The fold's total order. The (user_id, created_at, _id) index serves both directions.
 OLDEST_FIRST = [("created_at", 1), ("_id", 1)]
 NEWEST_FIRST = [("created_at", -1), ("_id", -1)]
+# `created_at` is a BSON date: comparison operators only match values of the same BSON type, so this
+# range selects exactly the dated documents, and unlike `$type` every server serves it from the index.
+DATED = {"$gte": datetime(1, 1, 1, tzinfo=UTC)}
 # Upper bound on ids per delete/archive command, to keep each command small.
 REFS_PER_COMMAND = 1000
 
@@ -50,7 +53,7 @@ class MongoUserMemoryRepository:
 
     async def count_dated_events(self, user_id: str) -> int:
         """Documents the fold can order: those whose ``created_at`` is a BSON date."""
-        return await self._events.count_documents({"user_id": user_id, "created_at": {"$type": "date"}})
+        return await self._events.count_documents({"user_id": user_id, "created_at": DATED})
 
     async def iter_oldest(
         self, user_id: str, *, max_documents: int | None = None, batch_size: int = 500
@@ -65,13 +68,8 @@ class MongoUserMemoryRepository:
         remaining = max_documents
         after: tuple[datetime, Any] | None = None
         while remaining is None or remaining > 0:
-            query: dict[str, Any] = {"user_id": user_id, "created_at": {"$type": "date"}}
-            if after is not None:
-                created_at, ref = after
-                query["created_at"] = {"$gte": created_at}
-                query["$or"] = [{"created_at": {"$gt": created_at}}, {"_id": {"$gt": ref}}]
             size = batch_size if remaining is None else min(batch_size, remaining)
-            docs = await self._events.find(query).sort(OLDEST_FIRST).limit(size).to_list()
+            docs = await self._page(user_id, after, size)
             for stored in valid_events(USER_MEMORY, docs, self._metrics):
                 yield stored
             if len(docs) < size:
@@ -79,6 +77,23 @@ class MongoUserMemoryRepository:
             if remaining is not None:
                 remaining -= len(docs)
             after = (docs[-1]["created_at"], docs[-1]["_id"])
+
+    async def _page(self, user_id: str, after: tuple[datetime, Any] | None, size: int) -> list[Document]:
+        """The next ``size`` documents after ``after`` in ``(created_at, _id)`` order.
+
+        Two index range reads rather than one ``$or`` query, which some servers answer with a
+        collection scan: first the rest of the tie at ``after``'s ``created_at``, then later ones.
+        """
+        if after is None:
+            query: Document = {"user_id": user_id, "created_at": DATED}
+            return await self._events.find(query).sort(OLDEST_FIRST).limit(size).to_list()
+        created_at, ref = after
+        tie = {"user_id": user_id, "created_at": created_at, "_id": {"$gt": ref}}
+        docs = await self._events.find(tie).sort([("_id", 1)]).limit(size).to_list()
+        if len(docs) < size:
+            later = {"user_id": user_id, "created_at": {"$gt": created_at}}
+            docs += await self._events.find(later).sort(OLDEST_FIRST).limit(size - len(docs)).to_list()
+        return docs
 
     async def delete_by_refs(self, refs: Sequence[Any]) -> int:
         """Delete exactly these documents; deleting one that is already gone is a no-op."""

@@ -1,2 +1,18 @@
-"""The long-running arq worker. Its ``WorkerSettings`` come with the queue work; the job it runs is
-``memcompress.jobs.compress.compress_user``."""
+"""The long-running arq worker: ``arq memcompress.worker.WorkerSettings`` (or ``memcompress worker``).
+
+``WorkerSettings`` is built from the ``MEMCOMPRESS_*`` settings when first looked up, so importing this
+package reads no configuration.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def __getattr__(name: str) -> Any:
+    if name == "WorkerSettings":
+        from memcompress.settings import load_settings
+        from memcompress.worker.arq_settings import worker_settings
+
+        return worker_settings(load_settings())
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,68 @@
+"""arq's worker settings, built from ours."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from arq import cron, func
+from arq.connections import RedisSettings
+
+from memcompress.bootstrap import REDIS_RETRIES, REDIS_RETRY_ON, redis_retry
+from memcompress.jobs.tasks import compress_user, recheck_after_job, scheduled_scan
+from memcompress.settings import Settings
+from memcompress.worker.lifecycle import lifecycle_hooks
+from memcompress.worker.schedule import parse_cron
+
+# The job's own time limit (MEMCOMPRESS_JOB_TIMEOUT_S) ends it with a retry and its finished chunks
+# kept; arq's limit, this much later, is only the backstop (arq counts a timeout as a failure).
+ARQ_TIMEOUT_MARGIN_S = 5.0
+
+
+def redis_settings(settings: Settings) -> RedisSettings:
+    base = RedisSettings.from_dsn(settings.redis_url)
+    base.conn_retries = REDIS_RETRIES
+    base.retry = redis_retry()
+    base.retry_on_error = list(REDIS_RETRY_ON)
+    return base
+
+
+def worker_settings(settings: Settings) -> dict[str, Any]:
+    """The keyword arguments of ``arq.Worker`` (arq accepts a dict wherever it takes WorkerSettings)."""
+    on_startup, on_shutdown = lifecycle_hooks(settings)
+    when = parse_cron(settings.scan_cron)
+    return {
+        "functions": [
+            func(
+                compress_user,
+                name="compress_user",
+                keep_result=0,  # otherwise arq refuses to queue the user again for an hour
+                timeout=settings.job_timeout_s + ARQ_TIMEOUT_MARGIN_S,
+                max_tries=settings.max_tries + 1,  # the extra try dead-letters (see jobs.tasks)
+            )
+        ],
+        "cron_jobs": [
+            cron(
+                scheduled_scan,
+                name="scan_and_enqueue",
+                unique=True,  # one scan per scheduled time across all worker processes
+                month=when["month"],
+                day=when["day"],
+                weekday=when["weekday"],
+                hour=when["hour"],
+                minute=when["minute"],
+                second=when["second"],
+            )
+        ],
+        "queue_name": settings.queue_name,
+        "redis_settings": redis_settings(settings),
+        "on_startup": on_startup,
+        "on_shutdown": on_shutdown,
+        "after_job_end": recheck_after_job,
+        "max_jobs": settings.max_jobs,
+        "job_timeout": settings.job_timeout_s + ARQ_TIMEOUT_MARGIN_S,
+        "keep_result": 0,
+        "max_tries": settings.max_tries + 1,
+        "job_completion_wait": settings.job_completion_wait_s,
+        "health_check_interval": settings.health_check_interval_s,
+        "health_check_key": settings.queue_name + ":health-check",
+    }

@@ -1,0 +1,75 @@
+"""The worker process's start-up and shut-down: services in ``ctx``, the ``/metrics`` endpoint, and a
+sampler that keeps the queue-depth and dead-letter gauges current."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from prometheus_client import start_http_server
+
+from memcompress.bootstrap import open_services
+from memcompress.jobs.tasks import JobServices
+from memcompress.metrics import Metrics
+from memcompress.repositories import MongoDeadLetters
+from memcompress.settings import Settings
+
+log = logging.getLogger(__name__)
+
+SAMPLE_EVERY_S = 5.0
+Hook = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+def lifecycle_hooks(settings: Settings) -> tuple[Hook, Hook]:
+    """``(on_startup, on_shutdown)`` for arq, closed over the settings."""
+
+    async def on_startup(ctx: dict[str, Any]) -> None:
+        stack = contextlib.AsyncExitStack()
+        ctx["exit_stack"] = stack
+        metrics = Metrics()
+        deps, database = await stack.enter_async_context(open_services(settings, metrics))
+        services = JobServices(
+            deps=deps,
+            dead_letters=MongoDeadLetters(database, metrics),
+            queue_name=settings.queue_name,
+            max_tries=settings.max_tries,
+            job_timeout_s=settings.job_timeout_s,
+            scan_limit=settings.scan_limit,
+        )
+        ctx["services"] = services
+        if settings.metrics_port:
+            server, thread = start_http_server(settings.metrics_port, registry=metrics.registry)
+            stack.callback(thread.join, 5)
+            stack.callback(server.server_close)
+            stack.callback(server.shutdown)
+            log.info("serving /metrics on port %d", settings.metrics_port)
+        sampler = asyncio.create_task(_sample_gauges(services))
+        stack.push_async_callback(_cancel, sampler)
+        log.info("worker ready: %s", settings.describe())
+
+    async def on_shutdown(ctx: dict[str, Any]) -> None:
+        stack: contextlib.AsyncExitStack | None = ctx.pop("exit_stack", None)
+        if stack is not None:
+            await stack.aclose()
+
+    return on_startup, on_shutdown
+
+
+async def _sample_gauges(services: JobServices) -> None:
+    metrics = services.deps.metrics
+    while True:
+        try:
+            metrics.queue_depth.set(await services.deps.redis.zcard(services.queue_name))
+            metrics.dead_letters_stored.set(await services.dead_letters.count())
+        except Exception:  # a store briefly unreachable: the next sample will tell
+            log.debug("could not sample the queue gauges", exc_info=True)
+        await asyncio.sleep(SAMPLE_EVERY_S)
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

@@ -1,0 +1,275 @@
+"""The worker as it runs in production: ``python -m arq memcompress.worker.WorkerSettings`` processes,
+configured by environment, on the real Mongo wire server, a real Redis-compatible server and the local
+OpenAI-compatible HTTP server. Kills, shutdowns and a Redis restart, with every event accounted for."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import urllib.request
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+
+from memcompress.embedded import free_port, valkey_server
+from memcompress.jobs.scan import last_scan, scan_and_enqueue
+from memcompress.keys import job_id
+from memcompress.metrics import Metrics
+from memcompress.models import MemoryEvent
+from memcompress.queue import enqueue_compression, enqueue_job
+from memcompress.repositories import MongoDatabase, MongoUserMemoryRepository, ensure_indexes
+from memcompress.repositories.database import COMPACTION_LOG
+from tests.support.factories import make_events
+from tests.support.invariant import check_invariant
+from tests.support.llm_server import FakeLLM
+from tests.support.workers import WorkerProcess, eventually, start_worker, worker_env
+
+pytestmark = pytest.mark.redis
+
+Start = Callable[..., WorkerProcess]
+
+
+@pytest.fixture
+def queue() -> str:
+    return f"test:{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def start(mongo_uri: str, db_name: str, redis_url: str, queue: str, llm: FakeLLM) -> Iterator[Start]:
+    """Start worker processes (default: LLM at the local server, short timeouts); all stopped after."""
+    started: list[WorkerProcess] = []
+
+    def run(burst: bool = False, redis: str | None = None, **settings: Any) -> WorkerProcess:
+        defaults: dict[str, Any] = {
+            "llm_base_url": llm.base_url,
+            "llm_api_key": "test-key",
+            "llm_timeout_s": 5,
+            "llm_max_retries": 0,
+            "job_timeout_s": 20,
+            "lock_ttl_s": 25,
+        }
+        env = worker_env(mongo_uri, db_name, redis or redis_url, queue, **(defaults | settings))
+        worker = start_worker(env, burst=burst)
+        started.append(worker)
+        return worker
+
+    yield run
+    for worker in started:
+        worker.stop()
+        print(f"--- worker {worker.process.pid} log ---\n{worker.log[-4000:]}")
+
+
+@pytest.fixture
+async def memory(database: MongoDatabase) -> MongoUserMemoryRepository:
+    await ensure_indexes(database)
+    return MongoUserMemoryRepository(database)
+
+
+async def _seed(memory: MongoUserMemoryRepository, users: list[str], count: int) -> list[MemoryEvent]:
+    events = [e for user in users for e in make_events(user, count)]
+    for i in range(0, len(events), 5000):
+        await memory.append_events(events[i : i + 5000])
+    return events
+
+
+async def _outcomes(database: MongoDatabase, user: str | None = None) -> Counter[tuple[str, str]]:
+    query = {} if user is None else {"user_id": user}
+    docs = database.collection(COMPACTION_LOG).find(query, {"user_id": 1, "outcome": 1})
+    return Counter([(d["user_id"], d["outcome"]) async for d in docs])
+
+
+def _get(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return str(response.read().decode())
+
+
+async def _assert_nothing_lost(database: MongoDatabase, llm: FakeLLM, events: list[MemoryEvent]) -> None:
+    report = await check_invariant(database, llm, events)
+    assert (report.lost, report.summarised_twice, report.checked) == ([], [], len(events))
+
+
+async def test_three_workers_compress_300_users_exactly_once(
+    start: Start,
+    memory: MongoUserMemoryRepository,
+    database: MongoDatabase,
+    redis: Redis,
+    llm: FakeLLM,
+    queue: str,
+) -> None:
+    users = [f"user-{i:03d}-{uuid.uuid4().hex[:6]}" for i in range(300)]
+    events = await _seed(memory, users, 55)
+    result = await scan_and_enqueue(memory, redis, Metrics(), threshold=50, limit=None, queue_name=queue)
+    assert (len(result.users), result.enqueued) == (300, 300)
+
+    workers = [start(burst=True, max_jobs=8) for _ in range(3)]
+    for worker in workers:
+        assert worker.wait(timeout=600) == 0
+
+    outcomes = await _outcomes(database)
+    assert {user for user, outcome in outcomes if outcome == "compressed"} == set(users)
+    assert all(n == 1 for n in outcomes.values()), [k for k, n in outcomes.items() if n > 1]
+    assert llm.requests == 300
+    await _assert_nothing_lost(database, llm, events)
+    assert sum("compress_user" in w.log for w in workers) >= 2  # the work was shared
+
+
+async def test_a_burst_of_enqueues_is_one_job_and_a_burst_during_the_job_is_not_dropped(
+    start: Start,
+    memory: MongoUserMemoryRepository,
+    database: MongoDatabase,
+    redis: Redis,
+    llm: FakeLLM,
+    queue: str,
+) -> None:
+    user = f"user-{uuid.uuid4().hex[:8]}"
+    events = await _seed(memory, [user], 60)
+    port = free_port()
+    llm.latency_s = 1.5
+    worker = start(metrics_port=port)
+
+    queued = [await enqueue_compression(redis, user, delay=0.5, queue_name=queue) for _ in range(100)]
+    assert queued.count(True) == 1
+
+    async def llm_called() -> bool:
+        return llm.requests >= 1
+
+    await eventually(llm_called)  # the job is running; a new burst arrives now
+    burst = make_events(user, 40, tag="burst")
+    await memory.append_events(burst)
+    assert not any([await enqueue_compression(redis, user, delay=0.5, queue_name=queue) for _ in range(10)])
+
+    async def compressed_twice() -> bool:
+        return (await _outcomes(database, user))[(user, "compressed")] == 2
+
+    await eventually(compressed_twice, within_s=60)
+    assert await _outcomes(database, user) == Counter({(user, "compressed"): 2})
+    assert await memory.count_events(user) == 20
+    await _assert_nothing_lost(database, llm, events + burst)
+
+    metrics = await asyncio.to_thread(_get, f"http://127.0.0.1:{port}/metrics")
+    assert 'memcompress_jobs_total{function="compress_user",status="complete"} 2.0' in metrics
+    assert 'memcompress_llm_requests_total{summarizer="openai"} 2.0' in metrics
+    assert 'user_memory_compressions_total{outcome="compressed"} 2.0' in metrics
+    assert "memcompress_queue_depth " in metrics
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(timeout=30) == 0
+
+
+async def test_a_job_killed_mid_llm_call_runs_again_after_the_in_progress_key_expires(
+    start: Start,
+    memory: MongoUserMemoryRepository,
+    database: MongoDatabase,
+    redis: Redis,
+    llm: FakeLLM,
+    queue: str,
+) -> None:
+    user = f"user-{uuid.uuid4().hex[:8]}"
+    events = await _seed(memory, [user], 70)
+    llm.latency_s = 1.0
+    timeouts = {"llm_timeout_s": 1.5, "job_timeout_s": 2, "lock_ttl_s": 3}
+    first = start(**timeouts)
+    assert await enqueue_job(redis, user, queue_name=queue)
+
+    async def llm_called() -> bool:
+        return llm.requests >= 1
+
+    await eventually(llm_called)
+    first.signal(signal.SIGKILL)
+    assert first.wait() == -signal.SIGKILL
+    assert await redis.exists(f"arq:in-progress:{job_id(user)}") == 1  # arq still thinks it runs
+
+    second = start(burst=True, **timeouts)  # waits out the in-progress key (job timeout + 15 s)
+    assert second.wait(timeout=120) == 0
+    assert await _outcomes(database, user) == Counter({(user, "compressed"): 1})
+    assert await memory.count_events(user) == 20
+    await _assert_nothing_lost(database, llm, events)
+
+
+@pytest.mark.parametrize("completion_wait_s", [10, 0], ids=["finishes", "requeued"])
+async def test_sigterm_during_a_job_finishes_it_or_requeues_it(
+    start: Start,
+    memory: MongoUserMemoryRepository,
+    database: MongoDatabase,
+    redis: Redis,
+    llm: FakeLLM,
+    queue: str,
+    completion_wait_s: int,
+) -> None:
+    user = f"user-{uuid.uuid4().hex[:8]}"
+    events = await _seed(memory, [user], 70)
+    llm.latency_s = 1.0
+    worker = start(job_completion_wait_s=completion_wait_s)
+    assert await enqueue_job(redis, user, queue_name=queue)
+
+    async def llm_called() -> bool:
+        return llm.requests >= 1
+
+    await eventually(llm_called)
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(timeout=60) == 0
+    if completion_wait_s:
+        assert await _outcomes(database, user) == Counter({(user, "compressed"): 1})
+    else:
+        assert await _outcomes(database, user) == Counter()  # cancelled before it wrote anything
+        assert await redis.zscore(queue, job_id(user)) is not None  # still queued
+        assert start(burst=True).wait(timeout=60) == 0
+        assert await _outcomes(database, user) == Counter({(user, "compressed"): 1})
+    assert await memory.count_events(user) == 20
+    await _assert_nothing_lost(database, llm, events)
+
+
+@pytest.fixture
+async def own_valkey() -> AsyncIterator[Any]:
+    server = valkey_server().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+async def test_redis_restarted_mid_run_the_worker_reconnects_and_the_scan_requeues(
+    own_valkey: Any, start: Start, memory: MongoUserMemoryRepository, database: MongoDatabase, llm: FakeLLM
+) -> None:
+    users = [f"user-{i:02d}-{uuid.uuid4().hex[:6]}" for i in range(12)]
+    events = await _seed(memory, users, 60)
+    llm.latency_s = 0.5
+    worker = start(redis=own_valkey.url, scan_cron="*/2 * * * * *", max_jobs=2)
+
+    async def some_compressed() -> bool:
+        return sum(o == "compressed" for _, o in await _outcomes(database)) >= 2
+
+    await eventually(some_compressed)
+    own_valkey.stop()  # everything queued is lost: the server keeps nothing on disk
+    own_valkey.start()
+
+    async def all_compressed() -> bool:
+        return {u for u, o in await _outcomes(database) if o == "compressed"} == set(users)
+
+    await eventually(all_compressed, within_s=120)
+    assert worker.process.poll() is None  # still running: it reconnected
+    await _assert_nothing_lost(database, llm, events)
+
+
+async def test_the_cron_scan_enqueues_exactly_the_users_the_aggregation_reports(
+    start: Start, memory: MongoUserMemoryRepository, database: MongoDatabase, redis: Redis, queue: str
+) -> None:
+    tag = uuid.uuid4().hex[:6]
+    sizes = {f"over-a-{tag}": 51, f"at-{tag}": 50, f"over-b-{tag}": 120, f"under-{tag}": 10}
+    for user, count in sizes.items():
+        await memory.append_events(make_events(user, count))
+    expected = [u.user_id for u in await memory.users_over_threshold(50)]
+    assert expected == [f"over-b-{tag}", f"over-a-{tag}"]  # most events first
+
+    start(scan_cron="* * * * * *", summarizer="extractive")
+
+    async def both_compressed() -> bool:
+        return {u for u, o in await _outcomes(database) if o == "compressed"} == set(expected)
+
+    await eventually(both_compressed)
+    scan = await last_scan(redis)
+    assert scan is not None and scan["users_found"] in (0, 2)  # later scans find nobody left
+    assert {u for u, _ in await _outcomes(database)} == set(expected)  # nobody else was queued
