@@ -41,7 +41,7 @@ clean:
 
 ## The README's first command: the compression on embedded servers, from nothing to a table.
 demo: $(STAMP)
-	$(PY) -m memcompress.demo
+	$(PY) -m memcompress demo
 
 ## Per-user fold cost vs history length (prints a table; several minutes for 100k events).
 bench-fold: $(STAMP)

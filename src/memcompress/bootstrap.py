@@ -31,8 +31,9 @@ def redis_retry() -> Retry:
     return Retry(ExponentialBackoff(cap=2.0, base=0.1), REDIS_RETRIES)
 
 
-def connect_redis(settings: Settings) -> Redis:
-    redis: Redis = Redis.from_url(settings.redis_url, retry=redis_retry(), retry_on_error=REDIS_RETRY_ON)
+def connect_redis(settings: Settings, retries: int = REDIS_RETRIES) -> Redis:
+    retry = Retry(ExponentialBackoff(cap=2.0, base=0.1), retries)
+    redis: Redis = Redis.from_url(settings.redis_url, retry=retry, retry_on_error=REDIS_RETRY_ON)
     return redis
 
 
@@ -62,13 +63,19 @@ def build_summarizer(settings: Settings) -> Summarizer:
 
 @contextlib.asynccontextmanager
 async def open_services(
-    settings: Settings, metrics: Metrics | None = None, summarizer: Summarizer | None = None
+    settings: Settings,
+    metrics: Metrics | None = None,
+    summarizer: Summarizer | None = None,
+    redis_retries: int = REDIS_RETRIES,
 ) -> AsyncIterator[tuple[CompressionDeps, MongoDatabase]]:
-    """Connect Mongo (ping) and Redis, build the repositories and summariser; close them all on exit."""
+    """Connect Mongo (ping) and Redis, build the repositories and summariser; close them all on exit.
+
+    Long-running workers ride out Redis restarts (``REDIS_RETRIES``); the CLI asks for few retries so
+    that a wrong URL fails in seconds."""
     metrics = metrics or Metrics()
     database = MongoDatabase.from_settings(settings)
     await database.connect()
-    redis = connect_redis(settings)
+    redis = connect_redis(settings, redis_retries)
     summarizer = summarizer or build_summarizer(settings)
     try:
         deps = CompressionDeps(

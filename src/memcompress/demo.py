@@ -1,9 +1,10 @@
-"""``python -m memcompress.demo``: the compression on embedded servers, from nothing to a table.
+"""``memcompress demo``: the real path on embedded servers, from nothing to a before/after table.
 
 Starts the embedded Mongo wire server and Valkey (unless MEMCOMPRESS_MONGODB_URI / MEMCOMPRESS_REDIS_URL
 are set), seeds a synthetic corpus (about 200 users, a few languages, planted facts), scans for users
-over the threshold, compresses each with the configured summariser (offline by default) and prints a
-before/after table and the run's metrics.
+over the threshold and queues them, lets worker processes (``memcompress worker``) compress them with
+the configured summariser (offline by default), then prints a before/after table and the workers'
+metrics, read from their /metrics endpoints.
 """
 
 from __future__ import annotations
@@ -11,18 +12,24 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import signal
+import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from memcompress.bootstrap import open_services
-from memcompress.embedded import EmbeddedServer, mongo_server, valkey_server
-from memcompress.jobs.compress import run_compression
-from memcompress.models import MemoryEvent, Role
-from memcompress.repositories import ensure_indexes
-from memcompress.settings import ConfigError, load_settings
+from memcompress.embedded import EmbeddedServer, EmbeddedServerError, free_port, mongo_server, valkey_server
+from memcompress.jobs.compress import CompressionDeps
+from memcompress.jobs.scan import scan_and_enqueue
+from memcompress.models import MemoryEvent, Role, UserBacklog
+from memcompress.repositories import StoreUnavailable, ensure_indexes
+from memcompress.settings import ConfigError, Settings, load_settings
 
 USERS = 200
 T0 = datetime(2026, 9, 1, tzinfo=UTC)
@@ -62,10 +69,10 @@ CHATTER = {
 REPLIES = ["Of course.", "Done, sir.", "Noted.", "With pleasure.", "Certainly, I have taken care of it."]
 
 
-def corpus(rng: random.Random) -> tuple[list[MemoryEvent], dict[str, str]]:
+def corpus(rng: random.Random, users: int = USERS) -> tuple[list[MemoryEvent], dict[str, str]]:
     events: list[MemoryEvent] = []
     planted: dict[str, str] = {}
-    for u in range(USERS):
+    for u in range(users):
         user_id = f"demo-{u:03d}"
         language = ("en", "ru", "de")[u % 3]
         length = int(rng.lognormvariate(4.0, 0.8))  # most users short, a long tail of heavy ones
@@ -93,70 +100,135 @@ def corpus(rng: random.Random) -> tuple[list[MemoryEvent], dict[str, str]]:
     return events, planted
 
 
-async def run_demo() -> int:
-    # Always a database of its own, dropped at the end: the demo never touches real data.
-    settings = load_settings(mongodb_db=f"memcompress_demo_{uuid.uuid4().hex[:8]}")
+async def run_demo(users: int, workers: int) -> int:
+    # Always a database and queue of its own, dropped at the end: the demo never touches real data.
+    tag = uuid.uuid4().hex[:8]
+    settings = load_settings(mongodb_db=f"memcompress_demo_{tag}", queue_name=f"memcompress:demo:{tag}")
     print(
         f"summariser: {settings.summarizer_name}; threshold {settings.threshold}, keep {settings.keep_last}"
     )
-    events, planted = corpus(random.Random(7))
+    events, planted = corpus(random.Random(7), users)
     async with open_services(settings) as (deps, database):
-        await ensure_indexes(database, memory_ttl_days=settings.memory_ttl_days)
-        for start in range(0, len(events), 5000):
-            await deps.memory.append_events(events[start : start + 5000])
-        before = Counter(e.user_id for e in events)
-        print(f"seeded {len(events)} events for {len(before)} users")
+        try:
+            await ensure_indexes(database, memory_ttl_days=settings.memory_ttl_days)
+            for start in range(0, len(events), 5000):
+                await deps.memory.append_events(events[start : start + 5000])
+            before = Counter(e.user_id for e in events)
+            print(f"seeded {len(events)} events for {len(before)} users")
 
-        backlog = await deps.memory.users_over_threshold(settings.threshold)
-        print(f"scan: {len(backlog)} users over the threshold; compressing each")
-        started = time.monotonic()
-        outcomes: Counter[str] = Counter()
-        for done, user in enumerate(backlog, 1):
-            record = await run_compression(deps, user.user_id)
-            outcomes[record.outcome.value] += 1
-            if sys.stderr.isatty():
-                print(f"\r  {done}/{len(backlog)} users", end="", file=sys.stderr, flush=True)
-        elapsed = time.monotonic() - started
-
-        print(f"\n{'user':<10} {'before':>6} {'after':>5}  planted fact kept?  summary excerpt")
-        kept = 0
-        for user in backlog[:15]:
-            profile = await deps.profiles.get(user.user_id)
-            summary = profile.memory_summary or ""
-            fact = planted[user.user_id]
-            in_summary = fact in summary
-            still_stored = any(
-                e.content == fact for e in await deps.memory.get_recent_events(user.user_id, 100)
+            scan = await scan_and_enqueue(
+                deps.memory,
+                deps.redis,
+                deps.metrics,
+                threshold=settings.threshold,
+                limit=None,
+                queue_name=settings.queue_name,
             )
-            kept += in_summary or still_stored
-            where = "in summary" if in_summary else ("still stored" if still_stored else "NO")
-            excerpt = summary.splitlines()[0][:60] if summary else ""
+            print(f"scan: {len(scan.users)} users over the threshold; {scan.enqueued} jobs queued")
+            started = time.monotonic()
+            ports = [free_port() for _ in range(workers)]
+            processes = [_start_worker(settings, port) for port in ports]
+            try:
+                await _wait_for_queue(deps, settings.queue_name, len(scan.users))
+                elapsed = time.monotonic() - started
+                metrics = _scrape(ports)
+            finally:
+                for process in processes:
+                    process.send_signal(signal.SIGTERM)
+                for process in processes:
+                    process.wait(timeout=60)
+            kept = await _print_table(deps, scan.users[:15], before, planted)
+            outcomes = {
+                label: int(value)
+                for (name, label), value in metrics.items()
+                if name == "user_memory_compressions_total" and value
+            }
+            calls = sum(v for (name, _), v in metrics.items() if name == "memcompress_llm_requests_total")
             print(
-                f"{user.user_id:<10} {before[user.user_id]:>6} {await deps.memory.count_events(user.user_id):>5}"
-                f"  {where:<18}  {excerpt}"
+                f"\n{workers} worker processes, {len(scan.users) / max(elapsed, 1e-9):.1f} users/s; "
+                f"events folded {int(metrics[('memcompress_events_folded_total', '')])}; "
+                f"summariser calls {int(calls)}; outcomes {outcomes}"
             )
-        registry = deps.metrics.registry
-        folded = registry.get_sample_value("memcompress_events_folded_total") or 0
-        print(
-            f"\noutcomes: {dict(outcomes)}; events folded: {int(folded)}; "
-            f"{len(backlog) / max(elapsed, 1e-9):.1f} users/s"
-        )
-        await database.db.client.drop_database(settings.mongodb_db)
-        return 0 if outcomes.get("failed", 0) == 0 and kept == min(len(backlog), 15) else 1
+            return 0 if "failed" not in outcomes and kept == min(len(scan.users), 15) else 1
+        finally:
+            await database.db.client.drop_database(settings.mongodb_db)
+            await deps.redis.delete(settings.queue_name)
 
 
-def main() -> int:
+def _start_worker(settings: Settings, metrics_port: int) -> subprocess.Popen[bytes]:
+    env = os.environ | {
+        "MEMCOMPRESS_MONGODB_DB": settings.mongodb_db,
+        "MEMCOMPRESS_QUEUE_NAME": settings.queue_name,
+        "MEMCOMPRESS_METRICS_PORT": str(metrics_port),
+        "MEMCOMPRESS_SCAN_CRON": "0 0 1 1 *",  # the demo scans once itself
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "memcompress", "worker"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+async def _wait_for_queue(deps: CompressionDeps, queue_name: str, jobs: int, within_s: float = 600) -> None:
+    """Until every queued job was taken and finished (the compaction log has one record per job)."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        done = len(await deps.compaction_log.recent(limit=jobs + 1))
+        if sys.stderr.isatty():
+            print(f"\r  {done}/{jobs} users compressed by the workers", end="", file=sys.stderr, flush=True)
+        if done >= jobs and await deps.redis.zcard(queue_name) == 0:
+            return
+        await asyncio.sleep(0.5)
+    raise TimeoutError(f"the workers did not finish {jobs} jobs within {within_s:g}s")
+
+
+def _scrape(ports: list[int]) -> dict[tuple[str, str], float]:
+    """Every sample of the workers' /metrics endpoints, summed: (name, first label value) -> value."""
+    totals: dict[tuple[str, str], float] = {}
+    for port in ports:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+            text = response.read().decode()
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                key = (sample.name, next(iter(sample.labels.values()), ""))
+                totals[key] = totals.get(key, 0.0) + sample.value
+    return totals
+
+
+async def _print_table(
+    deps: CompressionDeps, users: list[UserBacklog], before: Counter[str], planted: dict[str, str]
+) -> int:
+    print(f"\n{'user':<10} {'before':>6} {'after':>5}  planted fact kept?  summary excerpt")
+    kept = 0
+    for user in users:
+        profile = await deps.profiles.get(user.user_id)
+        summary = profile.memory_summary or ""
+        fact = planted[user.user_id]
+        in_summary = fact in summary
+        still_stored = any(e.content == fact for e in await deps.memory.get_recent_events(user.user_id, 100))
+        kept += in_summary or still_stored
+        where = "in summary" if in_summary else ("still stored" if still_stored else "NO")
+        excerpt = summary.splitlines()[0][:60] if summary else ""
+        after = await deps.memory.count_events(user.user_id)
+        print(f"{user.user_id:<10} {before[user.user_id]:>6} {after:>5}  {where:<18}  {excerpt}")
+    return kept
+
+
+def main(users: int = USERS, workers: int = 2) -> int:
     started: list[EmbeddedServer] = []
     try:
         if not os.environ.get("MEMCOMPRESS_MONGODB_URI"):
+            print("starting the embedded MongoDB wire server (SecantusDB, in memory) ...")
             started.append(server := mongo_server().start())
             os.environ["MEMCOMPRESS_MONGODB_URI"] = server.url
         if not os.environ.get("MEMCOMPRESS_REDIS_URL"):
+            print("starting the embedded Valkey ...")
             started.append(server := valkey_server().start())
             os.environ["MEMCOMPRESS_REDIS_URL"] = server.url
-        return asyncio.run(run_demo())
-    except ConfigError as error:
-        print(error, file=sys.stderr)
+        return asyncio.run(run_demo(users, workers))
+    except (ConfigError, StoreUnavailable, EmbeddedServerError) as error:
+        print(f"memcompress demo: {error}", file=sys.stderr)
         return 2
     finally:
         for server in started:

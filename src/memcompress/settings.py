@@ -106,6 +106,7 @@ class Settings(BaseSettings):
 
     # --- observability ------------------------------------------------------------------------
     metrics_port: int = Field(9108, ge=0, le=65535, description="0 disables the /metrics endpoint")
+    pushgateway_url: str | None = Field(None, description="run-once pushes its metrics here when set")
 
     @field_validator("mongodb_uri")
     @classmethod
@@ -125,6 +126,14 @@ class Settings(BaseSettings):
         except CronError as error:
             raise ValueError(f"MEMCOMPRESS_SCAN_CRON: {error}") from None
         return value
+
+    @field_validator("pushgateway_url")
+    @classmethod
+    def _pushgateway_url(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        assert value is not None
+        return _check_uri(value, ("http", "https"), "MEMCOMPRESS_PUSHGATEWAY_URL")
 
     @field_validator("llm_base_url")
     @classmethod

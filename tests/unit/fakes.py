@@ -67,6 +67,10 @@ class FakeProfiles:
     async def get(self, user_id: str) -> UserProfile:
         return self.profiles.setdefault(user_id, UserProfile.new(user_id)).model_copy()
 
+    async def find(self, user_id: str) -> UserProfile | None:
+        profile = self.profiles.get(user_id)
+        return None if profile is None else profile.model_copy()
+
     async def save(self, profile: UserProfile) -> None:
         current = await self.get(profile.user_id)
         self.profiles[profile.user_id] = current.model_copy(

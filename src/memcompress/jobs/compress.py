@@ -141,7 +141,7 @@ async def _fold(deps: CompressionDeps, user_id: str, lock: _HeldLock, record: Co
 
     summary, version, watermark = profile.memory_summary, profile.summary_version, profile.watermark
     # Step 4: chunk.
-    async for chunk in _chunks(stream, policy.chunk_chars, policy.batch_size):
+    async for chunk in chunk_events(stream, policy.chunk_chars, policy.batch_size):
         # Step 5: summarise the chunk together with the summary so far.
         request = SummaryRequest(
             summary, [s.event for s in chunk], profile.language, policy.summary_max_chars
@@ -171,7 +171,7 @@ async def _fold(deps: CompressionDeps, user_id: str, lock: _HeldLock, record: Co
     record.events_after = await deps.memory.count_events(user_id)
 
 
-async def _chunks(
+async def chunk_events(
     stream: AsyncIterator[StoredEvent], max_chars: int, max_events: int
 ) -> AsyncIterator[list[StoredEvent]]:
     """Consecutive runs of events whose transcript fits ``max_chars`` (always at least one event)."""

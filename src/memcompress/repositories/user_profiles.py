@@ -39,6 +39,12 @@ class MongoUserProfileRepository:
         assert doc is not None  # upsert with AFTER always returns the document
         return document_to_profile(USER_PROFILES, doc)
 
+    async def find(self, user_id: str) -> UserProfile | None:
+        """The user's profile if there is one; creates nothing (dry runs use this)."""
+        doc = await self._profiles.find_one({"user_id": user_id})
+        self._metrics.profile_reads.inc()
+        return None if doc is None else document_to_profile(USER_PROFILES, doc)
+
     async def save(self, profile: UserProfile) -> None:
         """Upsert the app-owned fields. The summary and its bookkeeping are never overwritten here:
         a stale copy of the profile must not roll back a summary whose events are already trimmed."""

@@ -1,0 +1,3 @@
+from memcompress.cli import main
+
+main()

@@ -1,0 +1,45 @@
+"""``migrate`` (indexes) and ``demo``."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from memcompress.bootstrap import open_services
+from memcompress.cli.app import CliState, run
+from memcompress.cli.scan_commands import CLI_REDIS_RETRIES
+from memcompress.repositories import ensure_indexes
+
+
+@click.command()
+@click.pass_obj
+def migrate(state: CliState) -> None:
+    """Create the indexes memcompress needs (safe to run again; changes nothing the second time).
+    MEMCOMPRESS_MEMORY_TTL_DAYS adds the opt-in TTL index (see the README before using it)."""
+
+    async def work() -> int:
+        settings = state.settings()
+        async with open_services(settings, redis_retries=CLI_REDIS_RETRIES) as (_, database):
+            for name in await ensure_indexes(database, memory_ttl_days=settings.memory_ttl_days):
+                click.echo(f"index ok: {name}")
+        return 0
+
+    run(state, work())
+
+
+@click.command()
+@click.option("--users", type=click.IntRange(min=1), default=200, show_default=True, help="Synthetic users.")
+@click.option(
+    "--workers", type=click.IntRange(min=1, max=8), default=2, show_default=True, help="Worker processes."
+)
+def demo(users: int, workers: int) -> None:
+    """Seed a synthetic corpus and compress it through the real queue and worker processes, on
+    embedded servers unless MEMCOMPRESS_MONGODB_URI / MEMCOMPRESS_REDIS_URL are set. Uses a database
+    of its own and drops it at the end."""
+    from memcompress.demo import main
+
+    sys.exit(main(users=users, workers=workers))
+
+
+COMMANDS = [migrate, demo]

@@ -1,0 +1,123 @@
+"""``worker``, ``enqueue`` and ``status``."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import click
+
+from memcompress.bootstrap import connect_redis, open_services
+from memcompress.cli.app import CliState, run, setup_logging
+from memcompress.cli.scan_commands import CLI_REDIS_RETRIES
+from memcompress.queue import enqueue_compression
+from memcompress.repositories import MongoDeadLetters
+from memcompress.status import queue_status, store_status
+
+
+@click.command()
+@click.option("--burst", is_flag=True, help="Exit once the queue is empty.")
+@click.option("--check", is_flag=True, help="Health check: exit 0 if a worker reported in recently, else 1.")
+@click.pass_obj
+def worker(state: CliState, burst: bool, check: bool) -> None:
+    """Run the arq worker (same as `arq memcompress.worker.WorkerSettings`). SIGTERM stops taking jobs
+    and gives running ones MEMCOMPRESS_JOB_COMPLETION_WAIT_S to finish."""
+    from arq.worker import check_health, run_worker
+
+    from memcompress.settings import ConfigError
+    from memcompress.worker.arq_settings import worker_settings
+
+    try:
+        settings = worker_settings(state.settings())
+    except ConfigError as error:
+        click.echo(f"memcompress: {error}", err=True)
+        raise SystemExit(2) from None
+    if check:
+        raise SystemExit(check_health(settings))
+    setup_logging(state.log_format, logging.DEBUG if state.verbose else logging.INFO)
+    run_worker(settings, burst=burst)
+
+
+@click.command()
+@click.argument("user_ids", nargs=-1)
+@click.option(
+    "--delay", type=click.FloatRange(min=0), default=0.0, show_default=True, help="Seconds to wait."
+)
+@click.option("--dead-letters", "dead_letters", is_flag=True, help="Also queue every dead-lettered user.")
+@click.pass_obj
+def enqueue(state: CliState, user_ids: tuple[str, ...], delay: float, dead_letters: bool) -> None:
+    """Queue a compression of each USER_ID (a job already queued or running absorbs the request, and
+    the user is checked again once it finishes)."""
+    if not user_ids and not dead_letters:
+        raise click.UsageError("give at least one USER_ID, or --dead-letters")
+
+    async def work() -> int:
+        settings = state.settings()
+        users = list(user_ids)
+        if dead_letters:
+            async with open_services(settings, redis_retries=CLI_REDIS_RETRIES) as (_, database):
+                users += [letter.user_id for letter in await MongoDeadLetters(database).list(limit=100_000)]
+        redis = connect_redis(settings, CLI_REDIS_RETRIES)
+        try:
+            for user_id in users:
+                queued = await enqueue_compression(
+                    redis, user_id, delay=delay, queue_name=settings.queue_name
+                )
+                click.echo(f"{user_id}: {'queued' if queued else 'already queued or running; will re-check'}")
+        finally:
+            await redis.aclose()
+        return 0
+
+    run(state, work())
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_obj
+def status(state: CliState, as_json: bool) -> None:
+    """Queue depth, jobs in progress, held locks, last scan, dead letters and the last compactions."""
+
+    async def work() -> int:
+        settings = state.settings()
+        async with open_services(settings, redis_retries=CLI_REDIS_RETRIES) as (deps, database):
+            report = await queue_status(deps.redis, settings.queue_name)
+            report |= await store_status(MongoDeadLetters(database), deps.compaction_log)
+        if as_json:
+            click.echo(json.dumps(report, ensure_ascii=False, default=str))
+        else:
+            _print_status(report)
+        return 0
+
+    run(state, work())
+
+
+def _print_status(report: dict[str, Any]) -> None:
+    click.echo(
+        f"queue {report['queue']}: {report['queue_depth']} jobs ({report['ready']} ready, {report['deferred']} deferred)"
+    )
+    click.echo(f"in progress: {report['in_progress_count']} {' '.join(report['in_progress'])}".rstrip())
+    click.echo(f"worker health: {report['worker_health'] or 'no worker reported in'}")
+    scan = report["last_scan"]
+    click.echo(
+        f"last scan: {scan['finished_at']}, {scan['users_found']} users found, {scan['enqueued']} queued"
+        if scan
+        else "last scan: none recorded"
+    )
+    click.echo(f"held locks: {report['held_locks_count']}")
+    for lock in report["held_locks"]:
+        click.echo(f"  {lock['user_id']} (expires in {lock['expires_in_s']}s)")
+    click.echo(f"dead letters: {report['dead_letters_count']}")
+    for letter in report["dead_letters"]:
+        click.echo(
+            f"  {letter['user_id']}: {letter['reason']} (tries {letter['tries']}, {letter['failed_at']})"
+        )
+    click.echo("last compactions:")
+    for record in report["last_compactions"]:
+        click.echo(
+            f"  {record['finished_at']} {record['user_id']} {record['outcome']}"
+            f" folded={record['events_folded']} {record['reason'] or ''}".rstrip()
+        )
+
+
+COMMANDS = [worker, enqueue, status]

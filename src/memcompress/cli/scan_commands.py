@@ -1,0 +1,169 @@
+"""``scan`` (find users over the threshold, optionally queue them) and ``run-once`` (cron mode)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from collections import Counter
+
+import click
+from prometheus_client import push_to_gateway
+
+from memcompress.bootstrap import open_services
+from memcompress.cli.app import EXIT_FAILED, CliState, run
+from memcompress.jobs.compress import CompressionDeps, run_compression
+from memcompress.jobs.scan import scan_and_enqueue
+from memcompress.metrics import Metrics, RunMetrics
+from memcompress.models import CompactionRecord, Outcome, UserBacklog
+
+CLI_REDIS_RETRIES = 2
+
+
+@click.command()
+@click.option("--dry-run", is_flag=True, help="Only list the users; change nothing, queue nothing.")
+@click.option("--limit", type=click.IntRange(min=1), help="At most this many users (most events first).")
+@click.option("--threshold", type=click.IntRange(min=1), help="Override MEMCOMPRESS_THRESHOLD for this scan.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
+@click.pass_obj
+def scan(state: CliState, dry_run: bool, limit: int | None, threshold: int | None, as_json: bool) -> None:
+    """List users with more than THRESHOLD events and (without --dry-run) queue a job for each.
+
+    JSON: {"threshold": N, "users_found": N, "users": [{"user_id": ..., "event_count": N}, ...]},
+    most events first; without --dry-run it also has "enqueued".
+    """
+
+    async def work() -> int:
+        settings = state.settings()
+        used = threshold or settings.threshold
+        async with open_services(settings, redis_retries=CLI_REDIS_RETRIES) as (deps, _):
+            if dry_run:
+                users, enqueued = await deps.memory.users_over_threshold(used, limit), None
+            else:
+                result = await scan_and_enqueue(
+                    deps.memory,
+                    deps.redis,
+                    deps.metrics,
+                    threshold=used,
+                    limit=limit,
+                    queue_name=settings.queue_name,
+                )
+                users, enqueued = result.users, result.enqueued
+        _print_scan(used, users, enqueued, as_json)
+        return 0
+
+    run(state, work())
+
+
+def _print_scan(threshold: int, users: list[UserBacklog], enqueued: int | None, as_json: bool) -> None:
+    if as_json:
+        report: dict[str, object] = {
+            "threshold": threshold,
+            "users_found": len(users),
+            "users": [{"user_id": u.user_id, "event_count": u.event_count} for u in users],
+        }
+        if enqueued is not None:
+            report["enqueued"] = enqueued
+        click.echo(json.dumps(report, ensure_ascii=False))
+        return
+    click.echo(f"{len(users)} users with more than {threshold} events")
+    if users:
+        width = max(len("user_id"), *(len(u.user_id) for u in users))
+        click.echo(f"{'user_id':<{width}}  events")
+        for user in users:
+            click.echo(f"{user.user_id:<{width}}  {user.event_count:>6}")
+    if enqueued is None:
+        click.echo("dry run: nothing changed, nothing queued")
+    else:
+        click.echo(f"queued {enqueued} jobs ({len(users) - enqueued} were already queued or running)")
+
+
+@click.command("run-once")
+@click.option("--limit", type=click.IntRange(min=1), help="At most this many users (most events first).")
+@click.option("--dry-run", is_flag=True, help="Only list the users that would be compressed.")
+@click.pass_obj
+def run_once(state: CliState, limit: int | None, dry_run: bool) -> None:
+    """Cron mode: scan and compress every user over the threshold inline (no queue), then exit.
+
+    Up to MEMCOMPRESS_MAX_JOBS users at a time. Exit 0 when every user was compressed or skipped, 1 when
+    any failed. Pushes the run metrics to MEMCOMPRESS_PUSHGATEWAY_URL when set.
+    """
+
+    async def work() -> int:
+        settings = state.settings()
+        run_metrics = RunMetrics()
+        run_metrics.runs.inc()
+        started = time.monotonic()
+        async with open_services(settings, Metrics(), redis_retries=CLI_REDIS_RETRIES) as (deps, _):
+            await deps.redis.ping()
+            users = await deps.memory.users_over_threshold(settings.threshold, limit)
+            if dry_run:
+                _print_scan(settings.threshold, users, None, as_json=False)
+                return 0
+            records = await _compress_all(deps, users, settings.max_jobs)
+        failed = [r for r in records if r.outcome in (Outcome.FAILED, Outcome.CONFLICT)]
+        run_metrics.errors.inc(len(failed))
+        run_metrics.users_processed.inc(len(records) - len(failed))
+        run_metrics.duration.set(time.monotonic() - started)
+        if not failed:
+            run_metrics.last_success.set_to_current_time()
+        _print_run(records, time.monotonic() - started)
+        if settings.pushgateway_url:
+            await _push(settings.pushgateway_url, run_metrics)
+        return EXIT_FAILED if failed else 0
+
+    run(state, work())
+
+
+async def _compress_all(
+    deps: CompressionDeps, users: list[UserBacklog], concurrency: int
+) -> list[CompactionRecord]:
+    gate = asyncio.Semaphore(concurrency)
+    show = sys.stderr.isatty() and bool(users)
+    with (
+        click.progressbar(length=len(users), label="compressing", file=sys.stderr)
+        if show
+        else _NoBar() as bar
+    ):
+
+        async def one(user: UserBacklog) -> CompactionRecord:
+            async with gate:
+                record = await run_compression(deps, user.user_id)
+            bar.update(1)
+            return record
+
+        return list(await asyncio.gather(*(one(u) for u in users)))
+
+
+class _NoBar:
+    def __enter__(self) -> _NoBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def update(self, steps: int) -> None:
+        return None
+
+
+def _print_run(records: list[CompactionRecord], elapsed: float) -> None:
+    outcomes = Counter(r.outcome.value for r in records)
+    folded = sum(r.events_folded for r in records)
+    click.echo(f"{'outcome':<12} users")
+    for outcome in Outcome:
+        click.echo(f"{outcome.value:<12} {outcomes.get(outcome.value, 0):>5}")
+    click.echo(f"{len(records)} users in {elapsed:.1f}s; {folded} events folded")
+    for record in records:
+        if record.outcome in (Outcome.FAILED, Outcome.CONFLICT):
+            click.echo(f"  {record.outcome.value}: {record.user_id}: {record.reason}")
+
+
+async def _push(url: str, metrics: RunMetrics) -> None:
+    try:
+        await asyncio.to_thread(push_to_gateway, url, job="memcompress_run_once", registry=metrics.registry)
+    except OSError as error:
+        click.echo(f"memcompress: could not push metrics to the Pushgateway: {error}", err=True)
+
+
+COMMANDS = [scan, run_once]

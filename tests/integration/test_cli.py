@@ -1,0 +1,297 @@
+"""The ``memcompress`` CLI: click's runner in-process, and real subprocesses for the exit-code contract.
+
+The tests are synchronous (each command runs its own event loop); they seed and count with the
+synchronous pymongo and redis clients."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+from pymongo import MongoClient
+from pymongo.database import Database
+from redis import Redis
+
+from memcompress.cli.app import cli
+from memcompress.embedded import free_port
+from memcompress.keys import job_id, lock_key, recheck_key
+from memcompress.repositories.database import (
+    COMPACTION_LOG,
+    DEAD_LETTERS,
+    USER_MEMORY,
+    USER_MEMORY_ARCHIVE,
+    USER_PROFILES,
+)
+
+pytestmark = pytest.mark.redis
+T0 = datetime(2026, 3, 1, tzinfo=UTC)
+COLLECTIONS = (USER_MEMORY, USER_MEMORY_ARCHIVE, USER_PROFILES, COMPACTION_LOG, DEAD_LETTERS)
+
+
+@pytest.fixture
+def mongo(mongo_uri: str, db_name: str) -> Iterator[Database[dict[str, Any]]]:
+    client: MongoClient[dict[str, Any]] = MongoClient(mongo_uri, tz_aware=True)
+    try:
+        yield client[db_name]
+    finally:
+        client.drop_database(db_name)
+        client.close()
+
+
+@pytest.fixture
+def sync_redis(redis_url: str) -> Iterator[Redis]:
+    client = Redis.from_url(redis_url)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def env(mongo_uri: str, db_name: str, redis_url: str) -> dict[str, str]:
+    return {
+        "MEMCOMPRESS_MONGODB_URI": mongo_uri,
+        "MEMCOMPRESS_MONGODB_DB": db_name,
+        "MEMCOMPRESS_REDIS_URL": redis_url,
+        "MEMCOMPRESS_QUEUE_NAME": f"test:{uuid.uuid4().hex[:10]}",
+        "MEMCOMPRESS_SUMMARIZER": "extractive",
+        "MEMCOMPRESS_MONGODB_SERVER_SELECTION_TIMEOUT_MS": "1500",
+    }
+
+
+def invoke(env: dict[str, str], *args: str) -> Result:
+    return CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
+
+
+def seed(mongo: Database[dict[str, Any]], sizes: dict[str, int]) -> None:
+    docs = [
+        {
+            "event_id": str(uuid.uuid4()),
+            "user_id": user,
+            "role": "user" if i % 2 == 0 else "assistant",
+            "content": f"{user} message {i}: I like topic {i}.",
+            "created_at": T0 + timedelta(seconds=i),
+            "tags": [],
+        }
+        for user, count in sizes.items()
+        for i in range(count)
+    ]
+    mongo[USER_MEMORY].insert_many(docs)
+
+
+def snapshot(mongo: Database[dict[str, Any]], redis: Redis) -> tuple[dict[str, int], set[bytes]]:
+    """Document counts of every collection (new collections show up too) and every Redis key."""
+    counts = {
+        name: mongo[name].count_documents({}) for name in (*COLLECTIONS, *mongo.list_collection_names())
+    }
+    return counts, set(redis.scan_iter(count=1000))
+
+
+def test_scan_dry_run_json_matches_the_contract_and_changes_nothing(
+    env: dict[str, str], mongo: Database[dict[str, Any]], sync_redis: Redis
+) -> None:
+    seed(mongo, {"a": 51, "b": 50, "c": 80, "d": 3})
+    before = snapshot(mongo, sync_redis)
+    result = invoke(env, "scan", "--dry-run", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output) == {
+        "threshold": 50,
+        "users_found": 2,
+        "users": [{"user_id": "c", "event_count": 80}, {"user_id": "a", "event_count": 51}],
+    }
+    assert snapshot(mongo, sync_redis) == before
+    limited = json.loads(
+        invoke(env, "scan", "--dry-run", "--json", "--limit", "1", "--threshold", "2").output
+    )
+    assert limited == {"threshold": 2, "users_found": 1, "users": [{"user_id": "c", "event_count": 80}]}
+
+
+def test_scan_queues_one_job_per_user_and_says_how_many(
+    env: dict[str, str], mongo: Database[dict[str, Any]], sync_redis: Redis
+) -> None:
+    seed(mongo, {"a": 51, "c": 80})
+    first = json.loads(invoke(env, "scan", "--json").output)
+    assert (first["users_found"], first["enqueued"]) == (2, 2)
+    assert "queued 0 jobs (2 were already queued" in invoke(env, "scan").output
+    assert sync_redis.zcard(env["MEMCOMPRESS_QUEUE_NAME"]) == 2
+    status = json.loads(invoke(env, "status", "--json").output)
+    assert (status["queue_depth"], status["ready"], status["last_scan"]["users_found"]) == (2, 2, 2)
+
+
+def test_compress_exit_codes(env: dict[str, str], mongo: Database[dict[str, Any]]) -> None:
+    seed(mongo, {"big": 60, "small": 10})
+    assert invoke(env, "compress", "small").exit_code == 0  # nothing to do
+    result = invoke(env, "compress", "big", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["outcome"] == "compressed"
+    assert mongo[USER_MEMORY].count_documents({"user_id": "big"}) == 20
+
+    seed(mongo, {"llm-down": 60})
+    dead_llm = env | {
+        "MEMCOMPRESS_SUMMARIZER": "openai",
+        "MEMCOMPRESS_LLM_BASE_URL": f"http://127.0.0.1:{free_port()}/v1",
+        "MEMCOMPRESS_LLM_API_KEY": "k",
+        "MEMCOMPRESS_LLM_MAX_RETRIES": "0",
+    }
+    result = invoke(dead_llm, "compress", "llm-down", "--json")
+    assert result.exit_code == 1
+    assert json.loads(result.output)["outcome"] == "failed"
+    assert mongo[USER_MEMORY].count_documents({"user_id": "llm-down"}) == 60
+
+
+def test_compress_dry_run_shows_the_plan_and_stores_nothing(
+    env: dict[str, str], mongo: Database[dict[str, Any]], sync_redis: Redis
+) -> None:
+    seed(mongo, {"big": 75})
+    before = snapshot(mongo, sync_redis)
+    result = invoke(env, "compress", "big", "--dry-run", "--preview", "--json")
+    assert result.exit_code == 0, result.output
+    plan = json.loads(result.output)
+    assert (plan["events"], plan["events_to_fold"], plan["would_compress"]) == (75, 55, True)
+    assert plan["estimated_prompt_tokens"] > 0 and plan["chunk_sizes"] == [55]
+    assert "big message 0" in plan["preview_summary"]
+    assert snapshot(mongo, sync_redis) == before  # not even a default profile
+
+
+def test_run_once_compresses_everyone_and_reports(
+    env: dict[str, str], mongo: Database[dict[str, Any]], sync_redis: Redis
+) -> None:
+    seed(mongo, {f"u{i}": 55 + i for i in range(5)} | {"few": 5})
+    before = snapshot(mongo, sync_redis)
+    dry = invoke(env, "run-once", "--dry-run")
+    assert dry.exit_code == 0 and "5 users with more than 50 events" in dry.output
+    assert snapshot(mongo, sync_redis) == before
+    result = invoke(env, "run-once", "--limit", "3")
+    assert result.exit_code == 0, result.output
+    assert "compressed       3" in result.output
+    assert mongo[USER_MEMORY].count_documents({"user_id": "u4"}) == 20  # most events first
+    assert mongo[USER_MEMORY].count_documents({"user_id": "u0"}) == 55
+
+
+def test_run_once_exits_1_when_a_user_fails_and_pushes_its_metrics(
+    env: dict[str, str], mongo: Database[dict[str, Any]]
+) -> None:
+    pushed: list[bytes] = []
+
+    class Gateway(BaseHTTPRequestHandler):
+        def do_PUT(self) -> None:
+            pushed.append(self.rfile.read(int(self.headers["Content-Length"])))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            return None
+
+    server = HTTPServer(("127.0.0.1", 0), Gateway)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        seed(mongo, {"u": 60})
+        failing = env | {
+            "MEMCOMPRESS_SUMMARIZER": "openai",
+            "MEMCOMPRESS_LLM_BASE_URL": f"http://127.0.0.1:{free_port()}/v1",
+            "MEMCOMPRESS_LLM_MAX_RETRIES": "0",
+            "MEMCOMPRESS_PUSHGATEWAY_URL": f"http://127.0.0.1:{server.server_address[1]}",
+        }
+        result = invoke(failing, "run-once")
+        assert result.exit_code == 1
+        assert "failed: u:" in result.output
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert pushed, "nothing was pushed"
+    assert b"personalized_memory_worker_errors_total" in pushed[0]
+
+
+def test_forget_leaves_nothing_of_the_user_anywhere(
+    env: dict[str, str], mongo: Database[dict[str, Any]], sync_redis: Redis
+) -> None:
+    env = env | {"MEMCOMPRESS_RETENTION": "archive"}
+    seed(mongo, {"gone": 70, "stays": 70})
+    assert invoke(env, "compress", "gone").exit_code == 0
+    assert invoke(env, "compress", "stays").exit_code == 0
+    mongo[DEAD_LETTERS].insert_one({"_id": "gone", "user_id": "gone", "reason": "x", "tries": 1})
+    assert invoke(env, "enqueue", "gone", "stays", "--delay", "60").exit_code == 0
+
+    refused = invoke(env, "forget", "gone")
+    assert refused.exit_code == 1 and "user_memory_archive: 50" in refused.output
+    assert mongo[USER_MEMORY].count_documents({"user_id": "gone"}) == 20
+
+    result = invoke(env, "forget", "gone", "--yes")
+    assert result.exit_code == 0, result.output
+    assert "user_memory: 20" in result.output and "queued_job: 1" in result.output
+    for name in COLLECTIONS:
+        assert mongo[name].count_documents({"$or": [{"user_id": "gone"}, {"_id": "gone"}]}) == 0, name
+    assert not [k for k in sync_redis.scan_iter(count=1000) if b"gone" in k]
+    assert sync_redis.zscore(env["MEMCOMPRESS_QUEUE_NAME"], job_id("gone")) is None
+    assert mongo[USER_MEMORY].count_documents({"user_id": "stays"}) == 20  # nobody else touched
+    assert sync_redis.zscore(env["MEMCOMPRESS_QUEUE_NAME"], job_id("stays")) is not None
+    assert sync_redis.exists(recheck_key("stays"), lock_key("gone")) == 1
+
+
+def test_enqueue_status_and_migrate(env: dict[str, str], mongo: Database[dict[str, Any]]) -> None:
+    assert "u1: queued" in invoke(env, "enqueue", "u1").output
+    assert "already queued or running" in invoke(env, "enqueue", "u1").output
+    status = invoke(env, "status")
+    assert status.exit_code == 0 and "1 jobs (1 ready, 0 deferred)" in status.output
+    first = invoke(env, "migrate")
+    assert first.exit_code == 0 and "index ok: user_memory.user_created_id" in first.output
+    assert invoke(env, "migrate").output == first.output
+    assert invoke(env, "enqueue").exit_code == 2  # usage error: no user given
+
+
+def _subprocess(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "memcompress", *args],
+        env={"PATH": "/usr/bin:/bin", **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ({"MEMCOMPRESS_KEEP_LAST": "60"}, "invalid configuration: MEMCOMPRESS_KEEP_LAST (60) must be less"),
+        ({"MEMCOMPRESS_REDIS_URL": "http://nope"}, "MEMCOMPRESS_REDIS_URL must start with redis://"),
+        (
+            {"MEMCOMPRESS_MONGODB_URI": f"mongodb://127.0.0.1:{free_port()}/?directConnection=true"},
+            "cannot reach MongoDB",
+        ),
+    ],
+)
+def test_bad_config_or_unreachable_store_is_one_line_and_exit_2(
+    env: dict[str, str], override: dict[str, str], message: str
+) -> None:
+    done = _subprocess(env | override, "scan", "--dry-run", "--json")
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert message in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
+
+
+def test_unreachable_redis_is_exit_2(env: dict[str, str], mongo: Database[dict[str, Any]]) -> None:
+    seed(mongo, {"u": 60})
+    done = _subprocess(env | {"MEMCOMPRESS_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}, "compress", "u")
+    assert done.returncode == 2
+    assert done.stderr.startswith("memcompress: cannot reach Redis")
+    assert mongo[USER_MEMORY].count_documents({"user_id": "u"}) == 60
+
+
+def test_subprocess_scan_json_and_the_worker_health_check(
+    env: dict[str, str], mongo: Database[dict[str, Any]]
+) -> None:
+    seed(mongo, {"a": 52})
+    done = _subprocess(env, "scan", "--dry-run", "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["users"] == [{"user_id": "a", "event_count": 52}]
+    assert _subprocess(env, "worker", "--check").returncode == 1  # no worker has reported in
