@@ -27,12 +27,12 @@ REDIS_RETRIES = 30
 REDIS_RETRY_ON = [RedisConnectionError, RedisTimeoutError]
 
 
-def redis_retry() -> Retry:
-    return Retry(ExponentialBackoff(cap=2.0, base=0.1), REDIS_RETRIES)
+def redis_retry(retries: int = REDIS_RETRIES) -> Retry:
+    return Retry(ExponentialBackoff(cap=2.0, base=0.1), retries)
 
 
 def connect_redis(settings: Settings, retries: int = REDIS_RETRIES) -> Redis:
-    retry = Retry(ExponentialBackoff(cap=2.0, base=0.1), retries)
+    retry = redis_retry(retries)
     redis: Redis = Redis.from_url(settings.redis_url, retry=retry, retry_on_error=REDIS_RETRY_ON)
     return redis
 

@@ -18,6 +18,12 @@ ARQ_IN_PROGRESS_PREFIX = "arq:in-progress:"
 ARQ_RETRY_PREFIX = "arq:retry:"
 
 
+def health_check_key(queue_name: str, host: str) -> str:
+    """Each worker host (a pod, a container, a machine) writes its own health-check key, so a probe run
+    on that host checks its own worker rather than any worker of the queue."""
+    return f"{queue_name}:health-check:{host}"
+
+
 def job_id(user_id: str) -> str:
     """The arq job id of a user's compression: one queued job per user, duplicates collapse."""
     return JOB_ID_PREFIX + user_id

@@ -12,6 +12,7 @@ from memcompress.keys import (
     ARQ_IN_PROGRESS_PREFIX,
     JOB_ID_PREFIX,
     LOCK_KEY_PREFIX,
+    health_check_key,
     user_from_job_id,
 )
 from memcompress.repositories.protocols import CompactionLog, DeadLetters
@@ -33,7 +34,11 @@ async def queue_status(redis: Redis, queue_name: str) -> dict[str, Any]:
     for key in await _keys(redis, LOCK_KEY_PREFIX + "*"):
         ttl_ms = await redis.pttl(key)
         locks.append({"user_id": key.removeprefix(LOCK_KEY_PREFIX), "expires_in_s": round(ttl_ms / 1000, 1)})
-    health = await redis.get(queue_name + ":health-check")
+    health = {}
+    for key in await _keys(redis, health_check_key(queue_name, "*")):
+        value = await redis.get(key)
+        if value is not None:
+            health[key.removeprefix(health_check_key(queue_name, ""))] = value.decode()
     return {
         "queue": queue_name,
         "queue_depth": depth,
@@ -44,7 +49,7 @@ async def queue_status(redis: Redis, queue_name: str) -> dict[str, Any]:
         "held_locks": sorted(locks, key=lambda lock: str(lock["user_id"]))[:LIST_AT_MOST],
         "held_locks_count": len(locks),
         "last_scan": await last_scan(redis),
-        "worker_health": health.decode() if health else None,
+        "worker_health": health,
     }
 
 

@@ -183,7 +183,7 @@ def test_run_once_exits_1_when_a_user_fails_and_pushes_its_metrics(
     pushed: list[bytes] = []
 
     class Gateway(BaseHTTPRequestHandler):
-        def do_PUT(self) -> None:
+        def do_POST(self) -> None:
             pushed.append(self.rfile.read(int(self.headers["Content-Length"])))
             self.send_response(200)
             self.end_headers()
@@ -209,6 +209,7 @@ def test_run_once_exits_1_when_a_user_fails_and_pushes_its_metrics(
         server.server_close()
     assert pushed, "nothing was pushed"
     assert b"personalized_memory_worker_errors_total" in pushed[0]
+    assert b"last_success" not in pushed[0]  # a failed run keeps the last good run's timestamp
 
 
 def test_forget_leaves_nothing_of_the_user_anywhere(
@@ -242,6 +243,7 @@ def test_enqueue_status_and_migrate(env: dict[str, str], mongo: Database[dict[st
     assert "already queued or running" in invoke(env, "enqueue", "u1").output
     status = invoke(env, "status")
     assert status.exit_code == 0 and "1 jobs (1 ready, 0 deferred)" in status.output
+    assert "workers reporting in: 0" in status.output
     first = invoke(env, "migrate")
     assert first.exit_code == 0 and "index ok: user_memory.user_created_id" in first.output
     assert invoke(env, "migrate").output == first.output
@@ -295,3 +297,10 @@ def test_subprocess_scan_json_and_the_worker_health_check(
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["users"] == [{"user_id": "a", "event_count": 52}]
     assert _subprocess(env, "worker", "--check").returncode == 1  # no worker has reported in
+    no_redis = _subprocess(
+        env | {"MEMCOMPRESS_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}, "worker", "--check"
+    )
+    assert no_redis.returncode == 1
+    assert (
+        "memcompress: unhealthy: cannot reach Redis" in no_redis.stderr and "Traceback" not in no_redis.stderr
+    )

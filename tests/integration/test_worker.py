@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import subprocess
+import sys
 import urllib.request
 import uuid
 from collections import Counter
@@ -124,6 +126,9 @@ async def test_a_burst_of_enqueues_is_one_job_and_a_burst_during_the_job_is_not_
     redis: Redis,
     llm: FakeLLM,
     queue: str,
+    mongo_uri: str,
+    db_name: str,
+    redis_url: str,
 ) -> None:
     user = f"user-{uuid.uuid4().hex[:8]}"
     events = await _seed(memory, [user], 60)
@@ -155,6 +160,13 @@ async def test_a_burst_of_enqueues_is_one_job_and_a_burst_during_the_job_is_not_
     assert 'memcompress_llm_requests_total{summarizer="openai"} 2.0' in metrics
     assert 'user_memory_compressions_total{outcome="compressed"} 2.0' in metrics
     assert "memcompress_queue_depth " in metrics
+    check = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "memcompress", "worker", "--check"],
+        env=worker_env(mongo_uri, db_name, redis_url, queue),
+        capture_output=True,
+    )
+    assert check.returncode == 0, check.stderr  # the running worker wrote its health-check key
     worker.signal(signal.SIGTERM)
     assert worker.wait(timeout=30) == 0
 

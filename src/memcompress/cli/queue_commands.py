@@ -7,9 +7,11 @@ import logging
 from typing import Any
 
 import click
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from memcompress.bootstrap import connect_redis, open_services
-from memcompress.cli.app import CliState, run, setup_logging
+from memcompress.cli.app import EXIT_CONFIG, EXIT_FAILED, CliState, fail, run, setup_logging
 from memcompress.cli.scan_commands import CLI_REDIS_RETRIES
 from memcompress.queue import enqueue_compression
 from memcompress.repositories import MongoDeadLetters
@@ -18,7 +20,9 @@ from memcompress.status import queue_status, store_status
 
 @click.command()
 @click.option("--burst", is_flag=True, help="Exit once the queue is empty.")
-@click.option("--check", is_flag=True, help="Health check: exit 0 if a worker reported in recently, else 1.")
+@click.option(
+    "--check", is_flag=True, help="Health check: exit 0 if this host's worker reported in recently, else 1."
+)
 @click.pass_obj
 def worker(state: CliState, burst: bool, check: bool) -> None:
     """Run the arq worker (same as `arq memcompress.worker.WorkerSettings`). SIGTERM stops taking jobs
@@ -26,15 +30,19 @@ def worker(state: CliState, burst: bool, check: bool) -> None:
     from arq.worker import check_health, run_worker
 
     from memcompress.settings import ConfigError
-    from memcompress.worker.arq_settings import worker_settings
+    from memcompress.worker.arq_settings import redis_settings, worker_settings
 
     try:
-        settings = worker_settings(state.settings())
+        ours = state.settings()
     except ConfigError as error:
-        click.echo(f"memcompress: {error}", err=True)
-        raise SystemExit(2) from None
+        fail(str(error), EXIT_CONFIG)
+    settings = worker_settings(ours)
     if check:
-        raise SystemExit(check_health(settings))
+        settings["redis_settings"] = redis_settings(ours, retries=CLI_REDIS_RETRIES)
+        try:
+            raise SystemExit(check_health(settings))
+        except (RedisConnectionError, RedisTimeoutError) as error:
+            fail(f"unhealthy: cannot reach Redis: {error}", EXIT_FAILED)
     setup_logging(state.log_format, logging.DEBUG if state.verbose else logging.INFO)
     run_worker(settings, burst=burst)
 
@@ -97,7 +105,9 @@ def _print_status(report: dict[str, Any]) -> None:
         f"queue {report['queue']}: {report['queue_depth']} jobs ({report['ready']} ready, {report['deferred']} deferred)"
     )
     click.echo(f"in progress: {report['in_progress_count']} {' '.join(report['in_progress'])}".rstrip())
-    click.echo(f"worker health: {report['worker_health'] or 'no worker reported in'}")
+    click.echo(f"workers reporting in: {len(report['worker_health'])}")
+    for host, line in sorted(report["worker_health"].items()):
+        click.echo(f"  {host}: {line}")
     scan = report["last_scan"]
     click.echo(
         f"last scan: {scan['finished_at']}, {scan['users_found']} users found, {scan['enqueued']} queued"

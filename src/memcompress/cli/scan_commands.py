@@ -9,7 +9,7 @@ import time
 from collections import Counter
 
 import click
-from prometheus_client import push_to_gateway
+from prometheus_client import pushadd_to_gateway
 
 from memcompress.bootstrap import open_services
 from memcompress.cli.app import EXIT_FAILED, CliState, run
@@ -110,7 +110,7 @@ def run_once(state: CliState, limit: int | None, dry_run: bool) -> None:
             run_metrics.last_success.set_to_current_time()
         _print_run(records, time.monotonic() - started)
         if settings.pushgateway_url:
-            await _push(settings.pushgateway_url, run_metrics)
+            await _push(settings.pushgateway_url, run_metrics, succeeded=not failed)
         return EXIT_FAILED if failed else 0
 
     run(state, work())
@@ -159,9 +159,15 @@ def _print_run(records: list[CompactionRecord], elapsed: float) -> None:
             click.echo(f"  {record.outcome.value}: {record.user_id}: {record.reason}")
 
 
-async def _push(url: str, metrics: RunMetrics) -> None:
+async def _push(url: str, metrics: RunMetrics, succeeded: bool) -> None:
+    """POST (push-add): a run with failures leaves out the last-success gauge, so the Pushgateway keeps
+    the previous good run's timestamp instead of a 0."""
+    if not succeeded:
+        metrics.registry.unregister(metrics.last_success)
     try:
-        await asyncio.to_thread(push_to_gateway, url, job="memcompress_run_once", registry=metrics.registry)
+        await asyncio.to_thread(
+            pushadd_to_gateway, url, job="memcompress_run_once", registry=metrics.registry
+        )
     except OSError as error:
         click.echo(f"memcompress: could not push metrics to the Pushgateway: {error}", err=True)
 

@@ -123,9 +123,14 @@ async def recheck_after_job(ctx: dict[str, Any]) -> None:
     if user_id is None:  # not a compression job
         return
     services: JobServices = ctx["services"]
-    delay = await services.deps.redis.getdel(recheck_key(user_id))
-    if delay is not None:
-        await enqueue_job(services.deps.redis, user_id, delay=float(delay), queue_name=services.queue_name)
+    try:
+        delay = await services.deps.redis.getdel(recheck_key(user_id))
+        if delay is not None:
+            await enqueue_job(
+                services.deps.redis, user_id, delay=float(delay), queue_name=services.queue_name
+            )
+    except Exception:  # an error here would stop arq's worker loop; the next scan is the safety net
+        log.warning("could not re-check a user after its job", exc_info=True)
 
 
 async def scheduled_scan(ctx: dict[str, Any]) -> dict[str, Any]:

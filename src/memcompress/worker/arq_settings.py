@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 from arq import cron, func
@@ -9,6 +10,7 @@ from arq.connections import RedisSettings
 
 from memcompress.bootstrap import REDIS_RETRIES, REDIS_RETRY_ON, redis_retry
 from memcompress.jobs.tasks import compress_user, recheck_after_job, scheduled_scan
+from memcompress.keys import health_check_key
 from memcompress.settings import Settings
 from memcompress.worker.lifecycle import lifecycle_hooks
 from memcompress.worker.schedule import parse_cron
@@ -18,10 +20,11 @@ from memcompress.worker.schedule import parse_cron
 ARQ_TIMEOUT_MARGIN_S = 5.0
 
 
-def redis_settings(settings: Settings) -> RedisSettings:
+def redis_settings(settings: Settings, retries: int = REDIS_RETRIES) -> RedisSettings:
+    """arq's connection settings; a worker rides out Redis restarts, a health check fails fast."""
     base = RedisSettings.from_dsn(settings.redis_url)
-    base.conn_retries = REDIS_RETRIES
-    base.retry = redis_retry()
+    base.conn_retries = retries
+    base.retry = redis_retry(retries)
     base.retry_on_error = list(REDIS_RETRY_ON)
     return base
 
@@ -64,5 +67,5 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
         "max_tries": settings.max_tries + 1,
         "job_completion_wait": settings.job_completion_wait_s,
         "health_check_interval": settings.health_check_interval_s,
-        "health_check_key": settings.queue_name + ":health-check",
+        "health_check_key": health_check_key(settings.queue_name, socket.gethostname()),
     }
