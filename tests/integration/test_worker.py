@@ -11,7 +11,7 @@ import sys
 import urllib.request
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -84,6 +84,15 @@ async def _outcomes(database: MongoDatabase, user: str | None = None) -> Counter
     return Counter([(d["user_id"], d["outcome"]) async for d in docs])
 
 
+def _called(llm: FakeLLM) -> Callable[[], Awaitable[bool]]:
+    """A check for ``eventually``: the LLM has received a request (so a job is in the middle of a run)."""
+
+    async def check() -> bool:
+        return llm.requests >= 1
+
+    return check
+
+
 def _get(url: str) -> str:
     with urllib.request.urlopen(url, timeout=5) as response:
         return str(response.read().decode())
@@ -139,10 +148,7 @@ async def test_a_burst_of_enqueues_is_one_job_and_a_burst_during_the_job_is_not_
     queued = [await enqueue_compression(redis, user, delay=0.5, queue_name=queue) for _ in range(100)]
     assert queued.count(True) == 1
 
-    async def llm_called() -> bool:
-        return llm.requests >= 1
-
-    await eventually(llm_called)  # the job is running; a new burst arrives now
+    await eventually(_called(llm))  # the job is running; a new burst arrives now
     burst = make_events(user, 40, tag="burst")
     await memory.append_events(burst)
     assert not any([await enqueue_compression(redis, user, delay=0.5, queue_name=queue) for _ in range(10)])
@@ -186,10 +192,7 @@ async def test_a_job_killed_mid_llm_call_runs_again_after_the_in_progress_key_ex
     first = start(**timeouts)
     assert await enqueue_job(redis, user, queue_name=queue)
 
-    async def llm_called() -> bool:
-        return llm.requests >= 1
-
-    await eventually(llm_called)
+    await eventually(_called(llm))
     first.signal(signal.SIGKILL)
     assert first.wait() == -signal.SIGKILL
     assert await redis.exists(f"arq:in-progress:{job_id(user)}") == 1  # arq still thinks it runs
@@ -217,10 +220,7 @@ async def test_sigterm_during_a_job_finishes_it_or_requeues_it(
     worker = start(job_completion_wait_s=completion_wait_s)
     assert await enqueue_job(redis, user, queue_name=queue)
 
-    async def llm_called() -> bool:
-        return llm.requests >= 1
-
-    await eventually(llm_called)
+    await eventually(_called(llm))
     worker.signal(signal.SIGTERM)
     assert worker.wait(timeout=60) == 0
     if completion_wait_s:
