@@ -248,6 +248,11 @@ def test_enqueue_status_and_migrate(env: dict[str, str], mongo: Database[dict[st
     assert first.exit_code == 0 and "index ok: user_memory.user_created_id" in first.output
     assert invoke(env, "migrate").output == first.output
     assert invoke(env, "enqueue").exit_code == 2  # usage error: no user given
+    mongo[DEAD_LETTERS].insert_one(
+        {"_id": "dl", "user_id": "dl", "reason": "HTTP 400", "tries": 1, "failed_at": T0}
+    )
+    assert "dead letters: 1" in invoke(env, "status").output
+    assert "dl: queued" in invoke(env, "enqueue", "--dead-letters").output
 
 
 def _subprocess(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
