@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-dev
 
-.PHONY: install test lint typecheck unit integration test-redis7 clean demo bench-fold
+.PHONY: install test lint typecheck unit integration test-redis7 clean demo bench bench-fold faults
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -46,3 +46,8 @@ demo: $(STAMP)
 ## Per-user fold cost vs history length (prints a table; several minutes for 100k events).
 bench-fold: $(STAMP)
 	$(PY) bench/fold_memory.py --events 1000 10000 100000
+
+## The fault-injection suite at 5x: 150 users, >= 100 SIGKILLs, 5 Redis + 5 Mongo restarts (~8 min).
+## `make test` runs it at its default size (~2 min). MEMCOMPRESS_FAULT_SCALE=N for other sizes.
+faults: $(STAMP)
+	MEMCOMPRESS_FAULT_SCALE=5 $(PY) -m pytest tests/faults -q -s -p no:cacheprovider

@@ -24,7 +24,8 @@ from memcompress.summarizers import ExtractiveSummarizer, OpenAISummarizer, Summ
 
 # Ride out a Redis restart or failover of up to about a minute instead of failing the job.
 REDIS_RETRIES = 30
-REDIS_RETRY_ON = [RedisConnectionError, RedisTimeoutError]
+# OSError too: a refused connection during a restart can surface as a bare OSError from the socket.
+REDIS_RETRY_ON = [RedisConnectionError, RedisTimeoutError, OSError]
 
 
 def redis_retry(retries: int = REDIS_RETRIES) -> Retry:

@@ -1,12 +1,18 @@
 """A local OpenAI-compatible server (``POST /v1/chat/completions``) over real HTTP, for tests and
 benchmarks. Scriptable failures (429 with Retry-After, 500, 400, hang, empty text, error text, garbage,
 cut-off answers), configurable latency, and a record of every request and the answer it got.
+
+Besides the script, random failures: ``FakeLLM(failure_rate=0.3, failure_kinds=(HTTP_429, HANG), seed=7)``
+answers each unscripted request with a failure of a kind picked at random (reproducible with ``seed``);
+``failure_rate`` may be changed while the server runs. ``failures`` counts every failure by kind.
 """
 
 from __future__ import annotations
 
 import json
+import random
 import re
+import sys
 import threading
 import time
 from collections import deque
@@ -25,6 +31,9 @@ EMPTY = "empty"
 ERROR_TEXT = "error_text"
 GARBAGE = "garbage"
 CUT_OFF = "cut_off"
+
+# What random failures are drawn from unless told otherwise.
+RANDOM_FAILURE_KINDS = (HTTP_429, HTTP_500, HANG, EMPTY)
 
 _SUMMARY = re.compile(r"<summary>\n(.*?)\n</summary>", re.DOTALL)
 _TRANSCRIPT = re.compile(r"<transcript>\n(.*?)\n</transcript>", re.DOTALL)
@@ -53,8 +62,20 @@ class FakeLLM:
     exchanges: list[Exchange] = field(default_factory=list)
     requests: int = 0
     failures: dict[str, int] = field(default_factory=dict)
+    failure_rate: float = 0.0
+    failure_kinds: tuple[str, ...] = RANDOM_FAILURE_KINDS
+    seed: int | None = None
+    quiet_disconnects: bool = False  # a client that goes away mid-request: no traceback on stderr
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _server: ThreadingHTTPServer | None = None
+    _random: random.Random = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.failure_rate <= 1.0:
+            raise ValueError(f"failure_rate must be within 0..1, got {self.failure_rate}")
+        if self.failure_rate and not self.failure_kinds:
+            raise ValueError("failure_rate needs at least one failure kind")
+        self._random = random.Random(self.seed)
 
     @property
     def base_url(self) -> str:
@@ -74,7 +95,13 @@ class FakeLLM:
             def do_POST(self) -> None:
                 llm._handle(self)
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class Server(ThreadingHTTPServer):
+            def handle_error(self, request: Any, client_address: Any) -> None:
+                if llm.quiet_disconnects and isinstance(sys.exc_info()[1], ConnectionError):
+                    return  # a killed or timed-out client: expected in fault tests
+                super().handle_error(request, client_address)
+
+        self._server = Server(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
@@ -85,11 +112,15 @@ class FakeLLM:
             self._server.server_close()
 
     def _handle(self, handler: BaseHTTPRequestHandler) -> None:
-        body = json.loads(handler.rfile.read(int(handler.headers["Content-Length"])))
+        length = int(handler.headers["Content-Length"])
+        raw = handler.rfile.read(length)
+        if self.quiet_disconnects and len(raw) < length:
+            return  # the client went away while sending its request (killed): nothing to answer
+        body = json.loads(raw)
         with self._lock:
             self.requests += 1
             number = self.requests
-            behaviour = self.script.popleft() if self.script else OK
+            behaviour = self.script.popleft() if self.script else self._random_behaviour()
             if behaviour != OK:
                 self.failures[behaviour] = self.failures.get(behaviour, 0) + 1
         if self.latency_s:
@@ -122,6 +153,18 @@ class FakeLLM:
             with self._lock:
                 self.exchanges.append(Exchange(previous, texts, text, body))
         _send(handler, 200, _completion(body, text, finish))
+
+    def _random_behaviour(self) -> str:
+        """OK, or (with probability ``failure_rate``) one of ``failure_kinds``; called under the lock."""
+        if self.failure_rate and self._random.random() < self.failure_rate:
+            return self._random.choice(self.failure_kinds)
+        return OK
+
+    @property
+    def failed(self) -> int:
+        """Requests answered with a failure of any kind (scripted or random)."""
+        with self._lock:
+            return sum(self.failures.values())
 
     def chain(self, final_summary: str | None) -> list[Exchange]:
         """The exchanges whose answers built ``final_summary``, newest first, following previous summaries."""
