@@ -12,14 +12,17 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -217,10 +220,13 @@ async def _print_table(
 
 def main(users: int = USERS, workers: int = 2) -> int:
     started: list[EmbeddedServer] = []
+    cleanup: list[Path] = []
     try:
         if not os.environ.get("MEMCOMPRESS_MONGODB_URI"):
-            print("starting the embedded MongoDB wire server (SecantusDB, in memory) ...")
-            started.append(server := mongo_server().start())
+            data_dir = Path(tempfile.mkdtemp(prefix="memcompress-demo-data-"))
+            cleanup.append(data_dir)
+            print(f"starting the embedded MongoDB wire server (SecantusDB, data in {data_dir}) ...")
+            started.append(server := mongo_server(data_dir=data_dir).start())
             os.environ["MEMCOMPRESS_MONGODB_URI"] = server.url
         if not os.environ.get("MEMCOMPRESS_REDIS_URL"):
             print("starting the embedded Valkey ...")
@@ -233,6 +239,8 @@ def main(users: int = USERS, workers: int = 2) -> int:
     finally:
         for server in started:
             server.stop()
+        for path in cleanup:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 if __name__ == "__main__":
