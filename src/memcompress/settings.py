@@ -96,7 +96,9 @@ class Settings(BaseSettings):
     job_timeout_s: float = Field(300.0, gt=0, description="one compression job, all LLM calls included")
     max_tries: int = Field(5, ge=1, le=100, description="tries per job before it is dead-lettered")
     job_completion_wait_s: int = Field(60, ge=0, description="on SIGTERM, time running jobs get to finish")
-    enqueue_delay_s: float = Field(30.0, ge=0, description="debounce window of on-demand enqueues")
+    poll_delay_s: float = Field(
+        0.1, gt=0, le=10, description="how often a worker looks for due jobs (arq starts jobs only then)"
+    )
     health_check_interval_s: int = Field(30, ge=1)
 
     # --- profile defaults ---------------------------------------------------------------------

@@ -62,6 +62,9 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
         "on_shutdown": on_shutdown,
         "after_job_end": recheck_after_job,
         "max_jobs": settings.max_jobs,
+        # arq starts jobs only when it polls; its 0.5 s default leaves a finished job's slot idle for up
+        # to half a second, which caps a process at max_jobs / 0.5 users/s whatever the LLM latency.
+        "poll_delay": settings.poll_delay_s,
         "job_timeout": settings.job_timeout_s + ARQ_TIMEOUT_MARGIN_S,
         "keep_result": 0,
         "max_tries": settings.max_tries + 1,
