@@ -43,6 +43,11 @@ clean:
 demo: $(STAMP)
 	$(PY) -m memcompress demo
 
+## Quick benchmarks (~3 min): ours vs the TL-08 design, per-user cost, scan. Prints tables; asserts nothing.
+## Full runs and the chart: see docs/benchmarks.md.
+bench: $(STAMP)
+	$(PY) bench/run_all.py --quick
+
 ## Per-user fold cost vs history length (prints a table; several minutes for 100k events).
 bench-fold: $(STAMP)
 	$(PY) bench/fold_memory.py --events 1000 10000 100000
