@@ -38,7 +38,12 @@ def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 async def _run(
-    pool: ArqRedis, deps: CompressionDeps, database: MongoDatabase, user: str, max_tries: int = 3
+    pool: ArqRedis,
+    deps: CompressionDeps,
+    database: MongoDatabase,
+    user: str,
+    max_tries: int = 3,
+    job_timeout_s: float = 30,
 ) -> Worker:
     queue = f"test:{uuid.uuid4().hex}"
     services = JobServices(
@@ -46,7 +51,7 @@ async def _run(
         dead_letters=MongoDeadLetters(database, deps.metrics),
         queue_name=queue,
         max_tries=max_tries,
-        job_timeout_s=30,
+        job_timeout_s=job_timeout_s,
     )
     job = await pool.enqueue_job("compress_user", user, _job_id=job_id(user), _queue_name=queue)
     assert job is not None
@@ -100,6 +105,23 @@ async def test_exhausted_retries_end_as_a_dead_letter_with_the_reason(
     await _run(pool, deps, database, user)
     assert await MongoDeadLetters(database).count() == 0
     assert await deps.memory.count_events(user) == 20
+
+
+async def test_the_jobs_own_time_limit_is_a_retry_then_a_dead_letter(
+    make_deps: DepsFactory, database: MongoDatabase, llm: FakeLLM, pool: ArqRedis
+) -> None:
+    llm.latency_s = 1.0
+    deps = make_deps()
+    user = f"user-{uuid.uuid4().hex[:8]}"
+    await deps.memory.append_events(make_events(user, 60))
+    worker = await _run(pool, deps, database, user, max_tries=2, job_timeout_s=0.3)
+    assert (worker.jobs_complete, worker.jobs_retried) == (1, 1)
+    runs = [d async for d in database.collection(COMPACTION_LOG).find({"user_id": user})]
+    assert [(r["outcome"], r["error_class"]) for r in runs] == [("failed", "JobTimeout")] * 2
+    [letter] = await MongoDeadLetters(database).list()
+    assert (letter.error_class, letter.tries) == ("JobTimeout", 2)
+    assert await deps.memory.count_events(user) == 60
+    assert await deps.redis.exists(lock_key(user)) == 0  # the cancelled run released its lock
 
 
 async def test_a_permanent_failure_is_dead_lettered_at_once(

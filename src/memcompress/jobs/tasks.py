@@ -80,6 +80,8 @@ async def compress_user(ctx: dict[str, Any], user_id: str) -> dict[str, Any]:
             error_class="JobTimeout",
             retryable=True,
         )
+        metrics.compressions.labels(outcome=record.outcome.value).inc()
+        await services.deps.compaction_log.record(record)  # the cancelled run could not record itself
     finally:
         metrics.jobs_in_progress.dec()
 
