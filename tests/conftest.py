@@ -35,7 +35,7 @@ def mongo_uri() -> Iterator[str]:
     try:
         yield server.url
     finally:
-        server.stop()
+        server.close()
 
 
 @pytest.fixture(scope="session")
@@ -47,7 +47,7 @@ def embedded_redis() -> Iterator[EmbeddedServer | None]:
     try:
         yield server
     finally:
-        server.stop()
+        server.close()
 
 
 @pytest.fixture(scope="session")

@@ -238,7 +238,7 @@ def main(users: int = USERS, workers: int = 2) -> int:
         return 2
     finally:
         for server in started:
-            server.stop()
+            server.close()
         for path in cleanup:
             shutil.rmtree(path, ignore_errors=True)
 

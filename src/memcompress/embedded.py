@@ -100,7 +100,13 @@ class EmbeddedServer:
         finally:
             client.close()
 
+    def close(self) -> None:
+        """Stop for good: the server and its working directory (logs, config) go."""
+        self.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
     def stop(self) -> None:
+        """Stop the process; ``start()`` again brings it back on the same port (and data directory)."""
         if self.process is None:
             return
         process, self.process = self.process, None

@@ -429,8 +429,8 @@ class FaultRun:
         if self.redis is not None:
             await self.redis.aclose()
         self.llm.stop()
-        await asyncio.to_thread(self.valkey.stop)
-        await asyncio.to_thread(self.mongo.stop)
+        await asyncio.to_thread(self.valkey.close)
+        await asyncio.to_thread(self.mongo.close)
 
     def cleanup_logs(self) -> None:
         if self.workers is not None:

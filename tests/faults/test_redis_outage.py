@@ -27,8 +27,8 @@ def servers() -> Iterator[tuple[EmbeddedServer, EmbeddedServer]]:
     try:
         yield mongo, valkey
     finally:
-        valkey.stop()
-        mongo.stop()
+        valkey.close()
+        mongo.close()
 
 
 async def test_a_worker_outlives_two_seconds_of_redis_refusing_connections(

@@ -62,7 +62,8 @@ def start(mongo_uri: str, db_name: str, redis_url: str, queue: str, llm: FakeLLM
     yield run
     for worker in started:
         worker.stop()
-        print(f"--- worker {worker.process.pid} log ---\n{worker.log[-4000:]}")
+        print(f"--- worker {worker.process.pid} log ---\n{worker.log[-4000:]}")  # shown when a test fails
+        worker.log_path.unlink(missing_ok=True)
 
 
 @pytest.fixture
@@ -240,7 +241,7 @@ async def own_valkey() -> AsyncIterator[Any]:
     try:
         yield server
     finally:
-        server.stop()
+        server.close()
 
 
 async def test_redis_restarted_mid_run_the_worker_reconnects_and_the_scan_requeues(
