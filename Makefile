@@ -43,7 +43,7 @@ clean:
 demo: $(STAMP)
 	$(PY) -m memcompress demo
 
-## Quick benchmarks (~3 min): ours vs the TL-08 design, per-user cost, scan. Prints tables; asserts nothing.
+## Quick benchmarks (~2-3 min): ours vs the TL-08 design, per-user cost, scan. Prints tables; asserts nothing.
 ## Full runs and the chart: see docs/benchmarks.md.
 bench: $(STAMP)
 	$(PY) bench/run_all.py --quick

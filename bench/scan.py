@@ -1,0 +1,214 @@
+"""Scan cost vs total events: the ``users_over_threshold`` aggregation and ``scan_and_enqueue``, with
+the aggregation's explain plan.
+
+For each total N this seeds a fresh database with users of 20, 40, 60, 80 and 100 events in turn
+(60 on average, so 3 in 5 users are over the threshold of 50), then times the aggregation alone
+(best and median of ``--repeat``), the whole ``scan_and_enqueue`` (aggregation + one arq enqueue per
+user found), and prints ``explain`` for the exact pipeline the repository sent (captured with a
+pymongo ``CommandListener``, so it cannot drift from ``users_over_threshold``).
+
+    .venv/bin/python bench/scan.py                       # 10k and 100k events
+    .venv/bin/python bench/scan.py --events 1000000      # slow on SecantusDB (~6,000 inserts/s)
+
+A script that prints numbers, not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for bench.common
+
+from bench.common import (
+    CommandCounter,
+    Servers,
+    bench_servers,
+    load_average,
+    print_machine,
+    process_cpu_s,
+    seed_users,
+    table,
+)
+from redis.asyncio import Redis
+
+from memcompress.jobs.scan import scan_and_enqueue
+from memcompress.keys import ARQ_JOB_PREFIX, job_id
+from memcompress.metrics import Metrics
+from memcompress.repositories import MongoDatabase, MongoUserMemoryRepository, ensure_indexes
+from memcompress.repositories.database import USER_MEMORY
+
+THRESHOLD = 50
+SIZES = (20, 40, 60, 80, 100)
+QUICK_EVENTS = [10_000, 100_000]
+FULL_EVENTS = [10_000, 100_000]
+
+
+def user_counts(total: int, tag: str) -> list[tuple[str, int]]:
+    counts: list[tuple[str, int]] = []
+    left, i = total, 0
+    while left > 0:
+        n = min(SIZES[i % len(SIZES)], left)
+        counts.append((f"scan-{tag}-{i:07d}", n))
+        left -= n
+        i += 1
+    return counts
+
+
+def group_pipeline(counter: CommandCounter) -> list[dict[str, Any]]:
+    """The pipeline of the scan's aggregation, as sent (count_documents is an aggregate too)."""
+    for command in reversed(counter.aggregates):
+        pipeline: list[dict[str, Any]] = command.get("pipeline", [])
+        if any("$group" in stage and stage["$group"].get("_id") == "$user_id" for stage in pipeline):
+            return pipeline
+    raise RuntimeError("the scan's aggregation was not seen")
+
+
+async def one_size(servers: Servers, total: int, repeat: int) -> dict[str, Any]:
+    counter = CommandCounter()
+    tag = uuid.uuid4().hex[:8]
+    name = f"bench_scan_{tag}"
+    database = MongoDatabase(servers.mongo_url, name, event_listeners=[counter])
+    await database.connect()
+    await ensure_indexes(database)
+    counts = user_counts(total, tag)
+    started = time.perf_counter()
+    await seed_users(database, counts)
+    seed_s = time.perf_counter() - started
+    memory = MongoUserMemoryRepository(database)
+
+    timings: list[float] = []
+    mongo_cpu: list[float] = []
+    found = 0
+    for _ in range(repeat):
+        before = process_cpu_s(servers.mongo_pid)
+        started = time.perf_counter()
+        found = len(await memory.users_over_threshold(THRESHOLD))
+        timings.append(time.perf_counter() - started)
+        after = process_cpu_s(servers.mongo_pid)
+        if before is not None and after is not None:
+            mongo_cpu.append(after - before)
+    pipeline = group_pipeline(counter)
+    explain = await database.db.command(
+        "explain", {"aggregate": USER_MEMORY, "pipeline": pipeline, "cursor": {}}, verbosity="queryPlanner"
+    )
+
+    redis = Redis.from_url(servers.redis_url)
+    queue = f"bench:scan:{uuid.uuid4().hex[:6]}"
+    started = time.perf_counter()
+    result = await scan_and_enqueue(
+        memory, redis, Metrics(), threshold=THRESHOLD, limit=None, queue_name=queue
+    )
+    scan_s = time.perf_counter() - started
+    # Leave nothing behind: the queue and the arq job records of the users queued.
+    await redis.delete(queue, *[ARQ_JOB_PREFIX + job_id(user.user_id) for user in result.users])
+    await redis.aclose()
+    await database.db.client.drop_database(name)
+    await database.close()
+    expected = sum(1 for _, n in counts if n > THRESHOLD)
+    return {
+        "events": total,
+        "users": len(counts),
+        "over_threshold": found,
+        "expected_over": expected,
+        "seed_s": seed_s,
+        "inserts_per_s": total / seed_s,
+        "agg_best_s": min(timings),
+        "agg_median_s": statistics.median(timings),
+        "agg_mongo_cpu_s": statistics.median(mongo_cpu) if mongo_cpu else None,
+        "scan_and_enqueue_s": scan_s,
+        "enqueued": result.enqueued,
+        "pipeline": pipeline,
+        "explain": explain,
+        "load": load_average(),
+    }
+
+
+def render(rows: list[dict[str, Any]]) -> str:
+    body = [
+        [
+            f"{r['events']:,}",
+            f"{r['users']:,}",
+            f"{r['over_threshold']:,}" + ("" if r["over_threshold"] == r["expected_over"] else " (WRONG)"),
+            f"{r['seed_s']:.1f}",
+            f"{r['inserts_per_s']:,.0f}",
+            f"{r['agg_best_s']:.2f}",
+            f"{r['agg_median_s']:.2f}",
+            "-" if r["agg_mongo_cpu_s"] is None else f"{r['agg_mongo_cpu_s']:.2f}",
+            f"{r['agg_best_s'] / r['events'] * 1e6:.1f}",
+            f"{r['scan_and_enqueue_s']:.2f}",
+            f"{r['enqueued']:,}" + ("" if r["enqueued"] == r["over_threshold"] else " (WRONG)"),
+        ]
+        for r in rows
+    ]
+    headers = [
+        "events",
+        "users",
+        "over 50",
+        "seed s",
+        "inserts/s",
+        "agg best s",
+        "agg median s",
+        "agg mongo CPU s",
+        "us/event",
+        "scan+enqueue s",
+        "enqueued",
+    ]
+    return table(headers, body)
+
+
+def plan_summary(explain: dict[str, Any]) -> str:
+    """The plan of the first stage ($match): the part an index could serve."""
+    text = json.dumps(explain, default=str)
+    for marker in ("IXSCAN", "COLLSCAN", "DISTINCT_SCAN", "COUNT_SCAN"):
+        if marker in text:
+            return marker
+    return "unknown (see the full plan)"
+
+
+async def run(events: list[int], repeat: int) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    with bench_servers() as servers:
+        print_machine({"threshold": str(THRESHOLD), "repeat": str(repeat)})
+        for total in events:
+            row = await one_size(servers, total, repeat)
+            rows.append(row)
+            print(
+                f"# {total:,} events: seeded in {row['seed_s']:.1f} s, aggregation {row['agg_best_s']:.2f} s,"
+                f" plan {plan_summary(row['explain'])}; load {row['load']}",
+                flush=True,
+            )
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--events", type=int, nargs="+", help=f"total events (default {FULL_EVENTS})")
+    parser.add_argument("--quick", action="store_true", help=f"{QUICK_EVENTS}, 2 repeats")
+    parser.add_argument("--repeat", type=int, help="aggregation runs per size (default 3)")
+    parser.add_argument("--json", type=Path, help="also write the rows here (scratch output, e.g. /tmp)")
+    args = parser.parse_args()
+    events = args.events or (QUICK_EVENTS if args.quick else FULL_EVENTS)
+    repeat = args.repeat or (2 if args.quick else 3)
+    rows = asyncio.run(run(events, repeat))
+    print()
+    print(render(rows))
+    largest = rows[-1]
+    print(f"\nPipeline sent by users_over_threshold: {json.dumps(largest['pipeline'])}")
+    print(f"explain (queryPlanner) at {largest['events']:,} events:")
+    noise = ("$clusterTime", "operationTime", "serverInfo", "command", "ok")
+    shown = {k: v for k, v in largest["explain"].items() if k not in noise}
+    print(json.dumps(shown, indent=2, default=str))
+    if args.json is not None:
+        args.json.write_text(json.dumps(rows, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()
