@@ -148,7 +148,7 @@ async def run_demo(users: int, workers: int) -> int:
             }
             calls = sum(v for (name, _), v in metrics.items() if name == "memcompress_llm_requests_total")
             print(
-                f"\n{workers} worker processes, {len(scan.users) / max(elapsed, 1e-9):.1f} users/s; "
+                f"\n{workers} worker process{'es' if workers > 1 else ''}, {len(scan.users) / max(elapsed, 1e-9):.1f} users/s; "
                 f"events folded {int(metrics[('memcompress_events_folded_total', '')])}; "
                 f"summariser calls {int(calls)}; outcomes {outcomes}"
             )
