@@ -31,8 +31,9 @@ class CliState:
     verbose: bool
     log_format: str
 
-    def settings(self, **overrides: Any) -> Settings:
-        return load_settings(**{k: v for k, v in overrides.items() if v is not None})
+    def settings(self) -> Settings:
+        """Read inside a command's coroutine, so a bad setting becomes exit code 2 via ``run``."""
+        return load_settings()
 
 
 class JsonFormatter(logging.Formatter):

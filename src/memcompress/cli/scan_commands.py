@@ -24,7 +24,11 @@ CLI_REDIS_RETRIES = 2
 @click.command()
 @click.option("--dry-run", is_flag=True, help="Only list the users; change nothing, queue nothing.")
 @click.option("--limit", type=click.IntRange(min=1), help="At most this many users (most events first).")
-@click.option("--threshold", type=click.IntRange(min=1), help="Override MEMCOMPRESS_THRESHOLD for this scan.")
+@click.option(
+    "--threshold",
+    type=click.IntRange(min=1),
+    help="Override MEMCOMPRESS_THRESHOLD for this scan (queued jobs still use the workers' own threshold).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
 @click.pass_obj
 def scan(state: CliState, dry_run: bool, limit: int | None, threshold: int | None, as_json: bool) -> None:
