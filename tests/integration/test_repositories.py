@@ -24,6 +24,7 @@ from memcompress.repositories import (
     ensure_indexes,
 )
 from memcompress.repositories.database import USER_MEMORY, USER_MEMORY_ARCHIVE, USER_PROFILES
+from memcompress.repositories.user_profiles import ProfileBusy
 from tests.support.factories import T0, make_events
 
 
@@ -108,12 +109,19 @@ async def test_reset_restores_defaults_and_moves_the_version(profiles: MongoUser
         expected_version=0,
         summary="s",
         watermark=Watermark(created_at=T0, event_id=_uuid()),
-        folded_refs=[],
+        folded_refs=["e1", "e2"],
     )
+    with pytest.raises(ProfileBusy):  # the run has not trimmed yet: dropping the summary would lose events
+        await profiles.reset("r")
+    assert (await profiles.get("r")).memory_summary == "s"
+    await profiles.clear_pending_trim("r", 1)
     reset = await profiles.reset("r")
     assert (reset.language, reset.tone, reset.memory_summary) == ("en", "witty", None)
     assert reset.pending_trim is None and reset.watermark is None
     assert reset.summary_version == 2
+    assert reset.events_summarized == 2  # a lifetime counter: kept
+    fresh = await profiles.reset("never-seen")
+    assert (fresh.user_id, fresh.summary_version) == ("never-seen", 0)
 
 
 async def test_version_guarded_update_loses_cleanly(profiles: MongoUserProfileRepository) -> None:

@@ -17,6 +17,7 @@ from memcompress.models import (
     UserProfile,
     Watermark,
 )
+from memcompress.repositories.user_profiles import ProfileBusy
 
 
 class FakeMemory:
@@ -78,8 +79,14 @@ class FakeProfiles:
         )
 
     async def reset(self, user_id: str) -> UserProfile:
-        version = (await self.get(user_id)).summary_version
-        self.profiles[user_id] = UserProfile.new(user_id).model_copy(update={"summary_version": version + 1})
+        current = await self.get(user_id)
+        if current.pending_trim is not None:
+            raise ProfileBusy(user_id)
+        update = {
+            "summary_version": current.summary_version + 1,
+            "events_summarized": current.events_summarized,
+        }
+        self.profiles[user_id] = UserProfile.new(user_id).model_copy(update=update)
         return await self.get(user_id)
 
     async def update_summary_if_version(

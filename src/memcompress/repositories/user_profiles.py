@@ -13,6 +13,10 @@ from memcompress.repositories.database import USER_PROFILES, Document, MongoData
 from memcompress.repositories.documents import document_to_profile
 
 
+class ProfileBusy(Exception):
+    """The profile cannot be reset right now: a compression is finishing a trim."""
+
+
 class MongoUserProfileRepository:
     def __init__(
         self,
@@ -60,19 +64,26 @@ class MongoUserProfileRepository:
         self._metrics.profile_writes.labels(kind="save").inc()
 
     async def reset(self, user_id: str) -> UserProfile:
-        """Back to the defaults with no summary. Bumps the version so an in-flight compression loses.
-        Events still stored stay stored (they will be summarised afresh)."""
+        """Back to the defaults with no summary; bumps the version so an in-flight compression loses
+        its next write. Events still stored stay stored (they will be summarised afresh).
+
+        Refused with :class:`ProfileBusy` while a compression is trimming events already inside the
+        summary (``pending_trim`` is set): dropping that summary then would lose those events.
+        ``events_summarized`` is a lifetime counter and is kept.
+        """
         fresh = self._new_document(user_id)
-        fresh.pop("created_at")
-        fresh.pop("summary_version")
+        for kept in ("created_at", "summary_version", "events_summarized"):
+            fresh.pop(kept)
         doc = await self._profiles.find_one_and_update(
-            {"user_id": user_id},
-            {"$set": fresh, "$inc": {"summary_version": 1}, "$setOnInsert": {"created_at": utc_now()}},
-            upsert=True,
+            {"user_id": user_id, "pending_trim": None},
+            {"$set": fresh, "$inc": {"summary_version": 1}},
             return_document=ReturnDocument.AFTER,
         )
+        if doc is None:
+            if await self._profiles.find_one({"user_id": user_id}, {"_id": 1}) is not None:
+                raise ProfileBusy(f"a compression is trimming events of {user_id!r}; try again shortly")
+            return await self.get(user_id)  # no profile yet: the defaults are what reset means
         self._metrics.profile_writes.labels(kind="reset").inc()
-        assert doc is not None
         return document_to_profile(USER_PROFILES, doc)
 
     async def update_summary_if_version(
