@@ -45,7 +45,7 @@ def fold_policy(settings: Settings) -> FoldPolicy:
         batch_size=settings.batch_size,
         chunk_chars=settings.chunk_chars,
         summary_max_chars=settings.summary_max_chars,
-        retention=settings.retention,
+        retention=settings.retention_mode,
         lock_ttl_s=settings.lock_ttl_s,
     )
 

@@ -134,7 +134,7 @@ class CompactionRecord(BaseModel):
     outcome: Outcome
     reason: str | None = None
     events_before: int = 0
-    events_after: int = 0
+    events_after: int | None = None  # counted after a successful fold only
     events_folded: int = 0
     chunks: int = 0
     summary_chars_before: int = 0

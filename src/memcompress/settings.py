@@ -68,7 +68,9 @@ class Settings(BaseSettings):
     batch_size: int = Field(500, ge=1, le=10_000, description="events read per round trip")
     chunk_chars: int = Field(24_000, ge=1_000, description="transcript characters per LLM request")
     summary_max_chars: int = Field(4_000, ge=200, description="hard clip for a stored summary")
-    retention: Literal["delete", "archive"] = "delete"
+    retention: Literal["delete", "archive"] | None = Field(
+        None, description="default: delete with an LLM, archive with the extractive summariser"
+    )
     lock_ttl_s: float = Field(
         360.0, gt=0, description="per-user lock; renewed while held; must exceed the job timeout"
     )
@@ -155,6 +157,10 @@ class Settings(BaseSettings):
         if self.summarizer is None:
             llm_configured = self.llm_base_url is not None or self.llm_api_key is not None
             self.summarizer = "openai" if llm_configured else "extractive"
+        if self.retention is None:
+            # The extractive summariser keeps only the most informative sentences: deleting what it
+            # folded would forget the rest, so its folded events are archived unless told otherwise.
+            self.retention = "archive" if self.summarizer == "extractive" else "delete"
         # Timeouts are layered: one LLM request < one job < the lock that guards the user.
         if not self.llm_timeout_s < self.job_timeout_s < self.lock_ttl_s:
             raise ValueError(
@@ -168,6 +174,11 @@ class Settings(BaseSettings):
     def summarizer_name(self) -> Literal["openai", "extractive"]:
         assert self.summarizer is not None  # resolved by the validator
         return self.summarizer
+
+    @property
+    def retention_mode(self) -> Literal["delete", "archive"]:
+        assert self.retention is not None  # resolved by the validator
+        return self.retention
 
     def profile_defaults(self) -> ProfileDefaults:
         return ProfileDefaults(

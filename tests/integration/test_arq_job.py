@@ -124,6 +124,25 @@ async def test_the_jobs_own_time_limit_is_a_retry_then_a_dead_letter(
     assert await deps.redis.exists(lock_key(user)) == 0  # the cancelled run released its lock
 
 
+async def test_out_of_time_but_moving_forward_continues_in_a_fresh_job(
+    make_deps: DepsFactory, database: MongoDatabase, llm: FakeLLM, pool: ArqRedis
+) -> None:
+    llm.latency_s = 0.4
+    deps = make_deps(chunk_chars=1000)  # ~12 events per chunk: several LLM calls
+    user = f"user-{uuid.uuid4().hex[:8]}"
+    await deps.memory.append_events(make_events(user, 80))
+    queue = f"test:{uuid.uuid4().hex}"
+    services = JobServices(deps, MongoDeadLetters(database), queue, max_tries=1, job_timeout_s=1.0)
+    ctx = {"services": services, "job_try": 1}
+    result = await compress_user(ctx, user)  # max_tries=1: a retry would have been a dead letter
+    assert result["outcome"] == "failed" and result["events_folded"] > 0
+    assert await MongoDeadLetters(database).count() == 0
+    await recheck_after_job(ctx)  # what arq runs after the job: the user is queued again
+    assert await pool.zscore(queue, job_id(user)) is not None
+    [run] = [d async for d in database.collection(COMPACTION_LOG).find({"user_id": user})]
+    assert (run["error_class"], run["chunks"] > 0) == ("JobTimeout", True)
+
+
 async def test_a_permanent_failure_is_dead_lettered_at_once(
     make_deps: DepsFactory, database: MongoDatabase, llm: FakeLLM, pool: ArqRedis
 ) -> None:

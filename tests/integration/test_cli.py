@@ -234,6 +234,9 @@ def test_forget_leaves_nothing_of_the_user_anywhere(
     assert not [k for k in sync_redis.scan_iter(count=1000) if b"gone" in k]
     assert sync_redis.zscore(env["MEMCOMPRESS_QUEUE_NAME"], job_id("gone")) is None
     assert mongo[USER_MEMORY].count_documents({"user_id": "stays"}) == 20  # nobody else touched
+    assert invoke(env, "compress", "gone").exit_code == 0  # a late job for the erased user ...
+    for name in COLLECTIONS:  # ... leaves no trace: no profile, no compaction record
+        assert mongo[name].count_documents({"$or": [{"user_id": "gone"}, {"_id": "gone"}]}) == 0, name
     assert sync_redis.zscore(env["MEMCOMPRESS_QUEUE_NAME"], job_id("stays")) is not None
     assert sync_redis.exists(recheck_key("stays"), lock_key("gone")) == 1
 

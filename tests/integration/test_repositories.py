@@ -364,3 +364,16 @@ async def test_every_per_user_read_of_a_compression_uses_the_index(
     finally:
         await database.db.client.drop_database(db_name)
         await database.close()
+
+
+async def test_the_scan_counts_what_the_fold_can_order(
+    memory: MongoUserMemoryRepository, database: MongoDatabase
+) -> None:
+    await memory.append_events(make_events("dated", 51))
+    await database.collection(USER_MEMORY).insert_many(
+        [
+            {"user_id": "undated", "role": "user", "content": f"m{i}", "created_at": "2026-01-01"}
+            for i in range(60)
+        ]
+    )
+    assert [u.user_id for u in await memory.users_over_threshold(50)] == ["dated"]

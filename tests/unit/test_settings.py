@@ -20,9 +20,20 @@ def test_defaults_are_the_documented_contract() -> None:
     assert s.mongodb_uri == "mongodb://localhost:27017"
     assert s.mongodb_db == "butler"
     assert s.redis_url == "redis://localhost:6379/0"
-    assert (s.threshold, s.keep_last, s.retention) == (50, 20, "delete")
+    assert (s.threshold, s.keep_last) == (50, 20)
     assert s.summarizer_name == "extractive"
+    assert s.retention_mode == "archive"  # the extractive summariser only selects: keep what it folds
     assert s.profile_defaults().language == "ru"
+
+
+def test_retention_defaults_to_delete_with_an_llm_and_can_always_be_chosen(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("MEMCOMPRESS_LLM_BASE_URL", "http://llm:8000/v1")
+    assert load_settings().retention_mode == "delete"
+    assert load_settings(retention="archive").retention_mode == "archive"
+    monkeypatch.delenv("MEMCOMPRESS_LLM_BASE_URL")
+    assert load_settings(retention="delete").retention_mode == "delete"
 
 
 def test_environment_names(monkeypatch: pytest.MonkeyPatch) -> None:

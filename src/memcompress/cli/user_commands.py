@@ -33,8 +33,13 @@ def compress(state: CliState, user_id: str, dry_run: bool, preview: bool, as_jso
         settings = state.settings()
         async with open_services(settings, redis_retries=CLI_REDIS_RETRIES) as (deps, _):
             if dry_run:
-                plan = await plan_compression(deps, user_id, preview=preview)
-                _echo(plan.as_dict(), as_json)
+                plan = await plan_compression(
+                    deps, user_id, preview=preview, default_language=settings.default_language
+                )
+                shown = plan.as_dict()
+                if not preview:
+                    shown.pop("preview_summary")
+                _echo(shown, as_json)
                 return 0
             await deps.redis.ping()
             record = await run_compression(deps, user_id)

@@ -32,7 +32,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from redis.asyncio import Redis
 from redis.asyncio.lock import Lock
@@ -52,6 +52,8 @@ from memcompress.summarizers.base import (
 
 log = logging.getLogger(__name__)
 
+TIME_LIMIT = "JobTimeout"  # CompactionRecord.error_class of a run stopped by its time limit
+
 
 @dataclass(frozen=True, slots=True)
 class FoldPolicy:
@@ -60,8 +62,8 @@ class FoldPolicy:
     batch_size: int = 500
     chunk_chars: int = 24_000
     summary_max_chars: int = 4_000
-    retention: str = "delete"
-    lock_ttl_s: float = 120.0
+    retention: Literal["delete", "archive"] = "delete"
+    lock_ttl_s: float = 360.0
 
 
 @dataclass(slots=True)
@@ -86,8 +88,14 @@ class _Stop(Exception):
         self.reason = reason
 
 
-async def run_compression(deps: CompressionDeps, user_id: str) -> CompactionRecord:
-    """Compress ``user_id`` once; returns (and stores) the run's :class:`CompactionRecord`."""
+async def run_compression(
+    deps: CompressionDeps, user_id: str, *, time_limit_s: float | None = None
+) -> CompactionRecord:
+    """Compress ``user_id`` once; returns (and stores) the run's :class:`CompactionRecord`.
+
+    ``time_limit_s`` stops the run between or inside chunks; chunks already stored and trimmed stay
+    done, and the record says how many (``error_class`` "JobTimeout", retryable).
+    """
     record = CompactionRecord(
         user_id=user_id,
         outcome=Outcome.COMPRESSED,
@@ -95,25 +103,34 @@ async def run_compression(deps: CompressionDeps, user_id: str) -> CompactionReco
         model=deps.summarizer.model,
     )
     started = time.monotonic()
+    timer = asyncio.timeout(time_limit_s)
     try:
         # Step 1: lock (held for the whole run, renewed in the background).
-        async with _user_lock(deps, user_id) as lock:
+        async with timer, _user_lock(deps, user_id) as lock:
             await _fold(deps, user_id, lock, record)
     except _Stop as stop:
         record.outcome, record.reason = stop.outcome, stop.reason
     except SummarizerError as error:
         record.outcome, record.reason = Outcome.FAILED, str(error)
         record.error_class, record.retryable = type(error).__name__, error.retryable
+    except TimeoutError as error:
+        if timer.expired():
+            record.outcome, record.error_class, record.retryable = Outcome.FAILED, TIME_LIMIT, True
+            record.reason = (
+                f"time limit of {time_limit_s:g}s reached; {record.chunks} finished chunks are kept"
+            )
+        else:
+            _failed(record, error)
     except Exception as error:  # a store or Redis failure: the pending mark makes a retry safe
-        log.exception("compression of a user failed")
-        record.outcome, record.reason = Outcome.FAILED, f"{type(error).__name__}: {error}"
-        record.error_class, record.retryable = type(error).__name__, True
+        _failed(record, error)
 
-    # Step 8: record.
+    # Step 8: record (a user with no events at all leaves no trace: e.g. a job queued before `forget`).
     record.finished_at = utc_now()
     record.duration_s = time.monotonic() - started
     deps.metrics.compressions.labels(outcome=record.outcome.value).inc()
     deps.metrics.compression_duration.observe(record.duration_s)
+    if record.outcome is Outcome.SKIPPED and record.events_before == 0:
+        return record
     try:
         await deps.compaction_log.record(record)
     except Exception:
@@ -121,22 +138,39 @@ async def run_compression(deps: CompressionDeps, user_id: str) -> CompactionReco
     return record
 
 
+def _failed(record: CompactionRecord, error: Exception) -> None:
+    log.exception("compression of a user failed")
+    record.outcome, record.reason = Outcome.FAILED, f"{type(error).__name__}: {error}"
+    record.error_class, record.retryable = type(error).__name__, True
+
+
+async def plan_fold(memory: UserMemoryRepository, policy: FoldPolicy, user_id: str) -> int:
+    """Step 3's decision, shared with dry runs: how many of the oldest events to fold (0: none).
+
+    Counts only events the fold can order (a date ``created_at``), so documents it must skip never
+    make a user look over the threshold.
+    """
+    dated = await memory.count_dated_events(user_id)
+    return dated - policy.keep_last if dated > policy.threshold else 0
+
+
 async def _fold(deps: CompressionDeps, user_id: str, lock: _HeldLock, record: CompactionRecord) -> None:
     policy = deps.policy
 
-    # Step 2: finish a trim an earlier run left pending.
-    profile = await deps.profiles.get(user_id)
-    if profile.pending_trim is not None:
+    # Step 2: finish a trim an earlier run left pending (reading creates no profile).
+    profile = await deps.profiles.find(user_id)
+    if profile is not None and profile.pending_trim is not None:
         await _trim(deps, profile.pending_trim.refs)
         await deps.profiles.clear_pending_trim(user_id, profile.pending_trim.summary_version)
-    record.summary_chars_before = len(profile.memory_summary or "")
-    record.summary_version = profile.summary_version
 
     # Step 3: decide what to fold.
     record.events_before = await deps.memory.count_events(user_id)
-    if record.events_before <= policy.threshold:
-        raise _Stop(Outcome.SKIPPED, f"{record.events_before} events, threshold {policy.threshold}")
-    to_fold = await deps.memory.count_dated_events(user_id) - policy.keep_last
+    to_fold = await plan_fold(deps.memory, policy, user_id)
+    if to_fold <= 0:
+        raise _Stop(Outcome.SKIPPED, f"not over the threshold of {policy.threshold} dated events")
+    profile = profile or await deps.profiles.get(user_id)  # created only now that there is work
+    record.summary_chars_before = len(profile.memory_summary or "")
+    record.summary_version = profile.summary_version
     stream = deps.memory.iter_oldest(user_id, max_documents=to_fold, batch_size=policy.batch_size)
 
     summary, version, watermark = profile.memory_summary, profile.summary_version, profile.watermark

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from memcompress.jobs.compress import CompressionDeps, chunk_events
-from memcompress.models import ProfileDefaults
+from memcompress.jobs.compress import CompressionDeps, chunk_events, plan_fold
 from memcompress.summarizers.base import SummaryRequest, transcript_chars
 
 CHARS_PER_TOKEN = 4  # a rough average for mixed-language chat text
@@ -30,23 +29,23 @@ class CompressionPlan:
         return asdict(self)
 
 
-async def plan_compression(deps: CompressionDeps, user_id: str, *, preview: bool = False) -> CompressionPlan:
-    """With ``preview``, also asks the summariser for the would-be summary (which is not stored)."""
+async def plan_compression(
+    deps: CompressionDeps, user_id: str, *, preview: bool = False, default_language: str = "ru"
+) -> CompressionPlan:
+    """With ``preview``, also asks the summariser for the would-be summary (which is not stored).
+    ``default_language`` is used when the user has no profile yet (``MEMCOMPRESS_DEFAULT_LANGUAGE``)."""
     policy = deps.policy
     profile = await deps.profiles.find(user_id)
     summary = profile.memory_summary if profile else None
-    events = await deps.memory.count_events(user_id)
+    to_fold = await plan_fold(deps.memory, policy, user_id)
     plan = CompressionPlan(
         user_id=user_id,
-        events=events,
+        events=await deps.memory.count_events(user_id),
         threshold=policy.threshold,
         keep_last=policy.keep_last,
-        would_compress=events > policy.threshold,
+        would_compress=to_fold > 0,
         summary_chars_now=len(summary or ""),
     )
-    if not plan.would_compress:
-        return plan
-    to_fold = await deps.memory.count_dated_events(user_id) - policy.keep_last
     stream = deps.memory.iter_oldest(user_id, max_documents=to_fold, batch_size=policy.batch_size)
     async for chunk in chunk_events(stream, policy.chunk_chars, policy.batch_size):
         plan.chunk_sizes.append(len(chunk))
@@ -55,8 +54,9 @@ async def plan_compression(deps: CompressionDeps, user_id: str, *, preview: bool
         plan.transcript_chars += chars
         plan.estimated_prompt_tokens += (chars + policy.summary_max_chars) // CHARS_PER_TOKEN
         if preview:
-            language = profile.language if profile else ProfileDefaults().language
+            language = profile.language if profile else default_language
             request = SummaryRequest(summary, [s.event for s in chunk], language, policy.summary_max_chars)
             summary = (await deps.summarizer.summarize(request)).text
+    plan.would_compress = plan.events_to_fold > 0
     plan.preview_summary = summary if preview else None
     return plan

@@ -5,10 +5,12 @@
 
 - compressed, or nothing to do: done (and any dead letter of the user is removed);
 - busy (another holder of the user's lock, e.g. a crashed worker's lock not yet expired) or a version
-  conflict: try again once the lock can have expired;
-- a retryable failure (LLM rate limit, outage, timeout; a store hiccup; the job's own time limit, with
-  every finished chunk kept): ``arq.Retry`` with exponential backoff and jitter, since arq does not back
-  off by itself; on the last try, a dead letter instead;
+  conflict: try again once the lock can have expired (on the last try: queued again as a fresh job);
+- out of time (``MEMCOMPRESS_JOB_TIMEOUT_S``) after finishing chunks: queued again as a fresh job, so a
+  long history that keeps moving forward never uses up its tries;
+- a retryable failure (LLM rate limit, outage, timeout; a store hiccup; out of time with nothing
+  finished): ``arq.Retry`` with exponential backoff and jitter, since arq does not back off by
+  itself; on the last try, a dead letter instead;
 - a permanent failure (the LLM rejects the request, or keeps answering unusable text): a dead letter.
 
 arq is told one try more than ``MEMCOMPRESS_MAX_TRIES``: a job whose every try died with its worker
@@ -17,7 +19,6 @@ arq is told one try more than ``MEMCOMPRESS_MAX_TRIES``: a job whose every try d
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import random
 from dataclasses import dataclass
@@ -25,11 +26,11 @@ from typing import Any
 
 from arq import Retry
 
-from memcompress.jobs.compress import CompressionDeps, run_compression
+from memcompress.jobs.compress import TIME_LIMIT, CompressionDeps, run_compression
 from memcompress.jobs.scan import scan_and_enqueue
 from memcompress.keys import lock_key, recheck_key
-from memcompress.models import CompactionRecord, DeadLetter, Outcome
-from memcompress.queue import enqueue_job
+from memcompress.models import DeadLetter, Outcome
+from memcompress.queue import RECHECK_TTL_S, enqueue_job
 from memcompress.repositories.protocols import DeadLetters
 
 log = logging.getLogger(__name__)
@@ -70,18 +71,7 @@ async def compress_user(ctx: dict[str, Any], user_id: str) -> dict[str, Any]:
     await services.deps.redis.delete(recheck_key(user_id))
     metrics.jobs_in_progress.inc()
     try:
-        async with asyncio.timeout(services.job_timeout_s):
-            record = await run_compression(services.deps, user_id)
-    except TimeoutError:
-        record = CompactionRecord(
-            user_id=user_id,
-            outcome=Outcome.FAILED,
-            reason=f"job timed out after {services.job_timeout_s:g}s; finished chunks are kept",
-            error_class="JobTimeout",
-            retryable=True,
-        )
-        metrics.compressions.labels(outcome=record.outcome.value).inc()
-        await services.deps.compaction_log.record(record)  # the cancelled run could not record itself
+        record = await run_compression(services.deps, user_id, time_limit_s=services.job_timeout_s)
     finally:
         metrics.jobs_in_progress.dec()
 
@@ -89,9 +79,16 @@ async def compress_user(ctx: dict[str, Any], user_id: str) -> dict[str, Any]:
     last_try = job_try >= services.max_tries
     if record.outcome is Outcome.COMPRESSED:
         await services.dead_letters.remove(user_id)
-    elif record.outcome in (Outcome.BUSY, Outcome.CONFLICT) and not last_try:
-        metrics.jobs.labels(function=FUNCTION, status="retry").inc()
-        raise Retry(defer=await _until_lock_free(services, user_id))
+    elif record.error_class == TIME_LIMIT and record.chunks > 0:
+        # Out of time but moving forward (a long history): continue in a fresh job, not a retry.
+        await _queue_again(services, user_id, delay_s=0)
+    elif record.outcome in (Outcome.BUSY, Outcome.CONFLICT):
+        delay_s = await _until_lock_free(services, user_id)
+        if last_try:  # not a failure: come back as a fresh job rather than give up
+            await _queue_again(services, user_id, delay_s)
+        else:
+            metrics.jobs.labels(function=FUNCTION, status="retry").inc()
+            raise Retry(defer=delay_s)
     elif record.outcome is Outcome.FAILED and record.retryable and not last_try:
         metrics.jobs.labels(function=FUNCTION, status="retry").inc()
         raise Retry(defer=retry_delay(job_try))
@@ -100,6 +97,11 @@ async def compress_user(ctx: dict[str, Any], user_id: str) -> dict[str, Any]:
         return result | {"outcome": "dead_letter"}
     metrics.jobs.labels(function=FUNCTION, status="complete").inc()
     return result
+
+
+async def _queue_again(services: JobServices, user_id: str, delay_s: float) -> None:
+    """Have ``recheck_after_job`` queue the user as a new job once this one has finished."""
+    await services.deps.redis.set(recheck_key(user_id), str(delay_s), ex=RECHECK_TTL_S)
 
 
 async def _until_lock_free(services: JobServices, user_id: str) -> float:

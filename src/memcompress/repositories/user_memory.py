@@ -126,9 +126,10 @@ class MongoUserMemoryRepository:
         return moved
 
     async def users_over_threshold(self, threshold: int, limit: int | None = None) -> list[UserBacklog]:
-        """Users with more than ``threshold`` events, most events first (one aggregation)."""
+        """Users with more than ``threshold`` dated events, most first (one aggregation). Counts what the
+        fold counts, so a user whose documents it must skip is not queued again and again."""
         pipeline: list[dict[str, Any]] = [
-            {"$match": {"user_id": {"$type": "string"}}},
+            {"$match": {"user_id": {"$type": "string"}, "created_at": DATED}},  # as the fold counts
             {"$group": {"_id": "$user_id", "event_count": {"$sum": 1}}},
             {"$match": {"event_count": {"$gt": threshold}}},
             {"$sort": {"event_count": -1, "_id": 1}},
