@@ -18,10 +18,11 @@ ARQ_IN_PROGRESS_PREFIX = "arq:in-progress:"
 ARQ_RETRY_PREFIX = "arq:retry:"
 
 
-def health_check_key(queue_name: str, host: str) -> str:
-    """Each worker host (a pod, a container, a machine) writes its own health-check key, so a probe run
-    on that host checks its own worker rather than any worker of the queue."""
-    return f"{queue_name}:health-check:{host}"
+def health_check_key(queue_name: str, host: str, pid: int | str) -> str:
+    """Each worker process writes its own health-check key (host and pid), so ``status`` shows every
+    process and a probe run on a host (a pod, a container) checks that host's workers, not any worker
+    of the queue. ``pid="*"`` gives the pattern for all of a host's workers."""
+    return f"{queue_name}:health-check:{host}:{pid}"
 
 
 def job_id(user_id: str) -> str:

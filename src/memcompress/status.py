@@ -21,7 +21,7 @@ LIST_AT_MOST = 50
 
 
 async def queue_status(redis: Redis, queue_name: str) -> dict[str, Any]:
-    """Queue depth (ready and deferred), jobs in progress, held locks, last scan, worker health."""
+    """Queue depth (waiting and deferred), jobs in progress, held locks, last scan, worker health."""
     now_ms = time.time() * 1000
     depth = await redis.zcard(queue_name)
     ready = await redis.zcount(queue_name, "-inf", now_ms)
@@ -34,15 +34,11 @@ async def queue_status(redis: Redis, queue_name: str) -> dict[str, Any]:
     for key in await _keys(redis, LOCK_KEY_PREFIX + "*"):
         ttl_ms = await redis.pttl(key)
         locks.append({"user_id": key.removeprefix(LOCK_KEY_PREFIX), "expires_in_s": round(ttl_ms / 1000, 1)})
-    health = {}
-    for key in await _keys(redis, health_check_key(queue_name, "*")):
-        value = await redis.get(key)
-        if value is not None:
-            health[key.removeprefix(health_check_key(queue_name, ""))] = value.decode()
+    health = await worker_health(redis, queue_name, "*")
     return {
         "queue": queue_name,
         "queue_depth": depth,
-        "ready": ready,
+        "waiting": max(ready - len(in_progress), 0),  # due, not yet taken (running jobs stay queued)
         "deferred": depth - ready,
         "in_progress": in_progress[:LIST_AT_MOST],
         "in_progress_count": len(in_progress),
@@ -51,6 +47,17 @@ async def queue_status(redis: Redis, queue_name: str) -> dict[str, Any]:
         "last_scan": await last_scan(redis),
         "worker_health": health,
     }
+
+
+async def worker_health(redis: Redis, queue_name: str, host: str) -> dict[str, str]:
+    """``host:pid`` → the arq health line of each worker that reported in recently (``host="*"``: all)."""
+    prefix = queue_name + ":health-check:"
+    health = {}
+    for key in await _keys(redis, health_check_key(queue_name, host, "*")):
+        value = await redis.get(key)
+        if value is not None:  # expired between SCAN and GET
+            health[key.removeprefix(prefix)] = value.decode()
+    return health
 
 
 async def store_status(dead_letters: DeadLetters, compaction_log: CompactionLog) -> dict[str, Any]:

@@ -124,7 +124,7 @@ def test_scan_queues_one_job_per_user_and_says_how_many(
     assert "queued 0 jobs (2 were already queued" in invoke(env, "scan").output
     assert sync_redis.zcard(env["MEMCOMPRESS_QUEUE_NAME"]) == 2
     status = json.loads(invoke(env, "status", "--json").output)
-    assert (status["queue_depth"], status["ready"], status["last_scan"]["users_found"]) == (2, 2, 2)
+    assert (status["queue_depth"], status["waiting"], status["last_scan"]["users_found"]) == (2, 2, 2)
 
 
 def test_compress_exit_codes(env: dict[str, str], mongo: Database[dict[str, Any]]) -> None:
@@ -245,7 +245,7 @@ def test_enqueue_status_and_migrate(env: dict[str, str], mongo: Database[dict[st
     assert "u1: queued" in invoke(env, "enqueue", "u1").output
     assert "already queued or running" in invoke(env, "enqueue", "u1").output
     status = invoke(env, "status")
-    assert status.exit_code == 0 and "1 jobs (1 ready, 0 deferred)" in status.output
+    assert status.exit_code == 0 and "1 jobs (0 running, 1 waiting, 0 deferred)" in status.output
     assert "workers reporting in: 0" in status.output
     first = invoke(env, "migrate")
     assert first.exit_code == 0 and "index ok: user_memory.user_created_id" in first.output

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import sys
 import traceback
 from collections.abc import Coroutine
@@ -76,6 +77,9 @@ def run(state: CliState, work: Coroutine[Any, Any, int]) -> NoReturn:
         fail(str(error), EXIT_CONFIG)
     except (RedisConnectionError, RedisTimeoutError) as error:
         fail(f"cannot reach Redis: {redact_uri(str(error))}", EXIT_CONFIG)
+    except BrokenPipeError:  # `memcompress status | head`: the reader left; say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(EXIT_FAILED)
     except Exception as error:
         if state.verbose:
             traceback.print_exc()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 from typing import Any
 
 import click
@@ -15,7 +16,8 @@ from memcompress.cli.app import EXIT_CONFIG, EXIT_FAILED, CliState, fail, run, s
 from memcompress.cli.scan_commands import CLI_REDIS_RETRIES
 from memcompress.queue import enqueue_compression
 from memcompress.repositories import MongoDeadLetters
-from memcompress.status import queue_status, store_status
+from memcompress.settings import Settings
+from memcompress.status import queue_status, store_status, worker_health
 
 
 @click.command()
@@ -27,24 +29,35 @@ from memcompress.status import queue_status, store_status
 def worker(state: CliState, burst: bool, check: bool) -> None:
     """Run the arq worker (same as `arq memcompress.worker.WorkerSettings`). SIGTERM stops taking jobs
     and gives running ones MEMCOMPRESS_JOB_COMPLETION_WAIT_S to finish."""
-    from arq.worker import check_health, run_worker
+    from arq.worker import run_worker
 
     from memcompress.settings import ConfigError
-    from memcompress.worker.arq_settings import redis_settings, worker_settings
+    from memcompress.worker.arq_settings import worker_settings
 
     try:
         ours = state.settings()
     except ConfigError as error:
         fail(str(error), EXIT_CONFIG)
-    settings = worker_settings(ours)
     if check:
-        settings["redis_settings"] = redis_settings(ours, retries=CLI_REDIS_RETRIES)
-        try:
-            raise SystemExit(check_health(settings))
-        except (RedisConnectionError, RedisTimeoutError) as error:
-            fail(f"unhealthy: cannot reach Redis: {error}", EXIT_FAILED)
+        run(state, _check_health(ours))
     setup_logging(state.log_format, logging.DEBUG if state.verbose else logging.INFO)
-    run_worker(settings, burst=burst)
+    run_worker(worker_settings(ours), burst=burst)
+
+
+async def _check_health(settings: Settings) -> int:
+    """0 when a worker on this host wrote its health-check key within the last interval, else 1."""
+    redis = connect_redis(settings, CLI_REDIS_RETRIES)
+    try:
+        health = await worker_health(redis, settings.queue_name, socket.gethostname())
+    except (RedisConnectionError, RedisTimeoutError) as error:
+        fail(f"unhealthy: cannot reach Redis: {error}", EXIT_FAILED)
+    finally:
+        await redis.aclose()
+    for worker, line in sorted(health.items()):
+        click.echo(f"{worker}: {line}")
+    if not health:
+        click.echo(f"memcompress: unhealthy: no worker on {socket.gethostname()} reported in", err=True)
+    return 0 if health else EXIT_FAILED
 
 
 @click.command()
@@ -55,8 +68,8 @@ def worker(state: CliState, burst: bool, check: bool) -> None:
 @click.option("--dead-letters", "dead_letters", is_flag=True, help="Also queue every dead-lettered user.")
 @click.pass_obj
 def enqueue(state: CliState, user_ids: tuple[str, ...], delay: float, dead_letters: bool) -> None:
-    """Queue a compression of each USER_ID (a job already queued or running absorbs the request, and
-    the user is checked again once it finishes)."""
+    """Queue a compression of each USER_ID now (or after --delay). A job already queued or running
+    absorbs the request, and the user is checked again once it finishes, as with the app's API."""
     if not user_ids and not dead_letters:
         raise click.UsageError("give at least one USER_ID, or --dead-letters")
 
@@ -66,6 +79,8 @@ def enqueue(state: CliState, user_ids: tuple[str, ...], delay: float, dead_lette
         if dead_letters:
             async with open_services(settings, redis_retries=CLI_REDIS_RETRIES) as (_, database):
                 users += [letter.user_id for letter in await MongoDeadLetters(database).list(limit=100_000)]
+            if not users:
+                click.echo("no dead letters")
         redis = connect_redis(settings, CLI_REDIS_RETRIES)
         try:
             for user_id in users:
@@ -102,12 +117,12 @@ def status(state: CliState, as_json: bool) -> None:
 
 def _print_status(report: dict[str, Any]) -> None:
     click.echo(
-        f"queue {report['queue']}: {report['queue_depth']} jobs ({report['ready']} ready, {report['deferred']} deferred)"
+        f"queue {report['queue']}: {report['queue_depth']} jobs ({report['in_progress_count']} running, {report['waiting']} waiting, {report['deferred']} deferred)"
     )
     click.echo(f"in progress: {report['in_progress_count']} {' '.join(report['in_progress'])}".rstrip())
     click.echo(f"workers reporting in: {len(report['worker_health'])}")
-    for host, line in sorted(report["worker_health"].items()):
-        click.echo(f"  {host}: {line}")
+    for worker, line in sorted(report["worker_health"].items()):
+        click.echo(f"  {worker}: {line}")
     scan = report["last_scan"]
     click.echo(
         f"last scan: {scan['finished_at']}, {scan['users_found']} users found, {scan['enqueued']} queued"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 from typing import Any
 
@@ -20,11 +21,11 @@ from memcompress.worker.schedule import parse_cron
 ARQ_TIMEOUT_MARGIN_S = 5.0
 
 
-def redis_settings(settings: Settings, retries: int = REDIS_RETRIES) -> RedisSettings:
-    """arq's connection settings; a worker rides out Redis restarts, a health check fails fast."""
+def redis_settings(settings: Settings) -> RedisSettings:
+    """arq's connection settings: a worker rides out Redis restarts and failovers."""
     base = RedisSettings.from_dsn(settings.redis_url)
-    base.conn_retries = retries
-    base.retry = redis_retry(retries)
+    base.conn_retries = REDIS_RETRIES
+    base.retry = redis_retry()
     base.retry_on_error = list(REDIS_RETRY_ON)
     return base
 
@@ -70,5 +71,5 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
         "max_tries": settings.max_tries + 1,
         "job_completion_wait": settings.job_completion_wait_s,
         "health_check_interval": settings.health_check_interval_s,
-        "health_check_key": health_check_key(settings.queue_name, socket.gethostname()),
+        "health_check_key": health_check_key(settings.queue_name, socket.gethostname(), os.getpid()),
     }
