@@ -67,7 +67,9 @@ class Settings(BaseSettings):
     keep_last: int = Field(20, ge=0, description="newest events left verbatim after a compression")
     batch_size: int = Field(500, ge=1, le=10_000, description="events read per round trip")
     chunk_chars: int = Field(24_000, ge=1_000, description="transcript characters per LLM request")
-    summary_max_chars: int = Field(4_000, ge=200, description="hard clip for a stored summary")
+    summary_max_chars: int = Field(
+        4_000, ge=200, description="length budget of a summary; longer answers are rejected"
+    )
     retention: Literal["delete", "archive"] | None = Field(
         None, description="default: delete with an LLM, archive with the extractive summariser"
     )

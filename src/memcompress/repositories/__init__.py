@@ -12,7 +12,7 @@ from memcompress.repositories.protocols import (
     UserProfileRepository,
 )
 from memcompress.repositories.user_memory import MongoUserMemoryRepository
-from memcompress.repositories.user_profiles import MongoUserProfileRepository
+from memcompress.repositories.user_profiles import MongoUserProfileRepository, ProfileBusy
 
 __all__ = [
     "CompactionLog",
@@ -23,6 +23,7 @@ __all__ = [
     "MongoDeadLetters",
     "MongoUserMemoryRepository",
     "MongoUserProfileRepository",
+    "ProfileBusy",
     "StoreUnavailable",
     "UserMemoryRepository",
     "UserProfileRepository",
