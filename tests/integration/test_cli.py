@@ -56,6 +56,25 @@ def sync_redis(redis_url: str) -> Iterator[Redis]:
         client.close()
 
 
+# User ids these tests queue. arq's job keys (arq:job:compress:<user>) are not per queue, so leftovers
+# from an earlier run on a shared Redis would make "queued" read "already queued": clear them.
+QUEUED_USERS = ("a", "c", "gone", "stays", "u1", "dl")
+
+
+@pytest.fixture(autouse=True)
+def no_leftover_jobs(sync_redis: Redis) -> Iterator[None]:
+    def clear() -> None:
+        for user in QUEUED_USERS:
+            sync_redis.delete(
+                *(prefix + job_id(user) for prefix in ("arq:job:", "arq:retry:", "arq:in-progress:"))
+            )
+            sync_redis.delete(lock_key(user), recheck_key(user))
+
+    clear()
+    yield
+    clear()
+
+
 @pytest.fixture
 def env(mongo_uri: str, db_name: str, redis_url: str) -> dict[str, str]:
     return {
