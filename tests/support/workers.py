@@ -1,5 +1,5 @@
-"""Worker processes for tests: ``python -m arq memcompress.worker.WorkerSettings`` as real children,
-configured only through ``MEMCOMPRESS_*`` environment variables, as in production."""
+"""Worker processes for tests: ``python -m memcompress worker`` as real children, configured only
+through ``MEMCOMPRESS_*`` environment variables, as in production."""
 
 from __future__ import annotations
 
@@ -62,7 +62,7 @@ class WorkerProcess:
 
 def start_worker(env: dict[str, str], *, burst: bool = False) -> WorkerProcess:
     log_path = Path(tempfile.mkstemp(prefix="memcompress-worker-", suffix=".log")[1])
-    argv = [sys.executable, "-m", "arq", "memcompress.worker.WorkerSettings"]
+    argv = [sys.executable, "-m", "memcompress", "worker"]
     if burst:
         argv.append("--burst")
     with log_path.open("wb") as log:

@@ -27,12 +27,11 @@ from memcompress.status import queue_status, store_status, worker_health
 )
 @click.pass_obj
 def worker(state: CliState, burst: bool, check: bool) -> None:
-    """Run the arq worker (same as `arq memcompress.worker.WorkerSettings`). SIGTERM stops taking jobs
-    and gives running ones MEMCOMPRESS_JOB_COMPLETION_WAIT_S to finish."""
-    from arq.worker import run_worker
-
+    """Run the worker: arq with memcompress's jobs, the scheduled scan and /metrics. SIGTERM stops
+    taking jobs and gives running ones MEMCOMPRESS_JOB_COMPLETION_WAIT_S to finish."""
     from memcompress.settings import ConfigError
     from memcompress.worker.arq_settings import worker_settings
+    from memcompress.worker.runner import run as run_worker
 
     try:
         ours = state.settings()

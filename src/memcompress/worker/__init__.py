@@ -1,4 +1,5 @@
-"""The long-running arq worker: ``arq memcompress.worker.WorkerSettings`` (or ``memcompress worker``).
+"""The long-running arq worker: ``memcompress worker`` (:mod:`memcompress.worker.runner`), or
+``arq memcompress.worker.WorkerSettings``.
 
 ``WorkerSettings`` is built from the ``MEMCOMPRESS_*`` settings when first looked up, so importing this
 package reads no configuration.

@@ -1,0 +1,29 @@
+"""The worker's one repair to arq: a job slot taken while Redis went away is given back."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from arq.worker import Worker
+from redis.exceptions import WatchError
+
+from memcompress.worker.runner import MemcompressWorker
+
+
+async def _noop(ctx: dict[str, Any]) -> None:
+    return None
+
+
+async def test_a_claim_that_loses_redis_gives_its_slot_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def claim_then_lose_redis(self: Worker, job_ids: list[bytes]) -> None:
+        await self.sem.acquire()  # what arq does before it watches the job's in-progress key
+        self.job_counter += 1
+        raise WatchError("A ConnectionError occurred on while watching one or more keys")
+
+    monkeypatch.setattr(Worker, "start_jobs", claim_then_lose_redis)
+    worker = MemcompressWorker(functions=[_noop], handle_signals=False, max_jobs=2)
+    for _ in range(5):  # without the repair the second call would already block on the semaphore
+        await worker.start_jobs([b"compress:u"])
+    assert worker.job_counter == 0
+    assert worker.sem._value == 3  # arq's semaphore holds max_jobs + 1
