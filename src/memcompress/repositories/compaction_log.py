@@ -5,7 +5,7 @@ from __future__ import annotations
 from memcompress.metrics import Metrics
 from memcompress.models import CompactionRecord
 from memcompress.repositories.database import COMPACTION_LOG, MongoDatabase
-from memcompress.repositories.documents import MalformedDocument, report_malformed
+from memcompress.repositories.documents import valid_models
 
 
 class MongoCompactionLog:
@@ -19,10 +19,4 @@ class MongoCompactionLog:
     async def recent(self, limit: int = 20, user_id: str | None = None) -> list[CompactionRecord]:
         query = {} if user_id is None else {"user_id": user_id}
         docs = await self._log.find(query).sort([("finished_at", -1), ("_id", -1)]).limit(limit).to_list()
-        records = []
-        for doc in docs:
-            try:
-                records.append(CompactionRecord.model_validate(doc))
-            except ValueError:
-                report_malformed(MalformedDocument(COMPACTION_LOG, doc.get("_id"), ["*"]), self._metrics)
-        return records
+        return valid_models(CompactionRecord, COMPACTION_LOG, docs, self._metrics)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from memcompress.metrics import Metrics
 from memcompress.models import DeadLetter
 from memcompress.repositories.database import DEAD_LETTERS, MongoDatabase
-from memcompress.repositories.documents import MalformedDocument, report_malformed
+from memcompress.repositories.documents import valid_models
 
 
 class MongoDeadLetters:
@@ -22,13 +22,7 @@ class MongoDeadLetters:
 
     async def list(self, limit: int = 100) -> list[DeadLetter]:
         docs = await self._letters.find().sort([("failed_at", -1), ("_id", 1)]).limit(limit).to_list()
-        letters = []
-        for doc in docs:
-            try:
-                letters.append(DeadLetter.model_validate(doc))
-            except ValueError:
-                report_malformed(MalformedDocument(DEAD_LETTERS, doc.get("_id"), ["*"]), self._metrics)
-        return letters
+        return valid_models(DeadLetter, DEAD_LETTERS, docs, self._metrics)
 
     async def count(self) -> int:
         return await self._letters.count_documents({})

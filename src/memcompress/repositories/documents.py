@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from memcompress.metrics import Metrics
 from memcompress.models import MemoryEvent, StoredEvent, UserProfile
@@ -19,6 +19,7 @@ from memcompress.models import MemoryEvent, StoredEvent, UserProfile
 log = logging.getLogger(__name__)
 
 Document = dict[str, Any]
+M = TypeVar("M", bound=BaseModel)
 
 
 class MalformedDocument(Exception):
@@ -71,6 +72,17 @@ def valid_events(collection: str, docs: Iterable[Document], metrics: Metrics) ->
             yield document_to_event(collection, doc)
         except MalformedDocument as bad:
             report_malformed(bad, metrics)
+
+
+def valid_models(model: type[M], collection: str, docs: Iterable[Document], metrics: Metrics) -> list[M]:
+    """The documents that validate as ``model``; the others are skipped, logged by ``_id`` and counted."""
+    valid = []
+    for doc in docs:
+        try:
+            valid.append(model.model_validate(doc))
+        except ValidationError as error:
+            report_malformed(MalformedDocument(collection, doc.get("_id"), _failing_fields(error)), metrics)
+    return valid
 
 
 def report_malformed(bad: MalformedDocument, metrics: Metrics) -> None:
