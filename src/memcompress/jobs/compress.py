@@ -6,14 +6,14 @@ The invariant every step keeps:
 
 How the steps keep it:
 
-1. Lock. Take the user's Redis lock without waiting; if another worker holds it, stop ("busy"). The lock only
-   saves duplicate LLM work: correctness comes from step 6's version check, not from the lock.
-2. Finish what a previous run left. A run that stored a summary but died before trimming left the
-   summarised event refs as ``pending_trim`` on the profile: trim exactly those, then clear the mark.
-   They are never summarised again.
-3. Decide. With at most ``threshold`` events, skip. Otherwise fold every event except the newest
-   ``keep_last`` at this moment, streamed oldest first in ``(created_at, _id)`` order, in bounded
-   batches (the whole history is never loaded).
+1. Lock. Take the user's Redis lock without waiting; if another worker holds it, stop ("busy").
+   The lock only saves duplicate LLM work: correctness comes from step 6's version check.
+2. Finish what a previous run left (reading the profile creates none). A run that stored a summary
+   but died before trimming left the summarised event refs as ``pending_trim`` on the profile: trim
+   exactly those, then clear the mark. They are never summarised again.
+3. Decide. With at most ``threshold`` dated events, skip (a user with no events at all leaves no
+   trace). Otherwise fold every event except the newest ``keep_last`` at this moment, streamed
+   oldest first in ``(created_at, _id)`` order, in bounded batches (the history is never loaded).
 4. Chunk. Cut the stream into chunks that fit one summariser request.
 5. Summarise each chunk together with the summary so far (each chunk's output feeds the next). A
    failed or unusable answer stops the run here: nothing of that chunk is trimmed.
