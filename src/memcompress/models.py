@@ -151,6 +151,11 @@ class CompactionRecord(BaseModel):
     finished_at: UtcDatetime = Field(default_factory=utc_now)
     duration_s: float = 0.0
 
+    @property
+    def failed(self) -> bool:
+        """Did not get done: an error, or a version conflict it could not resolve (CLI exit code 1)."""
+        return self.outcome in (Outcome.FAILED, Outcome.CONFLICT)
+
 
 class DeadLetter(BaseModel):
     """A user whose compression job gave up: ``status`` lists these, ``enqueue`` retries them."""

@@ -7,8 +7,7 @@ import sys
 import click
 
 from memcompress.bootstrap import open_services
-from memcompress.cli.app import CliState, run
-from memcompress.cli.scan_commands import CLI_REDIS_RETRIES
+from memcompress.cli.app import CLI_REDIS_RETRIES, CliState, run
 from memcompress.repositories import ensure_indexes
 
 

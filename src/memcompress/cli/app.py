@@ -25,6 +25,7 @@ from memcompress.settings import ConfigError, Settings, load_settings, redact_ur
 
 EXIT_FAILED = 1
 EXIT_CONFIG = 2
+CLI_REDIS_RETRIES = 2  # a wrong Redis URL fails in seconds (workers retry for about a minute)
 
 
 @dataclass

@@ -12,8 +12,15 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from memcompress.bootstrap import connect_redis, open_services
-from memcompress.cli.app import EXIT_CONFIG, EXIT_FAILED, CliState, fail, run, setup_logging
-from memcompress.cli.scan_commands import CLI_REDIS_RETRIES
+from memcompress.cli.app import (
+    CLI_REDIS_RETRIES,
+    EXIT_CONFIG,
+    EXIT_FAILED,
+    CliState,
+    fail,
+    run,
+    setup_logging,
+)
 from memcompress.queue import enqueue_compression
 from memcompress.repositories import MongoDeadLetters
 from memcompress.settings import Settings

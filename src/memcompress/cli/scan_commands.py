@@ -12,13 +12,11 @@ import click
 from prometheus_client import pushadd_to_gateway
 
 from memcompress.bootstrap import open_services
-from memcompress.cli.app import EXIT_FAILED, CliState, run
+from memcompress.cli.app import CLI_REDIS_RETRIES, EXIT_FAILED, CliState, run
 from memcompress.jobs.compress import CompressionDeps, run_compression
 from memcompress.jobs.scan import scan_and_enqueue
 from memcompress.metrics import Metrics, RunMetrics
 from memcompress.models import CompactionRecord, Outcome, UserBacklog
-
-CLI_REDIS_RETRIES = 2
 
 
 @click.command()
@@ -106,7 +104,7 @@ def run_once(state: CliState, limit: int | None, dry_run: bool) -> None:
                 _print_scan(settings.threshold, users, None, as_json=False)
                 return 0
             records = await _compress_all(deps, users, settings.max_jobs)
-        failed = [r for r in records if r.outcome in (Outcome.FAILED, Outcome.CONFLICT)]
+        failed = [r for r in records if r.failed]
         run_metrics.errors.inc(len(failed))
         run_metrics.users_processed.inc(len(records) - len(failed))
         run_metrics.duration.set(time.monotonic() - started)
@@ -124,12 +122,8 @@ async def _compress_all(
     deps: CompressionDeps, users: list[UserBacklog], concurrency: int
 ) -> list[CompactionRecord]:
     gate = asyncio.Semaphore(concurrency)
-    show = sys.stderr.isatty() and bool(users)
-    with (
-        click.progressbar(length=len(users), label="compressing", file=sys.stderr)
-        if show
-        else _NoBar() as bar
-    ):
+    hidden = not (sys.stderr.isatty() and users)
+    with click.progressbar(length=len(users), label="compressing", file=sys.stderr, hidden=hidden) as bar:
 
         async def one(user: UserBacklog) -> CompactionRecord:
             async with gate:
@@ -140,17 +134,6 @@ async def _compress_all(
         return list(await asyncio.gather(*(one(u) for u in users)))
 
 
-class _NoBar:
-    def __enter__(self) -> _NoBar:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-    def update(self, steps: int) -> None:
-        return None
-
-
 def _print_run(records: list[CompactionRecord], elapsed: float) -> None:
     outcomes = Counter(r.outcome.value for r in records)
     folded = sum(r.events_folded for r in records)
@@ -159,7 +142,7 @@ def _print_run(records: list[CompactionRecord], elapsed: float) -> None:
         click.echo(f"{outcome.value:<12} {outcomes.get(outcome.value, 0):>5}")
     click.echo(f"{len(records)} users in {elapsed:.1f}s; {folded} events folded")
     for record in records:
-        if record.outcome in (Outcome.FAILED, Outcome.CONFLICT):
+        if record.failed:
             click.echo(f"  {record.outcome.value}: {record.user_id}: {record.reason}")
 
 

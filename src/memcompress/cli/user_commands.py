@@ -7,12 +7,10 @@ import json
 import click
 
 from memcompress.bootstrap import open_services
-from memcompress.cli.app import EXIT_FAILED, CliState, run
-from memcompress.cli.scan_commands import CLI_REDIS_RETRIES
+from memcompress.cli.app import CLI_REDIS_RETRIES, EXIT_FAILED, CliState, run
 from memcompress.forget import count_user_data, forget_user
 from memcompress.jobs.compress import run_compression
 from memcompress.jobs.plan import plan_compression
-from memcompress.models import Outcome
 
 
 @click.command()
@@ -56,7 +54,7 @@ def compress(state: CliState, user_id: str, dry_run: bool, preview: bool, as_jso
             },
         )
         _echo(shown, as_json)
-        return EXIT_FAILED if record.outcome in (Outcome.FAILED, Outcome.CONFLICT) else 0
+        return EXIT_FAILED if record.failed else 0
 
     run(state, work())
 
