@@ -44,9 +44,9 @@ from bench.common import (
     table,
 )
 from redis.asyncio import Redis
-from tests.support.llm_server import FakeLLM
+from memcompress.testing.llm_server import FakeLLM
 
-from memcompress.jobs.compress import CompressionDeps, FoldPolicy, run_compression
+from memcompress.jobs.compress import Services, FoldPolicy, run_compression
 from memcompress.metrics import Metrics
 from memcompress.repositories import (
     MongoCompactionLog,
@@ -83,7 +83,7 @@ async def measure_one(
     metrics = Metrics()
     redis = Redis.from_url(redis_url)
     summarizer = make_summarizer(llm_url)
-    deps = CompressionDeps(
+    services = Services(
         memory=MongoUserMemoryRepository(database, metrics),
         profiles=MongoUserProfileRepository(database, metrics),
         compaction_log=MongoCompactionLog(database, metrics),
@@ -106,7 +106,7 @@ async def measure_one(
     sampler.start()
     counter.reset()
     started = time.perf_counter()
-    record = await run_compression(deps, USER)
+    record = await run_compression(services, USER)
     elapsed = time.perf_counter() - started
     done.set()
     sampler.join()

@@ -49,8 +49,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for bench.* a
 from bench.common import Servers, bench_servers, load_average, print_machine, process_cpu_s, seed_users, table
 from bench.tl08_baseline import run_tl08
 from redis.asyncio import Redis
-from tests.support.llm_server import FakeLLM
-from tests.support.workers import start_worker, worker_env
+from memcompress.testing.llm_server import FakeLLM
+from memcompress.testing.workers import start_worker, worker_env
 
 from memcompress.jobs.scan import scan_and_enqueue
 from memcompress.metrics import Metrics

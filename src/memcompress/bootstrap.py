@@ -1,8 +1,15 @@
-"""Wiring in one place: settings in, connected services out."""
+"""The composition root: settings in, connected :class:`~memcompress.jobs.services.Services` out.
+
+The only module that names concrete adapters (the Mongo repositories, the Redis locks and queue, the
+summarisers). Entry points (the worker, the CLI, the demo) call :func:`open_services` or
+:func:`open_queue` and never build an adapter themselves.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import os
+import socket
 from collections.abc import AsyncIterator
 
 from redis.asyncio import Redis
@@ -11,14 +18,20 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from memcompress.jobs.compress import CompressionDeps, FoldPolicy
+from memcompress.jobs.services import FoldPolicy, JobPolicy, Services
 from memcompress.metrics import Metrics
 from memcompress.repositories import (
     MongoCompactionLog,
     MongoDatabase,
+    MongoDeadLetters,
+    MongoMaintenance,
     MongoUserMemoryRepository,
     MongoUserProfileRepository,
+    RedisJobQueue,
+    RedisUserLocks,
 )
+from memcompress.repositories.job_queue import health_check_key
+from memcompress.repositories.protocols import JobQueue
 from memcompress.settings import Settings
 from memcompress.summarizers import ExtractiveSummarizer, OpenAISummarizer, Summarizer
 
@@ -33,21 +46,15 @@ def redis_retry(retries: int = REDIS_RETRIES) -> Retry:
 
 
 def connect_redis(settings: Settings, retries: int = REDIS_RETRIES) -> Redis:
-    retry = redis_retry(retries)
-    redis: Redis = Redis.from_url(settings.redis_url, retry=retry, retry_on_error=REDIS_RETRY_ON)
+    redis: Redis = Redis.from_url(
+        settings.redis_url, retry=redis_retry(retries), retry_on_error=REDIS_RETRY_ON
+    )
     return redis
 
 
-def fold_policy(settings: Settings) -> FoldPolicy:
-    return FoldPolicy(
-        threshold=settings.threshold,
-        keep_last=settings.keep_last,
-        batch_size=settings.batch_size,
-        chunk_chars=settings.chunk_chars,
-        summary_max_chars=settings.summary_max_chars,
-        retention=settings.retention_mode,
-        lock_ttl_s=settings.lock_ttl_s,
-    )
+def worker_health_check_key(settings: Settings) -> str:
+    """The key this worker process writes its health line to (``status`` and ``worker --check`` read it)."""
+    return health_check_key(settings.queue_name, socket.gethostname(), os.getpid())
 
 
 def build_summarizer(settings: Settings) -> Summarizer:
@@ -62,34 +69,54 @@ def build_summarizer(settings: Settings) -> Summarizer:
     )
 
 
+def build_services(
+    settings: Settings, database: MongoDatabase, redis: Redis, metrics: Metrics, summarizer: Summarizer
+) -> Services:
+    """The services over clients that are already connected (``open_services`` connects them)."""
+    return Services(
+        memory=MongoUserMemoryRepository(database, metrics),
+        profiles=MongoUserProfileRepository(database, metrics, settings.profile_defaults()),
+        compaction_log=MongoCompactionLog(database, metrics),
+        dead_letters=MongoDeadLetters(database, metrics),
+        maintenance=MongoMaintenance(database),
+        locks=RedisUserLocks(redis, settings.lock_ttl_s),
+        queue=RedisJobQueue(redis, settings.queue_name),
+        summarizer=summarizer,
+        policy=FoldPolicy.from_settings(settings),
+        job_policy=JobPolicy.from_settings(settings),
+        metrics=metrics,
+    )
+
+
 @contextlib.asynccontextmanager
 async def open_services(
     settings: Settings,
     metrics: Metrics | None = None,
     summarizer: Summarizer | None = None,
     redis_retries: int = REDIS_RETRIES,
-) -> AsyncIterator[tuple[CompressionDeps, MongoDatabase]]:
-    """Connect Mongo (ping) and Redis, build the repositories and summariser; close them all on exit.
+) -> AsyncIterator[Services]:
+    """Connect Mongo and Redis (pinging both), build every service; close them all on exit.
 
     Long-running workers ride out Redis restarts (``REDIS_RETRIES``); the CLI asks for few retries so
     that a wrong URL fails in seconds."""
-    metrics = metrics or Metrics()
     database = MongoDatabase.from_settings(settings)
     await database.connect()
     redis = connect_redis(settings, redis_retries)
     summarizer = summarizer or build_summarizer(settings)
     try:
-        deps = CompressionDeps(
-            memory=MongoUserMemoryRepository(database, metrics),
-            profiles=MongoUserProfileRepository(database, metrics, settings.profile_defaults()),
-            compaction_log=MongoCompactionLog(database, metrics),
-            summarizer=summarizer,
-            redis=redis,
-            policy=fold_policy(settings),
-            metrics=metrics,
-        )
-        yield deps, database
+        await redis.ping()
+        yield build_services(settings, database, redis, metrics or Metrics(), summarizer)
     finally:
         await summarizer.aclose()
         await redis.aclose()
         await database.close()
+
+
+@contextlib.asynccontextmanager
+async def open_queue(settings: Settings, redis_retries: int = REDIS_RETRIES) -> AsyncIterator[JobQueue]:
+    """The job queue alone (Redis only): enough to queue users and check workers' health."""
+    redis = connect_redis(settings, redis_retries)
+    try:
+        yield RedisJobQueue(redis, settings.queue_name)
+    finally:
+        await redis.aclose()

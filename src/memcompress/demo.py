@@ -28,10 +28,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from memcompress.bootstrap import open_services
 from memcompress.embedded import EmbeddedServer, EmbeddedServerError, free_port, mongo_server, valkey_server
-from memcompress.jobs.compress import CompressionDeps
-from memcompress.jobs.scan import scan_and_enqueue
+from memcompress.jobs import Services, scan_and_enqueue
 from memcompress.models import MemoryEvent, Role, UserBacklog
-from memcompress.repositories import StoreUnavailable, ensure_indexes
+from memcompress.repositories.errors import StoreUnavailable
 from memcompress.settings import ConfigError, Settings, load_settings
 
 USERS = 200
@@ -111,28 +110,21 @@ async def run_demo(users: int, workers: int) -> int:
         f"summariser: {settings.summarizer_name}; threshold {settings.threshold}, keep {settings.keep_last}"
     )
     events, planted = corpus(random.Random(7), users)
-    async with open_services(settings) as (deps, database):
+    async with open_services(settings) as services:
         try:
-            await ensure_indexes(database, memory_ttl_days=settings.memory_ttl_days)
+            await services.maintenance.ensure_indexes(memory_ttl_days=settings.memory_ttl_days)
             for start in range(0, len(events), 5000):
-                await deps.memory.append_events(events[start : start + 5000])
+                await services.memory.append_events(events[start : start + 5000])
             before = Counter(e.user_id for e in events)
             print(f"seeded {len(events)} events for {len(before)} users")
 
-            scan = await scan_and_enqueue(
-                deps.memory,
-                deps.redis,
-                deps.metrics,
-                threshold=settings.threshold,
-                limit=None,
-                queue_name=settings.queue_name,
-            )
+            scan = await scan_and_enqueue(services)
             print(f"scan: {len(scan.users)} users over the threshold; {scan.enqueued} jobs queued")
             started = time.monotonic()
             ports = [free_port() for _ in range(workers)]
             processes = [_start_worker(settings, port) for port in ports]
             try:
-                await _wait_for_queue(deps, settings.queue_name, len(scan.users))
+                await _wait_for_queue(services, len(scan.users))
                 elapsed = time.monotonic() - started
                 metrics = _scrape(ports)
             finally:
@@ -140,7 +132,7 @@ async def run_demo(users: int, workers: int) -> int:
                     process.send_signal(signal.SIGTERM)
                 for process in processes:
                     process.wait(timeout=60)
-            kept = await _print_table(deps, scan.users[:15], before, planted)
+            kept = await _print_table(services, scan.users[:15], before, planted)
             outcomes = {
                 label: int(value)
                 for (name, label), value in metrics.items()
@@ -154,8 +146,8 @@ async def run_demo(users: int, workers: int) -> int:
             )
             return 0 if "failed" not in outcomes and kept == min(len(scan.users), 15) else 1
         finally:
-            await database.db.client.drop_database(settings.mongodb_db)
-            await deps.redis.delete(settings.queue_name)
+            await services.maintenance.drop_database()
+            await services.queue.purge()
 
 
 def _start_worker(settings: Settings, metrics_port: int) -> subprocess.Popen[bytes]:
@@ -173,14 +165,14 @@ def _start_worker(settings: Settings, metrics_port: int) -> subprocess.Popen[byt
     )
 
 
-async def _wait_for_queue(deps: CompressionDeps, queue_name: str, jobs: int, within_s: float = 600) -> None:
+async def _wait_for_queue(services: Services, jobs: int, within_s: float = 600) -> None:
     """Until every queued job was taken and finished (the compaction log has one record per job)."""
     deadline = time.monotonic() + within_s
     while time.monotonic() < deadline:
-        done = len(await deps.compaction_log.recent(limit=jobs + 1))
+        done = len(await services.compaction_log.recent(limit=jobs + 1))
         if sys.stderr.isatty():
             print(f"\r  {done}/{jobs} users compressed by the workers", end="", file=sys.stderr, flush=True)
-        if done >= jobs and await deps.redis.zcard(queue_name) == 0:
+        if done >= jobs and await services.queue.depth() == 0:
             return
         await asyncio.sleep(0.5)
     raise TimeoutError(f"the workers did not finish {jobs} jobs within {within_s:g}s")
@@ -200,20 +192,22 @@ def _scrape(ports: list[int]) -> dict[tuple[str, str], float]:
 
 
 async def _print_table(
-    deps: CompressionDeps, users: list[UserBacklog], before: Counter[str], planted: dict[str, str]
+    services: Services, users: list[UserBacklog], before: Counter[str], planted: dict[str, str]
 ) -> int:
     print(f"\n{'user':<10} {'before':>6} {'after':>5}  planted fact kept?  summary excerpt")
     kept = 0
     for user in users:
-        profile = await deps.profiles.get(user.user_id)
+        profile = await services.profiles.get(user.user_id)
         summary = profile.memory_summary or ""
         fact = planted[user.user_id]
         in_summary = fact in summary
-        still_stored = any(e.content == fact for e in await deps.memory.get_recent_events(user.user_id, 100))
+        still_stored = any(
+            e.content == fact for e in await services.memory.get_recent_events(user.user_id, 100)
+        )
         kept += in_summary or still_stored
         where = "in summary" if in_summary else ("still stored" if still_stored else "NO")
         excerpt = summary.splitlines()[0][:60] if summary else ""
-        after = await deps.memory.count_events(user.user_id)
+        after = await services.memory.count_events(user.user_id)
         print(f"{user.user_id:<10} {before[user.user_id]:>6} {after:>5}  {where:<18}  {excerpt}")
     return kept
 

@@ -57,13 +57,17 @@ class StoredEvent:
 
 
 class ProfileDefaults(BaseModel):
-    """What a new profile starts with (configurable through settings)."""
+    """What a new profile starts with (configurable through settings). The one place these defaults
+    are written: ``DEFAULT_PROFILE`` below, the settings and the profile model all take them from here."""
 
     model_config = ConfigDict(frozen=True)
 
     language: str = "ru"
     persona: str = "Alfred-style дворецкий"
     tone: str = "witty"
+
+
+DEFAULT_PROFILE = ProfileDefaults()
 
 
 class Watermark(BaseModel):
@@ -94,9 +98,9 @@ class UserProfile(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     user_id: UserId
-    language: str = "ru"
-    persona: str = "Alfred-style дворецкий"
-    tone: str = "witty"
+    language: str = DEFAULT_PROFILE.language
+    persona: str = DEFAULT_PROFILE.persona
+    tone: str = DEFAULT_PROFILE.tone
     preferred_topics: list[str] = Field(default_factory=list)
     memory_summary: str | None = None
     created_at: UtcDatetime = Field(default_factory=utc_now)
@@ -111,8 +115,7 @@ class UserProfile(BaseModel):
 
     @classmethod
     def new(cls, user_id: str, defaults: ProfileDefaults | None = None) -> UserProfile:
-        defaults = defaults or ProfileDefaults()
-        return cls(user_id=user_id, **defaults.model_dump())
+        return cls(user_id=user_id, **(defaults or DEFAULT_PROFILE).model_dump())
 
 
 # The profile fields an app may change with `save`; the rest belong to the compressor.

@@ -8,15 +8,24 @@ password replaced by ``***`` (:meth:`Settings.describe`).
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import (
+    AliasChoices,
+    Field,
+    PlainSerializer,
+    PlainValidator,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from memcompress.cron import CronError, CronSchedule
 from memcompress.keys import DEFAULT_QUEUE_NAME
-from memcompress.models import ProfileDefaults
-from memcompress.worker.schedule import CronError, parse_cron
+from memcompress.models import DEFAULT_PROFILE, ProfileDefaults
 
 ENV_PREFIX = "MEMCOMPRESS_"
 MONGODB_SCHEMES = ("mongodb", "mongodb+srv")
@@ -44,6 +53,24 @@ def _check_uri(value: str, schemes: tuple[str, ...], what: str) -> str:
     if parts.scheme != "unix" and not parts.netloc.rpartition("@")[2]:
         raise ValueError(f"{what} has no host")
     return value
+
+
+def _parse_scan_cron(value: object) -> CronSchedule:
+    if isinstance(value, CronSchedule):
+        return value
+    try:
+        return CronSchedule.parse(str(value))
+    except CronError as error:
+        raise ValueError(f"MEMCOMPRESS_SCAN_CRON: {error}") from None
+
+
+# Parsed once, here; shown and serialised as the expression it was given as.
+ScanCron = Annotated[
+    CronSchedule,
+    NoDecode,  # a cron expression, not JSON
+    PlainValidator(_parse_scan_cron),
+    PlainSerializer(lambda schedule: schedule.expression),
+]
 
 
 class Settings(BaseSettings):
@@ -94,7 +121,9 @@ class Settings(BaseSettings):
 
     # --- queue and worker --------------------------------------------------------------------
     queue_name: str = Field(DEFAULT_QUEUE_NAME, min_length=1)
-    scan_cron: str = Field("*/10 * * * *", description="when the worker scans for users over threshold")
+    scan_cron: ScanCron = Field(
+        "*/10 * * * *", validate_default=True, description="when the worker scans for users over threshold"
+    )
     scan_limit: int | None = Field(None, ge=1, description="at most this many users per scan")
     max_jobs: int = Field(16, ge=1, le=1000, description="concurrent jobs per worker process")
     job_timeout_s: float = Field(300.0, gt=0, description="one compression job, all LLM calls included")
@@ -106,9 +135,9 @@ class Settings(BaseSettings):
     health_check_interval_s: int = Field(30, ge=1)
 
     # --- profile defaults ---------------------------------------------------------------------
-    default_language: str = Field("ru", min_length=1)
-    default_persona: str = Field("Alfred-style дворецкий", min_length=1)
-    default_tone: str = Field("witty", min_length=1)
+    default_language: str = Field(DEFAULT_PROFILE.language, min_length=1)
+    default_persona: str = Field(DEFAULT_PROFILE.persona, min_length=1)
+    default_tone: str = Field(DEFAULT_PROFILE.tone, min_length=1)
 
     # --- observability ------------------------------------------------------------------------
     metrics_port: int = Field(9108, ge=0, le=65535, description="0 disables the /metrics endpoint")
@@ -123,15 +152,6 @@ class Settings(BaseSettings):
     @classmethod
     def _redis_url(cls, value: str) -> str:
         return _check_uri(value, REDIS_SCHEMES, "MEMCOMPRESS_REDIS_URL")
-
-    @field_validator("scan_cron")
-    @classmethod
-    def _scan_cron(cls, value: str) -> str:
-        try:
-            parse_cron(value)
-        except CronError as error:
-            raise ValueError(f"MEMCOMPRESS_SCAN_CRON: {error}") from None
-        return value
 
     @field_validator("pushgateway_url")
     @classmethod

@@ -33,7 +33,7 @@ from memcompress.repositories.database import (
     USER_PROFILES,
 )
 from memcompress.repositories.documents import MalformedDocument, document_to_event
-from tests.support.llm_server import FakeLLM
+from memcompress.testing.llm_server import FakeLLM
 
 Document = dict[str, Any]
 NO_SUMMARY = "(none yet)"  # what the summariser sends as the previous summary of a first request

@@ -47,10 +47,10 @@ from memcompress.queue import enqueue_compression
 from memcompress.repositories import MongoDatabase, ensure_indexes
 from memcompress.repositories.database import DEAD_LETTERS, USER_MEMORY, USER_PROFILES
 from memcompress.repositories.documents import event_to_document
+from memcompress.testing.invariant import InvariantReport, check_invariant
+from memcompress.testing.llm_server import EMPTY, HANG, HTTP_429, HTTP_500, FakeLLM
+from memcompress.testing.workers import WorkerProcess, start_worker, worker_env
 from tests.faults.checker import FaultReport, Snapshot, Window, check, take_snapshot
-from tests.support.invariant import InvariantReport, check_invariant
-from tests.support.llm_server import EMPTY, HANG, HTTP_429, HTTP_500, FakeLLM
-from tests.support.workers import WorkerProcess, start_worker, worker_env
 
 Document = dict[str, Any]
 

@@ -11,9 +11,9 @@ from bson import ObjectId
 
 from memcompress.models import MemoryEvent
 from memcompress.repositories.documents import event_to_document
+from memcompress.testing.factories import make_events
+from memcompress.testing.llm_server import Exchange, FakeLLM
 from tests.faults.checker import FaultReport, Snapshot, Window, check
-from tests.support.factories import make_events
-from tests.support.llm_server import Exchange, FakeLLM
 
 T = datetime(2026, 3, 1, 12, tzinfo=UTC)
 THRESHOLD = 30

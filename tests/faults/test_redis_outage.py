@@ -16,7 +16,7 @@ from redis.asyncio import Redis
 
 from memcompress.embedded import EmbeddedServer, free_port, mongo_server, valkey_server
 from memcompress.queue import enqueue_job
-from tests.support.workers import WorkerProcess, eventually, start_worker, worker_env
+from memcompress.testing.workers import WorkerProcess, eventually, start_worker, worker_env
 
 pytestmark = pytest.mark.integration
 

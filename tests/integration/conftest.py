@@ -6,16 +6,16 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from memcompress.jobs.compress import CompressionDeps, FoldPolicy
+from memcompress.bootstrap import build_services
+from memcompress.jobs import Services
 from memcompress.metrics import Metrics
-from memcompress.repositories import (
-    MongoCompactionLog,
-    MongoDatabase,
-    MongoUserMemoryRepository,
-    MongoUserProfileRepository,
-)
+from memcompress.repositories import MongoDatabase
+from memcompress.settings import load_settings
 from memcompress.summarizers import OpenAISummarizer, Summarizer
-from tests.support.llm_server import FakeLLM
+from memcompress.testing.llm_server import FakeLLM
+
+# Short locks so that tests about expiry run quickly; the timeouts stay layered below them.
+TEST_SETTINGS: dict[str, Any] = {"lock_ttl_s": 10.0, "job_timeout_s": 8.0, "llm_timeout_s": 2.0}
 
 
 @pytest.fixture
@@ -38,22 +38,23 @@ async def openai_summarizer(llm: FakeLLM) -> AsyncIterator[OpenAISummarizer]:
         await summarizer.aclose()
 
 
-DepsFactory = Callable[..., CompressionDeps]
+ServicesFactory = Callable[..., Services]
 
 
 @pytest.fixture
-def make_deps(
+def make_services(
     database: MongoDatabase, redis: Redis, metrics: Metrics, openai_summarizer: OpenAISummarizer
-) -> DepsFactory:
-    def build(summarizer: Summarizer | None = None, **policy: Any) -> CompressionDeps:
-        return CompressionDeps(
-            memory=MongoUserMemoryRepository(database, metrics),
-            profiles=MongoUserProfileRepository(database, metrics),
-            compaction_log=MongoCompactionLog(database, metrics),
-            summarizer=summarizer or openai_summarizer,
-            redis=redis,
-            policy=FoldPolicy(**({"lock_ttl_s": 10.0} | policy)),
-            metrics=metrics,
+) -> ServicesFactory:
+    """The services as bootstrap builds them, over the test's database and Redis; ``settings`` are
+    ``MEMCOMPRESS_*`` settings by their field names (``chunk_chars=1000``, ``retention="archive"``)."""
+
+    def build(summarizer: Summarizer | None = None, **settings: Any) -> Services:
+        return build_services(
+            load_settings(**(TEST_SETTINGS | settings)),
+            database,
+            redis,
+            metrics,
+            summarizer or openai_summarizer,
         )
 
     return build

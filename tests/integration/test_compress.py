@@ -8,16 +8,17 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from redis.asyncio import Redis
 
-from memcompress.jobs.compress import CompressionDeps, run_compression
+from memcompress.jobs import Services, run_compression
 from memcompress.keys import lock_key
 from memcompress.models import Outcome, Watermark
 from memcompress.repositories.database import COMPACTION_LOG, USER_MEMORY, USER_MEMORY_ARCHIVE, MongoDatabase
-from tests.integration.conftest import DepsFactory
-from tests.support import llm_server
-from tests.support.factories import T0, make_events
-from tests.support.invariant import check_invariant
-from tests.support.llm_server import FakeLLM
+from memcompress.testing import llm_server
+from memcompress.testing.factories import T0, make_events
+from memcompress.testing.invariant import check_invariant
+from memcompress.testing.llm_server import FakeLLM
+from tests.integration.conftest import ServicesFactory
 
 pytestmark = pytest.mark.redis  # the per-user lock: also run against the machine's Redis 7 in CI
 
@@ -35,19 +36,19 @@ async def _assert_nothing_lost(database: MongoDatabase, llm: FakeLLM, appended: 
 
 
 async def test_51_events_end_as_20_and_the_llm_answer(
-    make_deps: DepsFactory, database: MongoDatabase, llm: FakeLLM, user: str
+    make_services: ServicesFactory, database: MongoDatabase, llm: FakeLLM, user: str
 ) -> None:
-    deps = make_deps()
+    services = make_services()
     events = make_events(user, 51)
-    await deps.memory.append_events(events)
+    await services.memory.append_events(events)
 
-    record = await run_compression(deps, user)
+    record = await run_compression(services, user)
 
     assert record.outcome is Outcome.COMPRESSED
     assert (record.events_before, record.events_folded, record.events_after) == (51, 31, 20)
-    remaining = await deps.memory.get_recent_events(user, 100)
+    remaining = await services.memory.get_recent_events(user, 100)
     assert [e.event_id for e in remaining] == [e.event_id for e in events[-20:]]
-    profile = await deps.profiles.get(user)
+    profile = await services.profiles.get(user)
     assert profile.memory_summary == llm.exchanges[-1].answer
     assert profile.pending_trim is None
     assert profile.summary_version == 1
@@ -60,27 +61,27 @@ async def test_51_events_end_as_20_and_the_llm_answer(
 
 
 async def test_compaction_log_lists_runs_newest_first(
-    make_deps: DepsFactory, database: MongoDatabase, llm: FakeLLM, user: str
+    make_services: ServicesFactory, database: MongoDatabase, llm: FakeLLM, user: str
 ) -> None:
-    deps = make_deps()
-    await deps.memory.append_events(make_events(user, 60))
-    first = await run_compression(deps, user)
-    second = await run_compression(deps, user)
+    services = make_services()
+    await services.memory.append_events(make_events(user, 60))
+    first = await run_compression(services, user)
+    second = await run_compression(services, user)
     await database.collection(COMPACTION_LOG).insert_one({"user_id": user, "outcome": "???"})
-    recent = await deps.compaction_log.recent(user_id=user)
+    recent = await services.compaction_log.recent(user_id=user)
     assert [r.outcome for r in recent] == [second.outcome, first.outcome]
     assert [r.outcome for r in recent] == [Outcome.SKIPPED, Outcome.COMPRESSED]
-    assert len(await deps.compaction_log.recent(limit=1)) == 1
+    assert len(await services.compaction_log.recent(limit=1)) == 1
 
 
 async def test_at_threshold_is_skipped_and_recorded(
-    make_deps: DepsFactory, database: MongoDatabase, llm: FakeLLM, user: str
+    make_services: ServicesFactory, database: MongoDatabase, llm: FakeLLM, user: str
 ) -> None:
-    deps = make_deps()
-    await deps.memory.append_events(make_events(user, 50))
-    record = await run_compression(deps, user)
+    services = make_services()
+    await services.memory.append_events(make_events(user, 50))
+    record = await run_compression(services, user)
     assert record.outcome is Outcome.SKIPPED
-    assert await deps.memory.count_events(user) == 50
+    assert await services.memory.count_events(user) == 50
     assert llm.requests == 0
     assert (
         await database.collection(COMPACTION_LOG).count_documents({"user_id": user, "outcome": "skipped"})
@@ -89,37 +90,37 @@ async def test_at_threshold_is_skipped_and_recorded(
 
 
 async def test_concurrent_appends_during_a_slow_summary_are_kept(
-    make_deps: DepsFactory, database: MongoDatabase, llm: FakeLLM, user: str
+    make_services: ServicesFactory, database: MongoDatabase, llm: FakeLLM, user: str
 ) -> None:
     llm.latency_s = 1.2
-    deps = make_deps()
+    services = make_services()
     events = make_events(user, 60)
-    await deps.memory.append_events(events)
+    await services.memory.append_events(events)
 
     async def append_meanwhile() -> list[Any]:
         await asyncio.sleep(0.4)
         late = make_events(user, 10, start=T0 + timedelta(hours=1), tag="late")
         # Clock skew: stamped before the newest event being folded.
         skewed = make_events(user, 5, start=T0 + timedelta(seconds=5), tag="skewed")
-        await deps.memory.append_events(late + skewed)
+        await services.memory.append_events(late + skewed)
         return late + skewed
 
-    record, added = await asyncio.gather(run_compression(deps, user), append_meanwhile())
+    record, added = await asyncio.gather(run_compression(services, user), append_meanwhile())
     assert record.outcome is Outcome.COMPRESSED
-    stored_ids = {e.event_id for e in await deps.memory.get_recent_events(user, 1000)}
+    stored_ids = {e.event_id for e in await services.memory.get_recent_events(user, 1000)}
     assert {e.event_id for e in added} <= stored_ids
     assert len(stored_ids) == 20 + len(added)
     await _assert_nothing_lost(database, llm, events + added)
 
 
 async def test_chunks_feed_each_other_in_order(
-    make_deps: DepsFactory, database: MongoDatabase, llm: FakeLLM, user: str
+    make_services: ServicesFactory, database: MongoDatabase, llm: FakeLLM, user: str
 ) -> None:
-    deps = make_deps(chunk_chars=1000, batch_size=7)
+    services = make_services(chunk_chars=1000, batch_size=7)
     events = make_events(user, 120)
-    await deps.memory.append_events(events)
+    await services.memory.append_events(events)
 
-    record = await run_compression(deps, user)
+    record = await run_compression(services, user)
 
     assert record.outcome is Outcome.COMPRESSED
     assert record.chunks == len(llm.exchanges) > 3
@@ -128,28 +129,28 @@ async def test_chunks_feed_each_other_in_order(
         assert later.previous_summary == earlier.answer
     folded = [text for exchange in llm.exchanges for text in exchange.texts]
     assert folded == [e.content for e in events[:100]]
-    assert (await deps.profiles.get(user)).summary_version == record.chunks
+    assert (await services.profiles.get(user)).summary_version == record.chunks
     await _assert_nothing_lost(database, llm, events)
 
 
 async def test_archive_retention_moves_exactly_the_folded_events(
-    make_deps: DepsFactory, database: MongoDatabase, llm: FakeLLM, user: str
+    make_services: ServicesFactory, database: MongoDatabase, llm: FakeLLM, user: str
 ) -> None:
-    deps = make_deps(retention="archive")
+    services = make_services(retention="archive")
     events = make_events(user, 55)
-    await deps.memory.append_events(events)
-    await run_compression(deps, user)
+    await services.memory.append_events(events)
+    await run_compression(services, user)
     archived = await database.collection(USER_MEMORY_ARCHIVE).find({"user_id": user}).to_list()
     assert sorted(d["event_id"] for d in archived) == sorted(str(e.event_id) for e in events[:35])
-    assert await deps.memory.count_events(user) == 20
+    assert await services.memory.count_events(user) == 20
 
 
 async def test_malformed_documents_are_never_deleted(
-    make_deps: DepsFactory, database: MongoDatabase, llm: FakeLLM, user: str
+    make_services: ServicesFactory, database: MongoDatabase, llm: FakeLLM, user: str
 ) -> None:
-    deps = make_deps()
+    services = make_services()
     events = make_events(user, 60)
-    await deps.memory.append_events(events)
+    await services.memory.append_events(events)
     bad = [
         {
             "user_id": user,
@@ -163,7 +164,7 @@ async def test_malformed_documents_are_never_deleted(
         {"user_id": user, "content": "bad date", "created_at": "2026-01-01"},
     ]
     await database.collection(USER_MEMORY).insert_many(bad)
-    record = await run_compression(deps, user)
+    record = await run_compression(services, user)
     assert record.outcome is Outcome.COMPRESSED
     for doc in bad:
         assert await database.collection(USER_MEMORY).count_documents({"_id": doc["_id"]}) == 1
@@ -187,7 +188,7 @@ async def test_malformed_documents_are_never_deleted(
     ],
 )
 async def test_llm_failure_trims_nothing_and_is_recorded(
-    make_deps: DepsFactory,
+    make_services: ServicesFactory,
     database: MongoDatabase,
     llm: FakeLLM,
     user: str,
@@ -196,10 +197,10 @@ async def test_llm_failure_trims_nothing_and_is_recorded(
     kind: str,
 ) -> None:
     llm.hang_s = 4  # longer than the client's 2 s timeout
-    deps = make_deps()
-    await deps.memory.append_events(make_events(user, 60))
-    await deps.profiles.get(user)
-    await deps.profiles.update_summary_if_version(
+    services = make_services()
+    await services.memory.append_events(make_events(user, 60))
+    await services.profiles.get(user)
+    await services.profiles.update_summary_if_version(
         user,
         expected_version=0,
         summary="earlier facts",
@@ -208,36 +209,36 @@ async def test_llm_failure_trims_nothing_and_is_recorded(
     )
     llm.fail_next(behaviour)
 
-    record = await run_compression(deps, user)
+    record = await run_compression(services, user)
 
     assert record.outcome is Outcome.FAILED
     assert (record.error_class, record.retryable) == (error_class, kind != "permanent")
-    assert await deps.memory.count_events(user) == 60
-    assert (await deps.profiles.get(user)).memory_summary == "earlier facts"
+    assert await services.memory.count_events(user) == 60
+    assert (await services.profiles.get(user)).memory_summary == "earlier facts"
     logged = await database.collection(COMPACTION_LOG).find_one({"user_id": user})
     assert logged is not None
     assert logged["outcome"] == "failed"
     assert logged["error_class"] == error_class
-    failures = deps.metrics.registry.get_sample_value(
+    failures = services.metrics.registry.get_sample_value(
         "memcompress_llm_failures_total", {"summarizer": "openai", "error_class": kind}
     )
     assert failures == 1
 
 
 async def test_failure_mid_chain_keeps_the_chunks_already_stored(
-    make_deps: DepsFactory, database: MongoDatabase, llm: FakeLLM, user: str
+    make_services: ServicesFactory, database: MongoDatabase, llm: FakeLLM, user: str
 ) -> None:
-    deps = make_deps(chunk_chars=1000)
+    services = make_services(chunk_chars=1000)
     events = make_events(user, 80)
-    await deps.memory.append_events(events)
+    await services.memory.append_events(events)
     llm.fail_next(llm_server.OK, llm_server.OK, llm_server.HTTP_500)
-    first = await run_compression(deps, user)
+    first = await run_compression(services, user)
     assert first.outcome is Outcome.FAILED
     assert first.chunks == 2
     await _assert_nothing_lost(database, llm, events)
-    second = await run_compression(deps, user)
+    second = await run_compression(services, user)
     assert second.outcome is Outcome.COMPRESSED
-    assert await deps.memory.count_events(user) == 20
+    assert await services.memory.count_events(user) == 20
     await _assert_nothing_lost(database, llm, events)
 
 
@@ -245,34 +246,34 @@ async def test_failure_mid_chain_keeps_the_chunks_already_stored(
 
 
 async def test_two_runs_together_one_compresses_the_other_finds_it_busy(
-    make_deps: DepsFactory, database: MongoDatabase, llm: FakeLLM, user: str
+    make_services: ServicesFactory, database: MongoDatabase, llm: FakeLLM, user: str
 ) -> None:
     llm.latency_s = 0.5
-    deps = make_deps()
+    services = make_services()
     events = make_events(user, 70)
-    await deps.memory.append_events(events)
+    await services.memory.append_events(events)
     outcomes = sorted(
         r.outcome.value
-        for r in await asyncio.gather(run_compression(deps, user), run_compression(deps, user))
+        for r in await asyncio.gather(run_compression(services, user), run_compression(services, user))
     )
     assert outcomes == ["busy", "compressed"]
     assert llm.requests == 1
-    assert deps.metrics.registry.get_sample_value("memcompress_lock_contention_total") == 1
+    assert services.metrics.registry.get_sample_value("memcompress_lock_contention_total") == 1
     await _assert_nothing_lost(database, llm, events)
 
 
 async def test_a_stale_writer_is_fenced_and_deletes_nothing(
-    make_deps: DepsFactory, database: MongoDatabase, llm: FakeLLM, user: str
+    make_services: ServicesFactory, database: MongoDatabase, llm: FakeLLM, user: str
 ) -> None:
     llm.latency_s = 0.8
-    deps = make_deps()
+    services = make_services()
     events = make_events(user, 70)
-    await deps.memory.append_events(events)
-    await deps.profiles.get(user)
+    await services.memory.append_events(events)
+    await services.profiles.get(user)
 
     async def another_writer_moves_the_version() -> None:
         await asyncio.sleep(0.3)
-        won = await deps.profiles.update_summary_if_version(
+        won = await services.profiles.update_summary_if_version(
             user,
             expected_version=0,
             summary="written by someone else",
@@ -281,41 +282,41 @@ async def test_a_stale_writer_is_fenced_and_deletes_nothing(
         )
         assert won
 
-    record, _ = await asyncio.gather(run_compression(deps, user), another_writer_moves_the_version())
+    record, _ = await asyncio.gather(run_compression(services, user), another_writer_moves_the_version())
     assert record.outcome is Outcome.CONFLICT
-    assert await deps.memory.count_events(user) == 70
-    assert (await deps.profiles.get(user)).memory_summary == "written by someone else"
-    assert deps.metrics.registry.get_sample_value("memcompress_version_conflicts_total") == 1
+    assert await services.memory.count_events(user) == 70
+    assert (await services.profiles.get(user)).memory_summary == "written by someone else"
+    assert services.metrics.registry.get_sample_value("memcompress_version_conflicts_total") == 1
 
 
 async def test_a_run_that_lost_its_lock_writes_nothing(
-    make_deps: DepsFactory, database: MongoDatabase, llm: FakeLLM, user: str
+    make_services: ServicesFactory, database: MongoDatabase, redis: Redis, llm: FakeLLM, user: str
 ) -> None:
     llm.latency_s = 0.8
-    deps = make_deps()
-    await deps.memory.append_events(make_events(user, 70))
+    services = make_services()
+    await services.memory.append_events(make_events(user, 70))
 
     async def lock_taken_over() -> None:
         await asyncio.sleep(0.3)
-        await deps.redis.set(lock_key(user), b"someone-else")
+        await redis.set(lock_key(user), b"someone-else")
 
-    record, _ = await asyncio.gather(run_compression(deps, user), lock_taken_over())
+    record, _ = await asyncio.gather(run_compression(services, user), lock_taken_over())
     assert record.outcome is Outcome.CONFLICT
     assert "lock lost" in (record.reason or "")
-    assert await deps.memory.count_events(user) == 70
-    assert await deps.redis.get(lock_key(user)) == b"someone-else"  # not ours: never deleted
+    assert await services.memory.count_events(user) == 70
+    assert await redis.get(lock_key(user)) == b"someone-else"  # not ours: never deleted
 
 
 async def test_the_lock_is_renewed_while_the_llm_works(
-    make_deps: DepsFactory, database: MongoDatabase, llm: FakeLLM, user: str
+    make_services: ServicesFactory, database: MongoDatabase, redis: Redis, llm: FakeLLM, user: str
 ) -> None:
     llm.latency_s = 1.5
-    deps = make_deps(lock_ttl_s=0.6)
+    services = make_services(lock_ttl_s=0.6, job_timeout_s=0.5, llm_timeout_s=0.4)
     events = make_events(user, 60)
-    await deps.memory.append_events(events)
-    record = await run_compression(deps, user)
+    await services.memory.append_events(events)
+    record = await run_compression(services, user)
     assert record.outcome is Outcome.COMPRESSED
-    assert await deps.redis.exists(lock_key(user)) == 0  # released at the end
+    assert await redis.exists(lock_key(user)) == 0  # released at the end
 
 
 # --- crashes -------------------------------------------------------------------------------------
@@ -359,8 +360,9 @@ class CrashingProxy:
 )
 @pytest.mark.parametrize("retention", ["delete", "archive"])
 async def test_a_crash_at_any_step_is_finished_by_the_next_run(
-    make_deps: DepsFactory,
+    make_services: ServicesFactory,
     database: MongoDatabase,
+    redis: Redis,
     llm: FakeLLM,
     user: str,
     where: str,
@@ -371,20 +373,20 @@ async def test_a_crash_at_any_step_is_finished_by_the_next_run(
 ) -> None:
     if retention == "archive" and method == "delete_by_refs":
         method = "archive_by_refs"
-    deps: CompressionDeps = make_deps(chunk_chars=1500, retention=retention)
+    services: Services = make_services(chunk_chars=1500, retention=retention)
     events = make_events(user, 75)
-    await deps.memory.append_events(events)
-    original = getattr(deps, target)
-    setattr(deps, target, CrashingProxy(original, method, **options))
+    await services.memory.append_events(events)
+    original = getattr(services, target)
+    setattr(services, target, CrashingProxy(original, method, **options))
 
     with pytest.raises(Crash):
-        await run_compression(deps, user)
-    await deps.redis.delete(lock_key(user))  # the dead process's lock would expire; skip the wait
+        await run_compression(services, user)
+    await redis.delete(lock_key(user))  # the dead process's lock would expire; skip the wait
     await _assert_nothing_lost(database, llm, events)
 
-    setattr(deps, target, original)
-    record = await run_compression(deps, user)
+    setattr(services, target, original)
+    record = await run_compression(services, user)
     assert record.outcome is Outcome.COMPRESSED, where
-    assert await deps.memory.count_events(user) == 20
-    assert (await deps.profiles.get(user)).pending_trim is None
+    assert await services.memory.count_events(user) == 20
+    assert (await services.profiles.get(user)).pending_trim is None
     await _assert_nothing_lost(database, llm, events)

@@ -16,7 +16,6 @@ from redis.asyncio import Redis
 from memcompress.metrics import Metrics
 from memcompress.models import Outcome, ProfileDefaults, UserProfile, Watermark
 from memcompress.repositories import (
-    MongoCompactionLog,
     MongoDatabase,
     MongoUserMemoryRepository,
     MongoUserProfileRepository,
@@ -25,7 +24,7 @@ from memcompress.repositories import (
 )
 from memcompress.repositories.database import USER_MEMORY, USER_MEMORY_ARCHIVE, USER_PROFILES
 from memcompress.repositories.user_profiles import ProfileBusy
-from tests.support.factories import T0, make_events
+from memcompress.testing.factories import T0, make_events
 
 
 @pytest.fixture
@@ -332,7 +331,9 @@ async def test_every_per_user_read_of_a_compression_uses_the_index(
     mongo_uri: str, db_name: str, redis: Redis
 ) -> None:
     """Captures the reads a real compression sends (paging with ties included) and explains each one."""
-    from memcompress.jobs.compress import CompressionDeps, FoldPolicy, run_compression
+    from memcompress.bootstrap import build_services
+    from memcompress.jobs import run_compression
+    from memcompress.settings import load_settings
     from memcompress.summarizers import ExtractiveSummarizer
 
     reads = _Reads()
@@ -340,20 +341,12 @@ async def test_every_per_user_read_of_a_compression_uses_the_index(
     await database.connect()
     try:
         await ensure_indexes(database)
-        memory = MongoUserMemoryRepository(database)
+        settings = load_settings(batch_size=40)
+        services = build_services(settings, database, redis, Metrics(), ExtractiveSummarizer())
         user = f"explain-{db_name}"
-        await memory.append_events(make_events(user, 130, step=timedelta(0)))  # one created_at: all ties
-        await memory.append_events(make_events(user, 30, start=T0 + timedelta(hours=1), tag="later"))
-        deps = CompressionDeps(
-            memory=memory,
-            profiles=MongoUserProfileRepository(database),
-            compaction_log=MongoCompactionLog(database),
-            summarizer=ExtractiveSummarizer(),
-            redis=redis,
-            policy=FoldPolicy(batch_size=40),
-            metrics=Metrics(),
-        )
-        assert (await run_compression(deps, user)).outcome is Outcome.COMPRESSED
+        await services.memory.append_events(make_events(user, 130, step=timedelta(0)))  # all ties
+        await services.memory.append_events(make_events(user, 30, start=T0 + timedelta(hours=1), tag="later"))
+        assert (await run_compression(services, user)).outcome is Outcome.COMPRESSED
         kinds = Counter(
             "count" if "aggregate" in c else "tie" if "_id" in c["filter"] else "page" for c in reads.commands
         )

@@ -18,17 +18,17 @@ import pytest
 from redis.asyncio import Redis
 
 from memcompress.embedded import free_port, valkey_server
-from memcompress.jobs.scan import last_scan, scan_and_enqueue
+from memcompress.jobs import scan_and_enqueue
 from memcompress.keys import job_id
-from memcompress.metrics import Metrics
 from memcompress.models import MemoryEvent
 from memcompress.queue import enqueue_compression, enqueue_job
 from memcompress.repositories import MongoDatabase, MongoUserMemoryRepository, ensure_indexes
 from memcompress.repositories.database import COMPACTION_LOG
-from tests.support.factories import make_events
-from tests.support.invariant import check_invariant
-from tests.support.llm_server import FakeLLM
-from tests.support.workers import WorkerProcess, eventually, start_worker, worker_env
+from memcompress.testing.factories import make_events
+from memcompress.testing.invariant import check_invariant
+from memcompress.testing.llm_server import FakeLLM
+from memcompress.testing.workers import WorkerProcess, eventually, start_worker, worker_env
+from tests.integration.conftest import ServicesFactory
 
 pytestmark = pytest.mark.redis
 
@@ -111,10 +111,11 @@ async def test_three_workers_compress_300_users_exactly_once(
     redis: Redis,
     llm: FakeLLM,
     queue: str,
+    make_services: ServicesFactory,
 ) -> None:
     users = [f"user-{i:03d}-{uuid.uuid4().hex[:6]}" for i in range(300)]
     events = await _seed(memory, users, 55)
-    result = await scan_and_enqueue(memory, redis, Metrics(), threshold=50, limit=None, queue_name=queue)
+    result = await scan_and_enqueue(make_services(queue_name=queue, threshold=50))
     assert (len(result.users), result.enqueued) == (300, 300)
 
     workers = [start(burst=True, max_jobs=8) for _ in range(3)]
@@ -268,7 +269,11 @@ async def test_redis_restarted_mid_run_the_worker_reconnects_and_the_scan_requeu
 
 
 async def test_the_cron_scan_enqueues_exactly_the_users_the_aggregation_reports(
-    start: Start, memory: MongoUserMemoryRepository, database: MongoDatabase, redis: Redis, queue: str
+    start: Start,
+    memory: MongoUserMemoryRepository,
+    database: MongoDatabase,
+    queue: str,
+    make_services: ServicesFactory,
 ) -> None:
     tag = uuid.uuid4().hex[:6]
     sizes = {f"over-a-{tag}": 51, f"at-{tag}": 50, f"over-b-{tag}": 120, f"under-{tag}": 10}
@@ -283,6 +288,6 @@ async def test_the_cron_scan_enqueues_exactly_the_users_the_aggregation_reports(
         return {u for u, o in await _outcomes(database) if o == "compressed"} == set(expected)
 
     await eventually(both_compressed)
-    scan = await last_scan(redis)
+    scan = await make_services(queue_name=queue).queue.last_scan()
     assert scan is not None and scan["users_found"] in (0, 2)  # later scans find nobody left
     assert {u for u, _ in await _outcomes(database)} == set(expected)  # nobody else was queued

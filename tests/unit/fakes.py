@@ -1,15 +1,21 @@
-"""In-memory repositories with the same Protocols as the Mongo ones, for fast unit tests of jobs."""
+"""In-memory adapters with the same Protocols as the Mongo and Redis ones, for fast unit tests of the
+use cases (:func:`fake_services` wires them as bootstrap wires the real ones)."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import replace
 from typing import Any
 
+from memcompress.jobs import FoldPolicy, JobPolicy, Services
+from memcompress.metrics import Metrics
 from memcompress.models import (
     PROFILE_FIELDS,
     CompactionRecord,
+    DeadLetter,
     MemoryEvent,
     PendingTrim,
     StoredEvent,
@@ -17,7 +23,9 @@ from memcompress.models import (
     UserProfile,
     Watermark,
 )
-from memcompress.repositories.user_profiles import ProfileBusy
+from memcompress.repositories.errors import LockBusy, ProfileBusy
+from memcompress.settings import Settings
+from memcompress.summarizers.base import Summarizer
 
 
 class FakeMemory:
@@ -129,3 +137,133 @@ class FakeCompactionLog:
 
     async def recent(self, limit: int = 20, user_id: str | None = None) -> list[CompactionRecord]:
         return [r for r in reversed(self.records) if user_id in (None, r.user_id)][:limit]
+
+
+class FakeDeadLetters:
+    def __init__(self) -> None:
+        self.letters: dict[str, DeadLetter] = {}
+
+    async def record(self, letter: DeadLetter) -> None:
+        self.letters[letter.user_id] = letter
+
+    async def list(self, limit: int = 100) -> list[DeadLetter]:
+        return list(self.letters.values())[:limit]
+
+    async def count(self) -> int:
+        return len(self.letters)
+
+    async def remove(self, user_id: str) -> bool:
+        return self.letters.pop(user_id, None) is not None
+
+
+class FakeMaintenance:
+    async def ensure_indexes(self, *, memory_ttl_days: int | None = None) -> list[str]:
+        return []
+
+    async def count_user_data(self, user_id: str) -> dict[str, int]:
+        return {}
+
+    async def erase_user_data(self, user_id: str) -> dict[str, int]:
+        return {}
+
+    async def drop_database(self) -> None:
+        return None
+
+
+class _FakeHeld:
+    def __init__(self, locks: FakeLocks, user_id: str) -> None:
+        self._locks, self._user_id = locks, user_id
+
+    async def ensure_held(self) -> None:
+        from memcompress.repositories.errors import LockLost
+
+        if self._locks.held.get(self._user_id) is not self:
+            raise LockLost("lock lost before writing; nothing written")
+
+
+class FakeLocks:
+    """``held`` maps a user to its holder; tests put any object there to play another holder."""
+
+    def __init__(self) -> None:
+        self.held: dict[str, object] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, user_id: str, *, wait_s: float = 0.0) -> AsyncIterator[_FakeHeld]:
+        if user_id in self.held:
+            raise LockBusy("another worker holds this user's lock")
+        held = _FakeHeld(self, user_id)
+        self.held[user_id] = held
+        try:
+            yield held
+        finally:
+            if self.held.get(user_id) is held:
+                del self.held[user_id]
+
+    async def expires_in_s(self, user_id: str) -> float:
+        return 0.0
+
+
+class FakeQueue:
+    name = "fake"
+
+    def __init__(self) -> None:
+        self.jobs: dict[str, float] = {}
+        self.rechecks: dict[str, float] = {}
+        self.scans: list[dict[str, object]] = []
+
+    async def enqueue(self, user_id: str, *, delay_s: float = 0.0) -> bool:
+        return self.jobs.setdefault(user_id, delay_s) == delay_s and len(self.jobs) > 0
+
+    async def request(self, user_id: str, *, delay_s: float = 0.0) -> bool:
+        await self.set_recheck(user_id, delay_s=delay_s)
+        return await self.enqueue(user_id, delay_s=delay_s)
+
+    async def set_recheck(self, user_id: str, *, delay_s: float) -> None:
+        self.rechecks[user_id] = delay_s
+
+    async def clear_recheck(self, user_id: str) -> None:
+        self.rechecks.pop(user_id, None)
+
+    async def take_recheck(self, user_id: str) -> float | None:
+        return self.rechecks.pop(user_id, None)
+
+    async def record_scan(self, summary: dict[str, object]) -> None:
+        self.scans.append(summary)
+
+    async def last_scan(self) -> dict[str, object] | None:
+        return self.scans[-1] if self.scans else None
+
+    async def depth(self) -> int:
+        return len(self.jobs)
+
+    async def purge(self) -> int:
+        count = len(self.jobs)
+        self.jobs.clear()
+        return count
+
+    async def status(self) -> dict[str, Any]:
+        return {"queue": self.name, "queue_depth": len(self.jobs)}
+
+    async def worker_health(self, host: str) -> dict[str, str]:
+        return {}
+
+    async def erase_user(self, user_id: str) -> dict[str, int]:
+        return {"queued_job": int(self.jobs.pop(user_id, None) is not None)}
+
+
+def fake_services(summarizer: Summarizer, **policy: Any) -> Services:
+    """Every port faked; the policies are the settings' defaults with ``policy`` overrides."""
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    return Services(
+        memory=FakeMemory(),
+        profiles=FakeProfiles(),
+        compaction_log=FakeCompactionLog(),
+        dead_letters=FakeDeadLetters(),
+        maintenance=FakeMaintenance(),
+        locks=FakeLocks(),
+        queue=FakeQueue(),
+        summarizer=summarizer,
+        policy=replace(FoldPolicy.from_settings(settings), **policy),
+        job_policy=JobPolicy.from_settings(settings),
+        metrics=Metrics(),
+    )

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
+import arq
 import pytest
 from arq.worker import Worker
 from redis.exceptions import WatchError
 
-from memcompress.worker.runner import MemcompressWorker
+from memcompress.worker.runner import ARQ_CHECKED_VERSION, MemcompressWorker
 
 
 async def _noop(ctx: dict[str, Any]) -> None:
@@ -27,3 +29,15 @@ async def test_a_claim_that_loses_redis_gives_its_slot_back(monkeypatch: pytest.
         await worker.start_jobs([b"compress:u"])
     assert worker.job_counter == 0
     assert worker.sem._value == 3  # arq's semaphore holds max_jobs + 1
+
+
+def test_arq_still_takes_a_claim_slot_the_way_the_repair_gives_it_back() -> None:
+    """The repair touches arq's private ``sem`` and ``job_counter``; this fails when arq changes how
+    ``start_jobs`` takes a slot, or when arq is upgraded: re-read ``Worker.start_jobs`` then, and update
+    ``give_back_claim_slot`` and ``ARQ_CHECKED_VERSION`` together."""
+    assert arq.VERSION == ARQ_CHECKED_VERSION
+    source = inspect.getsource(Worker.start_jobs)
+    acquire = source.index("await self.sem.acquire()")
+    count = source.index("self.job_counter = self.job_counter + 1")
+    claim = source.index("await pipe.watch(")
+    assert acquire < count < claim

@@ -7,8 +7,7 @@ import sys
 import click
 
 from memcompress.bootstrap import open_services
-from memcompress.cli.app import CLI_REDIS_RETRIES, CliState, run
-from memcompress.repositories import ensure_indexes
+from memcompress.cli.context import CLI_REDIS_RETRIES, CliState, run
 
 
 @click.command()
@@ -19,8 +18,8 @@ def migrate(state: CliState) -> None:
 
     async def work() -> int:
         settings = state.settings()
-        async with open_services(settings, redis_retries=CLI_REDIS_RETRIES) as (_, database):
-            for name in await ensure_indexes(database, memory_ttl_days=settings.memory_ttl_days):
+        async with open_services(settings, redis_retries=CLI_REDIS_RETRIES) as services:
+            for name in await services.maintenance.ensure_indexes(memory_ttl_days=settings.memory_ttl_days):
                 click.echo(f"index ok: {name}")
         return 0
 

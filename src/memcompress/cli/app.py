@@ -1,91 +1,14 @@
-"""The command group, shared options, and the one place errors become exit codes.
-
-Exit codes: 0 done, 1 a compression (or another operation) failed, 2 bad configuration or a store
-that cannot be reached. Errors are one line on stderr; ``--verbose`` adds the traceback.
-"""
+"""The ``memcompress`` command group and its shared options; the commands live in the modules it
+registers (each imports only :mod:`memcompress.cli.context`, never this module)."""
 
 from __future__ import annotations
 
-import asyncio
-import json
 import logging
-import os
-import sys
-import traceback
-from collections.abc import Coroutine
-from dataclasses import dataclass
-from typing import Any, NoReturn
 
 import click
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from memcompress.repositories import StoreUnavailable
-from memcompress.settings import ConfigError, Settings, load_settings, redact_uri
-
-EXIT_FAILED = 1
-EXIT_CONFIG = 2
-CLI_REDIS_RETRIES = 2  # a wrong Redis URL fails in seconds (workers retry for about a minute)
-
-
-@dataclass
-class CliState:
-    verbose: bool
-    log_format: str
-
-    def settings(self) -> Settings:
-        """Read inside a command's coroutine, so a bad setting becomes exit code 2 via ``run``."""
-        return load_settings()
-
-
-class JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        entry = {
-            "time": self.formatTime(record),
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, ensure_ascii=False)
-
-
-def setup_logging(log_format: str, level: int) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        JsonFormatter()
-        if log_format == "json"
-        else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-    )
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level)
-
-
-def fail(message: str, code: int) -> NoReturn:
-    click.echo(f"memcompress: {message}", err=True)
-    sys.exit(code)
-
-
-def run(state: CliState, work: Coroutine[Any, Any, int]) -> NoReturn:
-    """Run a command's coroutine and exit with its code, turning errors into one line."""
-    try:
-        code = asyncio.run(work)
-    except ConfigError as error:
-        fail(str(error), EXIT_CONFIG)
-    except StoreUnavailable as error:
-        fail(str(error), EXIT_CONFIG)
-    except (RedisConnectionError, RedisTimeoutError) as error:
-        fail(f"cannot reach Redis: {redact_uri(str(error))}", EXIT_CONFIG)
-    except BrokenPipeError:  # `memcompress status | head`: the reader left; say nothing more
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        sys.exit(EXIT_FAILED)
-    except Exception as error:
-        if state.verbose:
-            traceback.print_exc()
-        fail(f"{type(error).__name__}: {error}", EXIT_FAILED)
-    sys.exit(code)
+from memcompress.cli import admin_commands, queue_commands, scan_commands, user_commands
+from memcompress.cli.context import CliState, setup_logging
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -109,12 +32,6 @@ def cli(ctx: click.Context, verbose: bool, log_format: str) -> None:
     ctx.obj = CliState(verbose=verbose, log_format=log_format)
 
 
-def register() -> None:
-    from memcompress.cli import admin_commands, queue_commands, scan_commands, user_commands
-
-    for module in (scan_commands, user_commands, queue_commands, admin_commands):
-        for command in module.COMMANDS:
-            cli.add_command(command)
-
-
-register()
+for module in (scan_commands, user_commands, queue_commands, admin_commands):
+    for command in module.COMMANDS:
+        cli.add_command(command)

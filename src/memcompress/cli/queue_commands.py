@@ -11,8 +11,8 @@ import click
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from memcompress.bootstrap import connect_redis, open_services
-from memcompress.cli.app import (
+from memcompress.bootstrap import open_queue, open_services
+from memcompress.cli.context import (
     CLI_REDIS_RETRIES,
     EXIT_CONFIG,
     EXIT_FAILED,
@@ -21,10 +21,8 @@ from memcompress.cli.app import (
     run,
     setup_logging,
 )
-from memcompress.queue import enqueue_compression
-from memcompress.repositories import MongoDeadLetters
+from memcompress.jobs import status_report
 from memcompress.settings import Settings
-from memcompress.status import queue_status, store_status, worker_health
 
 
 @click.command()
@@ -52,13 +50,11 @@ def worker(state: CliState, burst: bool, check: bool) -> None:
 
 async def _check_health(settings: Settings) -> int:
     """0 when a worker on this host wrote its health-check key within the last interval, else 1."""
-    redis = connect_redis(settings, CLI_REDIS_RETRIES)
     try:
-        health = await worker_health(redis, settings.queue_name, socket.gethostname())
+        async with open_queue(settings, CLI_REDIS_RETRIES) as queue:
+            health = await queue.worker_health(socket.gethostname())
     except (RedisConnectionError, RedisTimeoutError) as error:
         fail(f"unhealthy: cannot reach Redis: {error}", EXIT_FAILED)
-    finally:
-        await redis.aclose()
     for worker, line in sorted(health.items()):
         click.echo(f"{worker}: {line}")
     if not health:
@@ -83,19 +79,14 @@ def enqueue(state: CliState, user_ids: tuple[str, ...], delay: float, dead_lette
         settings = state.settings()
         users = list(user_ids)
         if dead_letters:
-            async with open_services(settings, redis_retries=CLI_REDIS_RETRIES) as (_, database):
-                users += [letter.user_id for letter in await MongoDeadLetters(database).list(limit=100_000)]
+            async with open_services(settings, redis_retries=CLI_REDIS_RETRIES) as services:
+                users += [letter.user_id for letter in await services.dead_letters.list(limit=100_000)]
             if not users:
                 click.echo("no dead letters")
-        redis = connect_redis(settings, CLI_REDIS_RETRIES)
-        try:
+        async with open_queue(settings, CLI_REDIS_RETRIES) as queue:
             for user_id in users:
-                queued = await enqueue_compression(
-                    redis, user_id, delay=delay, queue_name=settings.queue_name
-                )
+                queued = await queue.request(user_id, delay_s=delay)
                 click.echo(f"{user_id}: {'queued' if queued else 'already queued or running; will re-check'}")
-        finally:
-            await redis.aclose()
         return 0
 
     run(state, work())
@@ -109,9 +100,8 @@ def status(state: CliState, as_json: bool) -> None:
 
     async def work() -> int:
         settings = state.settings()
-        async with open_services(settings, redis_retries=CLI_REDIS_RETRIES) as (deps, database):
-            report = await queue_status(deps.redis, settings.queue_name)
-            report |= await store_status(MongoDeadLetters(database), deps.compaction_log)
+        async with open_services(settings, redis_retries=CLI_REDIS_RETRIES) as services:
+            report = await status_report(services)
         if as_json:
             click.echo(json.dumps(report, ensure_ascii=False, default=str))
         else:

@@ -12,10 +12,9 @@ import click
 from prometheus_client import pushadd_to_gateway
 
 from memcompress.bootstrap import open_services
-from memcompress.cli.app import CLI_REDIS_RETRIES, EXIT_FAILED, CliState, run
-from memcompress.jobs.compress import CompressionDeps, run_compression
-from memcompress.jobs.scan import scan_and_enqueue
-from memcompress.metrics import Metrics, RunMetrics
+from memcompress.cli.context import CLI_REDIS_RETRIES, EXIT_FAILED, CliState, run
+from memcompress.jobs import Services, find_users, run_compression, scan_and_enqueue
+from memcompress.metrics import RunMetrics
 from memcompress.models import CompactionRecord, Outcome, UserBacklog
 
 
@@ -39,18 +38,11 @@ def scan(state: CliState, dry_run: bool, limit: int | None, threshold: int | Non
     async def work() -> int:
         settings = state.settings()
         used = threshold or settings.threshold
-        async with open_services(settings, redis_retries=CLI_REDIS_RETRIES) as (deps, _):
+        async with open_services(settings, redis_retries=CLI_REDIS_RETRIES) as services:
             if dry_run:
-                users, enqueued = await deps.memory.users_over_threshold(used, limit), None
+                users, enqueued = await find_users(services, threshold=used, limit=limit), None
             else:
-                result = await scan_and_enqueue(
-                    deps.memory,
-                    deps.redis,
-                    deps.metrics,
-                    threshold=used,
-                    limit=limit,
-                    queue_name=settings.queue_name,
-                )
+                result = await scan_and_enqueue(services, threshold=used, limit=limit)
                 users, enqueued = result.users, result.enqueued
         _print_scan(used, users, enqueued, as_json)
         return 0
@@ -97,13 +89,12 @@ def run_once(state: CliState, limit: int | None, dry_run: bool) -> None:
         run_metrics = RunMetrics()
         run_metrics.runs.inc()
         started = time.monotonic()
-        async with open_services(settings, Metrics(), redis_retries=CLI_REDIS_RETRIES) as (deps, _):
-            await deps.redis.ping()
-            users = await deps.memory.users_over_threshold(settings.threshold, limit)
+        async with open_services(settings, redis_retries=CLI_REDIS_RETRIES) as services:
+            users = await find_users(services, limit=limit)
             if dry_run:
                 _print_scan(settings.threshold, users, None, as_json=False)
                 return 0
-            records = await _compress_all(deps, users, settings.max_jobs)
+            records = await _compress_all(services, users, settings.max_jobs)
         failed = [r for r in records if r.failed]
         run_metrics.errors.inc(len(failed))
         run_metrics.users_processed.inc(len(records) - len(failed))
@@ -119,7 +110,7 @@ def run_once(state: CliState, limit: int | None, dry_run: bool) -> None:
 
 
 async def _compress_all(
-    deps: CompressionDeps, users: list[UserBacklog], concurrency: int
+    services: Services, users: list[UserBacklog], concurrency: int
 ) -> list[CompactionRecord]:
     gate = asyncio.Semaphore(concurrency)
     hidden = not (sys.stderr.isatty() and users)
@@ -127,7 +118,7 @@ async def _compress_all(
 
         async def one(user: UserBacklog) -> CompactionRecord:
             async with gate:
-                record = await run_compression(deps, user.user_id)
+                record = await run_compression(services, user.user_id)
             bar.update(1)
             return record
 

@@ -7,10 +7,8 @@ import json
 import click
 
 from memcompress.bootstrap import open_services
-from memcompress.cli.app import CLI_REDIS_RETRIES, EXIT_FAILED, CliState, run
-from memcompress.forget import count_user_data, forget_user
-from memcompress.jobs.compress import run_compression
-from memcompress.jobs.plan import plan_compression
+from memcompress.cli.context import CLI_REDIS_RETRIES, EXIT_FAILED, CliState, run
+from memcompress.jobs import forget_user, plan_compression, run_compression
 
 
 @click.command()
@@ -29,18 +27,15 @@ def compress(state: CliState, user_id: str, dry_run: bool, preview: bool, as_jso
 
     async def work() -> int:
         settings = state.settings()
-        async with open_services(settings, redis_retries=CLI_REDIS_RETRIES) as (deps, _):
+        async with open_services(settings, redis_retries=CLI_REDIS_RETRIES) as services:
             if dry_run:
-                plan = await plan_compression(
-                    deps, user_id, preview=preview, default_language=settings.default_language
-                )
+                plan = await plan_compression(services, user_id, preview=preview)
                 shown = plan.as_dict()
                 if not preview:
                     shown.pop("preview_summary")
                 _echo(shown, as_json)
                 return 0
-            await deps.redis.ping()
-            record = await run_compression(deps, user_id)
+            record = await run_compression(services, user_id)
         shown = record.model_dump(
             mode="json",
             include={
@@ -69,14 +64,13 @@ def forget(state: CliState, user_id: str, yes: bool) -> None:
 
     async def work() -> int:
         settings = state.settings()
-        async with open_services(settings, redis_retries=CLI_REDIS_RETRIES) as (deps, database):
+        async with open_services(settings, redis_retries=CLI_REDIS_RETRIES) as services:
             if not yes:
-                _echo({"user_id": user_id, "would_remove": await count_user_data(database, user_id)}, False)
+                would_remove = await services.maintenance.count_user_data(user_id)
+                _echo({"user_id": user_id, "would_remove": would_remove}, False)
                 click.echo("nothing erased: run again with --yes to erase", err=True)
                 return EXIT_FAILED
-            removed = await forget_user(
-                database, deps.redis, user_id, queue_name=settings.queue_name, wait_s=settings.job_timeout_s
-            )
+            removed = await forget_user(services, user_id, wait_s=settings.job_timeout_s)
         _echo({"user_id": user_id, "removed": removed}, False)
         return 0
 

@@ -1,17 +1,27 @@
-"""Jobs: compressing one user (``run_compression`` inline, ``compress_user`` under arq) and the scan."""
+"""The use cases: compress one user (inline or taken from the queue), plan a dry run, scan for users
+over the threshold, forget a user, report status. They see only the ports (``Services``)."""
 
-from memcompress.jobs.compress import CompressionDeps, FoldPolicy, run_compression
-from memcompress.jobs.scan import ScanResult, scan_and_enqueue
-from memcompress.jobs.tasks import JobServices, compress_user, recheck_after_job, scheduled_scan
+from memcompress.jobs.compress import run_compression
+from memcompress.jobs.forget import forget_user
+from memcompress.jobs.plan import CompressionPlan, plan_compression
+from memcompress.jobs.queued import JobDecision, recheck_after_job, run_queued_compression
+from memcompress.jobs.scan import ScanResult, find_users, scan_and_enqueue
+from memcompress.jobs.services import FoldPolicy, JobPolicy, Services
+from memcompress.jobs.status import status_report
 
 __all__ = [
-    "CompressionDeps",
+    "CompressionPlan",
     "FoldPolicy",
-    "JobServices",
+    "JobDecision",
+    "JobPolicy",
     "ScanResult",
-    "compress_user",
+    "Services",
+    "find_users",
+    "forget_user",
+    "plan_compression",
     "recheck_after_job",
     "run_compression",
+    "run_queued_compression",
     "scan_and_enqueue",
-    "scheduled_scan",
+    "status_report",
 ]

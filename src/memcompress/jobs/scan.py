@@ -1,23 +1,17 @@
 """The scan: find users over the threshold (one aggregation) and queue one job per user.
 
-Run by the worker's cron job and by ``memcompress scan``. It is also the safety net for jobs Redis
-lost (restart, failover): anyone still over the threshold is queued again. Overlapping scans are
-harmless because job ids collapse.
+Run by the worker's cron job, by ``memcompress scan`` and by the demo. It is also the safety net for
+jobs Redis lost (restart, failover): anyone still over the threshold is queued again. Overlapping scans
+are harmless because job ids collapse.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass
 
-from redis.asyncio import Redis
-
-from memcompress.keys import LAST_SCAN_KEY
-from memcompress.metrics import Metrics
+from memcompress.jobs.services import Services
 from memcompress.models import UserBacklog, utc_now
-from memcompress.queue import enqueue_job
-from memcompress.repositories.protocols import UserMemoryRepository
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,34 +29,32 @@ class ScanResult:
         return fields
 
 
+async def find_users(
+    services: Services, *, threshold: int | None = None, limit: int | None = None
+) -> list[UserBacklog]:
+    """Users over ``threshold`` (default: the policy's), most events first; changes nothing."""
+    return await services.memory.users_over_threshold(threshold or services.policy.threshold, limit)
+
+
 async def scan_and_enqueue(
-    memory: UserMemoryRepository,
-    redis: Redis,
-    metrics: Metrics,
-    *,
-    threshold: int,
-    limit: int | None,
-    queue_name: str,
+    services: Services, *, threshold: int | None = None, limit: int | None = None
 ) -> ScanResult:
     started = time.monotonic()
-    users = await memory.users_over_threshold(threshold, limit)
+    used = threshold or services.policy.threshold
+    users = await find_users(services, threshold=used, limit=limit)
     enqueued = 0
     for user in users:
-        enqueued += await enqueue_job(redis, user.user_id, queue_name=queue_name)
+        enqueued += await services.queue.enqueue(user.user_id)
     result = ScanResult(
-        threshold=threshold,
+        threshold=used,
         users=users,
         enqueued=enqueued,
         duration_s=round(time.monotonic() - started, 3),
         finished_at=utc_now().isoformat(),
     )
-    await redis.set(LAST_SCAN_KEY, json.dumps(result.summary()))
+    await services.queue.record_scan(result.summary())
+    metrics = services.metrics
     metrics.scan_users_found.set(len(users))
     metrics.scan_enqueued.inc(enqueued)
     metrics.last_scan.set_to_current_time()
     return result
-
-
-async def last_scan(redis: Redis) -> dict[str, object] | None:
-    raw = await redis.get(LAST_SCAN_KEY)
-    return json.loads(raw) if raw else None

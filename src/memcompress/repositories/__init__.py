@@ -1,30 +1,54 @@
-"""Storage: MongoDB repositories behind Protocols (see ``protocols``)."""
+"""Storage adapters behind the ports in :mod:`memcompress.repositories.protocols`: MongoDB
+repositories, and the per-user locks and the job queue on Redis. Only :mod:`memcompress.bootstrap`
+builds these; everything above it sees the ports and :mod:`memcompress.repositories.errors`."""
 
 from memcompress.repositories.compaction_log import MongoCompactionLog
-from memcompress.repositories.database import MongoDatabase, StoreUnavailable
+from memcompress.repositories.database import MongoDatabase
 from memcompress.repositories.dead_letters import MongoDeadLetters
-from memcompress.repositories.documents import MalformedDocument
+from memcompress.repositories.errors import (
+    LockBusy,
+    LockLost,
+    MalformedDocument,
+    ProfileBusy,
+    StoreUnavailable,
+)
 from memcompress.repositories.indexes import ensure_indexes
+from memcompress.repositories.job_queue import RedisJobQueue
+from memcompress.repositories.locks import RedisUserLocks
+from memcompress.repositories.maintenance import MongoMaintenance
 from memcompress.repositories.protocols import (
     CompactionLog,
     DeadLetters,
+    HeldLock,
+    JobQueue,
+    Maintenance,
+    UserLocks,
     UserMemoryRepository,
     UserProfileRepository,
 )
 from memcompress.repositories.user_memory import MongoUserMemoryRepository
-from memcompress.repositories.user_profiles import MongoUserProfileRepository, ProfileBusy
+from memcompress.repositories.user_profiles import MongoUserProfileRepository
 
 __all__ = [
     "CompactionLog",
     "DeadLetters",
+    "HeldLock",
+    "JobQueue",
+    "LockBusy",
+    "LockLost",
+    "Maintenance",
     "MalformedDocument",
     "MongoCompactionLog",
     "MongoDatabase",
     "MongoDeadLetters",
+    "MongoMaintenance",
     "MongoUserMemoryRepository",
     "MongoUserProfileRepository",
     "ProfileBusy",
+    "RedisJobQueue",
+    "RedisUserLocks",
     "StoreUnavailable",
+    "UserLocks",
     "UserMemoryRepository",
     "UserProfileRepository",
     "ensure_indexes",

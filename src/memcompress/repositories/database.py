@@ -11,6 +11,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import PyMongoError
 
+from memcompress.repositories.errors import StoreUnavailable
 from memcompress.settings import Settings, redact_uri
 
 USER_MEMORY = "user_memory"
@@ -20,10 +21,6 @@ COMPACTION_LOG = "compaction_log"
 DEAD_LETTERS = "compression_dead_letters"
 
 Document = dict[str, Any]
-
-
-class StoreUnavailable(Exception):
-    """MongoDB could not be reached; ``str()`` is one line with the URI's password redacted."""
 
 
 class MongoDatabase:

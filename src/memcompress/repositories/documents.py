@@ -15,19 +15,12 @@ from pydantic import BaseModel, ValidationError
 
 from memcompress.metrics import Metrics
 from memcompress.models import MemoryEvent, StoredEvent, UserProfile
+from memcompress.repositories.errors import MalformedDocument
 
 log = logging.getLogger(__name__)
 
 Document = dict[str, Any]
 M = TypeVar("M", bound=BaseModel)
-
-
-class MalformedDocument(Exception):
-    def __init__(self, collection: str, ref: Any, fields: list[str]) -> None:
-        super().__init__(f"malformed document in {collection}: _id={ref!r} fields={fields}")
-        self.collection = collection
-        self.ref = ref
-        self.fields = fields
 
 
 def _failing_fields(error: ValidationError) -> list[str]:

@@ -19,7 +19,7 @@ EVENT_ORDER = [("user_id", ASCENDING), ("created_at", ASCENDING), ("_id", ASCEND
 async def ensure_indexes(database: MongoDatabase, *, memory_ttl_days: int | None = None) -> list[str]:
     """Create every index the product needs; running it again changes nothing.
 
-    ``memory_ttl_days`` adds TL-02's TTL index on ``user_memory.created_at``. It is opt-in because a
+    ``memory_ttl_days`` adds the app's TTL index on ``user_memory.created_at``. It is opt-in because a
     TTL index deletes events whether or not they were ever summarised: memory is silently lost for
     any user the compressor has not reached yet.
     """

@@ -1,8 +1,16 @@
-"""Repository interfaces. Jobs depend on these, so unit tests can use in-memory fakes."""
+"""The ports: what the jobs need from storage, locks and the queue. Jobs depend only on these (and on
+:mod:`memcompress.repositories.errors`), so unit tests can use in-memory fakes and only
+:mod:`memcompress.bootstrap` names the adapters.
+
+Some ports are wider than a plain repository because the width *is* the guarantee:
+``update_summary_if_version`` (the fenced write) and ``iter_oldest`` (keyset paging in the fold's total
+order) carry the consistency protocol of :mod:`memcompress.jobs.compress`.
+"""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
 from memcompress.models import (
@@ -72,3 +80,77 @@ class DeadLetters(Protocol):
     async def count(self) -> int: ...
 
     async def remove(self, user_id: str) -> bool: ...
+
+
+class Maintenance(Protocol):
+    """The store as a whole: its indexes, and everything it holds about one user (``forget``)."""
+
+    async def ensure_indexes(self, *, memory_ttl_days: int | None = None) -> list[str]: ...
+
+    async def count_user_data(self, user_id: str) -> dict[str, int]: ...
+
+    async def erase_user_data(self, user_id: str) -> dict[str, int]: ...
+
+    async def drop_database(self) -> None: ...
+
+
+class HeldLock(Protocol):
+    async def ensure_held(self) -> None:
+        """Raise :class:`~memcompress.repositories.errors.LockLost` unless the lock is still ours;
+        checked before every write."""
+
+
+class UserLocks(Protocol):
+    """Per-user mutual exclusion that only saves duplicate work: correctness never depends on it."""
+
+    def hold(self, user_id: str, *, wait_s: float = 0.0) -> AbstractAsyncContextManager[HeldLock]:
+        """Hold the user's lock (renewed in the background) for the ``async with`` block; raises
+        :class:`~memcompress.repositories.errors.LockBusy` if it is still held elsewhere after
+        ``wait_s`` seconds."""
+        ...
+
+    async def expires_in_s(self, user_id: str) -> float:
+        """Seconds until the user's lock expires (0 when it is free)."""
+        ...
+
+
+class JobQueue(Protocol):
+    """The queue of per-user compression jobs (one job id per user) and its bookkeeping."""
+
+    name: str
+
+    async def enqueue(self, user_id: str, *, delay_s: float = 0.0) -> bool:
+        """Queue the user's job; False when it is already queued or running."""
+        ...
+
+    async def request(self, user_id: str, *, delay_s: float = 0.0) -> bool:
+        """What the app asks for: queue the job and have it re-checked after a running one ends."""
+        ...
+
+    async def set_recheck(self, user_id: str, *, delay_s: float) -> None: ...
+
+    async def clear_recheck(self, user_id: str) -> None: ...
+
+    async def take_recheck(self, user_id: str) -> float | None:
+        """The delay of a re-check asked for while the user's job ran (and clear it); None if none."""
+        ...
+
+    async def record_scan(self, summary: dict[str, object]) -> None: ...
+
+    async def last_scan(self) -> dict[str, object] | None: ...
+
+    async def depth(self) -> int: ...
+
+    async def purge(self) -> int:
+        """Drop every queued job; returns how many there were."""
+        ...
+
+    async def status(self) -> dict[str, Any]:
+        """Queue depth (waiting, deferred), jobs in progress, held locks, last scan, worker health."""
+        ...
+
+    async def worker_health(self, host: str) -> dict[str, str]: ...
+
+    async def erase_user(self, user_id: str) -> dict[str, int]:
+        """Remove the user's queued job, its job keys and its re-check flag."""
+        ...

@@ -11,10 +11,7 @@ from memcompress.metrics import Metrics
 from memcompress.models import PROFILE_FIELDS, ProfileDefaults, UserProfile, Watermark, utc_now
 from memcompress.repositories.database import USER_PROFILES, Document, MongoDatabase
 from memcompress.repositories.documents import document_to_profile
-
-
-class ProfileBusy(Exception):
-    """The profile cannot be reset right now: a compression is finishing a trim."""
+from memcompress.repositories.errors import ProfileBusy
 
 
 class MongoUserProfileRepository:

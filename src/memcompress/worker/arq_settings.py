@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import os
-import socket
 from typing import Any
 
 from arq import cron, func
 from arq.connections import RedisSettings
 
-from memcompress.bootstrap import REDIS_RETRIES, REDIS_RETRY_ON, redis_retry
-from memcompress.jobs.tasks import compress_user, recheck_after_job, scheduled_scan
-from memcompress.keys import health_check_key
+from memcompress.bootstrap import REDIS_RETRIES, REDIS_RETRY_ON, redis_retry, worker_health_check_key
+from memcompress.keys import JOB_FUNCTION
 from memcompress.settings import Settings
 from memcompress.worker.lifecycle import lifecycle_hooks
-from memcompress.worker.schedule import parse_cron
+from memcompress.worker.tasks import SCAN_FUNCTION, after_job_end, compress_user, scheduled_scan
 
 # The job's own time limit (MEMCOMPRESS_JOB_TIMEOUT_S) ends it with a retry and its finished chunks
 # kept; arq's limit, this much later, is only the backstop (arq counts a timeout as a failure).
@@ -33,21 +30,13 @@ def redis_settings(settings: Settings) -> RedisSettings:
 def worker_settings(settings: Settings) -> dict[str, Any]:
     """The keyword arguments of ``arq.Worker`` (arq accepts a dict wherever it takes WorkerSettings)."""
     on_startup, on_shutdown = lifecycle_hooks(settings)
-    when = parse_cron(settings.scan_cron)
+    when = settings.scan_cron.fields
     return {
-        "functions": [
-            func(
-                compress_user,
-                name="compress_user",
-                keep_result=0,  # otherwise arq refuses to queue the user again for an hour
-                timeout=settings.job_timeout_s + ARQ_TIMEOUT_MARGIN_S,
-                max_tries=settings.max_tries + 1,  # the extra try dead-letters (see jobs.tasks)
-            )
-        ],
+        "functions": [func(compress_user, name=JOB_FUNCTION)],
         "cron_jobs": [
             cron(
                 scheduled_scan,
-                name="scan_and_enqueue",
+                name=SCAN_FUNCTION,
                 unique=True,  # one scan per scheduled time across all worker processes
                 month=when["month"],
                 day=when["day"],
@@ -61,15 +50,16 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
         "redis_settings": redis_settings(settings),
         "on_startup": on_startup,
         "on_shutdown": on_shutdown,
-        "after_job_end": recheck_after_job,
+        "after_job_end": after_job_end,
+        # Set for every function here, and only here.
+        "job_timeout": settings.job_timeout_s + ARQ_TIMEOUT_MARGIN_S,
+        "keep_result": 0,  # otherwise arq refuses to queue the user again for an hour
+        "max_tries": settings.max_tries + 1,  # the extra try dead-letters (see jobs.queued)
         "max_jobs": settings.max_jobs,
         # arq starts jobs only when it polls; its 0.5 s default leaves a finished job's slot idle for up
         # to half a second, which caps a process at max_jobs / 0.5 users/s whatever the LLM latency.
         "poll_delay": settings.poll_delay_s,
-        "job_timeout": settings.job_timeout_s + ARQ_TIMEOUT_MARGIN_S,
-        "keep_result": 0,
-        "max_tries": settings.max_tries + 1,
         "job_completion_wait": settings.job_completion_wait_s,
         "health_check_interval": settings.health_check_interval_s,
-        "health_check_key": health_check_key(settings.queue_name, socket.gethostname(), os.getpid()),
+        "health_check_key": worker_health_check_key(settings),
     }

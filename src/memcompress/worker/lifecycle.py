@@ -12,9 +12,7 @@ from typing import Any
 from prometheus_client import start_http_server
 
 from memcompress.bootstrap import open_services
-from memcompress.jobs.tasks import JobServices
-from memcompress.metrics import Metrics
-from memcompress.repositories import MongoDeadLetters
+from memcompress.jobs import Services
 from memcompress.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -29,19 +27,10 @@ def lifecycle_hooks(settings: Settings) -> tuple[Hook, Hook]:
     async def on_startup(ctx: dict[str, Any]) -> None:
         stack = contextlib.AsyncExitStack()
         ctx["exit_stack"] = stack
-        metrics = Metrics()
-        deps, database = await stack.enter_async_context(open_services(settings, metrics))
-        services = JobServices(
-            deps=deps,
-            dead_letters=MongoDeadLetters(database, metrics),
-            queue_name=settings.queue_name,
-            max_tries=settings.max_tries,
-            job_timeout_s=settings.job_timeout_s,
-            scan_limit=settings.scan_limit,
-        )
+        services = await stack.enter_async_context(open_services(settings))
         ctx["services"] = services
         if settings.metrics_port:
-            server, thread = start_http_server(settings.metrics_port, registry=metrics.registry)
+            server, thread = start_http_server(settings.metrics_port, registry=services.metrics.registry)
             stack.callback(thread.join, 5)
             stack.callback(server.server_close)
             stack.callback(server.shutdown)
@@ -58,11 +47,11 @@ def lifecycle_hooks(settings: Settings) -> tuple[Hook, Hook]:
     return on_startup, on_shutdown
 
 
-async def _sample_gauges(services: JobServices) -> None:
-    metrics = services.deps.metrics
+async def _sample_gauges(services: Services) -> None:
+    metrics = services.metrics
     while True:
         try:
-            metrics.queue_depth.set(await services.deps.redis.zcard(services.queue_name))
+            metrics.queue_depth.set(await services.queue.depth())
             metrics.dead_letters_stored.set(await services.dead_letters.count())
         except Exception:  # a store briefly unreachable: the next sample will tell
             log.debug("could not sample the queue gauges", exc_info=True)

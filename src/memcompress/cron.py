@@ -1,10 +1,14 @@
 """``MEMCOMPRESS_SCAN_CRON``: a cron expression turned into the field sets arq's ``cron()`` takes.
 
+Parsed once, when the settings are read (:class:`CronSchedule`); the worker uses the parsed fields.
+
 Five fields ``minute hour day month weekday`` (weekday 0 or 7 is Sunday), or six with a leading
 ``second`` field. Each field is ``*``, ``N``, ``A-B``, a comma list of these, with an optional ``/STEP``.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 FIELDS = ("second", "minute", "hour", "day", "month", "weekday")
 RANGES = {
@@ -21,6 +25,18 @@ CronFields = dict[str, set[int] | None]
 
 class CronError(ValueError):
     pass
+
+
+@dataclass(frozen=True, slots=True)
+class CronSchedule:
+    """A parsed cron expression: the text as given and arq's field sets (see :func:`parse_cron`)."""
+
+    expression: str
+    fields: CronFields
+
+    @classmethod
+    def parse(cls, expression: str) -> CronSchedule:
+        return cls(expression, parse_cron(expression))
 
 
 def parse_cron(expression: str) -> CronFields:

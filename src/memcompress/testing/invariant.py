@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from memcompress.models import MemoryEvent
 from memcompress.repositories import MongoDatabase
 from memcompress.repositories.database import USER_MEMORY, USER_MEMORY_ARCHIVE, USER_PROFILES
-from tests.support.llm_server import FakeLLM
+from memcompress.testing.llm_server import FakeLLM
 
 
 @dataclass

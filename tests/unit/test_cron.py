@@ -1,6 +1,6 @@
 import pytest
 
-from memcompress.worker.schedule import CronError, parse_cron
+from memcompress.cron import CronError, parse_cron
 
 
 def test_every_ten_minutes() -> None:

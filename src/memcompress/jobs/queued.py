@@ -1,0 +1,115 @@
+"""A compression taken from the queue: run it, then decide what the queue should do next.
+
+:func:`run_queued_compression` turns a run's outcome into a :class:`JobDecision` (the worker's arq glue
+in :mod:`memcompress.worker.tasks` carries it out):
+
+- compressed, or nothing to do: done (and any dead letter of the user is removed);
+- busy (another holder of the user's lock, e.g. a crashed worker's lock not yet expired) or a version
+  conflict: try again once the lock can have expired (on the last try: queued again as a fresh job);
+- out of time (``MEMCOMPRESS_JOB_TIMEOUT_S``) after finishing chunks: queued again as a fresh job, so a
+  long history that keeps moving forward never uses up its tries;
+- a retryable failure (LLM rate limit, outage, timeout; a store hiccup; out of time with nothing
+  finished): try again after an exponential backoff with jitter; on the last try, a dead letter instead;
+- a permanent failure (the LLM rejects the request, or keeps answering unusable text): a dead letter.
+
+The queue is told to allow one try more than ``MEMCOMPRESS_MAX_TRIES``: a job whose every try died
+with its worker (SIGKILL, OOM) reaches that extra try and is dead-lettered without running again.
+
+:func:`recheck_after_job` is the trailing edge of the app's debounce: a request that arrived while
+the job ran queues the user again once the job has finished.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+from memcompress.jobs.compress import TIME_LIMIT, run_compression
+from memcompress.jobs.services import Services
+from memcompress.keys import JOB_FUNCTION
+from memcompress.models import DeadLetter, Outcome
+
+log = logging.getLogger(__name__)
+
+RETRY_BASE_S = 5.0
+RETRY_MAX_S = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class JobDecision:
+    """What to do with the job: finish with ``result``, or (``retry_in_s`` set) run it again then."""
+
+    result: dict[str, Any] = field(default_factory=dict)
+    retry_in_s: float | None = None
+
+
+def retry_delay(job_try: int) -> float:
+    """Exponential backoff with jitter: try 1 waits 2.5-5 s, try 2 5-10 s, … at most 300 s."""
+    ceiling = min(RETRY_MAX_S, RETRY_BASE_S * 2 ** max(job_try - 1, 0))
+    return random.uniform(ceiling / 2, ceiling)
+
+
+async def run_queued_compression(services: Services, user_id: str, job_try: int) -> JobDecision:
+    metrics = services.metrics
+    max_tries = services.job_policy.max_tries
+    if job_try > max_tries:
+        reason = f"abandoned: the worker running each of {max_tries} tries stopped or was killed"
+        await _dead_letter(services, user_id, reason, max_tries, None)
+        return JobDecision({"outcome": "dead_letter", "reason": reason})
+
+    # Requests for this user made before this point are covered by this run.
+    await services.queue.clear_recheck(user_id)
+    metrics.jobs_in_progress.inc()
+    try:
+        record = await run_compression(services, user_id, time_limit_s=services.job_policy.job_timeout_s)
+    finally:
+        metrics.jobs_in_progress.dec()
+
+    result = {"outcome": record.outcome.value, "reason": record.reason, "events_folded": record.events_folded}
+    last_try = job_try >= max_tries
+    if record.outcome is Outcome.COMPRESSED:
+        await services.dead_letters.remove(user_id)
+    elif record.error_class == TIME_LIMIT and record.chunks > 0:
+        # Out of time but moving forward (a long history): continue in a fresh job, not a retry.
+        await services.queue.set_recheck(user_id, delay_s=0)
+    elif record.outcome in (Outcome.BUSY, Outcome.CONFLICT):
+        delay_s = await services.locks.expires_in_s(user_id) + random.uniform(1.0, 3.0)
+        if not last_try:
+            return _retry(services, delay_s)
+        await services.queue.set_recheck(user_id, delay_s=delay_s)  # not a failure: come back fresh
+    elif record.outcome is Outcome.FAILED and record.retryable and not last_try:
+        return _retry(services, retry_delay(job_try))
+    elif record.outcome is Outcome.FAILED:
+        await _dead_letter(services, user_id, record.reason or "failed", job_try, record.error_class)
+        return JobDecision(result | {"outcome": "dead_letter"})
+    metrics.jobs.labels(function=JOB_FUNCTION, status="complete").inc()
+    return JobDecision(result)
+
+
+def _retry(services: Services, delay_s: float) -> JobDecision:
+    services.metrics.jobs.labels(function=JOB_FUNCTION, status="retry").inc()
+    return JobDecision(retry_in_s=delay_s)
+
+
+async def _dead_letter(
+    services: Services, user_id: str, reason: str, tries: int, error_class: str | None
+) -> None:
+    log.warning("dead-lettered a user after %d tries: %s", tries, reason)
+    await services.dead_letters.record(
+        DeadLetter(user_id=user_id, reason=reason, tries=tries, error_class=error_class)
+    )
+    services.metrics.dead_letters.inc()
+    services.metrics.jobs.labels(function=JOB_FUNCTION, status="dead_letter").inc()
+
+
+async def recheck_after_job(services: Services, user_id: str) -> None:
+    """Queue the user again if a re-check was asked for while the job ran. Never raises: the next
+    scan is the safety net."""
+    try:
+        delay = await services.queue.take_recheck(user_id)
+        if delay is not None:
+            await services.queue.enqueue(user_id, delay_s=delay)
+    except Exception:
+        log.warning("could not re-check a user after its job", exc_info=True)

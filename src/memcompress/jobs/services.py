@@ -1,0 +1,80 @@
+"""What the use cases run on: the ports they call and the policies they follow.
+
+:mod:`memcompress.bootstrap` builds one :class:`Services` per process from the settings; entry points
+(the worker, the CLI, the demo) receive it and never build an adapter themselves.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from memcompress.metrics import Metrics
+from memcompress.repositories.protocols import (
+    CompactionLog,
+    DeadLetters,
+    JobQueue,
+    Maintenance,
+    UserLocks,
+    UserMemoryRepository,
+    UserProfileRepository,
+)
+from memcompress.settings import Settings
+from memcompress.summarizers.base import Summarizer
+
+
+@dataclass(frozen=True, slots=True)
+class FoldPolicy:
+    """How one user is compressed (the ``MEMCOMPRESS_*`` settings of the same names)."""
+
+    threshold: int
+    keep_last: int
+    batch_size: int
+    chunk_chars: int
+    summary_max_chars: int
+    retention: Literal["delete", "archive"]
+    default_language: str
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> FoldPolicy:
+        return cls(
+            threshold=settings.threshold,
+            keep_last=settings.keep_last,
+            batch_size=settings.batch_size,
+            chunk_chars=settings.chunk_chars,
+            summary_max_chars=settings.summary_max_chars,
+            retention=settings.retention_mode,
+            default_language=settings.default_language,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class JobPolicy:
+    """How queued jobs are run, retried and scanned for."""
+
+    max_tries: int
+    job_timeout_s: float
+    scan_limit: int | None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> JobPolicy:
+        return cls(
+            max_tries=settings.max_tries,
+            job_timeout_s=settings.job_timeout_s,
+            scan_limit=settings.scan_limit,
+        )
+
+
+@dataclass(slots=True)
+class Services:
+    memory: UserMemoryRepository
+    profiles: UserProfileRepository
+    compaction_log: CompactionLog
+    dead_letters: DeadLetters
+    maintenance: Maintenance
+    locks: UserLocks
+    queue: JobQueue
+    summarizer: Summarizer
+    policy: FoldPolicy
+    job_policy: JobPolicy
+    metrics: Metrics

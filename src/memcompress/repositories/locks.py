@@ -1,0 +1,78 @@
+"""Per-user locks on Redis: redis-py's ``Lock`` (a random token; extend and release are Lua scripts,
+never a bare ``DEL``), renewed in the background while held."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from redis.asyncio import Redis
+from redis.asyncio.lock import Lock
+from redis.exceptions import LockError
+
+from memcompress.keys import lock_key
+from memcompress.repositories.errors import LockBusy, LockLost
+
+log = logging.getLogger(__name__)
+
+
+class _RenewedLock:
+    """A held lock, renewed every third of its TTL. ``ensure_held`` is checked before every write."""
+
+    def __init__(self, lock: Lock, ttl_s: float) -> None:
+        self._lock = lock
+        self._ttl_s = ttl_s
+        self._lost = False
+        self._renewer = asyncio.create_task(self._renew())
+
+    async def _renew(self) -> None:
+        while True:
+            await asyncio.sleep(self._ttl_s / 3)
+            try:
+                await self._lock.reacquire()
+            except LockError:
+                self._lost = True  # expired or taken over: the next write will stop
+                return
+            except Exception:  # Redis briefly unreachable: try again next round
+                log.warning("could not renew a compression lock; will retry", exc_info=True)
+
+    async def ensure_held(self) -> None:
+        if self._lost or not await self._lock.owned():
+            self._lost = True
+            raise LockLost("lock lost before writing; nothing written")
+
+    async def release(self) -> None:
+        self._renewer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._renewer
+        with contextlib.suppress(LockError):  # expired or taken over: not ours to delete
+            await self._lock.release()
+
+
+class RedisUserLocks:
+    def __init__(self, redis: Redis, ttl_s: float) -> None:
+        self._redis = redis
+        self._ttl_s = ttl_s
+
+    @contextlib.asynccontextmanager
+    async def hold(self, user_id: str, *, wait_s: float = 0.0) -> AsyncIterator[_RenewedLock]:
+        lock = self._redis.lock(
+            lock_key(user_id),
+            timeout=self._ttl_s,
+            blocking=wait_s > 0,
+            blocking_timeout=wait_s or None,
+            thread_local=False,
+        )
+        if not await lock.acquire():
+            raise LockBusy("another worker holds this user's lock")
+        held = _RenewedLock(lock, self._ttl_s)
+        try:
+            yield held
+        finally:
+            await held.release()
+
+    async def expires_in_s(self, user_id: str) -> float:
+        remaining_ms: int = await self._redis.pttl(lock_key(user_id))
+        return max(remaining_ms, 0) / 1000
