@@ -78,7 +78,7 @@ def build_services(
         profiles=MongoUserProfileRepository(database, metrics, settings.profile_defaults()),
         compaction_log=MongoCompactionLog(database, metrics),
         dead_letters=MongoDeadLetters(database, metrics),
-        maintenance=MongoMaintenance(database),
+        maintenance=MongoMaintenance(database, memory_ttl_days=settings.memory_ttl_days),
         locks=RedisUserLocks(redis, settings.lock_ttl_s),
         queue=RedisJobQueue(redis, settings.queue_name),
         summarizer=summarizer,

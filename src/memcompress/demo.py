@@ -112,7 +112,7 @@ async def run_demo(users: int, workers: int) -> int:
     events, planted = corpus(random.Random(7), users)
     async with open_services(settings) as services:
         try:
-            await services.maintenance.ensure_indexes(memory_ttl_days=settings.memory_ttl_days)
+            await services.maintenance.ensure_indexes()
             for start in range(0, len(events), 5000):
                 await services.memory.append_events(events[start : start + 5000])
             before = Counter(e.user_id for e in events)

@@ -80,6 +80,12 @@ class Metrics:
             "Summary writes rejected because another writer moved the version first.",
             registry=r,
         )
+        self.summary_overwrites = Counter(
+            "memcompress_summary_overwrites_total",
+            "Summaries the app had overwritten from a stale copy, repaired by action (restored, merged).",
+            ["action"],
+            registry=r,
+        )
         # The queue (worker processes).
         self.jobs = Counter(
             "memcompress_jobs_total",

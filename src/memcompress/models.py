@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
-from uuid import UUID, uuid4
+from uuid import uuid4
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+)
 
 MAX_USER_ID_CHARS = 256
-MAX_CONTENT_CHARS = 10_000
 
 
 def utc_now() -> datetime:
@@ -27,22 +35,42 @@ UserId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_USER_ID_C
 
 
 class Role(StrEnum):
+    """The roles the app itself writes; stored events may carry any other non-empty role string
+    (``tool``, ``developer``, ``function``, ...) and are folded all the same."""
+
     USER = "user"
     ASSISTANT = "assistant"
     SYSTEM = "system"
 
 
+def _optional_id(value: object) -> str | None:
+    return None if value is None or value == "" else str(value)
+
+
+def _tags_or_none(value: object) -> list[str]:
+    """Tags are optional: missing, null or not a list of strings counts as no tags."""
+    if isinstance(value, list) and all(isinstance(tag, str) for tag in value):
+        return value
+    return []
+
+
 class MemoryEvent(BaseModel):
-    """One message of a user's chat history, as stored in ``user_memory``."""
+    """One message of a user's chat history, as stored in ``user_memory``.
+
+    What the fold needs (a *foldable* event): the user's id, a date ``created_at``, a non-empty role
+    string and non-empty text content of any length. ``event_id`` and ``tags`` are optional.
+    """
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 
-    event_id: UUID = Field(default_factory=uuid4)
+    event_id: Annotated[str | None, BeforeValidator(_optional_id)] = Field(
+        default_factory=lambda: str(uuid4())
+    )
     user_id: UserId
-    role: Role
-    content: Annotated[str, StringConstraints(min_length=1, max_length=MAX_CONTENT_CHARS)]
+    role: Annotated[str, StringConstraints(min_length=1)]
+    content: Annotated[str, StringConstraints(min_length=1)]
     created_at: UtcDatetime = Field(default_factory=utc_now)
-    tags: list[str] = Field(default_factory=list)
+    tags: Annotated[list[str], BeforeValidator(_tags_or_none)] = Field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +104,7 @@ class Watermark(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     created_at: UtcDatetime
-    event_id: UUID
+    event_id: str | None = None
 
 
 class PendingTrim(BaseModel):
@@ -92,30 +120,66 @@ class PendingTrim(BaseModel):
     refs: list[Any]
 
 
+def _str_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _topics(value: object) -> list[str]:
+    return [topic for topic in value if isinstance(topic, str)] if isinstance(value, list) else []
+
+
+def _count(value: object) -> object:
+    return 0 if value is None else value  # a profile written by the app has none of our counters
+
+
+def _date_or_none(value: object) -> datetime | None:
+    return value if isinstance(value, datetime) else None
+
+
+# App-owned fields are read leniently: the worker never uses or rewrites them, so a null or odd value
+# written by the app (``tone: null``) must not fail a run.
+LenientStr = Annotated[str | None, BeforeValidator(_str_or_none)]
+LenientDate = Annotated[UtcDatetime | None, BeforeValidator(_date_or_none)]
+WorkerCounter = Annotated[int, BeforeValidator(_count), Field(ge=0)]
+
+
 class UserProfile(BaseModel):
-    """A user's profile in ``user_profiles``; ``memory_summary`` is the running summary."""
+    """A user's profile in ``user_profiles``; ``memory_summary`` is the running summary.
+
+    The app owns ``language``, ``persona``, ``tone``, ``preferred_topics`` and the dates; the worker owns
+    the summary and its bookkeeping below, and validates only what it uses.
+    """
 
     model_config = ConfigDict(extra="ignore")
 
     user_id: UserId
-    language: str = DEFAULT_PROFILE.language
-    persona: str = DEFAULT_PROFILE.persona
-    tone: str = DEFAULT_PROFILE.tone
-    preferred_topics: list[str] = Field(default_factory=list)
+    language: LenientStr = DEFAULT_PROFILE.language
+    persona: LenientStr = DEFAULT_PROFILE.persona
+    tone: LenientStr = DEFAULT_PROFILE.tone
+    preferred_topics: Annotated[list[str], BeforeValidator(_topics)] = Field(default_factory=list)
     memory_summary: str | None = None
-    created_at: UtcDatetime = Field(default_factory=utc_now)
-    updated_at: UtcDatetime = Field(default_factory=utc_now)
+    created_at: LenientDate = Field(default_factory=utc_now)
+    updated_at: LenientDate = Field(default_factory=utc_now)
 
     # Bookkeeping owned by the compressor. `summary_version` fences concurrent writers: every summary
-    # write is conditional on the version read before it and increments it.
-    summary_version: int = Field(0, ge=0)
-    events_summarized: int = Field(0, ge=0)
+    # write is conditional on the version read before it and increments it (missing counts as 0).
+    summary_version: WorkerCounter = 0
+    events_summarized: WorkerCounter = 0
     watermark: Watermark | None = None
     pending_trim: PendingTrim | None = None
+    # What the worker last stored as the summary, and the hashes of its recent summaries: an app that
+    # writes `memory_summary` back from a stale copy is detected and repaired (see jobs.compress).
+    summary_copy: str | None = None
+    summary_history: list[str] = Field(default_factory=list)
 
     @classmethod
     def new(cls, user_id: str, defaults: ProfileDefaults | None = None) -> UserProfile:
         return cls(user_id=user_id, **(defaults or DEFAULT_PROFILE).model_dump())
+
+
+def summary_hash(text: str) -> str:
+    """What ``summary_history`` keeps of each summary the worker stored."""
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 # The profile fields an app may change with `save`; the rest belong to the compressor.
@@ -139,6 +203,8 @@ class CompactionRecord(BaseModel):
     events_before: int = 0
     events_after: int | None = None  # counted after a successful fold only
     events_folded: int = 0
+    unfoldable: int = 0  # the user's documents the fold cannot use: kept, never counted or deleted
+    summary_repaired: str | None = None  # "restored" or "merged" when the app had overwritten it
     chunks: int = 0
     summary_chars_before: int = 0
     summary_chars_after: int = 0
@@ -176,3 +242,4 @@ class UserBacklog:
 
     user_id: str
     event_count: int
+    newest_event_at: datetime | None = None

@@ -46,7 +46,7 @@ class Situation:
             "pending_trim": None,
         }
         self.snapshot.runs = [self.run("u1", 0, 2), self.run("u1", 5, 7), self.run("u1", 1, 3, "skipped")]
-        bad = self.doc(self.others[0]) | {"role": "robot", "content": "not a valid event"}
+        bad = self.doc(self.others[0]) | {"role": "", "content": "not a valid event"}
         self.malformed[bad["_id"]] = dict(bad)
         self.snapshot.memory.append(bad)
 

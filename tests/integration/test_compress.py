@@ -204,7 +204,7 @@ async def test_llm_failure_trims_nothing_and_is_recorded(
         user,
         expected_version=0,
         summary="earlier facts",
-        watermark=Watermark(created_at=T0, event_id=uuid.uuid4()),
+        watermark=Watermark(created_at=T0, event_id=str(uuid.uuid4())),
         folded_refs=[],
     )
     llm.fail_next(behaviour)
@@ -277,7 +277,7 @@ async def test_a_stale_writer_is_fenced_and_deletes_nothing(
             user,
             expected_version=0,
             summary="written by someone else",
-            watermark=Watermark(created_at=T0, event_id=uuid.uuid4()),
+            watermark=Watermark(created_at=T0, event_id=str(uuid.uuid4())),
             folded_refs=[],
         )
         assert won

@@ -22,6 +22,7 @@ from memcompress.models import (
     UserBacklog,
     UserProfile,
     Watermark,
+    summary_hash,
 )
 from memcompress.repositories.errors import LockBusy, ProfileBusy
 from memcompress.settings import Settings
@@ -48,8 +49,11 @@ class FakeMemory:
     async def count_events(self, user_id: str) -> int:
         return len(self._ordered(user_id))
 
-    async def count_dated_events(self, user_id: str) -> int:
+    async def count_foldable_events(self, user_id: str) -> int:
         return len(self._ordered(user_id))
+
+    async def unfoldable_refs(self, user_id: str, limit: int) -> list[Any]:
+        return []
 
     async def iter_oldest(
         self, user_id: str, *, max_documents: int | None = None, batch_size: int = 500
@@ -103,18 +107,23 @@ class FakeProfiles:
         *,
         expected_version: int,
         summary: str,
-        watermark: Watermark,
+        watermark: Watermark | None,
         folded_refs: Sequence[Any],
     ) -> bool:
         current = await self.get(user_id)
         if current.summary_version != expected_version:
             return False
+        pending = (
+            PendingTrim(summary_version=expected_version + 1, refs=list(folded_refs)) if folded_refs else None
+        )
         self.profiles[user_id] = current.model_copy(
             update={
                 "memory_summary": summary,
+                "summary_copy": summary,
+                "summary_history": [*current.summary_history, summary_hash(summary)][-5:],
                 "summary_version": expected_version + 1,
                 "watermark": watermark,
-                "pending_trim": PendingTrim(summary_version=expected_version + 1, refs=list(folded_refs)),
+                "pending_trim": pending,
                 "events_summarized": current.events_summarized + len(folded_refs),
             }
         )
@@ -157,7 +166,10 @@ class FakeDeadLetters:
 
 
 class FakeMaintenance:
-    async def ensure_indexes(self, *, memory_ttl_days: int | None = None) -> list[str]:
+    async def ensure_indexes(self) -> list[str]:
+        return []
+
+    async def memory_ttl_risks(self) -> list[str]:
         return []
 
     async def count_user_data(self, user_id: str) -> dict[str, int]:

@@ -22,17 +22,55 @@ def test_event_times_are_normalised_to_utc() -> None:
     [
         {"user_id": ""},
         {"user_id": "u" * 257},
-        {"role": "robot"},
+        {"role": ""},
+        {"role": None},
         {"content": ""},
-        {"content": "x" * 10_001},
+        {"content": None},
         {"created_at": datetime(2026, 1, 1)},  # naive
-        {"event_id": "nope"},
     ],
 )
 def test_event_validation(change: dict[str, object]) -> None:
     fields: dict[str, object] = {"user_id": "u", "role": "user", "content": "hello"} | change
     with pytest.raises(ValidationError):
         MemoryEvent.model_validate(fields)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"role": "tool"},
+        {"role": "developer"},
+        {"content": "x" * 50_000},
+        {"event_id": "app-chosen-17"},
+        {"event_id": None},
+        {"tags": None},
+        {"tags": "not-a-list"},
+    ],
+)
+def test_events_the_app_writes_are_accepted(change: dict[str, object]) -> None:
+    fields: dict[str, object] = {"user_id": "u", "role": "user", "content": "hello"} | change
+    event = MemoryEvent.model_validate(fields)
+    assert event.role == fields["role"] and event.content == fields["content"]
+    assert isinstance(event.tags, list)
+
+
+def test_a_profile_the_app_wrote_validates_only_what_the_worker_uses() -> None:
+    """The app's profile repository writes none of our fields, and may write nulls in its own."""
+    doc = {
+        "user_id": "u",
+        "language": "ru",
+        "persona": "Alfred-style дворецкий",
+        "tone": None,
+        "preferred_topics": None,
+        "memory_summary": "earlier facts",
+        "created_at": datetime(2026, 1, 1, tzinfo=UTC),
+        "updated_at": "yesterday",
+    }
+    profile = UserProfile.model_validate(doc)
+    assert (profile.tone, profile.preferred_topics, profile.updated_at) == (None, [], None)
+    assert (profile.summary_version, profile.events_summarized, profile.summary_copy) == (0, 0, None)
+    with pytest.raises(ValidationError):  # a field the worker relies on must be right
+        UserProfile.model_validate(doc | {"summary_version": "three"})
 
 
 def test_profile_defaults_are_configurable() -> None:

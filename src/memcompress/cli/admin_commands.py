@@ -7,21 +7,27 @@ import sys
 import click
 
 from memcompress.bootstrap import open_services
-from memcompress.cli.context import CLI_REDIS_RETRIES, CliState, run
+from memcompress.cli.context import CLI_REDIS_RETRIES, EXIT_FAILED, CliState, run
 
 
 @click.command()
 @click.pass_obj
 def migrate(state: CliState) -> None:
     """Create the indexes memcompress needs (safe to run again; changes nothing the second time).
-    MEMCOMPRESS_MEMORY_TTL_DAYS adds the opt-in TTL index (see the README before using it)."""
+    MEMCOMPRESS_MEMORY_TTL_DAYS adds the opt-in TTL index (see the README before using it).
+
+    Exits 1 when user_memory has a TTL index that MEMCOMPRESS_MEMORY_TTL_DAYS did not ask for (the
+    app's own migration creates one): it would delete events that were never summarised."""
 
     async def work() -> int:
         settings = state.settings()
         async with open_services(settings, redis_retries=CLI_REDIS_RETRIES) as services:
-            for name in await services.maintenance.ensure_indexes(memory_ttl_days=settings.memory_ttl_days):
+            for name in await services.maintenance.ensure_indexes():
                 click.echo(f"index ok: {name}")
-        return 0
+            risks = await services.maintenance.memory_ttl_risks()
+        for risk in risks:
+            click.echo(f"memcompress: at risk: {risk}", err=True)
+        return EXIT_FAILED if risks else 0
 
     run(state, work())
 

@@ -133,11 +133,16 @@ def _print_status(report: dict[str, Any]) -> None:
         click.echo(
             f"  {letter['user_id']}: {letter['reason']} (tries {letter['tries']}, {letter['failed_at']})"
         )
+    for risk in report["risks"]:
+        click.echo(f"AT RISK: {risk}")
     click.echo("last compactions:")
     for record in report["last_compactions"]:
         click.echo(
             f"  {record['finished_at']} {record['user_id']} {record['outcome']}"
-            f" folded={record['events_folded']} {record['reason'] or ''}".rstrip()
+            f" folded={record['events_folded']}"
+            + (f" unfoldable={record['unfoldable']}" if record["unfoldable"] else "")
+            + (f" summary {record['summary_repaired']}" if record["summary_repaired"] else "")
+            + f" {record['reason'] or ''}".rstrip()
         )
 
 

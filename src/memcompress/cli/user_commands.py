@@ -46,6 +46,8 @@ def compress(state: CliState, user_id: str, dry_run: bool, preview: bool, as_jso
                 "events_after",
                 "events_folded",
                 "chunks",
+                "unfoldable",
+                "summary_repaired",
             },
         )
         _echo(shown, as_json)

@@ -10,10 +10,14 @@ How the steps keep it:
    The lock only saves duplicate LLM work: correctness comes from step 6's version check.
 2. Finish what a previous run left (reading the profile creates none). A run that stored a summary
    but died before trimming left the summarised event refs as ``pending_trim`` on the profile: trim
-   exactly those, then clear the mark. They are never summarised again.
-3. Decide. With at most ``threshold`` dated events, skip (a user with no events at all leaves no
-   trace). Otherwise fold every event except the newest ``keep_last`` at this moment, streamed
-   oldest first in ``(created_at, _id)`` order, in bounded batches (the history is never loaded).
+   exactly those, then clear the mark. They are never summarised again. And if the app wrote
+   ``memory_summary`` back from a stale copy (its ``save()`` writes the whole profile), the summary is
+   repaired from the worker's own copy before anything else: restored when the app's text is one of
+   the worker's own earlier summaries, merged (both texts kept) when it is not.
+3. Decide. With at most ``threshold`` foldable events, skip (a user with no events at all leaves no
+   trace). Otherwise fold every foldable event except the newest ``keep_last`` at this moment,
+   streamed oldest first in ``(created_at, _id)`` order, in bounded batches (the history is never
+   loaded). Documents the fold cannot use are kept, never counted, and reported once per run.
 4. Chunk. Cut the stream into chunks that fit one summariser request.
 5. Summarise each chunk together with the summary so far (each chunk's output feeds the next). A
    failed or unusable answer stops the run here: nothing of that chunk is trimmed.
@@ -33,14 +37,24 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from memcompress.jobs.services import FoldPolicy, Services
-from memcompress.models import CompactionRecord, Outcome, StoredEvent, Watermark, utc_now
-from memcompress.repositories.errors import LockBusy, LockLost
-from memcompress.repositories.protocols import HeldLock, UserMemoryRepository
+from memcompress.models import (
+    CompactionRecord,
+    Outcome,
+    StoredEvent,
+    UserProfile,
+    Watermark,
+    summary_hash,
+    utc_now,
+)
+from memcompress.repositories.errors import LockBusy, LockLost, MalformedDocument
+from memcompress.repositories.protocols import HeldLock
 from memcompress.summarizers.base import SummarizerError, SummaryRequest, SummaryResult, transcript_chars
 
 log = logging.getLogger(__name__)
 
 TIME_LIMIT = "JobTimeout"  # CompactionRecord.error_class of a run stopped by its time limit
+VERSION_CONFLICT = "VersionConflict"  # CompactionRecord.error_class of a fenced write that lost
+UNFOLDABLE_LOGGED = 20  # at most this many _ids of documents the fold cannot use, logged per run
 
 
 class _Stop(Exception):
@@ -77,12 +91,17 @@ async def run_compression(
         record.outcome, record.reason = Outcome.BUSY, str(busy)
     except LockLost as lost:
         services.metrics.lock_lost.inc()
-        record.outcome, record.reason = Outcome.CONFLICT, str(lost)
+        record.outcome, record.reason, record.error_class = Outcome.CONFLICT, str(lost), "LockLost"
     except _Stop as stop:
         record.outcome, record.reason = stop.outcome, stop.reason
+        record.error_class = VERSION_CONFLICT if stop.outcome is Outcome.CONFLICT else None
     except SummarizerError as error:
         record.outcome, record.reason = Outcome.FAILED, str(error)
         record.error_class, record.retryable = type(error).__name__, error.retryable
+    except MalformedDocument as error:  # the profile: retrying cannot fix it, so no LLM call is spent
+        log.warning("cannot compress a user: %s", error)
+        record.outcome, record.reason = Outcome.FAILED, str(error)
+        record.error_class, record.retryable = type(error).__name__, False
     except TimeoutError as error:
         if timer.expired():
             record.outcome, record.error_class, record.retryable = Outcome.FAILED, TIME_LIMIT, True
@@ -114,14 +133,12 @@ def _failed(record: CompactionRecord, error: Exception) -> None:
     record.error_class, record.retryable = type(error).__name__, True
 
 
-async def plan_fold(memory: UserMemoryRepository, policy: FoldPolicy, user_id: str) -> int:
-    """Step 3's decision, shared with dry runs: how many of the oldest events to fold (0: none).
+def fold_size(policy: FoldPolicy, foldable: int) -> int:
+    """Step 3's decision, shared with dry runs: how many of the oldest foldable events to fold (0: none).
 
-    Counts only events the fold can order (a date ``created_at``), so documents it must skip never
-    make a user look over the threshold.
+    Counts only foldable events, so documents it must skip never make a user look over the threshold.
     """
-    dated = await memory.count_dated_events(user_id)
-    return dated - policy.keep_last if dated > policy.threshold else 0
+    return foldable - policy.keep_last if foldable > policy.threshold else 0
 
 
 def chunks_to_fold(services: Services, user_id: str, to_fold: int) -> AsyncIterator[list[StoredEvent]]:
@@ -145,22 +162,28 @@ async def _fold(services: Services, user_id: str, lock: HeldLock, record: Compac
     if profile is not None and profile.pending_trim is not None:
         await _trim(services, profile.pending_trim.refs)
         await services.profiles.clear_pending_trim(user_id, profile.pending_trim.summary_version)
+    if profile is not None and _overwritten(profile):
+        await lock.ensure_held()
+        profile = await _repair_summary(services, profile, record)
 
     # Step 3: decide what to fold.
     record.events_before = await services.memory.count_events(user_id)
-    to_fold = await plan_fold(services.memory, services.policy, user_id)
+    foldable = await services.memory.count_foldable_events(user_id)
+    await _report_unfoldable(services, user_id, record, foldable)
+    to_fold = fold_size(services.policy, foldable)
     if to_fold <= 0:
-        raise _Stop(Outcome.SKIPPED, f"not over the threshold of {services.policy.threshold} dated events")
+        raise _Stop(Outcome.SKIPPED, f"not over the threshold of {services.policy.threshold} foldable events")
     profile = profile or await services.profiles.get(user_id)  # created only now that there is work
     record.summary_chars_before = len(profile.memory_summary or "")
     record.summary_version = profile.summary_version
 
     summary, version, watermark = profile.memory_summary, profile.summary_version, profile.watermark
+    language = profile.language or services.policy.default_language
     # Step 4: chunk.
     async for chunk in chunks_to_fold(services, user_id, to_fold):
         # Step 5: summarise the chunk together with the summary so far.
         result = await _summarize(
-            services, summary_request(services.policy, summary, chunk, profile.language), record
+            services, summary_request(services.policy, summary, chunk, language), record
         )
         summary = result.text
 
@@ -184,6 +207,57 @@ async def _fold(services: Services, user_id: str, lock: HeldLock, record: Compac
     if record.chunks == 0:
         raise _Stop(Outcome.SKIPPED, "no well-formed events to fold")
     record.events_after = await services.memory.count_events(user_id)
+
+
+def _overwritten(profile: UserProfile) -> bool:
+    """The app replaced the summary the worker stored (it has the worker's copy to compare with)."""
+    return profile.summary_copy is not None and profile.memory_summary != profile.summary_copy
+
+
+async def _repair_summary(services: Services, profile: UserProfile, record: CompactionRecord) -> UserProfile:
+    """Step 2's repair: the worker's last summary back, with the app's text kept when it is new."""
+    ours, theirs = profile.summary_copy or "", (profile.memory_summary or "").strip()
+    if not theirs or summary_hash(theirs) in profile.summary_history or theirs in ours:
+        action, repaired = "restored", ours
+    else:
+        action, repaired = "merged", f"{ours}\n{theirs}"
+    won = await services.profiles.update_summary_if_version(
+        profile.user_id,
+        expected_version=profile.summary_version,
+        summary=repaired,
+        watermark=profile.watermark,
+        folded_refs=[],
+    )
+    if not won:
+        services.metrics.version_conflicts.inc()
+        raise _Stop(
+            Outcome.CONFLICT, f"summary version moved past {profile.summary_version}; nothing repaired"
+        )
+    services.metrics.summary_overwrites.labels(action=action).inc()
+    log.warning("the app had overwritten a user's summary; %s it (user_id=%s)", action, profile.user_id)
+    record.summary_repaired = action
+    return profile.model_copy(
+        update={
+            "memory_summary": repaired,
+            "summary_copy": repaired,
+            "summary_version": profile.summary_version + 1,
+        }
+    )
+
+
+async def _report_unfoldable(
+    services: Services, user_id: str, record: CompactionRecord, foldable: int
+) -> None:
+    """Once per run: how many of the user's documents the fold cannot use, and some of their ``_id``s."""
+    record.unfoldable = max(record.events_before - foldable, 0)
+    if record.unfoldable:
+        refs = await services.memory.unfoldable_refs(user_id, UNFOLDABLE_LOGGED)
+        log.warning(
+            "user_id=%s has %d documents that cannot be folded (kept, not counted): _id=%s",
+            user_id,
+            record.unfoldable,
+            ", ".join(repr(ref) for ref in refs),
+        )
 
 
 async def chunk_events(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from memcompress.jobs.compress import chunks_to_fold, plan_fold, summary_request
+from memcompress.jobs.compress import chunks_to_fold, fold_size, summary_request
 from memcompress.jobs.services import Services
 from memcompress.summarizers.base import transcript_chars
 
@@ -35,8 +35,8 @@ async def plan_compression(services: Services, user_id: str, *, preview: bool = 
     policy = services.policy
     profile = await services.profiles.find(user_id)
     summary = profile.memory_summary if profile else None
-    language = profile.language if profile else policy.default_language
-    to_fold = await plan_fold(services.memory, policy, user_id)
+    language = (profile.language if profile else None) or policy.default_language
+    to_fold = fold_size(policy, await services.memory.count_foldable_events(user_id))
     plan = CompressionPlan(
         user_id=user_id,
         events=await services.memory.count_events(user_id),

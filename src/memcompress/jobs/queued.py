@@ -4,8 +4,10 @@
 in :mod:`memcompress.worker.tasks` carries it out):
 
 - compressed, or nothing to do: done (and any dead letter of the user is removed);
-- busy (another holder of the user's lock, e.g. a crashed worker's lock not yet expired) or a version
-  conflict: try again once the lock can have expired (on the last try: queued again as a fresh job);
+- busy (another holder of the user's lock, e.g. a crashed worker's lock not yet expired): try again
+  once the lock can have expired (on the last try: queued again as a fresh job, busy is no failure);
+- a version conflict (another writer moved the summary): try again like a retryable failure, and on
+  the last try a dead letter: a profile that keeps conflicting is bounded, not re-queued forever;
 - out of time (``MEMCOMPRESS_JOB_TIMEOUT_S``) after finishing chunks: queued again as a fresh job, so a
   long history that keeps moving forward never uses up its tries;
 - a retryable failure (LLM rate limit, outage, timeout; a store hiccup; out of time with nothing
@@ -74,14 +76,14 @@ async def run_queued_compression(services: Services, user_id: str, job_try: int)
     elif record.error_class == TIME_LIMIT and record.chunks > 0:
         # Out of time but moving forward (a long history): continue in a fresh job, not a retry.
         await services.queue.set_recheck(user_id, delay_s=0)
-    elif record.outcome in (Outcome.BUSY, Outcome.CONFLICT):
+    elif record.outcome is Outcome.BUSY:
         delay_s = await services.locks.expires_in_s(user_id) + random.uniform(1.0, 3.0)
         if not last_try:
             return _retry(services, delay_s)
         await services.queue.set_recheck(user_id, delay_s=delay_s)  # not a failure: come back fresh
-    elif record.outcome is Outcome.FAILED and record.retryable and not last_try:
+    elif record.failed and (record.retryable or record.outcome is Outcome.CONFLICT) and not last_try:
         return _retry(services, retry_delay(job_try))
-    elif record.outcome is Outcome.FAILED:
+    elif record.failed:
         await _dead_letter(services, user_id, record.reason or "failed", job_try, record.error_class)
         return JobDecision(result | {"outcome": "dead_letter"})
     metrics.jobs.labels(function=JOB_FUNCTION, status="complete").inc()

@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass
 from memcompress.jobs.services import Services
 from memcompress.models import UserBacklog, utc_now
 
+DEAD_LETTERS_READ = 100_000
+
 
 @dataclass(frozen=True, slots=True)
 class ScanResult:
@@ -32,8 +34,24 @@ class ScanResult:
 async def find_users(
     services: Services, *, threshold: int | None = None, limit: int | None = None
 ) -> list[UserBacklog]:
-    """Users over ``threshold`` (default: the policy's), most events first; changes nothing."""
-    return await services.memory.users_over_threshold(threshold or services.policy.threshold, limit)
+    """Users over ``threshold`` (default: the policy's), most events first; changes nothing.
+
+    A dead-lettered user is left out until it has events newer than its dead letter: it would fail
+    the same way again (``memcompress enqueue --dead-letters`` retries on purpose). At most as many
+    users are left out as there are dead letters, so asking for that many more keeps ``limit`` full.
+    """
+    letters = {
+        letter.user_id: letter.failed_at for letter in await services.dead_letters.list(DEAD_LETTERS_READ)
+    }
+    asked = None if limit is None else limit + len(letters)
+    users = await services.memory.users_over_threshold(threshold or services.policy.threshold, asked)
+    waiting = [
+        user
+        for user in users
+        if user.user_id not in letters
+        or (user.newest_event_at is not None and user.newest_event_at > letters[user.user_id])
+    ]
+    return waiting[:limit]
 
 
 async def scan_and_enqueue(

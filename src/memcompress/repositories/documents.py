@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -29,26 +30,68 @@ def _failing_fields(error: ValidationError) -> list[str]:
 
 def event_to_document(event: MemoryEvent) -> Document:
     return {
-        "event_id": str(event.event_id),
+        "event_id": event.event_id,
         "user_id": event.user_id,
-        "role": event.role.value,
+        "role": event.role,
         "content": event.content,
         "created_at": event.created_at,
         "tags": list(event.tags),
     }
 
 
-EVENT_FIELDS = ("event_id", "user_id", "role", "content", "created_at", "tags")
+# What makes a stored event foldable, said twice in one place: as a query (the scan's and the fold's
+# counts, run by the server) and in Python (the documents the fold reads). They must agree, or the scan
+# would count events the fold skips and queue the user again and again.
+#   - a date `created_at` (comparison operators match only values of the same BSON type, so this range
+#     selects exactly the dated documents, and every server serves it from the index);
+#   - a non-empty role string;
+#   - content: a non-empty string, or a non-empty list of content parts (OpenAI-style
+#     `{"type": "text", "text": ...}` parts, strings, or other parts shown by their type) with no empty
+#     string or empty list among them.
+DATED = {"$gte": datetime(1, 1, 1, tzinfo=UTC)}
+FOLDABLE_CONTENT = {
+    "role": {"$type": "string", "$ne": ""},
+    "content": {"$type": ["string", "array"], "$nin": ["", []]},
+}
+REQUIRED_FIELDS = ("user_id", "role", "content", "created_at")
+
+
+def foldable_content(role: object, content: object) -> bool:
+    """The Python side of ``FOLDABLE_CONTENT`` (dates are checked by the model)."""
+    if not isinstance(role, str) or role == "":
+        return False
+    if isinstance(content, str):
+        return content != ""
+    return isinstance(content, list) and content != [] and "" not in content and [] not in content
+
+
+def content_text(content: str | list[Any]) -> str:
+    """A content-part list as text: text parts as they are, other parts as ``[type]``."""
+    if isinstance(content, str):
+        return content
+    parts = []
+    for part in content:
+        if isinstance(part, str):
+            parts.append(part)
+        elif isinstance(part, dict) and isinstance(part.get("text"), str):
+            parts.append(part["text"])
+        else:
+            kind = part.get("type") if isinstance(part, dict) else None
+            parts.append(f"[{kind if isinstance(kind, str) and kind else 'content part'}]")
+    return "\n".join(parts)
 
 
 def document_to_event(collection: str, doc: Document) -> StoredEvent:
-    missing = [f"{name} (missing)" for name in EVENT_FIELDS if name not in doc]
+    missing = [f"{name} (missing)" for name in REQUIRED_FIELDS if name not in doc]
     if missing:
         raise MalformedDocument(collection, doc.get("_id"), missing)
+    if not foldable_content(doc["role"], doc["content"]):
+        raise MalformedDocument(collection, doc.get("_id"), ["role or content (not foldable)"])
     try:
-        return StoredEvent(ref=doc.get("_id"), event=MemoryEvent.model_validate(doc))
+        event = MemoryEvent.model_validate({**doc, "content": content_text(doc["content"])})
     except ValidationError as error:
         raise MalformedDocument(collection, doc.get("_id"), _failing_fields(error)) from None
+    return StoredEvent(ref=doc.get("_id"), event=event)
 
 
 def document_to_profile(collection: str, doc: Document) -> UserProfile:

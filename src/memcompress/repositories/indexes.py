@@ -13,6 +13,7 @@ from memcompress.repositories.database import (
     MongoDatabase,
 )
 
+TTL_INDEX = "created_at_ttl"  # the name the app's own migration gives its TTL index
 EVENT_ORDER = [("user_id", ASCENDING), ("created_at", ASCENDING), ("_id", ASCENDING)]
 
 
@@ -28,7 +29,7 @@ async def ensure_indexes(database: MongoDatabase, *, memory_ttl_days: int | None
         memory_indexes.append(
             IndexModel(
                 [("created_at", ASCENDING)],
-                name="created_at_ttl",
+                name=TTL_INDEX,
                 expireAfterSeconds=memory_ttl_days * 86_400,
             )
         )

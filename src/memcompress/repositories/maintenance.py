@@ -11,7 +11,7 @@ from memcompress.repositories.database import (
     USER_PROFILES,
     MongoDatabase,
 )
-from memcompress.repositories.indexes import ensure_indexes
+from memcompress.repositories.indexes import TTL_INDEX, ensure_indexes
 
 # Every collection holding documents of a user, by the field that names the user.
 USER_COLLECTIONS = {
@@ -24,11 +24,31 @@ USER_COLLECTIONS = {
 
 
 class MongoMaintenance:
-    def __init__(self, database: MongoDatabase) -> None:
+    def __init__(self, database: MongoDatabase, *, memory_ttl_days: int | None = None) -> None:
+        """``memory_ttl_days``: the TTL on ``user_memory`` the operator asked for (none by default)."""
         self._database = database
+        self._memory_ttl_s = None if memory_ttl_days is None else memory_ttl_days * 86_400
+        self._memory_ttl_days = memory_ttl_days
 
-    async def ensure_indexes(self, *, memory_ttl_days: int | None = None) -> list[str]:
-        return await ensure_indexes(self._database, memory_ttl_days=memory_ttl_days)
+    async def ensure_indexes(self) -> list[str]:
+        return await ensure_indexes(self._database, memory_ttl_days=self._memory_ttl_days)
+
+    async def memory_ttl_risks(self) -> list[str]:
+        """TTL indexes on ``user_memory`` that nobody asked for: each deletes events whether or not they
+        were summarised. One line per index, naming it and the fix."""
+        risks = []
+        async for index in await self._database.collection(USER_MEMORY).list_indexes():
+            ttl_s = index.get("expireAfterSeconds")
+            if ttl_s is None or (index["name"] == TTL_INDEX and int(ttl_s) == self._memory_ttl_s):
+                continue
+            days = int(ttl_s) / 86_400
+            risks.append(
+                f"{USER_MEMORY} has TTL index {index['name']!r} (expireAfterSeconds={int(ttl_s)}, {days:g} days) "
+                f"that MEMCOMPRESS_MEMORY_TTL_DAYS did not ask for: it deletes events whether or not they "
+                f"were summarised. Fix: db.{USER_MEMORY}.dropIndex({index['name']!r}) "
+                f"(or set MEMCOMPRESS_MEMORY_TTL_DAYS={days:g} to accept that loss)"
+            )
+        return risks
 
     async def count_user_data(self, user_id: str) -> dict[str, int]:
         return {

@@ -31,7 +31,9 @@ class UserMemoryRepository(Protocol):
 
     async def count_events(self, user_id: str) -> int: ...
 
-    async def count_dated_events(self, user_id: str) -> int: ...
+    async def count_foldable_events(self, user_id: str) -> int: ...
+
+    async def unfoldable_refs(self, user_id: str, limit: int) -> list[Any]: ...
 
     def iter_oldest(
         self, user_id: str, *, max_documents: int | None = None, batch_size: int = 500
@@ -59,7 +61,7 @@ class UserProfileRepository(Protocol):
         *,
         expected_version: int,
         summary: str,
-        watermark: Watermark,
+        watermark: Watermark | None,
         folded_refs: Sequence[Any],
     ) -> bool: ...
 
@@ -85,7 +87,9 @@ class DeadLetters(Protocol):
 class Maintenance(Protocol):
     """The store as a whole: its indexes, and everything it holds about one user (``forget``)."""
 
-    async def ensure_indexes(self, *, memory_ttl_days: int | None = None) -> list[str]: ...
+    async def ensure_indexes(self) -> list[str]: ...
+
+    async def memory_ttl_risks(self) -> list[str]: ...
 
     async def count_user_data(self, user_id: str) -> dict[str, int]: ...
 

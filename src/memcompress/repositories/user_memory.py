@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from pymongo import ReplaceOne
@@ -11,14 +11,17 @@ from pymongo import ReplaceOne
 from memcompress.metrics import Metrics
 from memcompress.models import MemoryEvent, StoredEvent, UserBacklog, utc_now
 from memcompress.repositories.database import USER_MEMORY, USER_MEMORY_ARCHIVE, Document, MongoDatabase
-from memcompress.repositories.documents import event_to_document, valid_events
+from memcompress.repositories.documents import (
+    DATED,
+    FOLDABLE_CONTENT,
+    event_to_document,
+    foldable_content,
+    valid_events,
+)
 
 # The fold's total order. The (user_id, created_at, _id) index serves both directions.
 OLDEST_FIRST = [("created_at", 1), ("_id", 1)]
 NEWEST_FIRST = [("created_at", -1), ("_id", -1)]
-# `created_at` is a BSON date: comparison operators only match values of the same BSON type, so this
-# range selects exactly the dated documents, and unlike `$type` every server serves it from the index.
-DATED = {"$gte": datetime(1, 1, 1, tzinfo=UTC)}
 # Upper bound on ids per delete/archive command, to keep each command small.
 REFS_PER_COMMAND = 1000
 
@@ -38,7 +41,7 @@ class MongoUserMemoryRepository:
             return 0
         result = await self._events.insert_many([event_to_document(e) for e in events], ordered=True)
         for event in events:
-            self._metrics.memory_events.labels(role=event.role.value).inc()
+            self._metrics.memory_events.labels(role=event.role).inc()
         return len(result.inserted_ids)
 
     async def get_recent_events(self, user_id: str, limit: int) -> list[MemoryEvent]:
@@ -51,9 +54,21 @@ class MongoUserMemoryRepository:
     async def count_events(self, user_id: str) -> int:
         return await self._events.count_documents({"user_id": user_id})
 
-    async def count_dated_events(self, user_id: str) -> int:
-        """Documents the fold can order: those whose ``created_at`` is a BSON date."""
-        return await self._events.count_documents({"user_id": user_id, "created_at": DATED})
+    async def count_foldable_events(self, user_id: str) -> int:
+        """The user's foldable events (see ``documents.FOLDABLE_CONTENT``): what the threshold, the scan
+        and ``keep_last`` count. Two ``$match`` stages so that every server reads the index range first."""
+        pipeline: list[dict[str, Any]] = [
+            {"$match": {"user_id": user_id, "created_at": DATED}},
+            {"$match": FOLDABLE_CONTENT},
+            {"$count": "n"},
+        ]
+        rows = await (await self._events.aggregate(pipeline)).to_list()
+        return int(rows[0]["n"]) if rows else 0
+
+    async def unfoldable_refs(self, user_id: str, limit: int) -> list[Any]:
+        """``_id``s of the user's documents the fold cannot use (kept, never counted), for the run's report."""
+        query = {"user_id": user_id, "$nor": [{"created_at": DATED, **FOLDABLE_CONTENT}]}
+        return [doc["_id"] for doc in await self._events.find(query, {"_id": 1}).limit(limit).to_list()]
 
     async def iter_oldest(
         self, user_id: str, *, max_documents: int | None = None, batch_size: int = 500
@@ -61,21 +76,23 @@ class MongoUserMemoryRepository:
         """The user's events oldest first in ``(created_at, _id)`` order, one bounded query per batch.
 
         Pages by keyset (never skip/offset), so deleting already-yielded events is safe. Only
-        documents with a date ``created_at`` can be ordered; ``max_documents`` counts every such
-        document passed over, malformed ones included, so the caller's "all but the newest N" is
-        positional. Malformed documents are skipped, logged by ``_id`` and counted.
+        documents with a date ``created_at`` can be ordered; documents that are not foldable are
+        passed over without being counted, and ``max_documents`` counts the foldable ones (the same
+        ones ``count_foldable_events`` counts), so the caller's "all but the newest N" keeps exactly
+        the newest N foldable events. Documents that fail validation are skipped, logged by ``_id``.
         """
         remaining = max_documents
         after: tuple[datetime, Any] | None = None
         while remaining is None or remaining > 0:
             size = batch_size if remaining is None else min(batch_size, remaining)
             docs = await self._page(user_id, after, size)
-            for stored in valid_events(USER_MEMORY, docs, self._metrics):
+            foldable = [d for d in docs if foldable_content(d.get("role"), d.get("content"))]
+            for stored in valid_events(USER_MEMORY, foldable, self._metrics):
                 yield stored
             if len(docs) < size:
                 return
             if remaining is not None:
-                remaining -= len(docs)
+                remaining -= len(foldable)
             after = (docs[-1]["created_at"], docs[-1]["_id"])
 
     async def _page(self, user_id: str, after: tuple[datetime, Any] | None, size: int) -> list[Document]:
@@ -126,15 +143,18 @@ class MongoUserMemoryRepository:
         return moved
 
     async def users_over_threshold(self, threshold: int, limit: int | None = None) -> list[UserBacklog]:
-        """Users with more than ``threshold`` dated events, most first (one aggregation). Counts what the
-        fold counts, so a user whose documents it must skip is not queued again and again."""
+        """Users with more than ``threshold`` foldable events, most first (one aggregation). Counts what
+        the fold counts, so a user whose documents it must skip is not queued again and again."""
         pipeline: list[dict[str, Any]] = [
-            {"$match": {"user_id": {"$type": "string"}, "created_at": DATED}},  # as the fold counts
-            {"$group": {"_id": "$user_id", "event_count": {"$sum": 1}}},
+            {"$match": {"user_id": {"$type": "string"}, "created_at": DATED, **FOLDABLE_CONTENT}},
+            {"$group": {"_id": "$user_id", "event_count": {"$sum": 1}, "newest": {"$max": "$created_at"}}},
             {"$match": {"event_count": {"$gt": threshold}}},
             {"$sort": {"event_count": -1, "_id": 1}},
         ]
         if limit is not None:
             pipeline.append({"$limit": limit})
         cursor = await self._events.aggregate(pipeline)
-        return [UserBacklog(user_id=row["_id"], event_count=row["event_count"]) async for row in cursor]
+        return [
+            UserBacklog(user_id=row["_id"], event_count=row["event_count"], newest_event_at=row["newest"])
+            async for row in cursor
+        ]

@@ -8,10 +8,12 @@ from typing import Any
 from pymongo import ReturnDocument
 
 from memcompress.metrics import Metrics
-from memcompress.models import PROFILE_FIELDS, ProfileDefaults, UserProfile, Watermark, utc_now
+from memcompress.models import PROFILE_FIELDS, ProfileDefaults, UserProfile, Watermark, summary_hash, utc_now
 from memcompress.repositories.database import USER_PROFILES, Document, MongoDatabase
 from memcompress.repositories.documents import document_to_profile
 from memcompress.repositories.errors import ProfileBusy
+
+SUMMARY_HISTORY = 5  # hashes of the worker's recent summaries kept on the profile
 
 
 class MongoUserProfileRepository:
@@ -89,25 +91,32 @@ class MongoUserProfileRepository:
         *,
         expected_version: int,
         summary: str,
-        watermark: Watermark,
+        watermark: Watermark | None,
         folded_refs: Sequence[Any],
     ) -> bool:
-        """Store a new summary only if the version is still ``expected_version`` (fencing).
+        """Store a new summary only if the version is still ``expected_version`` (fencing; a profile
+        the app created has no version yet, which counts as 0).
 
         Records ``folded_refs`` as the pending trim of the new version in the same atomic write, so
-        the events' removal can always be finished later. Returns whether this writer won.
+        the events' removal can always be finished later, and keeps the worker's own copy of the
+        summary (``summary_copy``, ``summary_history``) that detects an app overwriting it. Returns
+        whether this writer won. Writes only fields the worker owns (and ``updated_at``).
         """
         new_version = expected_version + 1
+        fence = expected_version if expected_version else {"$in": [0, None]}  # None: also a missing field
+        pending = {"summary_version": new_version, "refs": list(folded_refs)} if folded_refs else None
         result = await self._profiles.update_one(
-            {"user_id": user_id, "summary_version": expected_version},
+            {"user_id": user_id, "summary_version": fence},
             {
                 "$set": {
                     "memory_summary": summary,
+                    "summary_copy": summary,
                     "summary_version": new_version,
-                    "watermark": {"created_at": watermark.created_at, "event_id": str(watermark.event_id)},
-                    "pending_trim": {"summary_version": new_version, "refs": list(folded_refs)},
+                    "watermark": None if watermark is None else watermark.model_dump(),
+                    "pending_trim": pending,
                     "updated_at": utc_now(),
                 },
+                "$push": {"summary_history": {"$each": [summary_hash(summary)], "$slice": -SUMMARY_HISTORY}},
                 "$inc": {"events_summarized": len(folded_refs)},
             },
         )

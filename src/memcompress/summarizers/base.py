@@ -69,7 +69,7 @@ def transcript_line(event: MemoryEvent) -> str:
     """One event as a JSON line. Quoting (newlines, and ``<`` as ``\\u003c``) keeps the content from
     forging the transcript's boundaries or closing its tags."""
     at = event.created_at.strftime("%Y-%m-%dT%H:%MZ")
-    line = json.dumps({"at": at, "role": event.role.value, "text": event.content}, ensure_ascii=False)
+    line = json.dumps({"at": at, "role": event.role, "text": event.content}, ensure_ascii=False)
     return line.replace("<", "\\u003c")
 
 

@@ -53,7 +53,12 @@ def _sentences(text: str) -> list[str]:
     ]
 
 
-def score_sentence(sentence: str, role: Role) -> float:
+# The user's own words first; tool output, system text and other roles count least.
+ROLE_WEIGHTS: dict[str, float] = {Role.USER: 1.5, Role.ASSISTANT: 0.6, Role.SYSTEM: 0.4}
+OTHER_ROLE_WEIGHT = 0.4
+
+
+def score_sentence(sentence: str, role: str) -> float:
     if len(sentence) < MIN_SENTENCE_CHARS or _SMALL_TALK.match(sentence):
         return 0.0
     score = 1.0
@@ -62,12 +67,12 @@ def score_sentence(sentence: str, role: Role) -> float:
     score += 2.0 if _FIRST_PERSON.search(sentence) else 0.0
     score += 3.0 if _PREFERENCE.search(sentence) else 0.0
     score -= 1.5 if sentence.endswith("?") else 0.0
-    weight = {Role.USER: 1.5, Role.ASSISTANT: 0.6, Role.SYSTEM: 0.4}[role]
+    weight = ROLE_WEIGHTS.get(role, OTHER_ROLE_WEIGHT)
     return max(score, 0.0) * weight
 
 
 def _fact_line(event: MemoryEvent, sentence: str) -> str:
-    return f"- {event.created_at:%Y-%m-%d} ({event.role.value}): {sentence}"
+    return f"- {event.created_at:%Y-%m-%d} ({event.role}): {sentence}"
 
 
 class ExtractiveSummarizer:
