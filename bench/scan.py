@@ -22,6 +22,7 @@ import statistics
 import sys
 import time
 import uuid
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,7 @@ from bench.common import (
     seed_users,
     table,
 )
+from bson import json_util
 from redis.asyncio import Redis
 
 from memcompress.jobs.scan import scan_and_enqueue
@@ -164,6 +166,19 @@ def render(rows: list[dict[str, Any]]) -> str:
     return table(headers, body)
 
 
+def extended_json(value: Any) -> str:
+    """``value`` as MongoDB Extended JSON: the pipeline holds a datetime (the "dated events" bound),
+    which plain ``json.dumps`` refuses. Datetimes as ``{"$date": ISO-8601}``, readable and read back by
+    ``bson.json_util.loads``; anything else BSON-only as ``bson.json_util`` writes it."""
+
+    def default(item: Any) -> Any:
+        if isinstance(item, datetime):
+            return {"$date": item.isoformat()}
+        return json_util.default(item)
+
+    return json.dumps(value, default=default)
+
+
 def plan_summary(explain: dict[str, Any]) -> str:
     """The plan of the first stage ($match): the part an index could serve."""
     text = json.dumps(explain, default=str)
@@ -201,7 +216,7 @@ def main() -> None:
     print()
     print(render(rows))
     largest = rows[-1]
-    print(f"\nPipeline sent by users_over_threshold: {json.dumps(largest['pipeline'])}")
+    print(f"\nPipeline sent by users_over_threshold: {extended_json(largest['pipeline'])}")
     print(f"explain (queryPlanner) at {largest['events']:,} events:")
     noise = ("$clusterTime", "operationTime", "serverInfo", "command", "ok")
     shown = {k: v for k, v in largest["explain"].items() if k not in noise}
