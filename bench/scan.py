@@ -19,16 +19,15 @@ import argparse
 import asyncio
 import json
 import statistics
-import sys
 import time
 import uuid
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for bench.common
-
-from bench.common import (
+from arq.constants import job_key_prefix
+from bson import json_util
+from common import (
     CommandCounter,
     Servers,
     bench_servers,
@@ -38,14 +37,16 @@ from bench.common import (
     seed_users,
     table,
 )
-from bson import json_util
 from redis.asyncio import Redis
 
-from memcompress.jobs.scan import scan_and_enqueue
-from memcompress.keys import ARQ_JOB_PREFIX, job_id
+from memcompress.bootstrap import build_services
+from memcompress.jobs import scan_and_enqueue
+from memcompress.keys import job_id
 from memcompress.metrics import Metrics
-from memcompress.repositories import MongoDatabase, MongoUserMemoryRepository, ensure_indexes
+from memcompress.repositories import MongoDatabase, ensure_indexes
 from memcompress.repositories.database import USER_MEMORY
+from memcompress.settings import load_settings
+from memcompress.summarizers import ExtractiveSummarizer
 
 THRESHOLD = 50
 SIZES = (20, 40, 60, 80, 100)
@@ -84,7 +85,18 @@ async def one_size(servers: Servers, total: int, repeat: int) -> dict[str, Any]:
     started = time.perf_counter()
     await seed_users(database, counts)
     seed_s = time.perf_counter() - started
-    memory = MongoUserMemoryRepository(database)
+    redis = Redis.from_url(servers.redis_url)
+    queue = f"bench:scan:{uuid.uuid4().hex[:6]}"
+    settings = load_settings(
+        mongodb_uri=servers.mongo_url,
+        mongodb_db=name,
+        redis_url=servers.redis_url,
+        queue_name=queue,
+        threshold=THRESHOLD,
+        summarizer="extractive",  # the scan calls no summariser
+    )
+    services = build_services(settings, database, redis, Metrics(), ExtractiveSummarizer())
+    memory = services.memory
 
     timings: list[float] = []
     mongo_cpu: list[float] = []
@@ -102,15 +114,11 @@ async def one_size(servers: Servers, total: int, repeat: int) -> dict[str, Any]:
         "explain", {"aggregate": USER_MEMORY, "pipeline": pipeline, "cursor": {}}, verbosity="queryPlanner"
     )
 
-    redis = Redis.from_url(servers.redis_url)
-    queue = f"bench:scan:{uuid.uuid4().hex[:6]}"
     started = time.perf_counter()
-    result = await scan_and_enqueue(
-        memory, redis, Metrics(), threshold=THRESHOLD, limit=None, queue_name=queue
-    )
+    result = await scan_and_enqueue(services, threshold=THRESHOLD, limit=None)
     scan_s = time.perf_counter() - started
     # Leave nothing behind: the queue and the arq job records of the users queued.
-    await redis.delete(queue, *[ARQ_JOB_PREFIX + job_id(user.user_id) for user in result.users])
+    await redis.delete(queue, *[job_key_prefix + job_id(user.user_id) for user in result.users])
     await redis.aclose()
     await database.db.client.drop_database(name)
     await database.close()
