@@ -7,7 +7,7 @@ FakeLLM (``memcompress.testing.llm_server``) answering after ``--latency`` secon
 - ``tl08``: ``bench/tl08_baseline.py``, a reimplementation of the TL-08 design for comparison only
   (one global lock, users one after another).
 - ``ours``: ``scan_and_enqueue`` (the real scan), then P real worker processes
-  (``python -m arq memcompress.worker.WorkerSettings --burst``, configured by ``MEMCOMPRESS_*`` only)
+  (``python -m memcompress worker --burst``, configured by ``MEMCOMPRESS_*`` only)
   with ``MEMCOMPRESS_MAX_JOBS`` = J and the product's default poll delay. Wall time runs from the
   scan's start to the last worker's exit, so it includes the scan and the workers' start-up (imports,
   connecting); "job span" is the first job's start to the last job's end as recorded in
