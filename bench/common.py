@@ -1,8 +1,9 @@
 """Shared helpers of the benchmark scripts: servers, seeding, Mongo round-trip counting, CPU and RSS
 readings, and a description of the machine. Not a test helper: nothing here asserts timings.
 
-The scripts run from the repository root (``.venv/bin/python bench/<script>.py``); each puts the root
-on ``sys.path`` so that ``bench.common`` and ``tests.support`` import.
+The scripts run from the repository root (``.venv/bin/python bench/<script>.py``): Python puts the
+script's own directory on ``sys.path``, so they import each other as ``common``, ``tl08_baseline`` and
+``per_user_cost``; shared test support (the FakeLLM, worker processes) is ``memcompress.testing``.
 """
 
 from __future__ import annotations

@@ -13,12 +13,7 @@ in its key range), so large histories use a large --batch-size here; on MongoDB 
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for bench.per_user_cost
-
-from bench import per_user_cost
+import per_user_cost
 
 if __name__ == "__main__":
     per_user_cost.main(default_batch_size=5000, default_summarizer="extractive", doc=__doc__)

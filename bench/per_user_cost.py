@@ -32,9 +32,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for bench.common and tests.support
-
-from bench.common import (
+from common import (
     CommandCounter,
     bench_servers,
     load_average,
@@ -44,19 +42,15 @@ from bench.common import (
     table,
 )
 from redis.asyncio import Redis
-from memcompress.testing.llm_server import FakeLLM
 
-from memcompress.jobs.compress import Services, FoldPolicy, run_compression
+from memcompress.bootstrap import build_services
+from memcompress.jobs import run_compression
 from memcompress.metrics import Metrics
-from memcompress.repositories import (
-    MongoCompactionLog,
-    MongoDatabase,
-    MongoUserMemoryRepository,
-    MongoUserProfileRepository,
-    ensure_indexes,
-)
+from memcompress.repositories import MongoDatabase, ensure_indexes
+from memcompress.settings import load_settings
 from memcompress.summarizers import ExtractiveSummarizer, OpenAISummarizer
 from memcompress.summarizers.base import Summarizer
+from memcompress.testing.llm_server import FakeLLM
 
 USER = "bench-user"
 OFFLINE = "-"  # in place of the LLM URL: the offline extractive summariser
@@ -83,15 +77,16 @@ async def measure_one(
     metrics = Metrics()
     redis = Redis.from_url(redis_url)
     summarizer = make_summarizer(llm_url)
-    services = Services(
-        memory=MongoUserMemoryRepository(database, metrics),
-        profiles=MongoUserProfileRepository(database, metrics),
-        compaction_log=MongoCompactionLog(database, metrics),
-        summarizer=summarizer,
-        redis=redis,
-        policy=FoldPolicy(batch_size=batch_size, lock_ttl_s=600),
-        metrics=metrics,
+    settings = load_settings(
+        mongodb_uri=mongo_url,
+        mongodb_db=db_name,
+        redis_url=redis_url,
+        summarizer="extractive" if llm_url == OFFLINE else "openai",
+        retention="delete",  # with either summariser, as this benchmark always measured
+        batch_size=batch_size,
+        lock_ttl_s=600,
     )
+    services = build_services(settings, database, redis, metrics, summarizer)
     await redis.ping()
     baseline = rss_mb()
     peak = baseline

@@ -19,15 +19,15 @@ import argparse
 import asyncio
 import json
 import statistics
-import sys
 import time
 import uuid
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for bench.common
-
-from bench.common import (
+from arq.constants import job_key_prefix
+from bson import json_util
+from common import (
     CommandCounter,
     Servers,
     bench_servers,
@@ -39,11 +39,14 @@ from bench.common import (
 )
 from redis.asyncio import Redis
 
-from memcompress.jobs.scan import scan_and_enqueue
-from memcompress.keys import ARQ_JOB_PREFIX, job_id
+from memcompress.bootstrap import build_services
+from memcompress.jobs import scan_and_enqueue
+from memcompress.keys import job_id
 from memcompress.metrics import Metrics
-from memcompress.repositories import MongoDatabase, MongoUserMemoryRepository, ensure_indexes
+from memcompress.repositories import MongoDatabase, ensure_indexes
 from memcompress.repositories.database import USER_MEMORY
+from memcompress.settings import load_settings
+from memcompress.summarizers import ExtractiveSummarizer
 
 THRESHOLD = 50
 SIZES = (20, 40, 60, 80, 100)
@@ -82,7 +85,18 @@ async def one_size(servers: Servers, total: int, repeat: int) -> dict[str, Any]:
     started = time.perf_counter()
     await seed_users(database, counts)
     seed_s = time.perf_counter() - started
-    memory = MongoUserMemoryRepository(database)
+    redis = Redis.from_url(servers.redis_url)
+    queue = f"bench:scan:{uuid.uuid4().hex[:6]}"
+    settings = load_settings(
+        mongodb_uri=servers.mongo_url,
+        mongodb_db=name,
+        redis_url=servers.redis_url,
+        queue_name=queue,
+        threshold=THRESHOLD,
+        summarizer="extractive",  # the scan calls no summariser
+    )
+    services = build_services(settings, database, redis, Metrics(), ExtractiveSummarizer())
+    memory = services.memory
 
     timings: list[float] = []
     mongo_cpu: list[float] = []
@@ -100,15 +114,11 @@ async def one_size(servers: Servers, total: int, repeat: int) -> dict[str, Any]:
         "explain", {"aggregate": USER_MEMORY, "pipeline": pipeline, "cursor": {}}, verbosity="queryPlanner"
     )
 
-    redis = Redis.from_url(servers.redis_url)
-    queue = f"bench:scan:{uuid.uuid4().hex[:6]}"
     started = time.perf_counter()
-    result = await scan_and_enqueue(
-        memory, redis, Metrics(), threshold=THRESHOLD, limit=None, queue_name=queue
-    )
+    result = await scan_and_enqueue(services, threshold=THRESHOLD, limit=None)
     scan_s = time.perf_counter() - started
     # Leave nothing behind: the queue and the arq job records of the users queued.
-    await redis.delete(queue, *[ARQ_JOB_PREFIX + job_id(user.user_id) for user in result.users])
+    await redis.delete(queue, *[job_key_prefix + job_id(user.user_id) for user in result.users])
     await redis.aclose()
     await database.db.client.drop_database(name)
     await database.close()
@@ -164,6 +174,19 @@ def render(rows: list[dict[str, Any]]) -> str:
     return table(headers, body)
 
 
+def extended_json(value: Any) -> str:
+    """``value`` as MongoDB Extended JSON: the pipeline holds a datetime (the "dated events" bound),
+    which plain ``json.dumps`` refuses. Datetimes as ``{"$date": ISO-8601}``, readable and read back by
+    ``bson.json_util.loads``; anything else BSON-only as ``bson.json_util`` writes it."""
+
+    def default(item: Any) -> Any:
+        if isinstance(item, datetime):
+            return {"$date": item.isoformat()}
+        return json_util.default(item)
+
+    return json.dumps(value, default=default)
+
+
 def plan_summary(explain: dict[str, Any]) -> str:
     """The plan of the first stage ($match): the part an index could serve."""
     text = json.dumps(explain, default=str)
@@ -201,7 +224,7 @@ def main() -> None:
     print()
     print(render(rows))
     largest = rows[-1]
-    print(f"\nPipeline sent by users_over_threshold: {json.dumps(largest['pipeline'])}")
+    print(f"\nPipeline sent by users_over_threshold: {extended_json(largest['pipeline'])}")
     print(f"explain (queryPlanner) at {largest['events']:,} events:")
     noise = ("$clusterTime", "operationTime", "serverInfo", "command", "ok")
     shown = {k: v for k, v in largest["explain"].items() if k not in noise}

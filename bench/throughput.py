@@ -2,12 +2,12 @@
 
 Every configuration gets a fresh database seeded with the same data: U users x ``--events`` events
 (threshold 50, keep_last 20, so each user is one LLM call on our side too). The LLM is the local
-FakeLLM (``tests/support/llm_server.py``) answering after ``--latency`` seconds.
+FakeLLM (``memcompress.testing.llm_server``) answering after ``--latency`` seconds.
 
 - ``tl08``: ``bench/tl08_baseline.py``, a reimplementation of the TL-08 design for comparison only
   (one global lock, users one after another).
 - ``ours``: ``scan_and_enqueue`` (the real scan), then P real worker processes
-  (``python -m arq memcompress.worker.WorkerSettings --burst``, configured by ``MEMCOMPRESS_*`` only)
+  (``python -m memcompress worker --burst``, configured by ``MEMCOMPRESS_*`` only)
   with ``MEMCOMPRESS_MAX_JOBS`` = J and the product's default poll delay. Wall time runs from the
   scan's start to the last worker's exit, so it includes the scan and the workers' start-up (imports,
   connecting); "job span" is the first job's start to the last job's end as recorded in
@@ -37,27 +37,25 @@ import argparse
 import asyncio
 import json
 import resource
-import sys
 import time
 import uuid
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for bench.* and tests.support
-
-from bench.common import Servers, bench_servers, load_average, print_machine, process_cpu_s, seed_users, table
-from bench.tl08_baseline import run_tl08
+from common import Servers, bench_servers, load_average, print_machine, process_cpu_s, seed_users, table
 from redis.asyncio import Redis
+from tl08_baseline import run_tl08
+
+from memcompress.bootstrap import build_services
+from memcompress.jobs import scan_and_enqueue
+from memcompress.metrics import Metrics
+from memcompress.repositories import MongoDatabase, ensure_indexes
+from memcompress.repositories.database import COMPACTION_LOG, USER_MEMORY
+from memcompress.settings import Settings, load_settings
+from memcompress.summarizers import ExtractiveSummarizer, OpenAISummarizer
 from memcompress.testing.llm_server import FakeLLM
 from memcompress.testing.workers import start_worker, worker_env
-
-from memcompress.jobs.scan import scan_and_enqueue
-from memcompress.metrics import Metrics
-from memcompress.repositories import MongoDatabase, MongoUserMemoryRepository, ensure_indexes
-from memcompress.repositories.database import COMPACTION_LOG, USER_MEMORY
-from memcompress.settings import Settings
-from memcompress.summarizers import OpenAISummarizer
 
 THRESHOLD = 50
 KEEP_LAST = 20
@@ -180,19 +178,23 @@ async def run_ours(
         max_jobs=max_jobs,
         **({} if poll_delay_s is None else {"poll_delay_s": poll_delay_s}),
     )
+    # The scan runs here, on the workers' database, queue and fold settings; it calls no summariser.
+    settings = load_settings(
+        mongodb_uri=servers.mongo_url,
+        mongodb_db=db_name,
+        redis_url=servers.redis_url,
+        queue_name=queue,
+        threshold=THRESHOLD,
+        keep_last=KEEP_LAST,
+        summarizer="extractive",
+    )
+    services = build_services(settings, database, redis, Metrics(), ExtractiveSummarizer())
     llm_before = llm.requests
     ops_before = await server_ops(database)
     mongo_before = process_cpu_s(servers.mongo_pid)
     children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    scan = await scan_and_enqueue(
-        MongoUserMemoryRepository(database),
-        redis,
-        Metrics(),
-        threshold=THRESHOLD,
-        limit=None,
-        queue_name=queue,
-    )
+    scan = await scan_and_enqueue(services, threshold=THRESHOLD, limit=None)
     workers = [start_worker(env, burst=True) for _ in range(processes)]
     problems: list[str] = []
     for worker in workers:
