@@ -26,10 +26,12 @@ from memcompress.repositories import (
     MongoDeadLetters,
     MongoMaintenance,
     MongoUserMemoryRepository,
+    MongoUserOverrides,
     MongoUserProfileRepository,
     RedisJobQueue,
     RedisUserLocks,
 )
+from memcompress.repositories.documents import EventRules
 from memcompress.repositories.job_queue import health_check_key
 from memcompress.repositories.protocols import JobQueue
 from memcompress.settings import Settings
@@ -74,8 +76,11 @@ def build_services(
 ) -> Services:
     """The services over clients that are already connected (``open_services`` connects them)."""
     return Services(
-        memory=MongoUserMemoryRepository(database, metrics),
+        memory=MongoUserMemoryRepository(
+            database, metrics, EventRules(settings.pinned_tag, settings.pinned_roles)
+        ),
         profiles=MongoUserProfileRepository(database, metrics, settings.profile_defaults()),
+        overrides=MongoUserOverrides(database, metrics),
         compaction_log=MongoCompactionLog(database, metrics),
         dead_letters=MongoDeadLetters(database, metrics),
         maintenance=MongoMaintenance(database, memory_ttl_days=settings.memory_ttl_days),

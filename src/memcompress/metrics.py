@@ -86,6 +86,11 @@ class Metrics:
             ["action"],
             registry=r,
         )
+        self.compaction_cap_hits = Counter(
+            "memcompress_compaction_cap_hits_total",
+            "Runs skipped because the user reached MEMCOMPRESS_MAX_COMPACTIONS_PER_DAY.",
+            registry=r,
+        )
         # The queue (worker processes).
         self.jobs = Counter(
             "memcompress_jobs_total",

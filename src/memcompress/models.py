@@ -20,6 +20,13 @@ from pydantic import (
 )
 
 MAX_USER_ID_CHARS = 256
+# Token estimates from character counts, for thresholds and targets: English runs at about 4 characters
+# per token and Cyrillic at about 2.5 with OpenAI's tokenizers; 3 errs towards more tokens for Latin.
+CHARS_PER_TOKEN = 3
+
+
+def estimate_tokens(chars: int) -> int:
+    return -(-chars // CHARS_PER_TOKEN)
 
 
 def utc_now() -> datetime:
@@ -54,11 +61,23 @@ def _tags_or_none(value: object) -> list[str]:
     return []
 
 
+class ToolCall(BaseModel):
+    """One OpenAI-shaped tool call of an assistant message (``tool_calls[i]``)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    name: str = ""
+    arguments: str = ""
+
+
 class MemoryEvent(BaseModel):
     """One message of a user's chat history, as stored in ``user_memory``.
 
     What the fold needs (a *foldable* event): the user's id, a date ``created_at``, a non-empty role
-    string and non-empty text content of any length. ``event_id`` and ``tags`` are optional.
+    string and non-empty text content of any length (or tool calls). ``event_id`` and ``tags`` are
+    optional. ``tool_calls`` (an assistant calling tools) and ``tool_call_id`` (a tool's result)
+    pair events that the fold keeps together.
     """
 
     model_config = ConfigDict(frozen=True, extra="ignore")
@@ -71,6 +90,12 @@ class MemoryEvent(BaseModel):
     content: Annotated[str, StringConstraints(min_length=1)]
     created_at: UtcDatetime = Field(default_factory=utc_now)
     tags: Annotated[list[str], BeforeValidator(_tags_or_none)] = Field(default_factory=list)
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: Annotated[str | None, BeforeValidator(_optional_id)] = None
+
+    @property
+    def call_ids(self) -> set[str]:
+        return {call.id for call in self.tool_calls if call.id}
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +211,23 @@ def summary_hash(text: str) -> str:
 PROFILE_FIELDS = ("language", "persona", "tone", "preferred_topics")
 
 
+class UserOverrides(BaseModel):
+    """Per-user settings (``compression_overrides``, set with ``memcompress override``): each one unset
+    means "the setting's value". Used by the scan, the job and dry runs alike."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    threshold: int | None = Field(default=None, ge=1)
+    keep_last: int | None = Field(default=None, ge=0)
+    trigger_tokens: int | None = Field(default=None, ge=1)
+    target_tokens: int | None = Field(default=None, ge=0)
+    model: str | None = Field(default=None, min_length=1)
+    language: str | None = Field(default=None, min_length=1)
+
+    def is_empty(self) -> bool:
+        return not self.model_dump(exclude_none=True)
+
+
 class Outcome(StrEnum):
     COMPRESSED = "compressed"
     SKIPPED = "skipped"
@@ -243,3 +285,12 @@ class UserBacklog:
     user_id: str
     event_count: int
     newest_event_at: datetime | None = None
+    chars: int = 0  # content characters of those events (for token triggers)
+
+
+@dataclass(frozen=True, slots=True)
+class HistorySize:
+    """A user's foldable events: how many, and their content's characters."""
+
+    events: int
+    chars: int

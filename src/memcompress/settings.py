@@ -103,6 +103,18 @@ class Settings(BaseSettings):
     lock_ttl_s: float = Field(
         360.0, gt=0, description="per-user lock; renewed while held; must exceed the job timeout"
     )
+    trigger_tokens: int | None = Field(
+        None, ge=1, description="also compress when the foldable history is above this many tokens"
+    )
+    target_tokens: int | None = Field(
+        None, ge=0, description="fold until the kept history is at most this many tokens"
+    )
+    min_fold: int = Field(10, ge=1, description="no compression folds fewer events than this")
+    max_compactions_per_day: int = Field(48, ge=1, description="per user, in any 24 hours")
+    pinned_tag: str = Field("pinned", min_length=1, description="events tagged so stay verbatim")
+    pinned_roles: Annotated[tuple[str, ...], NoDecode] = Field(
+        (), description="roles whose events stay verbatim (comma-separated)"
+    )
     memory_ttl_days: int | None = Field(
         None, ge=1, description="opt-in TTL index on user_memory; deletes unsummarised memory"
     )
@@ -143,6 +155,13 @@ class Settings(BaseSettings):
     metrics_port: int = Field(9108, ge=0, le=65535, description="0 disables the /metrics endpoint")
     pushgateway_url: str | None = Field(None, description="run-once pushes its metrics here when set")
 
+    @field_validator("pinned_roles", mode="before")
+    @classmethod
+    def _pinned_roles(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(role.strip() for role in value.split(",") if role.strip())
+        return value
+
     @field_validator("mongodb_uri")
     @classmethod
     def _mongodb_uri(cls, value: str) -> str:
@@ -175,6 +194,19 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"MEMCOMPRESS_KEEP_LAST ({self.keep_last}) must be less than "
                 f"MEMCOMPRESS_THRESHOLD ({self.threshold})"
+            )
+        if self.trigger_tokens is not None and self.target_tokens is None:
+            raise ValueError(
+                "MEMCOMPRESS_TRIGGER_TOKENS needs MEMCOMPRESS_TARGET_TOKENS (what to fold down to)"
+            )
+        if (
+            self.trigger_tokens is not None
+            and self.target_tokens is not None
+            and not self.target_tokens < self.trigger_tokens
+        ):
+            raise ValueError(
+                f"MEMCOMPRESS_TARGET_TOKENS ({self.target_tokens}) must be less than "
+                f"MEMCOMPRESS_TRIGGER_TOKENS ({self.trigger_tokens})"
             )
         if self.summarizer is None:
             llm_configured = self.llm_base_url is not None or self.llm_api_key is not None

@@ -235,7 +235,7 @@ async def test_malformed_documents_are_skipped_counted_logged_by_id_and_kept(
         streamed = [s async for s in memory.iter_oldest("u", batch_size=3)]
         recent = await memory.get_recent_events("u", 100)
     assert len(streamed) == 5 and len(recent) == 5
-    assert await memory.count_foldable_events("u") == 5
+    assert (await memory.foldable_size("u")).events == 5
     assert len(await memory.unfoldable_refs("u", 100)) == len(MALFORMED)
     counted = metrics.registry.get_sample_value(
         "memcompress_malformed_documents_total", {"collection": USER_MEMORY}

@@ -8,6 +8,7 @@ import itertools
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
+from datetime import datetime
 from typing import Any
 
 from memcompress.jobs import FoldPolicy, JobPolicy, Services
@@ -16,10 +17,13 @@ from memcompress.models import (
     PROFILE_FIELDS,
     CompactionRecord,
     DeadLetter,
+    HistorySize,
     MemoryEvent,
+    Outcome,
     PendingTrim,
     StoredEvent,
     UserBacklog,
+    UserOverrides,
     UserProfile,
     Watermark,
     summary_hash,
@@ -27,6 +31,8 @@ from memcompress.models import (
 from memcompress.repositories.errors import LockBusy, ProfileBusy
 from memcompress.settings import Settings
 from memcompress.summarizers.base import Summarizer
+
+PINNED = "pinned"
 
 
 class FakeMemory:
@@ -40,7 +46,12 @@ class FakeMemory:
         return len(events)
 
     def _ordered(self, user_id: str) -> list[StoredEvent]:
-        mine = [StoredEvent(ref, e) for ref, e in self.events.items() if e.user_id == user_id]
+        """The user's foldable events (pinned ones are not), in the fold's order."""
+        mine = [
+            StoredEvent(ref, e)
+            for ref, e in self.events.items()
+            if e.user_id == user_id and PINNED not in e.tags
+        ]
         return sorted(mine, key=lambda s: (s.event.created_at, s.ref))
 
     async def get_recent_events(self, user_id: str, limit: int) -> list[MemoryEvent]:
@@ -49,8 +60,15 @@ class FakeMemory:
     async def count_events(self, user_id: str) -> int:
         return len(self._ordered(user_id))
 
-    async def count_foldable_events(self, user_id: str) -> int:
-        return len(self._ordered(user_id))
+    async def foldable_size(self, user_id: str) -> HistorySize:
+        events = [s.event for s in self._ordered(user_id)]
+        return HistorySize(len(events), sum(len(e.content) for e in events))
+
+    async def count_pinned(self, user_id: str) -> int:
+        return sum(e.user_id == user_id and PINNED in e.tags for e in self.events.values())
+
+    async def newest_foldable(self, user_id: str, limit: int) -> list[MemoryEvent]:
+        return [s.event for s in self._ordered(user_id)[-limit:]]
 
     async def unfoldable_refs(self, user_id: str, limit: int) -> list[Any]:
         return []
@@ -137,9 +155,32 @@ class FakeProfiles:
         return True
 
 
+class FakeOverrides:
+    def __init__(self) -> None:
+        self.overrides: dict[str, UserOverrides] = {}
+
+    async def get(self, user_id: str) -> UserOverrides | None:
+        return self.overrides.get(user_id)
+
+    async def all(self) -> dict[str, UserOverrides]:
+        return dict(self.overrides)
+
+    async def set(self, user_id: str, overrides: UserOverrides) -> None:
+        self.overrides[user_id] = overrides
+
+    async def clear(self, user_id: str) -> bool:
+        return self.overrides.pop(user_id, None) is not None
+
+
 class FakeCompactionLog:
     def __init__(self) -> None:
         self.records: list[CompactionRecord] = []
+
+    async def compressions_since(self, user_id: str, since: datetime) -> int:
+        return sum(
+            r.user_id == user_id and r.outcome is Outcome.COMPRESSED and r.finished_at >= since
+            for r in self.records
+        )
 
     async def record(self, entry: CompactionRecord) -> None:
         self.records.append(entry)
@@ -269,6 +310,7 @@ def fake_services(summarizer: Summarizer, **policy: Any) -> Services:
     return Services(
         memory=FakeMemory(),
         profiles=FakeProfiles(),
+        overrides=FakeOverrides(),
         compaction_log=FakeCompactionLog(),
         dead_letters=FakeDeadLetters(),
         maintenance=FakeMaintenance(),

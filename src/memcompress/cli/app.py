@@ -7,7 +7,7 @@ import logging
 
 import click
 
-from memcompress.cli import admin_commands, queue_commands, scan_commands, user_commands
+from memcompress.cli import admin_commands, config_commands, queue_commands, scan_commands, user_commands
 from memcompress.cli.context import CliState, setup_logging
 
 
@@ -32,6 +32,6 @@ def cli(ctx: click.Context, verbose: bool, log_format: str) -> None:
     ctx.obj = CliState(verbose=verbose, log_format=log_format)
 
 
-for module in (scan_commands, user_commands, queue_commands, admin_commands):
+for module in (scan_commands, user_commands, queue_commands, config_commands, admin_commands):
     for command in module.COMMANDS:
         cli.add_command(command)

@@ -14,10 +14,13 @@ How the steps keep it:
    ``memory_summary`` back from a stale copy (its ``save()`` writes the whole profile), the summary is
    repaired from the worker's own copy before anything else: restored when the app's text is one of
    the worker's own earlier summaries, merged (both texts kept) when it is not.
-3. Decide. With at most ``threshold`` foldable events, skip (a user with no events at all leaves no
-   trace). Otherwise fold every foldable event except the newest ``keep_last`` at this moment,
-   streamed oldest first in ``(created_at, _id)`` order, in bounded batches (the history is never
-   loaded). Documents the fold cannot use are kept, never counted, and reported once per run.
+3. Decide. With at most ``threshold`` foldable events (and tokens under ``trigger_tokens``), skip (a
+   user with no events at all leaves no trace). Otherwise fold every foldable event except the
+   newest ``keep_last`` (and ``target_tokens``) at this moment, moving that boundary older so that
+   no tool call is split from its results; streamed oldest first in ``(created_at, _id)`` order, in
+   bounded batches (the history is never loaded). Pinned events are never folded or counted;
+   documents the fold cannot use are kept, never counted, and reported once per run. Folding fewer
+   than ``min_fold`` events, or past the daily cap, is skipped before any LLM call.
 4. Chunk. Cut the stream into chunks that fit one summariser request.
 5. Summarise each chunk together with the summary so far (each chunk's output feeds the next). A
    failed or unusable answer stops the run here: nothing of that chunk is trimmed.
@@ -34,13 +37,18 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, replace
+from datetime import timedelta
 from typing import Any
 
+from memcompress.jobs.boundary import Limits, events_to_fold
 from memcompress.jobs.services import FoldPolicy, Services
 from memcompress.models import (
     CompactionRecord,
+    HistorySize,
     Outcome,
     StoredEvent,
+    UserOverrides,
     UserProfile,
     Watermark,
     summary_hash,
@@ -133,12 +141,47 @@ def _failed(record: CompactionRecord, error: Exception) -> None:
     record.error_class, record.retryable = type(error).__name__, True
 
 
-def fold_size(policy: FoldPolicy, foldable: int) -> int:
-    """Step 3's decision, shared with dry runs: how many of the oldest foldable events to fold (0: none).
+@dataclass(frozen=True, slots=True)
+class FoldDecision:
+    """Step 3's decision, shared with dry runs: fold the ``to_fold`` oldest foldable events (0: none,
+    and ``reason`` says why)."""
 
-    Counts only foldable events, so documents it must skip never make a user look over the threshold.
-    """
-    return foldable - policy.keep_last if foldable > policy.threshold else 0
+    limits: Limits
+    overrides: UserOverrides | None
+    size: HistorySize
+    to_fold: int = 0
+    reason: str = ""
+
+
+async def decide(services: Services, user_id: str) -> FoldDecision:
+    """Counts only foldable events (pinned ones and documents the fold must skip never make a user look
+    over the threshold), keeps tool exchanges whole (see :mod:`memcompress.jobs.boundary`), folds no
+    fewer than ``min_fold`` events and compresses a user at most ``max_compactions_per_day`` times."""
+    overrides = await services.overrides.get(user_id)
+    limits = services.policy.limits(overrides)
+    size = await services.memory.foldable_size(user_id)
+    decision = FoldDecision(limits, overrides, size)
+    if not limits.over_trigger(size.events, size.chars):
+        tokens = f" or {limits.trigger_tokens} tokens" if limits.trigger_tokens else ""
+        return replace(
+            decision, reason=f"not over the threshold of {limits.threshold} foldable events{tokens}"
+        )
+    window = await services.memory.newest_foldable(user_id, limits.window_size())
+    to_fold = events_to_fold(size.events, window, limits)
+    if to_fold < limits.smallest_fold:
+        return replace(
+            decision, reason=f"would fold {to_fold} events, fewer than the minimum of {limits.smallest_fold}"
+        )
+    since = utc_now() - timedelta(days=1)
+    if (
+        await services.compaction_log.compressions_since(user_id, since)
+        >= services.policy.max_compactions_per_day
+    ):
+        services.metrics.compaction_cap_hits.inc()
+        return replace(
+            decision, reason=f"compressed {services.policy.max_compactions_per_day} times in 24 hours already"
+        )
+    return replace(decision, to_fold=to_fold)
 
 
 def chunks_to_fold(services: Services, user_id: str, to_fold: int) -> AsyncIterator[list[StoredEvent]]:
@@ -150,10 +193,14 @@ def chunks_to_fold(services: Services, user_id: str, to_fold: int) -> AsyncItera
 
 
 def summary_request(
-    policy: FoldPolicy, summary: str | None, chunk: Sequence[StoredEvent], language: str
+    policy: FoldPolicy,
+    summary: str | None,
+    chunk: Sequence[StoredEvent],
+    language: str,
+    model: str | None = None,
 ) -> SummaryRequest:
-    """Step 5's request: the summary so far and one chunk."""
-    return SummaryRequest(summary, [s.event for s in chunk], language, policy.summary_max_chars)
+    """Step 5's request: the summary so far and one chunk (``model``: a per-user model, if any)."""
+    return SummaryRequest(summary, [s.event for s in chunk], language, policy.summary_max_chars, model)
 
 
 async def _fold(services: Services, user_id: str, lock: HeldLock, record: CompactionRecord) -> None:
@@ -168,23 +215,23 @@ async def _fold(services: Services, user_id: str, lock: HeldLock, record: Compac
 
     # Step 3: decide what to fold.
     record.events_before = await services.memory.count_events(user_id)
-    foldable = await services.memory.count_foldable_events(user_id)
-    await _report_unfoldable(services, user_id, record, foldable)
-    to_fold = fold_size(services.policy, foldable)
-    if to_fold <= 0:
-        raise _Stop(Outcome.SKIPPED, f"not over the threshold of {services.policy.threshold} foldable events")
+    decision = await decide(services, user_id)
+    await _report_unfoldable(services, user_id, record, decision.size.events)
+    if decision.to_fold <= 0:
+        raise _Stop(Outcome.SKIPPED, decision.reason)
     profile = profile or await services.profiles.get(user_id)  # created only now that there is work
     record.summary_chars_before = len(profile.memory_summary or "")
     record.summary_version = profile.summary_version
 
     summary, version, watermark = profile.memory_summary, profile.summary_version, profile.watermark
-    language = profile.language or services.policy.default_language
+    overrides = decision.overrides or UserOverrides()
+    language = overrides.language or profile.language or services.policy.default_language
+    record.model = overrides.model or record.model
     # Step 4: chunk.
-    async for chunk in chunks_to_fold(services, user_id, to_fold):
+    async for chunk in chunks_to_fold(services, user_id, decision.to_fold):
         # Step 5: summarise the chunk together with the summary so far.
-        result = await _summarize(
-            services, summary_request(services.policy, summary, chunk, language), record
-        )
+        request = summary_request(services.policy, summary, chunk, language, overrides.model)
+        result = await _summarize(services, request, record)
         summary = result.text
 
         # Step 6: store, conditional on the version read before (fencing).
@@ -248,8 +295,11 @@ async def _repair_summary(services: Services, profile: UserProfile, record: Comp
 async def _report_unfoldable(
     services: Services, user_id: str, record: CompactionRecord, foldable: int
 ) -> None:
-    """Once per run: how many of the user's documents the fold cannot use, and some of their ``_id``s."""
-    record.unfoldable = max(record.events_before - foldable, 0)
+    """Once per run: how many of the user's documents the fold cannot use (pinned ones aside), and some
+    of their ``_id``s."""
+    if record.events_before > foldable:
+        pinned = await services.memory.count_pinned(user_id)
+        record.unfoldable = max(record.events_before - foldable - pinned, 0)
     if record.unfoldable:
         refs = await services.memory.unfoldable_refs(user_id, UNFOLDABLE_LOGGED)
         log.warning(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from memcompress.jobs.compress import chunks_to_fold, fold_size, summary_request
+from memcompress.jobs.compress import chunks_to_fold, decide, summary_request
 from memcompress.jobs.services import Services
 from memcompress.summarizers.base import transcript_chars
 
@@ -19,6 +19,9 @@ class CompressionPlan:
     threshold: int
     keep_last: int
     would_compress: bool
+    pinned: int = 0  # events that stay verbatim (pinned tag or role): never folded or counted
+    reason: str | None = None  # why nothing would be folded
+    overrides: dict[str, object] = field(default_factory=dict)
     events_to_fold: int = 0
     chunk_sizes: list[int] = field(default_factory=list)
     transcript_chars: int = 0
@@ -35,17 +38,25 @@ async def plan_compression(services: Services, user_id: str, *, preview: bool = 
     policy = services.policy
     profile = await services.profiles.find(user_id)
     summary = profile.memory_summary if profile else None
-    language = (profile.language if profile else None) or policy.default_language
-    to_fold = fold_size(policy, await services.memory.count_foldable_events(user_id))
+    decision = await decide(services, user_id)
+    overrides = decision.overrides
+    language = (
+        (overrides.language if overrides else None)
+        or (profile.language if profile else None)
+        or policy.default_language
+    )
     plan = CompressionPlan(
         user_id=user_id,
         events=await services.memory.count_events(user_id),
-        threshold=policy.threshold,
-        keep_last=policy.keep_last,
-        would_compress=to_fold > 0,
+        threshold=decision.limits.threshold,
+        keep_last=decision.limits.keep_last,
+        would_compress=decision.to_fold > 0,
+        pinned=await services.memory.count_pinned(user_id),
+        reason=decision.reason or None,
+        overrides=overrides.model_dump(exclude_none=True) if overrides else {},
         summary_chars_now=len(summary or ""),
     )
-    async for chunk in chunks_to_fold(services, user_id, to_fold):
+    async for chunk in chunks_to_fold(services, user_id, decision.to_fold):
         plan.chunk_sizes.append(len(chunk))
         plan.events_to_fold += len(chunk)
         chars = sum(transcript_chars(s.event) for s in chunk)

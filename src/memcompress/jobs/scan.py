@@ -8,7 +8,7 @@ are harmless because job ids collapse.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from memcompress.jobs.services import Services
 from memcompress.models import UserBacklog, utc_now
@@ -34,22 +34,30 @@ class ScanResult:
 async def find_users(
     services: Services, *, threshold: int | None = None, limit: int | None = None
 ) -> list[UserBacklog]:
-    """Users over ``threshold`` (default: the policy's), most events first; changes nothing.
+    """Users over their trigger, most events first; changes nothing.
 
-    A dead-lettered user is left out until it has events newer than its dead letter: it would fail
-    the same way again (``memcompress enqueue --dead-letters`` retries on purpose). At most as many
-    users are left out as there are dead letters, so asking for that many more keeps ``limit`` full.
+    Each user's trigger is the policy's (``threshold``, when given, replaces its event threshold) with
+    that user's overrides applied: more than the threshold's foldable events, or more than
+    ``trigger_tokens`` estimated tokens of them. A dead-lettered user is left out until it has events
+    newer than its dead letter: it would fail the same way again (``memcompress enqueue
+    --dead-letters`` retries on purpose).
     """
+    policy = services.policy if threshold is None else replace(services.policy, threshold=threshold)
+    overrides = await services.overrides.all()
+    limits = [policy.limits(o) for o in overrides.values()] + [policy.limits()]
+    # The aggregation counts every user once; it need only return those that can be over a trigger.
+    floor = 0 if any(lim.trigger_tokens for lim in limits) else min(lim.threshold for lim in limits)
     letters = {
         letter.user_id: letter.failed_at for letter in await services.dead_letters.list(DEAD_LETTERS_READ)
     }
-    asked = None if limit is None else limit + len(letters)
-    users = await services.memory.users_over_threshold(threshold or services.policy.threshold, asked)
     waiting = [
         user
-        for user in users
-        if user.user_id not in letters
-        or (user.newest_event_at is not None and user.newest_event_at > letters[user.user_id])
+        for user in await services.memory.users_over_threshold(floor)
+        if policy.limits(overrides.get(user.user_id)).over_trigger(user.event_count, user.chars)
+        and (
+            user.user_id not in letters
+            or (user.newest_event_at is not None and user.newest_event_at > letters[user.user_id])
+        )
     ]
     return waiting[:limit]
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from memcompress.jobs.boundary import Limits
 from memcompress.metrics import Metrics
+from memcompress.models import UserOverrides
 from memcompress.repositories.protocols import (
     CompactionLog,
     DeadLetters,
@@ -17,6 +19,7 @@ from memcompress.repositories.protocols import (
     Maintenance,
     UserLocks,
     UserMemoryRepository,
+    UserOverridesRepository,
     UserProfileRepository,
 )
 from memcompress.settings import Settings
@@ -34,6 +37,10 @@ class FoldPolicy:
     summary_max_chars: int
     retention: Literal["delete", "archive"]
     default_language: str
+    trigger_tokens: int | None
+    target_tokens: int | None
+    min_fold: int
+    max_compactions_per_day: int
 
     @classmethod
     def from_settings(cls, settings: Settings) -> FoldPolicy:
@@ -45,6 +52,21 @@ class FoldPolicy:
             summary_max_chars=settings.summary_max_chars,
             retention=settings.retention_mode,
             default_language=settings.default_language,
+            trigger_tokens=settings.trigger_tokens,
+            target_tokens=settings.target_tokens,
+            min_fold=settings.min_fold,
+            max_compactions_per_day=settings.max_compactions_per_day,
+        )
+
+    def limits(self, overrides: UserOverrides | None = None) -> Limits:
+        """This policy's limits for one user, with that user's overrides applied."""
+        ov = overrides or UserOverrides()
+        return Limits(
+            threshold=ov.threshold or self.threshold,
+            keep_last=self.keep_last if ov.keep_last is None else ov.keep_last,
+            trigger_tokens=ov.trigger_tokens or self.trigger_tokens,
+            target_tokens=self.target_tokens if ov.target_tokens is None else ov.target_tokens,
+            min_fold=self.min_fold,
         )
 
 
@@ -69,6 +91,7 @@ class JobPolicy:
 class Services:
     memory: UserMemoryRepository
     profiles: UserProfileRepository
+    overrides: UserOverridesRepository
     compaction_log: CompactionLog
     dead_letters: DeadLetters
     maintenance: Maintenance

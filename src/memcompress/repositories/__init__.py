@@ -16,6 +16,7 @@ from memcompress.repositories.indexes import ensure_indexes
 from memcompress.repositories.job_queue import RedisJobQueue
 from memcompress.repositories.locks import RedisUserLocks
 from memcompress.repositories.maintenance import MongoMaintenance
+from memcompress.repositories.overrides import MongoUserOverrides
 from memcompress.repositories.protocols import (
     CompactionLog,
     DeadLetters,
@@ -24,6 +25,7 @@ from memcompress.repositories.protocols import (
     Maintenance,
     UserLocks,
     UserMemoryRepository,
+    UserOverridesRepository,
     UserProfileRepository,
 )
 from memcompress.repositories.user_memory import MongoUserMemoryRepository
@@ -43,6 +45,7 @@ __all__ = [
     "MongoDeadLetters",
     "MongoMaintenance",
     "MongoUserMemoryRepository",
+    "MongoUserOverrides",
     "MongoUserProfileRepository",
     "ProfileBusy",
     "RedisJobQueue",
@@ -50,6 +53,7 @@ __all__ = [
     "StoreUnavailable",
     "UserLocks",
     "UserMemoryRepository",
+    "UserOverridesRepository",
     "UserProfileRepository",
     "ensure_indexes",
 ]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from memcompress.metrics import Metrics
-from memcompress.models import CompactionRecord
+from memcompress.models import CompactionRecord, Outcome
 from memcompress.repositories.database import COMPACTION_LOG, MongoDatabase
 from memcompress.repositories.documents import valid_models
 
@@ -15,6 +17,10 @@ class MongoCompactionLog:
 
     async def record(self, entry: CompactionRecord) -> None:
         await self._log.insert_one(entry.model_dump(mode="python"))
+
+    async def compressions_since(self, user_id: str, since: datetime) -> int:
+        query = {"user_id": user_id, "finished_at": {"$gte": since}, "outcome": Outcome.COMPRESSED.value}
+        return await self._log.count_documents(query)
 
     async def recent(self, limit: int = 20, user_id: str | None = None) -> list[CompactionRecord]:
         query = {} if user_id is None else {"user_id": user_id}

@@ -19,6 +19,7 @@ USER_MEMORY_ARCHIVE = "user_memory_archive"
 USER_PROFILES = "user_profiles"
 COMPACTION_LOG = "compaction_log"
 DEAD_LETTERS = "compression_dead_letters"
+OVERRIDES = "compression_overrides"
 
 Document = dict[str, Any]
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from memcompress.repositories.database import (
     COMPACTION_LOG,
     DEAD_LETTERS,
+    OVERRIDES,
     USER_MEMORY,
     USER_MEMORY_ARCHIVE,
     USER_PROFILES,
@@ -20,6 +21,7 @@ USER_COLLECTIONS = {
     USER_PROFILES: "user_id",
     COMPACTION_LOG: "user_id",
     DEAD_LETTERS: "_id",
+    OVERRIDES: "_id",
 }
 
 

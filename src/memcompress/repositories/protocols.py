@@ -11,14 +11,17 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager
+from datetime import datetime
 from typing import Any, Protocol
 
 from memcompress.models import (
     CompactionRecord,
     DeadLetter,
+    HistorySize,
     MemoryEvent,
     StoredEvent,
     UserBacklog,
+    UserOverrides,
     UserProfile,
     Watermark,
 )
@@ -31,7 +34,11 @@ class UserMemoryRepository(Protocol):
 
     async def count_events(self, user_id: str) -> int: ...
 
-    async def count_foldable_events(self, user_id: str) -> int: ...
+    async def foldable_size(self, user_id: str) -> HistorySize: ...
+
+    async def count_pinned(self, user_id: str) -> int: ...
+
+    async def newest_foldable(self, user_id: str, limit: int) -> list[MemoryEvent]: ...
 
     async def unfoldable_refs(self, user_id: str, limit: int) -> list[Any]: ...
 
@@ -68,10 +75,24 @@ class UserProfileRepository(Protocol):
     async def clear_pending_trim(self, user_id: str, summary_version: int) -> bool: ...
 
 
+class UserOverridesRepository(Protocol):
+    async def get(self, user_id: str) -> UserOverrides | None: ...
+
+    async def all(self) -> dict[str, UserOverrides]: ...
+
+    async def set(self, user_id: str, overrides: UserOverrides) -> None: ...
+
+    async def clear(self, user_id: str) -> bool: ...
+
+
 class CompactionLog(Protocol):
     async def record(self, entry: CompactionRecord) -> None: ...
 
     async def recent(self, limit: int = 20, user_id: str | None = None) -> list[CompactionRecord]: ...
+
+    async def compressions_since(self, user_id: str, since: datetime) -> int:
+        """How many runs compressed the user since ``since`` (the daily cap)."""
+        ...
 
 
 class DeadLetters(Protocol):

@@ -9,15 +9,9 @@ from typing import Any
 from pymongo import ReplaceOne
 
 from memcompress.metrics import Metrics
-from memcompress.models import MemoryEvent, StoredEvent, UserBacklog, utc_now
+from memcompress.models import HistorySize, MemoryEvent, StoredEvent, UserBacklog, utc_now
 from memcompress.repositories.database import USER_MEMORY, USER_MEMORY_ARCHIVE, Document, MongoDatabase
-from memcompress.repositories.documents import (
-    DATED,
-    FOLDABLE_CONTENT,
-    event_to_document,
-    foldable_content,
-    valid_events,
-)
+from memcompress.repositories.documents import DATED, EventRules, event_to_document, valid_events
 
 # The fold's total order. The (user_id, created_at, _id) index serves both directions.
 OLDEST_FIRST = [("created_at", 1), ("_id", 1)]
@@ -30,11 +24,18 @@ def _chunks(refs: Sequence[Any], size: int = REFS_PER_COMMAND) -> list[list[Any]
     return [list(refs[i : i + size]) for i in range(0, len(refs), size)]
 
 
+# Characters of a string `content` (content-part lists and tool calls count as 0: an estimate).
+CONTENT_CHARS = {"$cond": [{"$eq": [{"$type": "$content"}, "string"]}, {"$strLenCP": "$content"}, 0]}
+
+
 class MongoUserMemoryRepository:
-    def __init__(self, database: MongoDatabase, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self, database: MongoDatabase, metrics: Metrics | None = None, rules: EventRules | None = None
+    ) -> None:
         self._events = database.collection(USER_MEMORY)
         self._archive = database.collection(USER_MEMORY_ARCHIVE)
         self._metrics = metrics or Metrics()
+        self._rules = rules or EventRules()
 
     async def append_events(self, events: Sequence[MemoryEvent]) -> int:
         if not events:
@@ -49,25 +50,47 @@ class MongoUserMemoryRepository:
         if limit <= 0:
             return []
         docs = await self._events.find({"user_id": user_id}).sort(NEWEST_FIRST).limit(limit).to_list()
-        return [stored.event for stored in valid_events(USER_MEMORY, reversed(docs), self._metrics)]
+        return [
+            stored.event for stored in valid_events(USER_MEMORY, reversed(docs), self._metrics, self._rules)
+        ]
 
     async def count_events(self, user_id: str) -> int:
         return await self._events.count_documents({"user_id": user_id})
 
-    async def count_foldable_events(self, user_id: str) -> int:
-        """The user's foldable events (see ``documents.FOLDABLE_CONTENT``): what the threshold, the scan
-        and ``keep_last`` count. Two ``$match`` stages so that every server reads the index range first."""
+    async def foldable_size(self, user_id: str) -> HistorySize:
+        """The user's foldable events (see ``documents.EventRules``): what the threshold, the scan and
+        ``keep_last`` count, with their content's characters. Two ``$match`` stages so that every
+        server reads the index range first."""
         pipeline: list[dict[str, Any]] = [
             {"$match": {"user_id": user_id, "created_at": DATED}},
-            {"$match": FOLDABLE_CONTENT},
-            {"$count": "n"},
+            {"$match": self._rules.foldable_query()},
+            {"$group": {"_id": None, "n": {"$sum": 1}, "chars": {"$sum": CONTENT_CHARS}}},
         ]
         rows = await (await self._events.aggregate(pipeline)).to_list()
-        return int(rows[0]["n"]) if rows else 0
+        return (
+            HistorySize(events=int(rows[0]["n"]), chars=int(rows[0]["chars"])) if rows else HistorySize(0, 0)
+        )
+
+    async def count_pinned(self, user_id: str) -> int:
+        return await self._events.count_documents({"user_id": user_id, **self._rules.pinned_query()})
+
+    async def newest_foldable(self, user_id: str, limit: int) -> list[MemoryEvent]:
+        """The user's newest foldable events among the newest ``limit`` dated documents, oldest first:
+        the window the fold's boundary is decided in (one bounded index range read)."""
+        docs = (
+            await self._events.find({"user_id": user_id, "created_at": DATED})
+            .sort(NEWEST_FIRST)
+            .limit(limit)
+            .to_list()
+        )
+        foldable = [doc for doc in reversed(docs) if self._rules.foldable(doc)]
+        return [stored.event for stored in valid_events(USER_MEMORY, foldable, self._metrics, self._rules)]
 
     async def unfoldable_refs(self, user_id: str, limit: int) -> list[Any]:
-        """``_id``s of the user's documents the fold cannot use (kept, never counted), for the run's report."""
-        query = {"user_id": user_id, "$nor": [{"created_at": DATED, **FOLDABLE_CONTENT}]}
+        """``_id``s of the user's documents the fold cannot use (kept, never counted; pinned ones are not
+        among them), for the run's report."""
+        foldable = {"created_at": DATED, **self._rules.foldable_query()}
+        query = {"user_id": user_id, "$nor": [foldable, self._rules.pinned_query()]}
         return [doc["_id"] for doc in await self._events.find(query, {"_id": 1}).limit(limit).to_list()]
 
     async def iter_oldest(
@@ -78,7 +101,7 @@ class MongoUserMemoryRepository:
         Pages by keyset (never skip/offset), so deleting already-yielded events is safe. Only
         documents with a date ``created_at`` can be ordered; documents that are not foldable are
         passed over without being counted, and ``max_documents`` counts the foldable ones (the same
-        ones ``count_foldable_events`` counts), so the caller's "all but the newest N" keeps exactly
+        ones ``foldable_size`` counts), so the caller's "all but the newest N" keeps exactly
         the newest N foldable events. Documents that fail validation are skipped, logged by ``_id``.
         """
         remaining = max_documents
@@ -86,8 +109,8 @@ class MongoUserMemoryRepository:
         while remaining is None or remaining > 0:
             size = batch_size if remaining is None else min(batch_size, remaining)
             docs = await self._page(user_id, after, size)
-            foldable = [d for d in docs if foldable_content(d.get("role"), d.get("content"))]
-            for stored in valid_events(USER_MEMORY, foldable, self._metrics):
+            foldable = [doc for doc in docs if self._rules.foldable(doc)]
+            for stored in valid_events(USER_MEMORY, foldable, self._metrics, self._rules):
                 yield stored
             if len(docs) < size:
                 return
@@ -146,8 +169,16 @@ class MongoUserMemoryRepository:
         """Users with more than ``threshold`` foldable events, most first (one aggregation). Counts what
         the fold counts, so a user whose documents it must skip is not queued again and again."""
         pipeline: list[dict[str, Any]] = [
-            {"$match": {"user_id": {"$type": "string"}, "created_at": DATED, **FOLDABLE_CONTENT}},
-            {"$group": {"_id": "$user_id", "event_count": {"$sum": 1}, "newest": {"$max": "$created_at"}}},
+            {"$match": {"user_id": {"$type": "string"}, "created_at": DATED}},
+            {"$match": self._rules.foldable_query()},
+            {
+                "$group": {
+                    "_id": "$user_id",
+                    "event_count": {"$sum": 1},
+                    "chars": {"$sum": CONTENT_CHARS},
+                    "newest": {"$max": "$created_at"},
+                }
+            },
             {"$match": {"event_count": {"$gt": threshold}}},
             {"$sort": {"event_count": -1, "_id": 1}},
         ]
@@ -155,6 +186,6 @@ class MongoUserMemoryRepository:
             pipeline.append({"$limit": limit})
         cursor = await self._events.aggregate(pipeline)
         return [
-            UserBacklog(user_id=row["_id"], event_count=row["event_count"], newest_event_at=row["newest"])
+            UserBacklog(row["_id"], row["event_count"], newest_event_at=row["newest"], chars=row["chars"])
             async for row in cursor
         ]

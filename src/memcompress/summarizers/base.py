@@ -19,6 +19,7 @@ class SummaryRequest:
     events: Sequence[MemoryEvent]
     language: str
     max_chars: int
+    model: str | None = None  # a per-user model instead of the summariser's own
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +70,12 @@ def transcript_line(event: MemoryEvent) -> str:
     """One event as a JSON line. Quoting (newlines, and ``<`` as ``\\u003c``) keeps the content from
     forging the transcript's boundaries or closing its tags."""
     at = event.created_at.strftime("%Y-%m-%dT%H:%MZ")
-    line = json.dumps({"at": at, "role": event.role, "text": event.content}, ensure_ascii=False)
+    fields: dict[str, object] = {"at": at, "role": event.role, "text": event.content}
+    if event.tool_calls:
+        fields["calls"] = [call.model_dump() for call in event.tool_calls]
+    if event.tool_call_id:
+        fields["answers_call"] = event.tool_call_id
+    line = json.dumps(fields, ensure_ascii=False)
     return line.replace("<", "\\u003c")
 
 

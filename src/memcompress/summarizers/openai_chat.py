@@ -72,7 +72,7 @@ class OpenAISummarizer:
     async def summarize(self, request: SummaryRequest) -> SummaryResult:
         try:
             response = await self._client.chat.completions.create(
-                model=self.model or "",
+                model=request.model or self.model or "",
                 messages=build_messages(request),  # type: ignore[arg-type]
                 temperature=0.2,
                 max_tokens=request.max_chars // CHARS_PER_TOKEN_FLOOR,

@@ -1,0 +1,121 @@
+"""``config`` (the effective settings, and one user's) and ``override`` (per-user settings)."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from memcompress.bootstrap import open_services
+from memcompress.cli.context import CLI_REDIS_RETRIES, EXIT_CONFIG, CliState, fail, run
+from memcompress.jobs import Services
+from memcompress.models import UserOverrides
+
+
+async def _user_config(services: Services, user_id: str) -> dict[str, object]:
+    overrides = await services.overrides.get(user_id)
+    limits = services.policy.limits(overrides)
+    profile = await services.profiles.find(user_id)
+    return {
+        "user_id": user_id,
+        "overrides": overrides.model_dump(exclude_none=True) if overrides else {},
+        "threshold": limits.threshold,
+        "keep_last": limits.keep_last,
+        "trigger_tokens": limits.trigger_tokens,
+        "target_tokens": limits.target_tokens,
+        "min_fold": limits.smallest_fold,
+        "model": (overrides.model if overrides else None) or services.summarizer.model,
+        "language": (overrides.language if overrides else None)
+        or (profile.language if profile else None)
+        or services.policy.default_language,
+    }
+
+
+def _echo(report: dict[str, object], as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(report, ensure_ascii=False, default=str))
+        return
+    for name, value in report.items():
+        click.echo(f"{name}: {value}")
+
+
+@click.command()
+@click.option("--user", "user_id", help="Show what applies to this user (settings with its overrides).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_obj
+def config(state: CliState, user_id: str | None, as_json: bool) -> None:
+    """The effective settings (secrets redacted); with --user, the limits, model and language that
+    user's compressions use: the settings with the user's overrides applied."""
+
+    async def work() -> int:
+        settings = state.settings()
+        if user_id is None:
+            _echo(settings.describe(), as_json)
+            return 0
+        async with open_services(settings, redis_retries=CLI_REDIS_RETRIES) as services:
+            _echo(await _user_config(services, user_id), as_json)
+        return 0
+
+    run(state, work())
+
+
+@click.command()
+@click.argument("user_id")
+@click.option("--threshold", type=click.IntRange(min=1), help="Compress with more than this many events.")
+@click.option("--keep-last", type=click.IntRange(min=0), help="Newest events left verbatim.")
+@click.option("--trigger-tokens", type=click.IntRange(min=1), help="Also compress above this many tokens.")
+@click.option(
+    "--target-tokens", type=click.IntRange(min=0), help="Fold until the kept history is this small."
+)
+@click.option("--model", help="LLM model for this user.")
+@click.option("--language", help="Summary language for this user (a language tag, e.g. en, ru, pt-BR).")
+@click.option("--clear", is_flag=True, help="Remove every override of the user.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_obj
+def override(
+    state: CliState,
+    user_id: str,
+    threshold: int | None,
+    keep_last: int | None,
+    trigger_tokens: int | None,
+    target_tokens: int | None,
+    model: str | None,
+    language: str | None,
+    clear: bool,
+    as_json: bool,
+) -> None:
+    """Set per-user settings (the options given are merged into the user's overrides), or --clear them;
+    prints what then applies to the user, as `config --user` does."""
+    given = {
+        "threshold": threshold,
+        "keep_last": keep_last,
+        "trigger_tokens": trigger_tokens,
+        "target_tokens": target_tokens,
+        "model": model,
+        "language": language,
+    }
+
+    async def work() -> int:
+        settings = state.settings()
+        async with open_services(settings, redis_retries=CLI_REDIS_RETRIES) as services:
+            if clear:
+                await services.overrides.clear(user_id)
+            else:
+                current = await services.overrides.get(user_id) or UserOverrides()
+                merged = current.model_copy(update={k: v for k, v in given.items() if v is not None})
+                limits = services.policy.limits(merged)
+                if limits.keep_last >= limits.threshold:
+                    fail(
+                        f"keep-last ({limits.keep_last}) must be less than threshold ({limits.threshold})",
+                        EXIT_CONFIG,
+                    )
+                if limits.trigger_tokens is not None and (limits.target_tokens or 0) >= limits.trigger_tokens:
+                    fail("target-tokens must be set and less than trigger-tokens", EXIT_CONFIG)
+                await services.overrides.set(user_id, merged)
+            _echo(await _user_config(services, user_id), as_json)
+        return 0
+
+    run(state, work())
+
+
+COMMANDS = [config, override]
