@@ -4,12 +4,15 @@ import pytest
 
 from memcompress.summarizers.carry import (
     KINDS,
+    PROMPT_TRUNCATED,
     ValueKind,
     carried,
     carry_index,
     check_carry,
     dropped_values,
+    estimate_prompt_tokens,
     extract_values,
+    prompt_was_truncated,
     repair_instruction,
 )
 
@@ -295,3 +298,68 @@ def test_the_repair_instruction_quotes_values_as_data() -> None:
 def test_the_repair_instruction_needs_something_missing() -> None:
     with pytest.raises(ValueError, match="nothing is missing"):
         repair_instruction([])
+
+
+# --- prompt truncation ---------------------------------------------------------------------------
+
+# Chat text whose token counts were measured with tiktoken's cl100k_base (161 and 321 tokens).
+ENGLISH_SAMPLE = """\
+My daughter Anna turns 7 on 12 March and I want to plan a party for about 15 kids.
+About 300 euros. I prefer vegetarian food, I never eat meat, and my husband is allergic to nuts.
+Could you remind me to call the bakery on Friday? Their number is +44 20 7946 0958.
+We moved to Manchester last year; before that we lived in Leeds for almost ten years.
+I work as a nurse, mostly night shifts, so mornings are bad for me. My order ORD-4471 still hasn't arrived.
+The user prefers short answers, likes jazz (especially Coltrane) and reads crime novels in the evening.
+Book a table for 4 people on Friday at 19:30, somewhere quiet with vegetarian options please."""
+RUSSIAN_SAMPLE = """\
+Меня зовут Ольга, я живу в Казани и работаю учительницей в школе уже двенадцать лет.
+У дочери Анны день рождения 12 марта, ей исполняется семь, хочу устроить праздник для пятнадцати детей.
+Бюджет примерно 30 000 рублей. Я не ем мясо, а у мужа аллергия на орехи, пожалуйста, учитывай это.
+Напомни мне позвонить в пекарню в пятницу, их номер +7 912 345-67-89.
+Мы переехали из Самары в прошлом году, до этого почти десять лет жили в Нижнем Новгороде.
+Пользователь предпочитает короткие ответы, любит джаз и по вечерам читает детективы.
+Закажи столик на четверых в пятницу в 19:30, где-нибудь потише и с вегетарианским меню."""
+CL100K_TOKENS = {ENGLISH_SAMPLE: 161, RUSSIAN_SAMPLE: 321}
+
+
+@pytest.mark.parametrize(
+    ("text", "tokens"),
+    [("", 0), (" \n\t", 0), ("a", 1), ("abcd", 1), ("abcde", 2), ("x" * 100, 25), ("я" * 100, 45)],
+)
+def test_estimate_prompt_tokens_per_character(text: str, tokens: int) -> None:
+    assert estimate_prompt_tokens(text) == tokens
+
+
+@pytest.mark.parametrize("text", [ENGLISH_SAMPLE, RUSSIAN_SAMPLE])
+def test_the_estimate_errs_low_but_within_the_alarm_margin(text: str) -> None:
+    measured = CL100K_TOKENS[text]
+    estimate = estimate_prompt_tokens(text)
+    assert measured / 2 < estimate <= measured
+    assert not prompt_was_truncated(estimate, measured)
+
+
+def test_cyrillic_costs_more_per_character_than_latin() -> None:
+    cyrillic, latin = "Анна любит джаз. " * 10, "Anna likes jazz. " * 10
+    assert estimate_prompt_tokens(cyrillic) > estimate_prompt_tokens(latin) * 1.5
+
+
+@pytest.mark.parametrize(
+    ("estimated", "reported", "truncated"),
+    [
+        (10_000, None, False),  # the server did not say
+        (10_000, 9_000, False),
+        (10_000, 5_000, False),  # exactly half is still believed
+        (10_000, 4_999, True),
+        (10_000, 0, True),
+        (201, 100, True),
+        (200, 1, False),  # too small to judge
+    ],
+)
+def test_prompt_was_truncated(estimated: int, reported: int | None, truncated: bool) -> None:
+    assert prompt_was_truncated(estimated, reported) is truncated
+
+
+def test_the_truncation_message_names_the_remedy() -> None:
+    assert PROMPT_TRUNCATED == (
+        "the server truncated the prompt: lower MEMCOMPRESS_CHUNK_CHARS or raise the model's context"
+    )

@@ -83,6 +83,12 @@ summary had at least ``small_summary_chars`` characters and the new one has fewe
 ``min_keep_ratio`` times as many. ``at_budget`` is true when the new summary has at least 90% of
 ``max_chars``. ``ok`` is true when nothing was dropped and it did not shrink, except that drops are
 allowed (still counted) when the new summary is at its budget.
+
+Prompt truncation
+-----------------
+:func:`estimate_prompt_tokens` estimates what a prompt costs in tokens, per character, so that it is
+right for Cyrillic as well as Latin text; :func:`prompt_was_truncated` compares it with the tokens the
+server reports having read.
 """
 
 from __future__ import annotations
@@ -499,4 +505,50 @@ def repair_instruction(missing: list[str]) -> str:
         "Your last answer dropped values that the current memory summary holds: "
         f"{listed}. Write the updated summary again and carry every one of these values, written exactly "
         "as here, together with the new facts. If space is short, shorten the wording, not the facts."
+    )
+
+
+# --- prompt truncation ---------------------------------------------------------------------------
+
+# Tokens per character, in hundredths so that the estimate is exact integer arithmetic. OpenAI
+# tokenizers average about 4 characters per token on English and about 2 to 2.5 on Cyrillic, hence a
+# per-character estimate rather than one characters-per-token ratio. Measured here with tiktoken's
+# cl100k_base on sample chat text (the samples are in tests/unit/test_carry.py): about 0.30 tokens per
+# non-space ASCII character and 0.65 per Cyrillic letter; on JSON transcript lines, dense in
+# punctuation, this estimate came to about 0.6 of cl100k_base's count. o200k_base and other servers'
+# tokenizers, not measured here, are cheaper on Cyrillic. The constants are deliberately below the
+# measurements: an estimate that errs low can only delay a truncation alarm, one that errs high would
+# raise false ones.
+ASCII_TOKENS_PER_100_CHARS = 25  # letters, digits and punctuation
+OTHER_TOKENS_PER_100_CHARS = 45  # every other non-space character: Cyrillic, Greek, accented, ...
+# Spaces and newlines mostly merge into the next token: they count 0.
+
+TRUNCATION_MIN_TOKENS = 200  # below this the estimate is too rough to judge
+TRUNCATION_RATIO = 0.5  # the server read fewer than half the estimated tokens
+PROMPT_TRUNCATED = (
+    "the server truncated the prompt: lower MEMCOMPRESS_CHUNK_CHARS or raise the model's context"
+)
+
+
+def estimate_prompt_tokens(text: str) -> int:
+    """A per-character estimate of the tokens ``text`` costs, rounded up."""
+    ascii_chars = other_chars = 0
+    for char in text:
+        if char.isspace():
+            continue
+        if char.isascii():
+            ascii_chars += 1
+        else:
+            other_chars += 1
+    hundredths = ASCII_TOKENS_PER_100_CHARS * ascii_chars + OTHER_TOKENS_PER_100_CHARS * other_chars
+    return -(-hundredths // 100)
+
+
+def prompt_was_truncated(estimated_tokens: int, reported_prompt_tokens: int | None) -> bool:
+    """True when the server says it read far fewer prompt tokens than were sent; unknown is False."""
+    if reported_prompt_tokens is None:
+        return False
+    return (
+        estimated_tokens > TRUNCATION_MIN_TOKENS
+        and reported_prompt_tokens < TRUNCATION_RATIO * estimated_tokens
     )
