@@ -127,3 +127,15 @@ def check_summary(text: str | None, max_chars: int) -> str:
     if len(stripped) > max_chars:
         raise RejectedOutput(f"summary of {len(stripped)} chars exceeds the {max_chars}-char budget")
     return stripped
+
+
+# A BCP 47-shaped language tag: a 2-3 letter language and up to three subtags (en-US, zh-Hant-TW).
+_LANGUAGE_TAG = re.compile(r"[A-Za-z]{2,3}(?:-[A-Za-z0-9]{2,8}){0,3}")
+
+
+def valid_language_tag(value: object) -> str | None:
+    """``value`` when it is a string shaped like a language tag, else None. The shape only: the tag is
+    not looked up in a registry, nor stripped or case-normalised."""
+    if isinstance(value, str) and _LANGUAGE_TAG.fullmatch(value):
+        return value
+    return None
