@@ -193,6 +193,11 @@ def test_a_number_is_carried_by_the_same_digits_inside_another_value() -> None:
     assert not carried("number", "447", index)
 
 
+def test_carried_refuses_an_unknown_kind() -> None:
+    with pytest.raises(ValueError, match="unknown value kind"):
+        carried("phone", "1", carry_index("1"))  # type: ignore[arg-type]
+
+
 # --- the verdict ---------------------------------------------------------------------------------
 
 PREVIOUS = (
@@ -273,6 +278,11 @@ def test_no_previous_summary_is_always_ok() -> None:
 def test_check_carry_refuses_nonsense_settings(max_chars: int, min_keep_ratio: float) -> None:
     with pytest.raises(ValueError, match="must"):
         check_carry("a", "b", max_chars=max_chars, min_keep_ratio=min_keep_ratio)
+
+
+def test_one_value_written_two_ways_counts_once() -> None:
+    verdict = check_carry("Paid 1 500 EUR, that is 1500 EUR, on 12.03.2026 (2026-03-12).", "-", max_chars=100)
+    assert verdict.dropped == {"number": 1, "date": 1}
 
 
 def test_dropped_values_are_the_missing_ones_as_written_in_order() -> None:
