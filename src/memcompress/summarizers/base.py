@@ -83,13 +83,44 @@ def transcript_chars(event: MemoryEvent) -> int:
     return len(transcript_line(event)) + 1
 
 
-# Openings that mean "this is not a summary". Checked on the start of the answer only.
-_NOT_A_SUMMARY = re.compile(
+# Openings that mean "this is an error, not a summary". Checked on the start of the answer only.
+_ERROR_OPENING = re.compile(
     r"^\s*(error\b|an error occurred|internal server error|rate limit|traceback|exception\b|<html|<!doctype|"
-    r"\{\s*\"error\"|i'?m sorry|i am sorry|sorry,|i can(?:'|no)t|i am unable|i'm unable|as an ai\b|"
-    r"unable to (?:summari[sz]e|comply)|извините|к сожалению|я не могу|ошибка)",
+    r"\{\s*\"error\"|ошибка)",
     re.IGNORECASE,
 )
+# Openings of an apology or a refusal. Real summaries start with some of them too ("К сожалению,
+# пользователь потерял паспорт…"), so an opening alone rejects only a short answer (see
+# _looks_like_refusal).
+_REFUSAL_OPENING = re.compile(
+    r"^\s*(i['’]?m sorry|i am sorry|sorry\b|i apologi[sz]e|my apologies|unfortunately\b|as an ai\b|"
+    r"i can['’]?t\b|i cannot\b|i am unable|i['’]m unable|unable to (?:summari[sz]e|comply)|"
+    r"извините|простите|прошу прощения|к сожалению|я не могу|как (?:ии|языковая модель)\b)",
+    re.IGNORECASE,
+)
+# The model saying it cannot or will not do the task: in the first person, or impersonal at the start
+# of a clause ("Sorry, unable to…", "К сожалению, не удалось…"), but not about someone else
+# ("the user can't travel", "пользователю не удалось вернуть деньги").
+_INABILITY = re.compile(
+    r"\b(?:i|we)\b(?:['’]m|['’]re|\s+am|\s+are)?\s+(?:\w+\s+){0,2}?"
+    r"(?:can['’]?t|cannot|can not|won['’]t|will not|unable|not able|not allowed|not permitted)\b"
+    r"|(?:^|[,;:—–]\s*|\bbut\s+)(?:unable|not able|cannot|can['’]t)\b"
+    r"|\bне (?:могу|можем|имею возможности|имеем возможности)\b"
+    r"|(?:\b(?:я|мы|мне|нам|у меня|у нас)\s+|^|[,;:—–]\s*|\bно\s+)"
+    r"(?:не в состоянии|не удалось|не получится|невозможно|нет возможности)",
+    re.IGNORECASE,
+)
+REFUSAL_WINDOW_CHARS = 200  # where an opening's inability statement must be
+SHORT_REFUSAL_CHARS = 120  # an answer this short that opens like a refusal is one
+
+
+def _looks_like_refusal(text: str) -> bool:
+    """An apology or refusal opening, followed within the first ``REFUSAL_WINDOW_CHARS`` characters by
+    the model's own inability statement, or an answer shorter than ``SHORT_REFUSAL_CHARS`` with such an
+    opening. The window is not cut at the first sentence: "I'm sorry. I can't…" is a refusal."""
+    if not _REFUSAL_OPENING.match(text):
+        return False
+    return len(text) < SHORT_REFUSAL_CHARS or bool(_INABILITY.search(text[:REFUSAL_WINDOW_CHARS]))
 
 
 def check_summary(text: str | None, max_chars: int) -> str:
@@ -97,8 +128,20 @@ def check_summary(text: str | None, max_chars: int) -> str:
     stripped = (text or "").strip()
     if not stripped:
         raise RejectedOutput("empty summary")
-    if _NOT_A_SUMMARY.match(stripped):
+    if _ERROR_OPENING.match(stripped) or _looks_like_refusal(stripped):
         raise RejectedOutput("answer looks like an error or a refusal, not a summary")
     if len(stripped) > max_chars:
         raise RejectedOutput(f"summary of {len(stripped)} chars exceeds the {max_chars}-char budget")
     return stripped
+
+
+# A BCP 47-shaped language tag: a 2-3 letter language and up to three subtags (en-US, zh-Hant-TW).
+_LANGUAGE_TAG = re.compile(r"[A-Za-z]{2,3}(?:-[A-Za-z0-9]{2,8}){0,3}")
+
+
+def valid_language_tag(value: object) -> str | None:
+    """``value`` when it is a string shaped like a language tag, else None. The shape only: the tag is
+    not looked up in a registry, nor stripped or case-normalised."""
+    if isinstance(value, str) and _LANGUAGE_TAG.fullmatch(value):
+        return value
+    return None
