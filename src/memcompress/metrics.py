@@ -86,6 +86,17 @@ class Metrics:
             ["action"],
             registry=r,
         )
+        self.carry_rejections = Counter(
+            "memcompress_carry_rejections_total",
+            "Answers rejected by the carry guard, by kind of loss (number, date, code, email, url, name, shrunk).",
+            ["loss"],
+            registry=r,
+        )
+        self.values_dropped = Counter(
+            "memcompress_summary_values_dropped_total",
+            "Values of a previous summary dropped by a new summary at its length budget (recorded decisions).",
+            registry=r,
+        )
         self.compaction_cap_hits = Counter(
             "memcompress_compaction_cap_hits_total",
             "Runs skipped because the user reached MEMCOMPRESS_MAX_COMPACTIONS_PER_DAY.",

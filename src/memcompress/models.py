@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -27,6 +28,18 @@ CHARS_PER_TOKEN = 3
 
 def estimate_tokens(chars: int) -> int:
     return -(-chars // CHARS_PER_TOKEN)
+
+
+# A BCP 47-shaped language tag: a 2-3 letter language and up to three subtags (en-US, zh-Hant-TW).
+LANGUAGE_TAG = re.compile(r"[A-Za-z]{2,3}(?:-[A-Za-z0-9]{2,8}){0,3}")
+
+
+def valid_language_tag(value: object) -> str | None:
+    """``value`` when it is a string shaped like a language tag, else None. The shape only: the tag is
+    not looked up in a registry, nor stripped or case-normalised."""
+    if isinstance(value, str) and LANGUAGE_TAG.fullmatch(value):
+        return value
+    return None
 
 
 def utc_now() -> datetime:
@@ -246,6 +259,7 @@ class CompactionRecord(BaseModel):
     events_after: int | None = None  # counted after a successful fold only
     events_folded: int = 0
     unfoldable: int = 0  # the user's documents the fold cannot use: kept, never counted or deleted
+    values_dropped: int = 0  # values of the previous summary dropped by a summary at its budget
     summary_repaired: str | None = None  # "restored" or "merged" when the app had overwritten it
     chunks: int = 0
     summary_chars_before: int = 0

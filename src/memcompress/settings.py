@@ -25,7 +25,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from memcompress.cron import CronError, CronSchedule
 from memcompress.keys import DEFAULT_QUEUE_NAME
-from memcompress.models import DEFAULT_PROFILE, ProfileDefaults
+from memcompress.models import DEFAULT_PROFILE, ProfileDefaults, valid_language_tag
 
 ENV_PREFIX = "MEMCOMPRESS_"
 MONGODB_SCHEMES = ("mongodb", "mongodb+srv")
@@ -100,6 +100,9 @@ class Settings(BaseSettings):
     retention: Literal["delete", "archive"] | None = Field(
         None, description="default: delete with an LLM, archive with the extractive summariser"
     )
+    accept_lossy_retention: bool = Field(
+        False, description="allow RETENTION=delete with the extractive summariser (folded text is lost)"
+    )
     lock_ttl_s: float = Field(
         360.0, gt=0, description="per-user lock; renewed while held; must exceed the job timeout"
     )
@@ -162,6 +165,15 @@ class Settings(BaseSettings):
             return tuple(role.strip() for role in value.split(",") if role.strip())
         return value
 
+    @field_validator("default_language")
+    @classmethod
+    def _default_language(cls, value: str) -> str:
+        if valid_language_tag(value) is None:
+            raise ValueError(
+                f"MEMCOMPRESS_DEFAULT_LANGUAGE must be a language tag like ru, en or pt-BR, got {value!r}"
+            )
+        return value
+
     @field_validator("mongodb_uri")
     @classmethod
     def _mongodb_uri(cls, value: str) -> str:
@@ -215,6 +227,14 @@ class Settings(BaseSettings):
             # The extractive summariser keeps only the most informative sentences: deleting what it
             # folded would forget the rest, so its folded events are archived unless told otherwise.
             self.retention = "archive" if self.summarizer == "extractive" else "delete"
+        elif (
+            self.summarizer == "extractive" and self.retention == "delete" and not self.accept_lossy_retention
+        ):
+            raise ValueError(
+                "MEMCOMPRESS_RETENTION=delete with the extractive summariser forgets most folded text "
+                "(it only selects sentences): use archive, configure an LLM, or set "
+                "MEMCOMPRESS_ACCEPT_LOSSY_RETENTION=true to accept that loss"
+            )
         # Timeouts are layered: one LLM request < one job < the lock that guards the user.
         if not self.llm_timeout_s < self.job_timeout_s < self.lock_ttl_s:
             raise ValueError(

@@ -14,8 +14,14 @@ from memcompress.settings import load_settings
 from memcompress.summarizers import OpenAISummarizer, Summarizer
 from memcompress.testing.llm_server import FakeLLM
 
-# Short locks so that tests about expiry run quickly; the timeouts stay layered below them.
-TEST_SETTINGS: dict[str, Any] = {"lock_ttl_s": 10.0, "job_timeout_s": 8.0, "llm_timeout_s": 2.0}
+# Short locks so that tests about expiry run quickly; the timeouts stay layered below them. The
+# summariser the tests pass (the local LLM server's by default) is an OpenAI-compatible one.
+TEST_SETTINGS: dict[str, Any] = {
+    "lock_ttl_s": 10.0,
+    "job_timeout_s": 8.0,
+    "llm_timeout_s": 2.0,
+    "summarizer": "openai",
+}
 
 
 @pytest.fixture

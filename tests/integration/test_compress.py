@@ -14,6 +14,7 @@ from memcompress.jobs import Services, run_compression
 from memcompress.keys import lock_key
 from memcompress.models import Outcome, Watermark
 from memcompress.repositories.database import COMPACTION_LOG, USER_MEMORY, USER_MEMORY_ARCHIVE, MongoDatabase
+from memcompress.summarizers.carry import estimate_prompt_tokens
 from memcompress.testing import llm_server
 from memcompress.testing.factories import T0, make_events
 from memcompress.testing.invariant import check_invariant
@@ -57,7 +58,8 @@ async def test_51_events_end_as_20_and_the_llm_answer(
     await _assert_nothing_lost(database, llm, events)
     logged = await database.collection(COMPACTION_LOG).find_one({"user_id": user})
     assert logged is not None
-    assert (logged["outcome"], logged["llm_calls"], logged["prompt_tokens"]) == ("compressed", 1, 100)
+    sent = estimate_prompt_tokens("".join(m["content"] for m in llm.exchanges[0].body["messages"]))
+    assert (logged["outcome"], logged["llm_calls"], logged["prompt_tokens"]) == ("compressed", 1, sent)
 
 
 async def test_compaction_log_lists_runs_newest_first(

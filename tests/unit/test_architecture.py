@@ -34,7 +34,7 @@ LAYERS: list[tuple[str, ...]] = [
 # What a module outside the adapter packages and the composition root may import from them.
 PORT_MODULES = {
     "memcompress.repositories": ("memcompress.repositories.protocols", "memcompress.repositories.errors"),
-    "memcompress.summarizers": ("memcompress.summarizers.base",),
+    "memcompress.summarizers": ("memcompress.summarizers.base", "memcompress.summarizers.carry"),
 }
 MAY_NAME_ADAPTERS = (
     "memcompress.repositories",

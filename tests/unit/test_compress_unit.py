@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from memcompress.jobs import Services, run_compression
@@ -23,12 +25,16 @@ class Recording:
     def __init__(self) -> None:
         self.requests: list[SummaryRequest] = []
         self.fail = False
+        self.answers: list[str] = []  # scripted answers, used before the default one
 
     async def summarize(self, request: SummaryRequest) -> SummaryResult:
+        """By default a summary that carries the previous one and adds "v<n>"."""
         self.requests.append(request)
         if self.fail:
             raise RetryableSummarizerError("down")
-        return SummaryResult(text=f"v{len(self.requests)}")
+        if self.answers:
+            return SummaryResult(text=self.answers.pop(0))
+        return SummaryResult(text=f"{request.previous_summary or ''} v{len(self.requests)}".strip())
 
     async def aclose(self) -> None:
         return None
@@ -57,8 +63,9 @@ async def test_each_chunk_builds_on_the_previous_answer(services: Services) -> N
     assert isinstance(summarizer, Recording)
     previous = [r.previous_summary for r in summarizer.requests]
     assert len(previous) > 2
-    assert previous == [None] + [f"v{i}" for i in range(1, len(previous))]
-    assert (await services.profiles.get("u")).memory_summary == f"v{len(previous)}"
+    answers = [" ".join(f"v{j}" for j in range(1, i + 1)) for i in range(1, len(previous) + 1)]
+    assert previous == [None, *answers[:-1]]
+    assert (await services.profiles.get("u")).memory_summary == answers[-1]
 
 
 async def test_failure_records_and_trims_nothing(services: Services) -> None:
@@ -108,3 +115,53 @@ async def test_works_with_the_extractive_summarizer(services: Services) -> None:
     assert record.outcome is Outcome.COMPRESSED
     summary = (await services.profiles.get("u")).memory_summary or ""
     assert "I like topic number 0." in summary
+
+
+PREVIOUS = "Lives in Riga with Anna; order ORD-4471 arrives 2026-03-12; budget 1500 EUR."
+
+
+async def _with_previous_summary(services: Services) -> Recording:
+    await services.memory.append_events(make_events("u", 30))
+    await services.profiles.update_summary_if_version(
+        "u", expected_version=0, summary=PREVIOUS, watermark=None, folded_refs=[]
+    )
+    assert isinstance(services.summarizer, Recording)
+    return services.summarizer
+
+
+async def test_a_generic_answer_is_rejected_after_one_repair_request(services: Services) -> None:
+    summarizer = await _with_previous_summary(services)
+    summarizer.answers = ["The user talked about various topics.", "Still various topics."]
+    record = await run_compression(services, "u")
+    assert (record.outcome, record.error_class, record.retryable) == (Outcome.FAILED, "CarryLoss", True)
+    assert "date" in (record.reason or "") and "code" in (record.reason or "")
+    assert "ORD-4471" not in (record.reason or "") and "Anna" not in (
+        record.reason or ""
+    )  # kinds, not values
+    assert len(summarizer.requests) == 2 and "ORD-4471" in (summarizer.requests[1].repair_note or "")
+    assert await services.memory.count_events("u") == 30  # nothing trimmed
+    assert (await services.profiles.get("u")).memory_summary == PREVIOUS
+    assert (
+        services.metrics.registry.get_sample_value("memcompress_carry_rejections_total", {"loss": "code"})
+        == 1
+    )
+
+
+async def test_a_repaired_answer_is_stored(services: Services) -> None:
+    summarizer = await _with_previous_summary(services)
+    summarizer.answers = ["Lives in Riga.", f"{PREVIOUS} Likes chess."]
+    record = await run_compression(services, "u")
+    assert record.outcome is Outcome.COMPRESSED and record.llm_calls == record.chunks + 1  # one repair
+    assert ((await services.profiles.get("u")).memory_summary or "").startswith(f"{PREVIOUS} Likes chess.")
+
+
+async def test_values_dropped_at_the_budget_are_a_recorded_decision(services: Services) -> None:
+    services.policy = replace(services.policy, summary_max_chars=200)
+    summarizer = await _with_previous_summary(services)
+    full = (
+        "Lives in Riga with Anna; arrives 2026-03-12; budget 1500 EUR. " + "Likes chess and long walks. " * 5
+    )
+    summarizer.answers = [full[:195]]  # at its budget, without the order code
+    record = await run_compression(services, "u")
+    assert record.outcome is Outcome.COMPRESSED and record.values_dropped == 1
+    assert services.metrics.registry.get_sample_value("memcompress_summary_values_dropped_total") == 1

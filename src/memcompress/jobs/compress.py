@@ -23,7 +23,12 @@ How the steps keep it:
    than ``min_fold`` events, or past the daily cap, is skipped before any LLM call.
 4. Chunk. Cut the stream into chunks that fit one summariser request.
 5. Summarise each chunk together with the summary so far (each chunk's output feeds the next). A
-   failed or unusable answer stops the run here: nothing of that chunk is trimmed.
+   failed or unusable answer stops the run here: nothing of that chunk is trimmed. The carry guard
+   checks every answer against the summary so far: the concrete values it held (numbers, dates,
+   codes, e-mails, URLs, names) must still be there, and it may not shrink below half. An answer that
+   drops them gets one repair request naming what it dropped; if that fails too, the run fails like
+   an LLM failure, with the kinds of loss (never the values) as the reason. A summary at its length
+   budget may drop values: that is recorded (``values_dropped``, a metric), never silent.
 6. Store the new summary and the chunk's refs as ``pending_trim`` in one write, conditional on the
    summary version read before (fencing). A stale writer loses here and trims nothing.
 7. Trim exactly the refs of that chunk, by ``_id`` (delete, or archive then delete), then clear the
@@ -56,13 +61,24 @@ from memcompress.models import (
 )
 from memcompress.repositories.errors import LockBusy, LockLost, MalformedDocument
 from memcompress.repositories.protocols import HeldLock
-from memcompress.summarizers.base import SummarizerError, SummaryRequest, SummaryResult, transcript_chars
+from memcompress.summarizers.base import (
+    RejectedOutput,
+    SummarizerError,
+    SummaryRequest,
+    SummaryResult,
+    transcript_chars,
+)
+from memcompress.summarizers.carry import check_carry, dropped_values, repair_instruction
 
 log = logging.getLogger(__name__)
 
 TIME_LIMIT = "JobTimeout"  # CompactionRecord.error_class of a run stopped by its time limit
 VERSION_CONFLICT = "VersionConflict"  # CompactionRecord.error_class of a fenced write that lost
 UNFOLDABLE_LOGGED = 20  # at most this many _ids of documents the fold cannot use, logged per run
+
+
+class CarryLoss(RejectedOutput):
+    """An answer that drops what the summary so far carried: rejected like an unusable answer."""
 
 
 class _Stop(Exception):
@@ -231,8 +247,7 @@ async def _fold(services: Services, user_id: str, lock: HeldLock, record: Compac
     async for chunk in chunks_to_fold(services, user_id, decision.to_fold):
         # Step 5: summarise the chunk together with the summary so far.
         request = summary_request(services.policy, summary, chunk, language, overrides.model)
-        result = await _summarize(services, request, record)
-        summary = result.text
+        summary = await _carried(services, request, await _summarize(services, request, record), record)
 
         # Step 6: store, conditional on the version read before (fencing).
         await lock.ensure_held()
@@ -254,6 +269,28 @@ async def _fold(services: Services, user_id: str, lock: HeldLock, record: Compac
     if record.chunks == 0:
         raise _Stop(Outcome.SKIPPED, "no well-formed events to fold")
     record.events_after = await services.memory.count_events(user_id)
+
+
+async def _carried(
+    services: Services, request: SummaryRequest, result: SummaryResult, record: CompactionRecord
+) -> str:
+    """Step 5's carry guard: the answer if it carries the summary so far (after at most one repair
+    request), else :class:`CarryLoss`."""
+    verdict = check_carry(request.previous_summary, result.text, max_chars=request.max_chars)
+    missing = [] if verdict.ok else dropped_values(request.previous_summary, result.text)
+    if missing:
+        repair = replace(request, repair_note=repair_instruction(missing))
+        result = await _summarize(services, repair, record)
+        verdict = check_carry(request.previous_summary, result.text, max_chars=request.max_chars)
+    if not verdict.ok:
+        for kind in verdict.dropped or {"shrunk": 1}:
+            services.metrics.carry_rejections.labels(loss=kind).inc()
+        raise CarryLoss(f"the summary would lose what it carried: {verdict.reason}")
+    if verdict.dropped:  # at its budget: a recorded decision
+        dropped = sum(verdict.dropped.values())
+        record.values_dropped += dropped
+        services.metrics.values_dropped.inc(dropped)
+    return result.text
 
 
 def _overwritten(profile: UserProfile) -> bool:

@@ -20,6 +20,7 @@ class SummaryRequest:
     language: str
     max_chars: int
     model: str | None = None  # a per-user model instead of the summariser's own
+    repair_note: str | None = None  # the carry guard's second request: what the first answer dropped
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,8 +76,12 @@ def transcript_line(event: MemoryEvent) -> str:
         fields["calls"] = [call.model_dump() for call in event.tool_calls]
     if event.tool_call_id:
         fields["answers_call"] = event.tool_call_id
-    line = json.dumps(fields, ensure_ascii=False)
-    return line.replace("<", "\\u003c")
+    return quote_json(json.dumps(fields, ensure_ascii=False))
+
+
+def quote_json(text: str) -> str:
+    """JSON text with ``<`` written as ``\\u003c``: quoted data cannot close the prompt's tags."""
+    return text.replace("<", "\\u003c")
 
 
 def transcript_chars(event: MemoryEvent) -> int:
@@ -133,15 +138,3 @@ def check_summary(text: str | None, max_chars: int) -> str:
     if len(stripped) > max_chars:
         raise RejectedOutput(f"summary of {len(stripped)} chars exceeds the {max_chars}-char budget")
     return stripped
-
-
-# A BCP 47-shaped language tag: a 2-3 letter language and up to three subtags (en-US, zh-Hant-TW).
-_LANGUAGE_TAG = re.compile(r"[A-Za-z]{2,3}(?:-[A-Za-z0-9]{2,8}){0,3}")
-
-
-def valid_language_tag(value: object) -> str | None:
-    """``value`` when it is a string shaped like a language tag, else None. The shape only: the tag is
-    not looked up in a registry, nor stripped or case-normalised."""
-    if isinstance(value, str) and _LANGUAGE_TAG.fullmatch(value):
-        return value
-    return None

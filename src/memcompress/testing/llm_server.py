@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from memcompress.summarizers.carry import estimate_prompt_tokens
+
 # Behaviours a scripted request can have.
 OK = "ok"
 HTTP_429 = "429"
@@ -49,8 +51,23 @@ class Exchange:
     body: dict[str, Any]
 
 
+NO_SUMMARY = "(none yet)"  # Exchange.previous_summary of a first request (the prompt sends null)
+# The default answer keeps within this share of the request's budget (max_tokens x 2 characters).
+ANSWER_BUDGET_SHARE = 0.95
+
+
 def default_answer(number: int, previous: str, texts: list[str]) -> str:
-    return f"summary #{number} of {len(texts)} messages"
+    """A summary that carries the previous one (its lines) and adds one line, as a good LLM would."""
+    line = f"summary #{number} of {len(texts)} messages"
+    return line if previous == NO_SUMMARY else f"{previous}\n{line}"
+
+
+def fit(answer: str, max_chars: int) -> str:
+    """``answer`` without its oldest lines until it fits ``max_chars``: a summary at its budget."""
+    lines = answer.split("\n")
+    while len("\n".join(lines)) > max_chars and len(lines) > 1:
+        lines.pop(0)
+    return "\n".join(lines)
 
 
 @dataclass
@@ -66,6 +83,9 @@ class FakeLLM:
     failure_kinds: tuple[str, ...] = RANDOM_FAILURE_KINDS
     seed: int | None = None
     quiet_disconnects: bool = False  # a client that goes away mid-request: no traceback on stderr
+    # A server with a small context window that silently drops the start of a longer prompt (as
+    # Ollama's OpenAI-compatible endpoint does): it then sees only the tail and reports that much.
+    context_tokens: int | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _server: ThreadingHTTPServer | None = None
     _random: random.Random = field(init=False, repr=False)
@@ -141,18 +161,27 @@ class FakeLLM:
             _send_raw(handler, 200, b"<html>bad gateway</html>", "text/html")
             return
         user = body["messages"][-1]["content"]
-        previous, lines = _between(_SUMMARY, user), _between(_TRANSCRIPT, user)
-        texts = [json.loads(line)["text"] for line in lines.splitlines() if line]
+        prompt_tokens = estimate_prompt_tokens("".join(m["content"] for m in body["messages"]))
+        if self.context_tokens is not None and prompt_tokens > self.context_tokens:
+            # Keep only the tail: the instructions and the summary are gone, and the answer with them.
+            user = user[-self.context_tokens * 2 :]
+            prompt_tokens = self.context_tokens
+        previous = json.loads(_between(_SUMMARY, user) or "null") or NO_SUMMARY
+        lines = _between(_TRANSCRIPT, user)
+        texts = [json.loads(line)["text"] for line in lines.splitlines() if line.startswith("{")]
         text, finish = {
             EMPTY: ("   ", "stop"),
             ERROR_TEXT: ("Error: upstream model overloaded, please retry", "stop"),
             CUT_OFF: ("summary that was cut", "length"),
         }.get(behaviour, (None, "stop"))
         if text is None:
-            text = self.answer(number, previous, texts)
+            text = fit(
+                self.answer(number, previous, texts),
+                int(body.get("max_tokens", 2000) * 2 * ANSWER_BUDGET_SHARE),
+            )
             with self._lock:
                 self.exchanges.append(Exchange(previous, texts, text, body))
-        _send(handler, 200, _completion(body, text, finish))
+        _send(handler, 200, _completion(body, text, finish, prompt_tokens))
 
     def _random_behaviour(self) -> str:
         """OK, or (with probability ``failure_rate``) one of ``failure_kinds``; called under the lock."""
@@ -174,7 +203,7 @@ class FakeLLM:
         while current is not None and current in by_answer:
             exchange = by_answer[current]
             chain.append(exchange)
-            current = exchange.previous_summary if exchange.previous_summary != "(none yet)" else None
+            current = exchange.previous_summary if exchange.previous_summary != NO_SUMMARY else None
         return chain
 
 
@@ -183,14 +212,18 @@ def _between(pattern: re.Pattern[str], text: str) -> str:
     return found.group(1) if found else ""
 
 
-def _completion(body: dict[str, Any], text: str, finish: str) -> dict[str, Any]:
+def _completion(body: dict[str, Any], text: str, finish: str, prompt_tokens: int) -> dict[str, Any]:
     return {
         "id": "chatcmpl-test",
         "object": "chat.completion",
         "created": int(time.time()),
         "model": body.get("model", "test"),
         "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}],
-        "usage": {"prompt_tokens": 100, "completion_tokens": 10, "total_tokens": 110},
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": 10,
+            "total_tokens": prompt_tokens + 10,
+        },
     }
 
 
