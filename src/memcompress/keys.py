@@ -10,6 +10,12 @@ JOB_ID_PREFIX = "compress:"
 LOCK_KEY_PREFIX = "memcompress:lock:"
 RECHECK_KEY_PREFIX = "memcompress:recheck:"
 LAST_SCAN_KEY = "memcompress:last_scan"
+PAUSED_SUFFIX = ":paused"
+
+
+def paused_key(queue_name: str) -> str:
+    """Set while workers of the queue take no jobs (``memcompress pause``)."""
+    return queue_name + PAUSED_SUFFIX
 
 
 def job_id(user_id: str) -> str:

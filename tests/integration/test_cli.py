@@ -274,7 +274,40 @@ def test_enqueue_status_and_migrate(env: dict[str, str], mongo: Database[dict[st
         {"_id": "dl", "user_id": "dl", "reason": "HTTP 400", "tries": 1, "failed_at": T0}
     )
     assert "dead letters: 1" in invoke(env, "status").output
-    assert "dl: queued" in invoke(env, "enqueue", "--dead-letters").output
+    assert "dl: queued" in invoke(env, "dead", "retry", "--all").output
+
+
+def test_pause_queue_and_dead_letter_commands(
+    env: dict[str, str], mongo: Database[dict[str, Any]], sync_redis: Redis
+) -> None:
+    paused = invoke(env, "pause", "--json")
+    assert paused.exit_code == 0 and json.loads(paused.output)["paused"] is True
+    assert "(PAUSED)" in invoke(env, "status").output
+    assert invoke(env, "enqueue", "a", "c", "--delay", "600").exit_code == 0
+    listed = json.loads(invoke(env, "queue", "list", "--json").output)
+    assert (listed["paused"], listed["queue_depth"]) == (True, 2)
+    assert {job["user_id"] for job in listed["jobs"]} == {"a", "c"} and not any(
+        j["due"] for j in listed["jobs"]
+    )
+    assert invoke(env, "queue", "purge").exit_code == 1  # without --yes: nothing purged
+    assert sync_redis.zcard(env["MEMCOMPRESS_QUEUE_NAME"]) == 2
+    assert json.loads(invoke(env, "queue", "purge", "--yes", "--json").output) == {"purged": 2}
+    assert json.loads(invoke(env, "resume", "--json").output)["was_paused"] is True
+
+    mongo[DEAD_LETTERS].insert_many(
+        [
+            {"_id": u, "user_id": u, "reason": r, "tries": 1, "error_class": c, "failed_at": T0}
+            for u, r, c in [("dl", "HTTP 400", "PermanentSummarizerError"), ("gone", "lost", "CarryLoss")]
+        ]
+    )
+    only = json.loads(invoke(env, "dead", "list", "--error-class", "CarryLoss", "--json").output)
+    assert [d["user_id"] for d in only["dead_letters"]] == ["gone"]
+    assert invoke(env, "dead", "delete", "gone").exit_code == 2  # needs --yes
+    assert json.loads(invoke(env, "dead", "delete", "gone", "--yes", "--json").output) == {
+        "deleted": ["gone"]
+    }
+    assert json.loads(invoke(env, "dead", "retry", "dl", "--json").output) == {"queued": {"dl": True}}
+    assert mongo[DEAD_LETTERS].count_documents({}) == 1  # retry keeps it until the user compresses
 
 
 def _subprocess(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

@@ -260,12 +260,13 @@ class FakeQueue:
     name = "fake"
 
     def __init__(self) -> None:
-        self.jobs: dict[str, float] = {}
+        self.queued: dict[str, float] = {}
         self.rechecks: dict[str, float] = {}
         self.scans: list[dict[str, object]] = []
+        self.is_paused = False
 
     async def enqueue(self, user_id: str, *, delay_s: float = 0.0) -> bool:
-        return self.jobs.setdefault(user_id, delay_s) == delay_s and len(self.jobs) > 0
+        return self.queued.setdefault(user_id, delay_s) == delay_s and len(self.queued) > 0
 
     async def request(self, user_id: str, *, delay_s: float = 0.0) -> bool:
         await self.set_recheck(user_id, delay_s=delay_s)
@@ -287,21 +288,36 @@ class FakeQueue:
         return self.scans[-1] if self.scans else None
 
     async def depth(self) -> int:
-        return len(self.jobs)
+        return len(self.queued)
 
     async def purge(self) -> int:
-        count = len(self.jobs)
-        self.jobs.clear()
+        count = len(self.queued)
+        self.queued.clear()
         return count
 
+    async def jobs(self, limit: int) -> list[dict[str, Any]]:
+        return [{"user_id": user, "due_at": "", "due": delay == 0} for user, delay in self.queued.items()][
+            :limit
+        ]
+
+    async def pause(self) -> None:
+        self.is_paused = True
+
+    async def resume(self) -> bool:
+        was, self.is_paused = self.is_paused, False
+        return was
+
+    async def paused(self) -> bool:
+        return self.is_paused
+
     async def status(self) -> dict[str, Any]:
-        return {"queue": self.name, "queue_depth": len(self.jobs)}
+        return {"queue": self.name, "paused": self.is_paused, "queue_depth": len(self.queued)}
 
     async def worker_health(self, host: str) -> dict[str, str]:
         return {}
 
     async def erase_user(self, user_id: str) -> dict[str, int]:
-        return {"queued_job": int(self.jobs.pop(user_id, None) is not None)}
+        return {"queued_job": int(self.queued.pop(user_id, None) is not None)}
 
 
 def fake_services(summarizer: Summarizer, **policy: Any) -> Services:

@@ -8,8 +8,10 @@ from typing import Any
 import arq
 import pytest
 from arq.worker import Worker
+from fakeredis import FakeAsyncRedis
 from redis.exceptions import WatchError
 
+from memcompress.keys import paused_key
 from memcompress.worker.runner import ARQ_CHECKED_VERSION, MemcompressWorker
 
 
@@ -25,6 +27,7 @@ async def test_a_claim_that_loses_redis_gives_its_slot_back(monkeypatch: pytest.
 
     monkeypatch.setattr(Worker, "start_jobs", claim_then_lose_redis)
     worker = MemcompressWorker(functions=[_noop], handle_signals=False, max_jobs=2)
+    worker._pool = FakeAsyncRedis()  # what arq's main() connects
     for _ in range(5):  # without the repair the second call would already block on the semaphore
         await worker.start_jobs([b"compress:u"])
     assert worker.job_counter == 0
@@ -41,3 +44,20 @@ def test_arq_still_takes_a_claim_slot_the_way_the_repair_gives_it_back() -> None
     count = source.index("self.job_counter = self.job_counter + 1")
     claim = source.index("await pipe.watch(")
     assert acquire < count < claim
+
+
+async def test_a_paused_queue_claims_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    claimed: list[list[bytes]] = []
+
+    async def claim(self: Worker, job_ids: list[bytes]) -> None:
+        claimed.append(job_ids)
+
+    monkeypatch.setattr(Worker, "start_jobs", claim)
+    worker = MemcompressWorker(functions=[_noop], handle_signals=False, queue_name="q")
+    worker._pool = redis = FakeAsyncRedis()  # what arq's main() connects
+    await redis.set(paused_key("q"), "since now")
+    await worker.start_jobs([b"compress:u"])
+    assert claimed == []
+    await redis.delete(paused_key("q"))
+    await worker.start_jobs([b"compress:u"])
+    assert claimed == [[b"compress:u"]]

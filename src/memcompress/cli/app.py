@@ -7,7 +7,14 @@ import logging
 
 import click
 
-from memcompress.cli import admin_commands, config_commands, queue_commands, scan_commands, user_commands
+from memcompress.cli import (
+    admin_commands,
+    config_commands,
+    ops_commands,
+    queue_commands,
+    scan_commands,
+    user_commands,
+)
 from memcompress.cli.context import CliState, setup_logging
 
 
@@ -18,7 +25,8 @@ from memcompress.cli.context import CliState, setup_logging
     type=click.Choice(["text", "json"]),
     default="text",
     show_default=True,
-    help="Format of log lines on stderr.",
+    envvar="MEMCOMPRESS_LOG_FORMAT",
+    help="Format of log lines on stderr (or MEMCOMPRESS_LOG_FORMAT).",
 )
 @click.version_option(package_name="memcompress")
 @click.pass_context
@@ -32,6 +40,6 @@ def cli(ctx: click.Context, verbose: bool, log_format: str) -> None:
     ctx.obj = CliState(verbose=verbose, log_format=log_format)
 
 
-for module in (scan_commands, user_commands, queue_commands, config_commands, admin_commands):
+for module in (scan_commands, user_commands, queue_commands, ops_commands, config_commands, admin_commands):
     for command in module.COMMANDS:
         cli.add_command(command)

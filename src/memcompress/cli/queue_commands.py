@@ -67,24 +67,18 @@ async def _check_health(settings: Settings) -> int:
 @click.option(
     "--delay", type=click.FloatRange(min=0), default=0.0, show_default=True, help="Seconds to wait."
 )
-@click.option("--dead-letters", "dead_letters", is_flag=True, help="Also queue every dead-lettered user.")
 @click.pass_obj
-def enqueue(state: CliState, user_ids: tuple[str, ...], delay: float, dead_letters: bool) -> None:
+def enqueue(state: CliState, user_ids: tuple[str, ...], delay: float) -> None:
     """Queue a compression of each USER_ID now (or after --delay). A job already queued or running
-    absorbs the request, and the user is checked again once it finishes, as with the app's API."""
-    if not user_ids and not dead_letters:
-        raise click.UsageError("give at least one USER_ID, or --dead-letters")
+    absorbs the request, and the user is checked again once it finishes, as with the app's API.
+    (Dead-lettered users: `memcompress dead retry`.)"""
+    if not user_ids:
+        raise click.UsageError("give at least one USER_ID")
 
     async def work() -> int:
         settings = state.settings()
-        users = list(user_ids)
-        if dead_letters:
-            async with open_services(settings, redis_retries=CLI_REDIS_RETRIES) as services:
-                users += [letter.user_id for letter in await services.dead_letters.list(limit=100_000)]
-            if not users:
-                click.echo("no dead letters")
         async with open_queue(settings, CLI_REDIS_RETRIES) as queue:
-            for user_id in users:
+            for user_id in user_ids:
                 queued = await queue.request(user_id, delay_s=delay)
                 click.echo(f"{user_id}: {'queued' if queued else 'already queued or running; will re-check'}")
         return 0
@@ -113,7 +107,7 @@ def status(state: CliState, as_json: bool) -> None:
 
 def _print_status(report: dict[str, Any]) -> None:
     click.echo(
-        f"queue {report['queue']}: {report['queue_depth']} jobs ({report['in_progress_count']} running, {report['waiting']} waiting, {report['deferred']} deferred)"
+        f"queue {report['queue']}{' (PAUSED)' if report['paused'] else ''}: {report['queue_depth']} jobs ({report['in_progress_count']} running, {report['waiting']} waiting, {report['deferred']} deferred)"
     )
     click.echo(f"in progress: {report['in_progress_count']} {' '.join(report['in_progress'])}".rstrip())
     click.echo(f"workers reporting in: {len(report['worker_health'])}")

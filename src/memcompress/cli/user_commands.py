@@ -14,7 +14,11 @@ from memcompress.jobs import forget_user, plan_compression, run_compression
 @click.command()
 @click.argument("user_id")
 @click.option("--dry-run", is_flag=True, help="Show what would be folded; store and trim nothing.")
-@click.option("--preview", is_flag=True, help="With --dry-run: also ask the summariser (nothing is stored).")
+@click.option(
+    "--preview",
+    is_flag=True,
+    help="A dry run that also asks the summariser (implies --dry-run; nothing is stored).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.pass_obj
 def compress(state: CliState, user_id: str, dry_run: bool, preview: bool, as_json: bool) -> None:
@@ -24,6 +28,8 @@ def compress(state: CliState, user_id: str, dry_run: bool, preview: bool, as_jso
     holds the user), 1 when it failed (LLM error after retries, unresolved conflict), 2 on bad
     configuration or an unreachable store.
     """
+
+    dry_run = dry_run or preview  # a preview never writes
 
     async def work() -> int:
         settings = state.settings()

@@ -39,8 +39,8 @@ async def find_users(
     Each user's trigger is the policy's (``threshold``, when given, replaces its event threshold) with
     that user's overrides applied: more than the threshold's foldable events, or more than
     ``trigger_tokens`` estimated tokens of them. A dead-lettered user is left out until it has events
-    newer than its dead letter: it would fail the same way again (``memcompress enqueue
-    --dead-letters`` retries on purpose).
+    newer than its dead letter: it would fail the same way again (``memcompress dead
+    retry`` retries on purpose).
     """
     policy = services.policy if threshold is None else replace(services.policy, threshold=threshold)
     overrides = await services.overrides.all()

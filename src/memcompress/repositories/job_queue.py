@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 from arq.constants import health_check_key_suffix, in_progress_key_prefix, job_key_prefix, retry_key_prefix
@@ -15,9 +16,11 @@ from memcompress.keys import (
     LAST_SCAN_KEY,
     LOCK_KEY_PREFIX,
     job_id,
+    paused_key,
     recheck_key,
     user_from_job_id,
 )
+from memcompress.models import utc_now
 from memcompress.queue import RECHECK_TTL_S, enqueue_compression, enqueue_job
 
 LIST_AT_MOST = 50
@@ -69,6 +72,27 @@ class RedisJobQueue:
             jobs, _ = await pipe.execute()
         return int(jobs)
 
+    async def jobs(self, limit: int) -> list[dict[str, Any]]:
+        now_ms = time.time() * 1000
+        rows = await self._redis.zrange(self.name, 0, limit - 1, withscores=True)
+        return [
+            {
+                "user_id": user_from_job_id(member.decode()) or member.decode(),
+                "due_at": datetime.fromtimestamp(score / 1000, UTC).isoformat(),
+                "due": score <= now_ms,
+            }
+            for member, score in rows
+        ]
+
+    async def pause(self) -> None:
+        await self._redis.set(paused_key(self.name), utc_now().isoformat())
+
+    async def resume(self) -> bool:
+        return bool(await self._redis.delete(paused_key(self.name)))
+
+    async def paused(self) -> bool:
+        return bool(await self._redis.exists(paused_key(self.name)))
+
     async def status(self) -> dict[str, Any]:
         now_ms = time.time() * 1000
         depth = await self.depth()
@@ -86,6 +110,7 @@ class RedisJobQueue:
             )
         return {
             "queue": self.name,
+            "paused": await self.paused(),
             "queue_depth": depth,
             "waiting": max(ready - len(in_progress), 0),  # due, not yet taken (running jobs stay queued)
             "deferred": depth - ready,

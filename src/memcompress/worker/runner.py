@@ -4,6 +4,7 @@ arq claims a due job in a WATCH/MULTI transaction. If Redis goes away just then 
 failover), redis-py raises ``WatchError``/``ConnectionError`` instead of retrying, the exception leaves
 arq's ``start_jobs`` after it has taken a job slot, and arq's loop ends: the process exits. Here the
 slot is given back and the worker keeps polling; the job stays queued and is claimed on a later poll.
+While the queue is paused (``memcompress pause``) it claims nothing; scans still queue users.
 
 Giving the slot back touches two private attributes of arq's ``Worker`` (``job_counter`` and ``sem``),
 so it lives in one function, :func:`give_back_claim_slot`, checked against ``ARQ_CHECKED_VERSION``;
@@ -19,6 +20,8 @@ from arq.worker import Worker
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.exceptions import WatchError
+
+from memcompress.keys import paused_key
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +39,8 @@ def give_back_claim_slot(worker: Worker) -> None:
 
 class MemcompressWorker(Worker):
     async def start_jobs(self, job_ids: list[bytes]) -> None:
+        if await self.pool.exists(paused_key(self.queue_name)):  # `memcompress pause`: take no job
+            return
         try:
             await super().start_jobs(job_ids)
         except CLAIM_ERRORS as error:

@@ -1,0 +1,182 @@
+"""What operators of Celery, RQ or Sidekiq expect: ``pause``/``resume``, ``queue list|purge`` and the
+dead letters (``dead list|retry|delete``)."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from memcompress.bootstrap import open_queue, open_services
+from memcompress.cli.context import CLI_REDIS_RETRIES, EXIT_FAILED, CliState, run
+
+LIST_AT_MOST = 1000
+
+
+def _print(report: object, as_json: bool, lines: list[str]) -> None:
+    if as_json:
+        click.echo(json.dumps(report, ensure_ascii=False, default=str))
+    else:
+        for line in lines:
+            click.echo(line)
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_obj
+def pause(state: CliState, as_json: bool) -> None:
+    """Workers stop taking compression jobs (running ones finish; scans may still queue users)."""
+
+    async def work() -> int:
+        async with open_queue(state.settings(), CLI_REDIS_RETRIES) as queue:
+            await queue.pause()
+            _print({"queue": queue.name, "paused": True}, as_json, [f"queue {queue.name}: paused"])
+        return 0
+
+    run(state, work())
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_obj
+def resume(state: CliState, as_json: bool) -> None:
+    """Workers take compression jobs again."""
+
+    async def work() -> int:
+        async with open_queue(state.settings(), CLI_REDIS_RETRIES) as queue:
+            was = await queue.resume()
+            line = f"queue {queue.name}: resumed" if was else f"queue {queue.name}: was not paused"
+            _print({"queue": queue.name, "paused": False, "was_paused": was}, as_json, [line])
+        return 0
+
+    run(state, work())
+
+
+@click.group("queue")
+def queue_group() -> None:
+    """The compression queue: list or purge its jobs."""
+
+
+@queue_group.command("list")
+@click.option(
+    "--limit", type=click.IntRange(min=1), default=100, show_default=True, help="At most this many."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_obj
+def queue_list(state: CliState, limit: int, as_json: bool) -> None:
+    """Queued jobs, soonest first: due (waiting or running) and deferred."""
+
+    async def work() -> int:
+        async with open_queue(state.settings(), CLI_REDIS_RETRIES) as queue:
+            jobs, depth, paused = await queue.jobs(limit), await queue.depth(), await queue.paused()
+        report = {"queue": queue.name, "paused": paused, "queue_depth": depth, "jobs": jobs}
+        lines = [f"queue {queue.name}: {depth} jobs{' (paused)' if paused else ''}"]
+        lines += [f"  {j['user_id']}  {'due' if j['due'] else 'deferred to'} {j['due_at']}" for j in jobs]
+        _print(report, as_json, lines)
+        return 0
+
+    run(state, work())
+
+
+@queue_group.command("purge")
+@click.option("--yes", is_flag=True, help="Really purge. Without it, only says how many jobs would go.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_obj
+def queue_purge(state: CliState, yes: bool, as_json: bool) -> None:
+    """Drop every queued job (users stay over the threshold: the next scan queues them again)."""
+
+    async def work() -> int:
+        async with open_queue(state.settings(), CLI_REDIS_RETRIES) as queue:
+            if not yes:
+                depth = await queue.depth()
+                _print({"would_purge": depth}, as_json, [f"would purge {depth} jobs"])
+                click.echo("nothing purged: run again with --yes to purge", err=True)
+                return EXIT_FAILED
+            purged = await queue.purge()
+        _print({"purged": purged}, as_json, [f"purged {purged} jobs"])
+        return 0
+
+    run(state, work())
+
+
+@click.group("dead")
+def dead_group() -> None:
+    """Dead letters: users whose compression gave up."""
+
+
+@dead_group.command("list")
+@click.option("--error-class", help="Only dead letters of this error class (e.g. CarryLoss).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_obj
+def dead_list(state: CliState, error_class: str | None, as_json: bool) -> None:
+    """Dead letters, newest first: user, reason, tries, error class."""
+
+    async def work() -> int:
+        async with open_services(state.settings(), redis_retries=CLI_REDIS_RETRIES) as services:
+            letters = [
+                letter.model_dump(mode="json")
+                for letter in await services.dead_letters.list(LIST_AT_MOST)
+                if error_class in (None, letter.error_class)
+            ]
+        lines = [f"{len(letters)} dead letters"]
+        lines += [
+            f"  {d['user_id']}: {d['reason']} ({d['error_class']}, tries {d['tries']}, {d['failed_at']})"
+            for d in letters
+        ]
+        _print({"dead_letters": letters}, as_json, lines)
+        return 0
+
+    run(state, work())
+
+
+def _chosen(user_ids: tuple[str, ...], all_: bool) -> None:
+    if bool(user_ids) == all_:
+        raise click.UsageError("give USER_IDs or --all (not both)")
+
+
+@dead_group.command("retry")
+@click.argument("user_ids", nargs=-1)
+@click.option("--all", "all_", is_flag=True, help="Every dead-lettered user.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_obj
+def dead_retry(state: CliState, user_ids: tuple[str, ...], all_: bool, as_json: bool) -> None:
+    """Queue the dead-lettered users again now (their dead letter goes once they compress)."""
+    _chosen(user_ids, all_)
+
+    async def work() -> int:
+        async with open_services(state.settings(), redis_retries=CLI_REDIS_RETRIES) as services:
+            users = list(user_ids) or [d.user_id for d in await services.dead_letters.list(LIST_AT_MOST)]
+            queued = {user: await services.queue.request(user) for user in users}
+        lines = [
+            f"{user}: {'queued' if ok else 'already queued or running; will re-check'}"
+            for user, ok in queued.items()
+        ]
+        _print({"queued": queued}, as_json, lines or ["no dead letters"])
+        return 0
+
+    run(state, work())
+
+
+@dead_group.command("delete")
+@click.argument("user_ids", nargs=-1)
+@click.option("--all", "all_", is_flag=True, help="Every dead letter.")
+@click.option("--yes", is_flag=True, help="Really delete.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_obj
+def dead_delete(state: CliState, user_ids: tuple[str, ...], all_: bool, yes: bool, as_json: bool) -> None:
+    """Delete dead letters (the users' data is untouched; the scan may queue them again)."""
+    _chosen(user_ids, all_)
+    if not yes:
+        raise click.UsageError("deleting dead letters needs --yes")
+
+    async def work() -> int:
+        async with open_services(state.settings(), redis_retries=CLI_REDIS_RETRIES) as services:
+            users = list(user_ids) or [d.user_id for d in await services.dead_letters.list(LIST_AT_MOST)]
+            deleted = [user for user in users if await services.dead_letters.remove(user)]
+        _print({"deleted": deleted}, as_json, [f"deleted {len(deleted)} dead letters"])
+        return 0
+
+    run(state, work())
+
+
+COMMANDS = [pause, resume, queue_group, dead_group]
