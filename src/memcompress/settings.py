@@ -8,9 +8,12 @@ password replaced by ``***`` (:meth:`Settings.describe`).
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit, urlunsplit
 
+from dotenv import dotenv_values
 from pydantic import (
     AliasChoices,
     Field,
@@ -285,3 +288,25 @@ def load_settings(**overrides: object) -> Settings:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as error:
         raise ConfigError(_error_line(error)) from None
+
+
+def setting_sources(env_file: str = ".env") -> dict[str, str]:
+    """Where each setting's value comes from: ``env`` (the process environment), ``.env`` (the file
+    in the working directory) or ``default`` — what ``memcompress config`` shows beside each value,
+    so that a ``.env`` holding, say, ``OPENAI_API_KEY`` cannot switch the summariser unnoticed."""
+    from_file = (
+        {k.upper() for k, v in dotenv_values(env_file).items() if v is not None}
+        if Path(env_file).is_file()
+        else set()
+    )
+    from_env = {k.upper() for k in os.environ}
+    sources = {}
+    for name, field in Settings.model_fields.items():
+        alias = field.validation_alias
+        names = (
+            [str(n).upper() for n in alias.choices]
+            if isinstance(alias, AliasChoices)
+            else [ENV_PREFIX + name.upper()]
+        )
+        sources[name] = "env" if from_env & set(names) else ".env" if from_file & set(names) else "default"
+    return sources

@@ -277,6 +277,19 @@ def test_enqueue_status_and_migrate(env: dict[str, str], mongo: Database[dict[st
     assert "dl: queued" in invoke(env, "dead", "retry", "--all").output
 
 
+def test_status_with_mongodb_down_shows_the_redis_parts(env: dict[str, str]) -> None:
+    down = env | {
+        "MEMCOMPRESS_MONGODB_URI": f"mongodb://127.0.0.1:{free_port()}/?directConnection=true",
+        "MEMCOMPRESS_MONGODB_SERVER_SELECTION_TIMEOUT_MS": "300",
+    }
+    assert invoke(down, "enqueue", "u1").exit_code == 0
+    result = invoke(down, "status")
+    assert result.exit_code == 0 and "1 jobs (0 running, 1 waiting, 0 deferred)" in result.output
+    assert "store: cannot reach MongoDB at" in result.output
+    report = json.loads(invoke(down, "status", "--json").output)
+    assert report["queue_depth"] == 1 and "cannot reach MongoDB" in report["store_error"]
+
+
 def test_pause_queue_and_dead_letter_commands(
     env: dict[str, str], mongo: Database[dict[str, Any]], sync_redis: Redis
 ) -> None:

@@ -4,6 +4,7 @@ token watermarks, the minimum fold and the daily cap, per-user overrides."""
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -204,3 +205,18 @@ async def test_override_and_config_user_commands(
     assert refused.exit_code == 2 and "keep-last (40) must be less than threshold (30)" in refused.output
     cleared = await asyncio.to_thread(invoke, "override", "u1", "--clear", "--json")
     assert cleared.exit_code == 0 and '"overrides": {}' in cleared.output
+
+
+def test_config_shows_where_each_setting_comes_from(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch, mongo_uri: str
+) -> None:
+    """A .env that happens to hold OPENAI_API_KEY switches the summariser: config makes it visible."""
+    (tmp_path / ".env").write_text("OPENAI_API_KEY=sk-from-dotenv-secret\n")
+    monkeypatch.chdir(tmp_path)
+    env = {"MEMCOMPRESS_MONGODB_URI": mongo_uri, "MEMCOMPRESS_THRESHOLD": "70"}
+    result = CliRunner().invoke(cli, ["config", "--json"], env=env, catch_exceptions=False)
+    shown = json.loads(result.output)
+    assert shown["threshold"] == {"value": 70, "source": "env"}
+    assert shown["llm_api_key"] == {"value": "***", "source": ".env"}
+    assert shown["summarizer"]["value"] == "openai" and shown["keep_last"]["source"] == "default"
+    assert "sk-from-dotenv-secret" not in result.output

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 
 import click
 
 from memcompress.bootstrap import open_services
 from memcompress.cli.context import CLI_REDIS_RETRIES, EXIT_CONFIG, CliState, fail, run
 from memcompress.jobs import Services
-from memcompress.models import UserOverrides
+from memcompress.models import UserOverrides, valid_language_tag
+from memcompress.settings import setting_sources
 
 
 async def _user_config(services: Services, user_id: str) -> dict[str, object]:
@@ -31,7 +33,7 @@ async def _user_config(services: Services, user_id: str) -> dict[str, object]:
     }
 
 
-def _echo(report: dict[str, object], as_json: bool) -> None:
+def _echo(report: Mapping[str, object], as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(report, ensure_ascii=False, default=str))
         return
@@ -44,13 +46,22 @@ def _echo(report: dict[str, object], as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.pass_obj
 def config(state: CliState, user_id: str | None, as_json: bool) -> None:
-    """The effective settings (secrets redacted); with --user, the limits, model and language that
-    user's compressions use: the settings with the user's overrides applied."""
+    """The effective settings, each with its source (env, .env or default), secrets redacted; with
+    --user, the limits, model and language that user's compressions use: the settings with the user's
+    overrides applied."""
 
     async def work() -> int:
         settings = state.settings()
         if user_id is None:
-            _echo(settings.describe(), as_json)
+            sources = setting_sources()
+            shown = {
+                name: {"value": value, "source": sources[name]} for name, value in settings.describe().items()
+            }
+            if as_json:
+                _echo(shown, as_json)
+            else:
+                for name, item in shown.items():
+                    click.echo(f"{name} = {item['value']}  ({item['source']})")
             return 0
         async with open_services(settings, redis_retries=CLI_REDIS_RETRIES) as services:
             _echo(await _user_config(services, user_id), as_json)
@@ -94,6 +105,11 @@ def override(
         "model": model,
         "language": language,
     }
+
+    if language is not None and valid_language_tag(language) is None:
+        raise click.BadParameter(
+            f"{language!r} is not a language tag like en, ru or pt-BR", param_hint="--language"
+        )
 
     async def work() -> int:
         settings = state.settings()

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import socket
+import sys
 from typing import Any
 
 import click
@@ -21,7 +23,8 @@ from memcompress.cli.context import (
     run,
     setup_logging,
 )
-from memcompress.jobs import status_report
+from memcompress.jobs import store_report
+from memcompress.repositories.errors import StoreUnavailable
 from memcompress.settings import Settings
 
 
@@ -88,21 +91,43 @@ def enqueue(state: CliState, user_ids: tuple[str, ...], delay: float) -> None:
 
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--watch", is_flag=True, help="Refresh every --interval seconds until Ctrl-C.")
+@click.option(
+    "--interval", type=click.FloatRange(min=0.5), default=2.0, show_default=True, help="With --watch."
+)
 @click.pass_obj
-def status(state: CliState, as_json: bool) -> None:
-    """Queue depth, jobs in progress, held locks, last scan, dead letters and the last compactions."""
+def status(state: CliState, as_json: bool, watch: bool, interval: float) -> None:
+    """Queue depth, jobs in progress, held locks, last scan, dead letters and the last compactions.
+    With MongoDB down it still shows the Redis parts, and one line for what failed."""
 
     async def work() -> int:
         settings = state.settings()
-        async with open_services(settings, redis_retries=CLI_REDIS_RETRIES) as services:
-            report = await status_report(services)
-        if as_json:
-            click.echo(json.dumps(report, ensure_ascii=False, default=str))
-        else:
-            _print_status(report)
-        return 0
+        while True:
+            report = await _status(settings)
+            if as_json:
+                click.echo(json.dumps(report, ensure_ascii=False, default=str))
+            else:
+                if watch:
+                    click.clear()
+                _print_status(report)
+            if not watch:
+                return 0
+            await asyncio.sleep(interval)
 
-    run(state, work())
+    try:
+        run(state, work())
+    except KeyboardInterrupt:  # the way out of --watch
+        sys.exit(0)
+
+
+async def _status(settings: Settings) -> dict[str, Any]:
+    async with open_queue(settings, CLI_REDIS_RETRIES) as queue:
+        report = await queue.status()
+    try:
+        async with open_services(settings, redis_retries=CLI_REDIS_RETRIES) as services:
+            return report | await store_report(services)
+    except StoreUnavailable as error:
+        return report | {"store_error": str(error)}
 
 
 def _print_status(report: dict[str, Any]) -> None:
@@ -122,6 +147,9 @@ def _print_status(report: dict[str, Any]) -> None:
     click.echo(f"held locks: {report['held_locks_count']}")
     for lock in report["held_locks"]:
         click.echo(f"  {lock['user_id']} (expires in {lock['expires_in_s']}s)")
+    if "store_error" in report:
+        click.echo(f"store: {report['store_error']} (dead letters and compactions not shown)")
+        return
     click.echo(f"dead letters: {report['dead_letters_count']}")
     for letter in report["dead_letters"]:
         click.echo(

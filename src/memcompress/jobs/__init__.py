@@ -7,7 +7,7 @@ from memcompress.jobs.plan import CompressionPlan, plan_compression
 from memcompress.jobs.queued import JobDecision, recheck_after_job, run_queued_compression
 from memcompress.jobs.scan import ScanResult, find_users, scan_and_enqueue
 from memcompress.jobs.services import FoldPolicy, JobPolicy, Services
-from memcompress.jobs.status import status_report
+from memcompress.jobs.status import store_report
 
 __all__ = [
     "CompressionPlan",
@@ -23,5 +23,5 @@ __all__ = [
     "run_compression",
     "run_queued_compression",
     "scan_and_enqueue",
-    "status_report",
+    "store_report",
 ]
