@@ -9,6 +9,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
+RUN_BUCKETS = (60, 300, 600, 1200, 1800, 3600, 7200, 14400)
 
 
 class Metrics:
@@ -152,8 +153,11 @@ class RunMetrics:
             "Users compressed or skipped by run-once.",
             registry=r,
         )
-        self.duration = Gauge(
-            "personalized_memory_worker_duration_seconds", "Wall time of the last run-once.", registry=r
+        self.duration = Histogram(
+            "personalized_memory_worker_duration_seconds",
+            "Wall time of run-once (one observation per pushed run: _sum is the last run's duration).",
+            buckets=RUN_BUCKETS,
+            registry=r,
         )
         self.last_success = Gauge(
             "personalized_memory_worker_last_success_timestamp_seconds",

@@ -98,7 +98,7 @@ def run_once(state: CliState, limit: int | None, dry_run: bool) -> None:
         failed = [r for r in records if r.failed]
         run_metrics.errors.inc(len(failed))
         run_metrics.users_processed.inc(len(records) - len(failed))
-        run_metrics.duration.set(time.monotonic() - started)
+        run_metrics.duration.observe(time.monotonic() - started)
         if not failed:
             run_metrics.last_success.set_to_current_time()
         _print_run(records, time.monotonic() - started)
