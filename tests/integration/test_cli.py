@@ -320,6 +320,11 @@ def test_pause_queue_and_dead_letter_commands(
         "deleted": ["gone"]
     }
     assert json.loads(invoke(env, "dead", "retry", "dl", "--json").output) == {"queued": {"dl": True}}
+    assert json.loads(invoke(env, "enqueue", "c", "--json").output) == {"queued": {"c": True}}
+    migrated = json.loads(invoke(env, "migrate", "--json").output)
+    assert "user_memory.user_created_id" in migrated["indexes"] and migrated["risks"] == []
+    assert json.loads(invoke(env, "forget", "gone", "--json").stdout)["would_remove"]["compaction_log"] == 0
+    assert json.loads(invoke(env, "run-once", "--dry-run", "--json").output)["users_found"] == 0
     assert mongo[DEAD_LETTERS].count_documents({}) == 1  # retry keeps it until the user compresses
 
 

@@ -333,7 +333,9 @@ def test_tl08_alert_thresholds() -> None:
     assert exprs["MemoryWorkerHighErrors"] == "personalized_memory_worker_errors_total > 5"
     assert exprs["MemoryWorkerLongRunning"] == "personalized_memory_worker_duration_seconds_sum > 1800"
     # Our ratios beside them, over every user or run that did work.
-    assert "errors_total + personalized_memory_worker_users_processed_total" in exprs["MemoryWorkerErrorRatio"]
+    assert (
+        "errors_total + personalized_memory_worker_users_processed_total" in exprs["MemoryWorkerErrorRatio"]
+    )
     assert 'outcome=~"compressed|failed|conflict"' in exprs["MemoryCompressionErrorRatio"]
     assert "26 * 3600" in exprs["MemoryWorkerNoRecentSuccess"]
     assert "> 1000" in exprs["MemoryQueueBacklog"]

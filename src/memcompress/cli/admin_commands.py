@@ -7,12 +7,13 @@ import sys
 import click
 
 from memcompress.bootstrap import open_services
-from memcompress.cli.context import CLI_REDIS_RETRIES, EXIT_FAILED, CliState, run
+from memcompress.cli.context import CLI_REDIS_RETRIES, EXIT_FAILED, CliState, echo_report, run
 
 
 @click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.pass_obj
-def migrate(state: CliState) -> None:
+def migrate(state: CliState, as_json: bool) -> None:
     """Create the indexes memcompress needs (safe to run again; changes nothing the second time).
     MEMCOMPRESS_MEMORY_TTL_DAYS adds the opt-in TTL index (see the README before using it).
 
@@ -22,9 +23,12 @@ def migrate(state: CliState) -> None:
     async def work() -> int:
         settings = state.settings()
         async with open_services(settings, redis_retries=CLI_REDIS_RETRIES) as services:
-            for name in await services.maintenance.ensure_indexes():
-                click.echo(f"index ok: {name}")
+            indexes = await services.maintenance.ensure_indexes()
             risks = await services.maintenance.memory_ttl_risks()
+        if as_json:
+            echo_report({"indexes": indexes, "risks": risks}, as_json)
+        for name in [] if as_json else indexes:
+            click.echo(f"index ok: {name}")
         for risk in risks:
             click.echo(f"memcompress: at risk: {risk}", err=True)
         return EXIT_FAILED if risks else 0

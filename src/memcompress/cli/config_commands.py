@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping
-
 import click
 
 from memcompress.bootstrap import open_services
-from memcompress.cli.context import CLI_REDIS_RETRIES, EXIT_CONFIG, CliState, fail, run
+from memcompress.cli.context import CLI_REDIS_RETRIES, EXIT_CONFIG, CliState, echo_report, fail, run
 from memcompress.jobs import Services
 from memcompress.models import UserOverrides, valid_language_tag
 from memcompress.settings import setting_sources
@@ -33,14 +30,6 @@ async def _user_config(services: Services, user_id: str) -> dict[str, object]:
     }
 
 
-def _echo(report: Mapping[str, object], as_json: bool) -> None:
-    if as_json:
-        click.echo(json.dumps(report, ensure_ascii=False, default=str))
-        return
-    for name, value in report.items():
-        click.echo(f"{name}: {value}")
-
-
 @click.command()
 @click.option("--user", "user_id", help="Show what applies to this user (settings with its overrides).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
@@ -58,13 +47,13 @@ def config(state: CliState, user_id: str | None, as_json: bool) -> None:
                 name: {"value": value, "source": sources[name]} for name, value in settings.describe().items()
             }
             if as_json:
-                _echo(shown, as_json)
+                echo_report(shown, as_json)
             else:
                 for name, item in shown.items():
                     click.echo(f"{name} = {item['value']}  ({item['source']})")
             return 0
         async with open_services(settings, redis_retries=CLI_REDIS_RETRIES) as services:
-            _echo(await _user_config(services, user_id), as_json)
+            echo_report(await _user_config(services, user_id), as_json)
         return 0
 
     run(state, work())
@@ -128,7 +117,7 @@ def override(
                 if limits.trigger_tokens is not None and (limits.target_tokens or 0) >= limits.trigger_tokens:
                     fail("target-tokens must be set and less than trigger-tokens", EXIT_CONFIG)
                 await services.overrides.set(user_id, merged)
-            _echo(await _user_config(services, user_id), as_json)
+            echo_report(await _user_config(services, user_id), as_json)
         return 0
 
     run(state, work())

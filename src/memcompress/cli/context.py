@@ -13,7 +13,7 @@ import logging
 import os
 import sys
 import traceback
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -87,3 +87,17 @@ def run(state: CliState, work: Coroutine[Any, Any, int]) -> NoReturn:
             traceback.print_exc()
         fail(f"{type(error).__name__}: {error}", EXIT_FAILED)
     sys.exit(code)
+
+
+def echo_report(report: Mapping[str, object], as_json: bool) -> None:
+    """A command's data: one JSON object, or ``name: value`` lines (nested mappings indented)."""
+    if as_json:
+        click.echo(json.dumps(report, ensure_ascii=False, default=str))
+        return
+    for name, value in report.items():
+        if isinstance(value, Mapping):
+            click.echo(f"{name}:")
+            for key, item in value.items():
+                click.echo(f"  {key}: {item}")
+        else:
+            click.echo(f"{name}: {value}")

@@ -19,6 +19,7 @@ from memcompress.cli.context import (
     EXIT_CONFIG,
     EXIT_FAILED,
     CliState,
+    echo_report,
     fail,
     run,
     setup_logging,
@@ -70,8 +71,9 @@ async def _check_health(settings: Settings) -> int:
 @click.option(
     "--delay", type=click.FloatRange(min=0), default=0.0, show_default=True, help="Seconds to wait."
 )
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.pass_obj
-def enqueue(state: CliState, user_ids: tuple[str, ...], delay: float) -> None:
+def enqueue(state: CliState, user_ids: tuple[str, ...], delay: float, as_json: bool) -> None:
     """Queue a compression of each USER_ID now (or after --delay). A job already queued or running
     absorbs the request, and the user is checked again once it finishes, as with the app's API.
     (Dead-lettered users: `memcompress dead retry`.)"""
@@ -81,9 +83,11 @@ def enqueue(state: CliState, user_ids: tuple[str, ...], delay: float) -> None:
     async def work() -> int:
         settings = state.settings()
         async with open_queue(settings, CLI_REDIS_RETRIES) as queue:
-            for user_id in user_ids:
-                queued = await queue.request(user_id, delay_s=delay)
-                click.echo(f"{user_id}: {'queued' if queued else 'already queued or running; will re-check'}")
+            queued = {user_id: await queue.request(user_id, delay_s=delay) for user_id in user_ids}
+        if as_json:
+            echo_report({"queued": queued}, as_json)
+        for user_id, new in [] if as_json else queued.items():
+            click.echo(f"{user_id}: {'queued' if new else 'already queued or running; will re-check'}")
         return 0
 
     run(state, work())

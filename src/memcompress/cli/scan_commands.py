@@ -76,8 +76,9 @@ def _print_scan(threshold: int, users: list[UserBacklog], enqueued: int | None, 
 @click.command("run-once")
 @click.option("--limit", type=click.IntRange(min=1), help="At most this many users (most events first).")
 @click.option("--dry-run", is_flag=True, help="Only list the users that would be compressed.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
 @click.pass_obj
-def run_once(state: CliState, limit: int | None, dry_run: bool) -> None:
+def run_once(state: CliState, limit: int | None, dry_run: bool, as_json: bool) -> None:
     """Cron mode: scan and compress every user over the threshold inline (no queue), then exit.
 
     Up to MEMCOMPRESS_MAX_JOBS users at a time. Exit 0 when every user was compressed or skipped, 1 when
@@ -92,7 +93,7 @@ def run_once(state: CliState, limit: int | None, dry_run: bool) -> None:
         async with open_services(settings, redis_retries=CLI_REDIS_RETRIES) as services:
             users = await find_users(services, limit=limit)
             if dry_run:
-                _print_scan(settings.threshold, users, None, as_json=False)
+                _print_scan(settings.threshold, users, None, as_json=as_json)
                 return 0
             records = await _compress_all(services, users, settings.max_jobs)
         failed = [r for r in records if r.failed]
@@ -101,7 +102,7 @@ def run_once(state: CliState, limit: int | None, dry_run: bool) -> None:
         run_metrics.duration.observe(time.monotonic() - started)
         if not failed:
             run_metrics.last_success.set_to_current_time()
-        _print_run(records, time.monotonic() - started)
+        _print_run(records, time.monotonic() - started, as_json)
         if settings.pushgateway_url:
             await _push(settings.pushgateway_url, run_metrics, succeeded=not failed)
         return EXIT_FAILED if failed else 0
@@ -125,9 +126,23 @@ async def _compress_all(
         return list(await asyncio.gather(*(one(u) for u in users)))
 
 
-def _print_run(records: list[CompactionRecord], elapsed: float) -> None:
+def _print_run(records: list[CompactionRecord], elapsed: float, as_json: bool) -> None:
     outcomes = Counter(r.outcome.value for r in records)
     folded = sum(r.events_folded for r in records)
+    if as_json:
+        failed = [
+            {"user_id": r.user_id, "outcome": r.outcome.value, "reason": r.reason}
+            for r in records
+            if r.failed
+        ]
+        report = {
+            "users": len(records),
+            "outcomes": dict(outcomes),
+            "events_folded": folded,
+            "failed": failed,
+        }
+        click.echo(json.dumps(report | {"duration_s": round(elapsed, 3)}, ensure_ascii=False))
+        return
     click.echo(f"{'outcome':<12} users")
     for outcome in Outcome:
         click.echo(f"{outcome.value:<12} {outcomes.get(outcome.value, 0):>5}")

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
-
 import click
 
 from memcompress.bootstrap import open_services
-from memcompress.cli.context import CLI_REDIS_RETRIES, EXIT_FAILED, CliState, run
+from memcompress.cli.context import CLI_REDIS_RETRIES, EXIT_FAILED, CliState, echo_report, run
 from memcompress.jobs import forget_user, plan_compression, run_compression
 
 
@@ -39,7 +37,7 @@ def compress(state: CliState, user_id: str, dry_run: bool, preview: bool, as_jso
                 shown = plan.as_dict()
                 if not preview:
                     shown.pop("preview_summary")
-                _echo(shown, as_json)
+                echo_report(shown, as_json)
                 return 0
             record = await run_compression(services, user_id)
         shown = record.model_dump(
@@ -56,7 +54,7 @@ def compress(state: CliState, user_id: str, dry_run: bool, preview: bool, as_jso
                 "summary_repaired",
             },
         )
-        _echo(shown, as_json)
+        echo_report(shown, as_json)
         return EXIT_FAILED if record.failed else 0
 
     run(state, work())
@@ -65,8 +63,9 @@ def compress(state: CliState, user_id: str, dry_run: bool, preview: bool, as_jso
 @click.command()
 @click.argument("user_id")
 @click.option("--yes", is_flag=True, help="Really erase. Without it, only shows what would go.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.pass_obj
-def forget(state: CliState, user_id: str, yes: bool) -> None:
+def forget(state: CliState, user_id: str, yes: bool, as_json: bool) -> None:
     """Erase everything about USER_ID (GDPR): events, archive, profile and summary, compaction
     records, dead letter, lock, queued job and re-check flag. Prints what was removed."""
 
@@ -75,27 +74,14 @@ def forget(state: CliState, user_id: str, yes: bool) -> None:
         async with open_services(settings, redis_retries=CLI_REDIS_RETRIES) as services:
             if not yes:
                 would_remove = await services.maintenance.count_user_data(user_id)
-                _echo({"user_id": user_id, "would_remove": would_remove}, False)
+                echo_report({"user_id": user_id, "would_remove": would_remove}, as_json)
                 click.echo("nothing erased: run again with --yes to erase", err=True)
                 return EXIT_FAILED
             removed = await forget_user(services, user_id, wait_s=settings.job_timeout_s)
-        _echo({"user_id": user_id, "removed": removed}, False)
+        echo_report({"user_id": user_id, "removed": removed}, as_json)
         return 0
 
     run(state, work())
-
-
-def _echo(report: dict[str, object], as_json: bool) -> None:
-    if as_json:
-        click.echo(json.dumps(report, ensure_ascii=False, default=str))
-        return
-    for name, value in report.items():
-        if isinstance(value, dict):
-            click.echo(f"{name}:")
-            for key, item in value.items():
-                click.echo(f"  {key}: {item}")
-        else:
-            click.echo(f"{name}: {value}")
 
 
 COMMANDS = [compress, forget]

@@ -66,11 +66,15 @@ class RedisJobQueue:
         return depth
 
     async def purge(self) -> int:
+        """Drop the queued jobs and their job keys (arq refuses a job id whose key still exists, so
+        leaving them would block those users until the keys expire)."""
+        members = [member.decode() for member in await self._redis.zrange(self.name, 0, -1)]
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.zcard(self.name)
-            pipe.delete(self.name)
-            jobs, _ = await pipe.execute()
-        return int(jobs)
+            pipe.zrem(self.name, *members) if members else pipe.zcard(self.name)
+            for job in members:
+                pipe.delete(job_key_prefix + job, retry_key_prefix + job)
+            removed = (await pipe.execute())[0]
+        return int(removed) if members else 0
 
     async def jobs(self, limit: int) -> list[dict[str, Any]]:
         now_ms = time.time() * 1000
