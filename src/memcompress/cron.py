@@ -1,24 +1,21 @@
 """``MEMCOMPRESS_SCAN_CRON``: a cron expression turned into the field sets arq's ``cron()`` takes.
 
-Parsed once, when the settings are read (:class:`CronSchedule`); the worker uses the parsed fields.
-
-Five fields ``minute hour day month weekday`` (weekday 0 or 7 is Sunday), or six with a leading
-``second`` field. Each field is ``*``, ``N``, ``A-B``, a comma list of these, with an optional ``/STEP``.
+Parsed once, when the settings are read (:class:`CronSchedule`), by croniter (a kept library): the
+standard five fields ``minute hour day month weekday`` with names (``jan``, ``mon``), ranges, lists,
+steps and the ``@hourly``/``@daily``/``@weekly``/``@monthly``/``@yearly`` macros, or six fields with a
+leading ``second`` field. Weekday 0 or 7 is Sunday. As in standard cron, when both day-of-month and
+day-of-week are restricted a day matches either of them: that is two arq cron entries (``runs``),
+because arq matches every field at once.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-FIELDS = ("second", "minute", "hour", "day", "month", "weekday")
-RANGES = {
-    "second": (0, 59),
-    "minute": (0, 59),
-    "hour": (0, 23),
-    "day": (1, 31),
-    "month": (1, 12),
-    "weekday": (0, 7),
-}
+from croniter import croniter
+from croniter.croniter import CroniterError
+
+FIELDS = ("minute", "hour", "day", "month", "weekday", "second")
 
 CronFields = dict[str, set[int] | None]
 
@@ -29,61 +26,37 @@ class CronError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class CronSchedule:
-    """A parsed cron expression: the text as given and arq's field sets (see :func:`parse_cron`)."""
+    """A parsed cron expression: the text as given, and one or two arq field sets (see :func:`parse_cron`)."""
 
     expression: str
-    fields: CronFields
+    runs: tuple[CronFields, ...]
 
     @classmethod
     def parse(cls, expression: str) -> CronSchedule:
         return cls(expression, parse_cron(expression))
 
 
-def parse_cron(expression: str) -> CronFields:
-    """``"*/10 * * * *"`` → ``{"second": {0}, "minute": {0, 10, ...}, "hour": None, ...}``.
+def parse_cron(expression: str) -> tuple[CronFields, ...]:
+    """``"*/10 * * * *"`` → ``({"second": {0}, "minute": {0, 10, ...}, "hour": None, ...},)``.
 
     ``None`` means "every"; weekdays come back as Python's (Monday 0 … Sunday 6), as arq expects.
+    Two field sets when day-of-month and day-of-week are both restricted (standard cron's "either").
     """
-    parts = expression.split()
-    if len(parts) == 5:
-        parts = ["0", *parts]
-    if len(parts) != 6:
-        raise CronError(f"expected 5 fields (or 6 with seconds first), got {len(parts)}: {expression!r}")
-    fields: CronFields = {}
-    for name, text in zip(FIELDS, parts, strict=True):
-        values = _parse_field(name, text)
-        if name == "weekday" and values is not None:
-            values = {(day - 1) % 7 for day in values}  # cron 0/7 = Sunday → Python 6
-        fields[name] = values
-    return fields
-
-
-def _parse_field(name: str, text: str) -> set[int] | None:
-    low, high = RANGES[name]
-    if text == "*":
-        return None
-    values: set[int] = set()
-    for item in text.split(","):
-        span, _, step_text = item.partition("/")
-        step = _number(name, step_text, 1, high) if step_text else 1
-        if span == "*":
-            start, end = low, high
-        elif "-" in span:
-            first, _, last = span.partition("-")
-            start, end = _number(name, first, low, high), _number(name, last, low, high)
-            if start > end:
-                raise CronError(f"{name}: range {span} runs backwards")
-        else:
-            start = _number(name, span, low, high)
-            end = high if step_text else start
-        values.update(range(start, end + 1, step))
-    return values
-
-
-def _number(name: str, text: str, low: int, high: int) -> int:
-    if not text.isdigit():
-        raise CronError(f"{name}: {text!r} is not a number")
-    value = int(text)
-    if not low <= value <= high:
-        raise CronError(f"{name}: {value} is outside {low}-{high}")
-    return value
+    text = expression.strip()
+    six = not text.startswith("@") and len(text.split()) == 6
+    try:
+        expanded, nth_weekdays = croniter.expand(text, second_at_beginning=six)
+    except CroniterError as error:
+        raise CronError(f"{expression!r}: {error}") from None
+    if len(expanded) not in (5, 6) or nth_weekdays or any("l" in values for values in expanded):
+        raise CronError(f"{expression!r}: use 5 fields (or 6 with seconds first), without L, # or a year")
+    fields: CronFields = {
+        name: None if values == ["*"] else {int(v) for v in values}
+        for name, values in zip(FIELDS, expanded, strict=False)
+    }
+    fields["second"] = fields.get("second") or {0}
+    if fields["weekday"] is not None:
+        fields["weekday"] = {(day - 1) % 7 for day in fields["weekday"]}  # cron 0 = Sunday → Python 6
+    if fields["day"] is not None and fields["weekday"] is not None:
+        return (fields | {"weekday": None}, fields | {"day": None})
+    return (fields,)

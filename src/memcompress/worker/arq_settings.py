@@ -30,13 +30,12 @@ def redis_settings(settings: Settings) -> RedisSettings:
 def worker_settings(settings: Settings) -> dict[str, Any]:
     """The keyword arguments of ``arq.Worker`` (arq accepts a dict wherever it takes WorkerSettings)."""
     on_startup, on_shutdown = lifecycle_hooks(settings)
-    when = settings.scan_cron.fields
     return {
         "functions": [func(compress_user, name=JOB_FUNCTION)],
         "cron_jobs": [
             cron(
                 scheduled_scan,
-                name=SCAN_FUNCTION,
+                name=SCAN_FUNCTION if index == 0 else f"{SCAN_FUNCTION}:{index}",
                 unique=True,  # one scan per scheduled time across all worker processes
                 month=when["month"],
                 day=when["day"],
@@ -45,6 +44,7 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
                 minute=when["minute"],
                 second=when["second"],
             )
+            for index, when in enumerate(settings.scan_cron.runs)
         ],
         "queue_name": settings.queue_name,
         "redis_settings": redis_settings(settings),
