@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from typing import Any
 
@@ -12,7 +13,7 @@ from fakeredis import FakeAsyncRedis
 from redis.exceptions import WatchError
 
 from memcompress.keys import paused_key
-from memcompress.worker.runner import ARQ_CHECKED_VERSION, MemcompressWorker
+from memcompress.worker.runner import ARQ_CHECKED_VERSION, IDLE_POLL_S, MemcompressWorker
 
 
 async def _noop(ctx: dict[str, Any]) -> None:
@@ -61,3 +62,22 @@ async def test_a_paused_queue_claims_nothing(monkeypatch: pytest.MonkeyPatch) ->
     await redis.delete(paused_key("q"))
     await worker.start_jobs([b"compress:u"])
     assert claimed == [[b"compress:u"]]
+
+
+async def test_the_poll_backs_off_when_idle_and_a_finished_job_wakes_it() -> None:
+    worker = MemcompressWorker(functions=[_noop], handle_signals=False, queue_name="q", poll_delay=0.01)
+    worker._pool = FakeAsyncRedis()
+    waits = []
+    for _ in range(8):  # nothing due: the wait doubles up to the idle ceiling
+        await worker._poll_iteration()
+        waits.append(worker.next_poll_s)
+    assert waits[0] == 0.02 and waits[-1] == IDLE_POLL_S and waits == sorted(waits)
+
+    worker.next_poll_s = 3600.0  # without the wake-up the next iteration would wait an hour
+    worker.job_counter, _ = 1, await worker.sem.acquire()
+    worker._release_sem_dec_counter_on_complete()  # a job finished
+    await asyncio.wait_for(worker._poll_iteration(), timeout=30)
+
+    await worker.pool.zadd("q", {"compress:u": 0})  # a due job: the next poll comes at the busy pace
+    await worker._poll_iteration()
+    assert worker.next_poll_s == 0.01

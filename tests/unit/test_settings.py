@@ -125,8 +125,14 @@ def test_explicit_summarizer_wins(monkeypatch: pytest.MonkeyPatch) -> None:
             "timeouts must be layered: MEMCOMPRESS_LLM_TIMEOUT_S (400) < MEMCOMPRESS_JOB_TIMEOUT_S (300)",
         ),
         ({"MEMCOMPRESS_JOB_TIMEOUT_S": "400"}, "< MEMCOMPRESS_LOCK_TTL_S (360)"),
-        ({"MEMCOMPRESS_SCAN_CRON": "*/10 * * *"}, "MEMCOMPRESS_SCAN_CRON: '*/10 * * *': Exactly 5, 6 or 7 columns"),
-        ({"MEMCOMPRESS_SCAN_CRON": "*/10 25 * * *"}, "MEMCOMPRESS_SCAN_CRON: '*/10 25 * * *': [*/10 25 * * *] is not acceptable, out of range"),
+        (
+            {"MEMCOMPRESS_SCAN_CRON": "*/10 * * *"},
+            "MEMCOMPRESS_SCAN_CRON: '*/10 * * *': Exactly 5, 6 or 7 columns",
+        ),
+        (
+            {"MEMCOMPRESS_SCAN_CRON": "*/10 25 * * *"},
+            "MEMCOMPRESS_SCAN_CRON: '*/10 25 * * *': [*/10 25 * * *] is not acceptable, out of range",
+        ),
         ({"MEMCOMPRESS_MAX_JOBS": "0"}, "MEMCOMPRESS_MAX_JOBS: Input should be greater than or equal to 1"),
     ],
 )

@@ -1,10 +1,15 @@
-"""The worker process ``memcompress worker`` runs: arq's ``Worker`` with one repair.
+"""The worker process ``memcompress worker`` runs: arq's ``Worker`` with one repair and a faster poll.
 
 arq claims a due job in a WATCH/MULTI transaction. If Redis goes away just then (a restart or a
 failover), redis-py raises ``WatchError``/``ConnectionError`` instead of retrying, the exception leaves
 arq's ``start_jobs`` after it has taken a job slot, and arq's loop ends: the process exits. Here the
 slot is given back and the worker keeps polling; the job stays queued and is claimed on a later poll.
 While the queue is paused (``memcompress pause``) it claims nothing; scans still queue users.
+
+arq starts jobs only when it polls the queue, every ``poll_delay``: a slot freed by a finished job idles
+until then. Here a finished job wakes the poll loop at once, and the poll adapts: every
+``busy_poll_s`` while due jobs are found, backing off by doubling to ``IDLE_POLL_S`` when none are, so
+an idle fleet does not hammer Redis. (arq's own loop is given no delay; the waiting happens here.)
 
 Giving the slot back touches two private attributes of arq's ``Worker`` (``job_counter`` and ``sem``),
 so it lives in one function, :func:`give_back_claim_slot`, checked against ``ARQ_CHECKED_VERSION``;
@@ -13,6 +18,8 @@ so it lives in one function, :func:`give_back_claim_slot`, checked against ``ARQ
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from typing import Any
 
@@ -26,6 +33,7 @@ from memcompress.keys import paused_key
 log = logging.getLogger(__name__)
 
 CLAIM_ERRORS = (WatchError, RedisConnectionError, RedisTimeoutError, OSError)
+IDLE_POLL_S = 0.5  # the longest wait between polls when no job is due
 # The arq release whose Worker.start_jobs this repair was read against.
 ARQ_CHECKED_VERSION = "0.28.0"
 
@@ -38,7 +46,27 @@ def give_back_claim_slot(worker: Worker) -> None:
 
 
 class MemcompressWorker(Worker):
+    def __init__(self, *args: Any, poll_delay: float = 0.1, **kwargs: Any) -> None:
+        super().__init__(*args, poll_delay=0, **kwargs)
+        self.busy_poll_s = poll_delay
+        self.next_poll_s = poll_delay
+        self._wake = asyncio.Event()
+        self._found_due = False
+
+    def _release_sem_dec_counter_on_complete(self) -> None:
+        super()._release_sem_dec_counter_on_complete()
+        self._wake.set()  # a slot is free: look for the next due job now
+
+    async def _poll_iteration(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), self.next_poll_s)
+        self._wake.clear()
+        self._found_due = False
+        await super()._poll_iteration()
+        self.next_poll_s = self.busy_poll_s if self._found_due else min(self.next_poll_s * 2, IDLE_POLL_S)
+
     async def start_jobs(self, job_ids: list[bytes]) -> None:
+        self._found_due = bool(job_ids)
         if await self.pool.exists(paused_key(self.queue_name)):  # `memcompress pause`: take no job
             return
         try:
