@@ -1,12 +1,15 @@
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
+from click.testing import CliRunner, Result
 from redis.asyncio import Redis
 
 from memcompress.bootstrap import build_services
+from memcompress.cli.app import cli
 from memcompress.jobs import Services
 from memcompress.metrics import Metrics
 from memcompress.repositories import MongoDatabase
@@ -64,3 +67,19 @@ def make_services(
         )
 
     return build
+
+
+@pytest.fixture
+def cli_env(mongo_uri: str, db_name: str, redis_url: str) -> dict[str, str]:
+    """``MEMCOMPRESS_*`` settings for CLI runs against the test's stores, with the offline summariser."""
+    return {
+        "MEMCOMPRESS_MONGODB_URI": mongo_uri,
+        "MEMCOMPRESS_MONGODB_DB": db_name,
+        "MEMCOMPRESS_REDIS_URL": redis_url,
+        "MEMCOMPRESS_SUMMARIZER": "extractive",
+    }
+
+
+async def run_cli(env: dict[str, str], *args: str) -> Result:
+    """The CLI in-process, from an async test: it runs its own event loop, so in a thread."""
+    return await asyncio.to_thread(CliRunner().invoke, cli, list(args), env=env, catch_exceptions=False)

@@ -5,22 +5,19 @@ writing a stale summary back between two runs."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 
-from memcompress.cli.app import cli
 from memcompress.jobs import find_users, run_compression, run_queued_compression
 from memcompress.models import Outcome, utc_now
 from memcompress.repositories import MongoDatabase
 from memcompress.repositories.database import USER_MEMORY, USER_PROFILES
 from memcompress.testing.app_documents import app_event, app_profile, app_save, create_app_indexes
 from memcompress.testing.llm_server import FakeLLM
-from tests.integration.conftest import ServicesFactory
+from tests.integration.conftest import ServicesFactory, run_cli
 
 pytestmark = pytest.mark.redis
 
@@ -95,26 +92,14 @@ async def test_a_profile_stuck_in_conflict_ends_in_a_dead_letter_with_bounded_ll
     assert await database.collection(USER_MEMORY).count_documents({"user_id": user}) == 60
 
 
-def _migrate(mongo_uri: str, db_name: str, redis_url: str, **extra: str) -> Any:
-    env = {
-        "MEMCOMPRESS_MONGODB_URI": mongo_uri,
-        "MEMCOMPRESS_MONGODB_DB": db_name,
-        "MEMCOMPRESS_REDIS_URL": redis_url,
-        "MEMCOMPRESS_SUMMARIZER": "extractive",
-    } | extra
-    return CliRunner().invoke(cli, ["migrate"], env=env, catch_exceptions=False)
-
-
 async def test_migrate_refuses_the_apps_ttl_index_unless_asked_for(
-    database: MongoDatabase, mongo_uri: str, db_name: str, redis_url: str
+    database: MongoDatabase, cli_env: dict[str, str]
 ) -> None:
     await create_app_indexes(database)
-    refused = await asyncio.to_thread(_migrate, mongo_uri, db_name, redis_url)  # the CLI runs its own loop
+    refused = await run_cli(cli_env, "migrate")
     assert refused.exit_code == 1
     assert "'created_at_ttl'" in refused.stderr and "dropIndex('created_at_ttl')" in refused.stderr
-    accepted = await asyncio.to_thread(
-        _migrate, mongo_uri, db_name, redis_url, MEMCOMPRESS_MEMORY_TTL_DAYS="90"
-    )
+    accepted = await run_cli(cli_env | {"MEMCOMPRESS_MEMORY_TTL_DAYS": "90"}, "migrate")
     assert accepted.exit_code == 0, accepted.output
     assert "at risk" not in accepted.stderr
 

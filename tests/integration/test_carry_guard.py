@@ -4,22 +4,19 @@ good answer afterwards compresses with nothing lost."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 
-from memcompress.cli.app import cli
 from memcompress.jobs import run_compression
 from memcompress.models import Outcome, utc_now
 from memcompress.repositories import MongoDatabase
 from memcompress.repositories.database import COMPACTION_LOG, USER_MEMORY, USER_PROFILES
 from memcompress.testing.app_documents import app_event, app_profile
 from memcompress.testing.llm_server import FakeLLM, default_answer
-from tests.integration.conftest import ServicesFactory
+from tests.integration.conftest import ServicesFactory, run_cli
 
 pytestmark = pytest.mark.redis
 
@@ -113,21 +110,11 @@ async def test_a_server_that_truncates_the_prompt_is_a_clear_permanent_failure(
 
 
 async def test_extractive_with_delete_is_refused_unless_acknowledged(
-    database: MongoDatabase, mongo_uri: str, db_name: str, redis_url: str
+    database: MongoDatabase, cli_env: dict[str, str]
 ) -> None:
-    env = {
-        "MEMCOMPRESS_MONGODB_URI": mongo_uri,
-        "MEMCOMPRESS_MONGODB_DB": db_name,
-        "MEMCOMPRESS_REDIS_URL": redis_url,
-        "MEMCOMPRESS_SUMMARIZER": "extractive",
-        "MEMCOMPRESS_RETENTION": "delete",
-    }
-
-    def compress(**extra: str) -> Any:
-        return CliRunner().invoke(cli, ["compress", "nobody"], env=env | extra, catch_exceptions=False)
-
-    refused = await asyncio.to_thread(compress)
+    env = cli_env | {"MEMCOMPRESS_RETENTION": "delete"}
+    refused = await run_cli(env, "compress", "nobody")
     assert refused.exit_code == 2 and "MEMCOMPRESS_ACCEPT_LOSSY_RETENTION" in refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1
-    accepted = await asyncio.to_thread(compress, MEMCOMPRESS_ACCEPT_LOSSY_RETENTION="true")
+    accepted = await run_cli(env | {"MEMCOMPRESS_ACCEPT_LOSSY_RETENTION": "true"}, "compress", "nobody")
     assert accepted.exit_code == 0, accepted.output

@@ -3,7 +3,6 @@ token watermarks, the minimum fold and the daily cap, per-user overrides."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
 from datetime import timedelta
@@ -19,7 +18,7 @@ from memcompress.repositories import MongoDatabase
 from memcompress.repositories.database import USER_MEMORY
 from memcompress.testing.app_documents import app_event
 from memcompress.testing.llm_server import FakeLLM
-from tests.integration.conftest import ServicesFactory
+from tests.integration.conftest import ServicesFactory, run_cli
 
 pytestmark = pytest.mark.redis
 
@@ -180,30 +179,16 @@ async def test_overrides_change_what_one_user_gets_and_no_one_else(
     assert [exchange.body["model"] for exchange in llm.exchanges] == ["small-model"]
 
 
-async def test_override_and_config_user_commands(
-    database: MongoDatabase, mongo_uri: str, db_name: str, redis_url: str
-) -> None:
-    env = {
-        "MEMCOMPRESS_MONGODB_URI": mongo_uri,
-        "MEMCOMPRESS_MONGODB_DB": db_name,
-        "MEMCOMPRESS_REDIS_URL": redis_url,
-        "MEMCOMPRESS_SUMMARIZER": "extractive",
-    }
-
-    def invoke(*args: str) -> Any:
-        return CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
-
-    set_ = await asyncio.to_thread(
-        invoke, "override", "u1", "--threshold", "30", "--keep-last", "5", "--json"
-    )
+async def test_override_and_config_user_commands(database: MongoDatabase, cli_env: dict[str, str]) -> None:
+    set_ = await run_cli(cli_env, "override", "u1", "--threshold", "30", "--keep-last", "5", "--json")
     assert set_.exit_code == 0, set_.output
-    shown = await asyncio.to_thread(invoke, "config", "--user", "u1", "--json")
+    shown = await run_cli(cli_env, "config", "--user", "u1", "--json")
     assert '"threshold": 30' in shown.output and '"keep_last": 5' in shown.output
-    others = await asyncio.to_thread(invoke, "config", "--user", "u2", "--json")
+    others = await run_cli(cli_env, "config", "--user", "u2", "--json")
     assert '"threshold": 50' in others.output and '"overrides": {}' in others.output
-    refused = await asyncio.to_thread(invoke, "override", "u1", "--keep-last", "40")
+    refused = await run_cli(cli_env, "override", "u1", "--keep-last", "40")
     assert refused.exit_code == 2 and "keep-last (40) must be less than threshold (30)" in refused.output
-    cleared = await asyncio.to_thread(invoke, "override", "u1", "--clear", "--json")
+    cleared = await run_cli(cli_env, "override", "u1", "--clear", "--json")
     assert cleared.exit_code == 0 and '"overrides": {}' in cleared.output
 
 
