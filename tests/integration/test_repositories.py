@@ -199,6 +199,29 @@ async def test_delete_and_archive_by_refs_are_idempotent(
     assert remaining == refs[7:]
 
 
+async def test_archived_events_stream_in_total_order_per_user(
+    memory: MongoUserMemoryRepository, database: MongoDatabase
+) -> None:
+    # Ties on created_at across batch boundaries, archived out of order; another user's archive too.
+    events = make_events("u", 23, step=timedelta(0)) + make_events(
+        "u", 12, start=T0 - timedelta(hours=1), tag="x"
+    )
+    await memory.append_events(events[::2])
+    await memory.append_events(events[1::2])
+    await memory.append_events(make_events("other", 4))
+    stored = [s async for s in memory.iter_oldest("u")]
+    await memory.archive_by_refs([s.ref for s in stored[1::2]])
+    await memory.archive_by_refs([s.ref for s in stored[::2]][:-3])  # three stay in user_memory
+    await memory.archive_by_refs([s.ref async for s in memory.iter_oldest("other")])
+
+    kept = {s.ref for s in stored[::2][-3:]}
+    archived = [s async for s in memory.iter_archived_oldest("u", batch_size=4)]
+    expected = [s for s in stored if s.ref not in kept]  # `stored` is in the fold's total order
+    assert [(s.ref, s.event.content) for s in archived] == [(s.ref, s.event.content) for s in expected]
+    assert [s.ref async for s in memory.iter_oldest("u")] == [s.ref for s in stored if s.ref in kept]
+    assert [s async for s in memory.iter_archived_oldest("nobody")] == []
+
+
 async def test_archive_finishes_a_copy_that_crashed_before_its_delete(
     memory: MongoUserMemoryRepository, database: MongoDatabase
 ) -> None:

@@ -38,6 +38,7 @@ PINNED = "pinned"
 class FakeMemory:
     def __init__(self) -> None:
         self.events: dict[int, MemoryEvent] = {}
+        self.archived: dict[int, MemoryEvent] = {}
         self._ids = itertools.count(1)
 
     async def append_events(self, events: Sequence[MemoryEvent]) -> int:
@@ -45,11 +46,11 @@ class FakeMemory:
             self.events[next(self._ids)] = event
         return len(events)
 
-    def _ordered(self, user_id: str) -> list[StoredEvent]:
+    def _ordered(self, user_id: str, events: dict[int, MemoryEvent] | None = None) -> list[StoredEvent]:
         """The user's foldable events (pinned ones are not), in the fold's order."""
         mine = [
             StoredEvent(ref, e)
-            for ref, e in self.events.items()
+            for ref, e in (self.events if events is None else events).items()
             if e.user_id == user_id and PINNED not in e.tags
         ]
         return sorted(mine, key=lambda s: (s.event.created_at, s.ref))
@@ -79,10 +80,18 @@ class FakeMemory:
         for stored in self._ordered(user_id)[:max_documents]:
             yield stored
 
+    async def iter_archived_oldest(
+        self, user_id: str, *, batch_size: int = 500
+    ) -> AsyncIterator[StoredEvent]:
+        for stored in self._ordered(user_id, self.archived):
+            yield stored
+
     async def delete_by_refs(self, refs: Sequence[Any]) -> int:
         return sum(self.events.pop(ref, None) is not None for ref in refs)
 
     async def archive_by_refs(self, refs: Sequence[Any]) -> int:
+        """Copy, then delete, as the Mongo adapter does (the archive keeps each event's ref)."""
+        self.archived.update((ref, self.events[ref]) for ref in refs if ref in self.events)
         return await self.delete_by_refs(refs)
 
     async def users_over_threshold(self, threshold: int, limit: int | None = None) -> list[UserBacklog]:

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from pymongo import ReplaceOne
+from pymongo.asynchronous.collection import AsyncCollection
 
 from memcompress.metrics import Metrics
 from memcompress.models import HistorySize, MemoryEvent, StoredEvent, UserBacklog, utc_now
@@ -104,13 +105,32 @@ class MongoUserMemoryRepository:
         ones ``foldable_size`` counts), so the caller's "all but the newest N" keeps exactly
         the newest N foldable events. Documents that fail validation are skipped, logged by ``_id``.
         """
+        async for stored in self._iter_oldest(self._events, USER_MEMORY, user_id, max_documents, batch_size):
+            yield stored
+
+    async def iter_archived_oldest(
+        self, user_id: str, *, batch_size: int = 500
+    ) -> AsyncIterator[StoredEvent]:
+        """The user's archived events (``user_memory_archive``, written with ``RETENTION=archive``) in
+        the fold's order and by the same rules as :meth:`iter_oldest`, one bounded query per batch."""
+        async for stored in self._iter_oldest(self._archive, USER_MEMORY_ARCHIVE, user_id, None, batch_size):
+            yield stored
+
+    async def _iter_oldest(
+        self,
+        collection: AsyncCollection[Document],
+        name: str,
+        user_id: str,
+        max_documents: int | None,
+        batch_size: int,
+    ) -> AsyncIterator[StoredEvent]:
         remaining = max_documents
         after: tuple[datetime, Any] | None = None
         while remaining is None or remaining > 0:
             size = batch_size if remaining is None else min(batch_size, remaining)
-            docs = await self._page(user_id, after, size)
+            docs = await self._page(collection, user_id, after, size)
             foldable = [doc for doc in docs if self._rules.foldable(doc)]
-            for stored in valid_events(USER_MEMORY, foldable, self._metrics, self._rules):
+            for stored in valid_events(name, foldable, self._metrics, self._rules):
                 yield stored
             if len(docs) < size:
                 return
@@ -118,7 +138,10 @@ class MongoUserMemoryRepository:
                 remaining -= len(foldable)
             after = (docs[-1]["created_at"], docs[-1]["_id"])
 
-    async def _page(self, user_id: str, after: tuple[datetime, Any] | None, size: int) -> list[Document]:
+    @staticmethod
+    async def _page(
+        collection: AsyncCollection[Document], user_id: str, after: tuple[datetime, Any] | None, size: int
+    ) -> list[Document]:
         """The next ``size`` documents after ``after`` in ``(created_at, _id)`` order.
 
         Two index range reads rather than one ``$or`` query, which some servers answer with a
@@ -126,13 +149,13 @@ class MongoUserMemoryRepository:
         """
         if after is None:
             query: Document = {"user_id": user_id, "created_at": DATED}
-            return await self._events.find(query).sort(OLDEST_FIRST).limit(size).to_list()
+            return await collection.find(query).sort(OLDEST_FIRST).limit(size).to_list()
         created_at, ref = after
         tie = {"user_id": user_id, "created_at": created_at, "_id": {"$gt": ref}}
-        docs = await self._events.find(tie).sort([("_id", 1)]).limit(size).to_list()
+        docs = await collection.find(tie).sort([("_id", 1)]).limit(size).to_list()
         if len(docs) < size:
             later = {"user_id": user_id, "created_at": {"$gt": created_at}}
-            docs += await self._events.find(later).sort(OLDEST_FIRST).limit(size - len(docs)).to_list()
+            docs += await collection.find(later).sort(OLDEST_FIRST).limit(size - len(docs)).to_list()
         return docs
 
     async def delete_by_refs(self, refs: Sequence[Any]) -> int:
