@@ -1,10 +1,12 @@
-"""The use cases: compress one user (inline or taken from the queue), plan a dry run, scan for users
-over the threshold, forget a user, report status. They see only the ports (``Services``)."""
+"""The use cases: compress one user (inline or taken from the queue), plan a dry run, replay a user's
+history in shadow, scan for users over the threshold, forget a user, report status. They see only the
+ports (``Services``)."""
 
 from memcompress.jobs.compress import run_compression
 from memcompress.jobs.forget import forget_user
 from memcompress.jobs.plan import CompressionPlan, plan_compression
 from memcompress.jobs.queued import JobDecision, recheck_after_job, run_queued_compression
+from memcompress.jobs.replay import ReplayResult, replay_user
 from memcompress.jobs.scan import ScanResult, find_users, scan_and_enqueue
 from memcompress.jobs.services import FoldPolicy, JobPolicy, Services
 from memcompress.jobs.status import store_report
@@ -14,12 +16,14 @@ __all__ = [
     "FoldPolicy",
     "JobDecision",
     "JobPolicy",
+    "ReplayResult",
     "ScanResult",
     "Services",
     "find_users",
     "forget_user",
     "plan_compression",
     "recheck_after_job",
+    "replay_user",
     "run_compression",
     "run_queued_compression",
     "scan_and_enqueue",

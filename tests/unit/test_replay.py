@@ -1,0 +1,273 @@
+"""Replay (shadow) mode against in-memory fakes: what the summariser is sent, the verdict, and that
+nothing is stored."""
+
+from __future__ import annotations
+
+import copy
+import logging
+from datetime import timedelta
+
+import pytest
+
+from memcompress.jobs import Services, replay_user, run_compression
+from memcompress.models import MemoryEvent, Outcome, Role, UserOverrides
+from memcompress.summarizers import (
+    ExtractiveSummarizer,
+    RetryableSummarizerError,
+    SummaryRequest,
+    SummaryResult,
+)
+from memcompress.summarizers.base import transcript_chars
+from memcompress.testing.factories import T0, make_events
+from tests.unit.fakes import FakeCompactionLog, FakeLocks, FakeMemory, FakeProfiles, FakeQueue, fake_services
+
+POLICY = {"threshold": 10, "keep_last": 3, "chunk_chars": 1000, "batch_size": 100, "retention": "archive"}
+
+
+class Recording:
+    """Answers the summary so far plus ``v<n>`` (so the carry guard passes); records every request
+    and answer."""
+
+    name = "recording"
+    model = "rec-model"
+
+    def __init__(self) -> None:
+        self.requests: list[SummaryRequest] = []
+        self.answers: list[str] = []
+
+    async def summarize(self, request: SummaryRequest) -> SummaryResult:
+        self.requests.append(request)
+        self.answers.append(f"{request.previous_summary or ''} v{len(self.requests)}".strip())
+        return SummaryResult(text=self.answers[-1])
+
+    async def aclose(self) -> None:
+        return None
+
+
+def _state(services: Services) -> object:
+    """Everything the fakes store."""
+    assert isinstance(services.memory, FakeMemory)
+    assert isinstance(services.profiles, FakeProfiles)
+    assert isinstance(services.compaction_log, FakeCompactionLog)
+    assert isinstance(services.locks, FakeLocks)
+    assert isinstance(services.queue, FakeQueue)
+    return copy.deepcopy(
+        (
+            services.memory.events,
+            services.memory.archived,
+            services.profiles.profiles,
+            services.compaction_log.records,
+            services.locks.held,
+            services.queue.queued,
+            services.queue.rechecks,
+        )
+    )
+
+
+async def _compressed_twice(services: Services) -> list[MemoryEvent]:
+    """Two compressions with archive retention; returns every event appended, in the fold's order."""
+    first = make_events("u", 25, tag="a")
+    second = make_events("u", 12, start=T0 + timedelta(hours=1), tag="b")
+    await services.memory.append_events(first)
+    assert (await run_compression(services, "u")).outcome is Outcome.COMPRESSED
+    await services.memory.append_events(second)
+    assert (await run_compression(services, "u")).outcome is Outcome.COMPRESSED
+    return first + second
+
+
+async def test_replay_sends_every_event_once_in_order_from_no_summary_and_stores_nothing() -> None:
+    services = fake_services(Recording(), **POLICY)
+    appended = await _compressed_twice(services)
+    summarizer = services.summarizer
+    assert isinstance(summarizer, Recording)
+    folds = len(summarizer.requests)
+    before = _state(services)
+
+    result = await replay_user(services, "u")
+
+    assert _state(services) == before
+    replayed = summarizer.requests[folds:]
+    assert [e.content for r in replayed for e in r.events] == [e.content for e in appended]
+    answers = summarizer.answers[folds:]
+    assert [r.previous_summary for r in replayed] == [None, *answers[:-1]]
+    assert len(replayed) > 1
+    assert all(sum(transcript_chars(e) for e in r.events) <= 1000 for r in replayed)
+    profile = await services.profiles.get("u")
+    assert (result.stored_summary, result.stored_version) == (profile.memory_summary, profile.summary_version)
+    assert (
+        result.replayed_summary == answers[-1] == " ".join(f"v{folds + i + 1}" for i in range(len(replayed)))
+    )
+    assert result.failed is None
+    assert (result.archived_events, result.current_events) == (len(appended) - 3, 3)
+    assert (result.chunks, result.folded_not_archived, result.version_moved) == (len(replayed), 0, False)
+    assert result.as_dict()["verdict"] == {
+        "ok": result.verdict.ok,
+        "reason": result.verdict.reason,
+        "dropped": result.verdict.dropped,
+        "shrunk": result.verdict.shrunk,
+        "at_budget": result.verdict.at_budget,
+    }
+
+
+async def test_a_tie_goes_to_the_archived_event_and_an_event_in_both_places_is_sent_once() -> None:
+    services = fake_services(Recording(), **POLICY)
+    memory = services.memory
+    assert isinstance(memory, FakeMemory)
+
+    def event(content: str, seconds: int) -> MemoryEvent:
+        return MemoryEvent(
+            user_id="u", role=Role.USER, content=content, created_at=T0 + timedelta(seconds=seconds)
+        )
+
+    # Refs order the current event before the archived one; the fold folded the archived one first.
+    memory.events[1] = event("current at the tie", 0)
+    memory.archived[2] = event("archived at the tie", 0)
+    memory.archived[3] = memory.events[3] = event("copied, then a crash before the delete", 1)
+    memory.events[4] = event("newest", 2)
+
+    result = await replay_user(services, "u")
+
+    summarizer = services.summarizer
+    assert isinstance(summarizer, Recording)
+    assert [e.content for r in summarizer.requests for e in r.events] == [
+        "archived at the tie",
+        "current at the tie",
+        "copied, then a crash before the delete",
+        "newest",
+    ]
+    assert (result.archived_events, result.current_events) == (2, 2)
+
+
+async def test_the_verdict_names_what_the_replay_drops_and_the_log_holds_no_content(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    services = fake_services(ExtractiveSummarizer(), **POLICY)
+    await _compressed_twice(services)
+    profile = await services.profiles.get("u")
+    stored = f"{profile.memory_summary}\n- The user's flat is 4471 and her sister is called Anastasia."
+    assert await services.profiles.update_summary_if_version(
+        "u", expected_version=profile.summary_version, summary=stored, watermark=None, folded_refs=[]
+    )
+
+    with caplog.at_level(logging.INFO, logger="memcompress.jobs.replay"):
+        result = await replay_user(services, "u")
+
+    assert result.stored_summary == stored
+    assert result.replayed_summary is not None and "I like topic number 0." in result.replayed_summary
+    assert not result.verdict.ok
+    assert result.verdict.dropped == {"number": 1, "name": 1}
+    assert "dropped 1 number, 1 name" in caplog.text and "NOT ok" in caplog.text
+    assert "4471" not in caplog.text and "Anastasia" not in caplog.text and "topic" not in caplog.text
+
+
+async def test_a_replay_of_the_same_history_keeps_every_value() -> None:
+    services = fake_services(ExtractiveSummarizer(), **(POLICY | {"threshold": 40, "keep_last": 0}))
+    await services.memory.append_events(make_events("u", 45))
+    assert (await run_compression(services, "u")).outcome is Outcome.COMPRESSED
+    result = await replay_user(services, "u")
+    assert result.replayed_summary == result.stored_summary
+    assert result.verdict.ok
+    assert result.verdict.reason == "kept every value of the previous summary"
+
+
+async def test_events_deleted_with_delete_retention_cannot_be_replayed_and_are_counted() -> None:
+    services = fake_services(Recording(), **(POLICY | {"retention": "delete"}))
+    await services.memory.append_events(make_events("u", 25))
+    record = await run_compression(services, "u")
+    result = await replay_user(services, "u")
+    assert (result.archived_events, result.current_events) == (0, 3)
+    assert result.events_summarized == record.events_folded == 22
+    assert result.folded_not_archived == 22
+
+
+async def test_the_user_s_language_and_model_overrides_are_used() -> None:
+    services = fake_services(Recording(), **POLICY)
+    await services.memory.append_events(make_events("u", 5))
+    await services.overrides.set("u", UserOverrides(language="de", model="per-user"))
+    result = await replay_user(services, "u")
+    summarizer = services.summarizer
+    assert isinstance(summarizer, Recording)
+    assert [(r.language, r.model) for r in summarizer.requests] == [("de", "per-user")]
+    assert (result.language, result.model, result.summarizer) == ("de", "per-user", "recording")
+
+
+async def test_a_user_with_nothing_stored_replays_to_nothing_and_creates_no_profile() -> None:
+    services = fake_services(Recording(), **POLICY)
+    result = await replay_user(services, "nobody")
+    assert (result.stored_summary, result.replayed_summary, result.chunks) == (None, None, 0)
+    assert result.verdict.ok
+    assert await services.profiles.find("nobody") is None
+
+
+async def test_a_compression_during_the_replay_is_reported() -> None:
+    services = fake_services(Recording(), **POLICY)
+    await services.memory.append_events(make_events("u", 5))
+
+    class CompressesMeanwhile(Recording):
+        async def summarize(self, request: SummaryRequest) -> SummaryResult:
+            profile = await services.profiles.get("u")
+            await services.profiles.update_summary_if_version(
+                "u", expected_version=profile.summary_version, summary="moved", watermark=None, folded_refs=[]
+            )
+            return await super().summarize(request)
+
+    services.summarizer = CompressesMeanwhile()
+    result = await replay_user(services, "u")
+    assert result.version_moved
+    assert result.as_dict()["version_moved"] is True
+
+
+class Forgetful(Recording):
+    """Answers only ``v<n>`` from the ``forget_from``-th request on: it drops the summary so far. With
+    ``repairs``, a repair request is answered as Recording answers (it carries the summary so far)."""
+
+    def __init__(self, forget_from: int, repairs: bool) -> None:
+        super().__init__()
+        self.forget_from, self.repairs = forget_from, repairs
+
+    async def summarize(self, request: SummaryRequest) -> SummaryResult:
+        answer = await super().summarize(request)
+        if len(self.requests) < self.forget_from or (self.repairs and request.repair_note):
+            return answer
+        self.answers[-1] = f"v{len(self.requests)}"
+        return SummaryResult(text=self.answers[-1])
+
+
+async def test_an_answer_that_drops_the_summary_so_far_gets_one_repair_request_as_in_the_fold() -> None:
+    services = fake_services(Forgetful(forget_from=2, repairs=True), **POLICY)
+    await services.memory.append_events(make_events("u", 40))
+    result = await replay_user(services, "u")
+    summarizer = services.summarizer
+    assert isinstance(summarizer, Forgetful)
+    assert [r.repair_note is not None for r in summarizer.requests][:3] == [False, False, True]
+    assert summarizer.requests[2].repair_note is not None and '"v1"' in summarizer.requests[2].repair_note
+    assert result.failed is None and result.chunks > 2
+    assert result.replayed_summary is not None and result.replayed_summary.startswith("v1 ")
+
+
+async def test_a_chunk_whose_summary_the_carry_guard_rejects_ends_the_replay_there(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    services = fake_services(Forgetful(forget_from=2, repairs=False), **POLICY)
+    await services.memory.append_events(make_events("u", 40))
+    with caplog.at_level(logging.INFO, logger="memcompress.jobs.replay"):
+        result = await replay_user(services, "u")
+    assert result.failed == (
+        "chunk 2: CarryLoss: the summary would lose what it carried: dropped 1 code of the previous "
+        "summary's values"
+    )
+    assert (result.chunks, result.replayed_summary) == (1, "v1")  # the summary of the chunks before
+    assert result.as_dict()["failed"] == result.failed
+    assert "failed at chunk 2: CarryLoss" in caplog.text
+
+
+async def test_a_summariser_failure_ends_the_replay_with_its_reason() -> None:
+    class Down(Recording):
+        async def summarize(self, request: SummaryRequest) -> SummaryResult:
+            raise RetryableSummarizerError("LLM unavailable (HTTP 503)")
+
+    services = fake_services(Down(), **POLICY)
+    await services.memory.append_events(make_events("u", 5))
+    result = await replay_user(services, "u")
+    assert result.failed == "chunk 1: RetryableSummarizerError: LLM unavailable (HTTP 503)"
+    assert (result.chunks, result.replayed_summary) == (0, None)
