@@ -12,6 +12,7 @@ from memcompress.cli import (
     config_commands,
     ops_commands,
     queue_commands,
+    replay_commands,
     scan_commands,
     user_commands,
 )
@@ -40,6 +41,14 @@ def cli(ctx: click.Context, verbose: bool, log_format: str) -> None:
     ctx.obj = CliState(verbose=verbose, log_format=log_format)
 
 
-for module in (scan_commands, user_commands, queue_commands, ops_commands, config_commands, admin_commands):
+for module in (
+    scan_commands,
+    user_commands,
+    replay_commands,
+    queue_commands,
+    ops_commands,
+    config_commands,
+    admin_commands,
+):
     for command in module.COMMANDS:
         cli.add_command(command)
