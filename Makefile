@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-dev
 
-.PHONY: install test lint typecheck unit integration test-redis7 clean demo bench bench-fold faults
+.PHONY: install test lint typecheck unit integration test-redis7 clean demo bench bench-fold fidelity faults
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,7 +43,8 @@ clean:
 demo: $(STAMP)
 	$(PY) -m memcompress demo
 
-## Quick benchmarks (~2-3 min): ours vs the TL-08 design, per-user cost, scan. Prints tables; asserts nothing.
+## Quick benchmarks (~2-3 min): ours vs the TL-08 design, per-user cost, scan, fidelity. Prints tables;
+## asserts nothing.
 ## Full runs and the chart: see docs/benchmarks.md.
 bench: $(STAMP)
 	$(PY) bench/run_all.py --quick
@@ -51,6 +52,12 @@ bench: $(STAMP)
 ## Per-user fold cost vs history length (prints a table; several minutes for 100k events).
 bench-fold: $(STAMP)
 	$(PY) bench/fold_memory.py --events 1000 10000 100000
+
+## Memory fidelity (~1 min): planted facts recalled in the summary after 6 compactions per user, ru and en,
+## at the default SUMMARY_MAX_CHARS and at 2x and 4x it. Prints tables; asserts nothing. See docs/fidelity.md.
+## Offline (extractive) unless MEMCOMPRESS_LLM_BASE_URL names an OpenAI-compatible endpoint.
+fidelity: $(STAMP)
+	$(PY) bench/fidelity.py --sweep
 
 ## The fault-injection suite at 5x: 150 users, >= 100 SIGKILLs, 5 Redis + 5 Mongo restarts (~8 min).
 ## `make test` runs it at its default size (~2 min). MEMCOMPRESS_FAULT_SCALE=N for other sizes.

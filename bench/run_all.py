@@ -27,6 +27,7 @@ def steps(quick: bool, chart: Path | None) -> list[tuple[str, list[str]]]:
         ("throughput: ours vs TL-08", ["throughput.py", *throughput]),
         ("per-user cost vs history length", ["per_user_cost.py", *mode]),
         ("scan cost vs total events", ["scan.py", *mode]),
+        ("fidelity: facts kept in summary", ["fidelity.py", "--quick" if quick else "--sweep"]),
     ]
 
 
