@@ -41,7 +41,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
@@ -68,7 +68,7 @@ from memcompress.summarizers.base import (
     SummaryResult,
     transcript_chars,
 )
-from memcompress.summarizers.carry import check_carry, dropped_values, repair_instruction
+from memcompress.summarizers.carry import CarryVerdict, check_carry, dropped_values, repair_instruction
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,12 @@ UNFOLDABLE_LOGGED = 20  # at most this many _ids of documents the fold cannot us
 
 
 class CarryLoss(RejectedOutput):
-    """An answer that drops what the summary so far carried: rejected like an unusable answer."""
+    """An answer that drops what the summary so far carried: rejected like an unusable answer. The
+    message names the kinds and counts of loss, never the values."""
+
+    def __init__(self, verdict: CarryVerdict) -> None:
+        super().__init__(f"the summary would lose what it carried: {verdict.reason}")
+        self.verdict = verdict
 
 
 class _Stop(Exception):
@@ -247,7 +252,7 @@ async def _fold(services: Services, user_id: str, lock: HeldLock, record: Compac
     async for chunk in chunks_to_fold(services, user_id, decision.to_fold):
         # Step 5: summarise the chunk together with the summary so far.
         request = summary_request(services.policy, summary, chunk, language, overrides.model)
-        summary = await _carried(services, request, await _summarize(services, request, record), record)
+        summary = await _carried(services, request, record)
 
         # Step 6: store, conditional on the version read before (fencing).
         await lock.ensure_held()
@@ -271,26 +276,36 @@ async def _fold(services: Services, user_id: str, lock: HeldLock, record: Compac
     record.events_after = await services.memory.count_events(user_id)
 
 
-async def _carried(
-    services: Services, request: SummaryRequest, result: SummaryResult, record: CompactionRecord
-) -> str:
-    """Step 5's carry guard: the answer if it carries the summary so far (after at most one repair
-    request), else :class:`CarryLoss`."""
+async def summarise_carried(
+    request: SummaryRequest, summarize: Callable[[SummaryRequest], Awaitable[SummaryResult]]
+) -> tuple[str, CarryVerdict]:
+    """Step 5 with its carry guard (shared with ``memcompress replay``): the answer and its verdict if it
+    carries the summary so far, after at most one repair request naming what it dropped; else
+    :class:`CarryLoss`."""
+    result = await summarize(request)
     verdict = check_carry(request.previous_summary, result.text, max_chars=request.max_chars)
     missing = [] if verdict.ok else dropped_values(request.previous_summary, result.text)
     if missing:
-        repair = replace(request, repair_note=repair_instruction(missing))
-        result = await _summarize(services, repair, record)
+        result = await summarize(replace(request, repair_note=repair_instruction(missing)))
         verdict = check_carry(request.previous_summary, result.text, max_chars=request.max_chars)
     if not verdict.ok:
-        for kind in verdict.dropped or {"shrunk": 1}:
+        raise CarryLoss(verdict)
+    return result.text, verdict
+
+
+async def _carried(services: Services, request: SummaryRequest, record: CompactionRecord) -> str:
+    """The fold's step 5: the guarded summary, with rejections and budget drops counted."""
+    try:
+        text, verdict = await summarise_carried(request, lambda r: _summarize(services, r, record))
+    except CarryLoss as loss:
+        for kind in loss.verdict.dropped or {"shrunk": 1}:
             services.metrics.carry_rejections.labels(loss=kind).inc()
-        raise CarryLoss(f"the summary would lose what it carried: {verdict.reason}")
+        raise
     if verdict.dropped:  # at its budget: a recorded decision
         dropped = sum(verdict.dropped.values())
         record.values_dropped += dropped
         services.metrics.values_dropped.inc(dropped)
-    return result.text
+    return text
 
 
 def _overwritten(profile: UserProfile) -> bool:

@@ -39,15 +39,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from memcompress.jobs.compress import CarryLoss, chunk_events, summary_request
+from memcompress.jobs.compress import chunk_events, summarise_carried, summary_request
 from memcompress.jobs.services import Services
 from memcompress.models import StoredEvent, UserOverrides
-from memcompress.summarizers.base import SummarizerError, SummaryRequest
-from memcompress.summarizers.carry import CarryVerdict, check_carry, dropped_values, repair_instruction
+from memcompress.summarizers.base import SummarizerError
+from memcompress.summarizers.carry import CarryVerdict, check_carry
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +131,7 @@ async def replay_user(services: Services, user_id: str) -> ReplayResult:
     try:
         async for chunk in chunk_events(counted(), policy.chunk_chars, policy.batch_size):
             request = summary_request(policy, summary, chunk, language, overrides.model)
-            summary = await _carried(services, request)
+            summary, _ = await summarise_carried(request, services.summarizer.summarize)
             chunks += 1
     except SummarizerError as error:
         failed = f"chunk {chunks + 1}: {type(error).__name__}: {error}"
@@ -171,22 +171,6 @@ async def replay_user(services: Services, user_id: str) -> ReplayResult:
         "; the summary version moved during the replay" if result.version_moved else "",
     )
     return result
-
-
-async def _carried(services: Services, request: SummaryRequest) -> str:
-    """Step 4's answer, held to the fold's carry guard as :mod:`memcompress.jobs.compress` holds it
-    (its ``_carried``, without the run's record and metrics): the answer if it carries the summary so
-    far, after at most one repair request naming what it dropped; else :class:`CarryLoss`."""
-    result = await services.summarizer.summarize(request)
-    verdict = check_carry(request.previous_summary, result.text, max_chars=request.max_chars)
-    missing = [] if verdict.ok else dropped_values(request.previous_summary, result.text)
-    if missing:
-        repair = replace(request, repair_note=repair_instruction(missing))
-        result = await services.summarizer.summarize(repair)
-        verdict = check_carry(request.previous_summary, result.text, max_chars=request.max_chars)
-    if not verdict.ok:
-        raise CarryLoss(f"the summary would lose what it carried: {verdict.reason}")
-    return result.text
 
 
 _ARCHIVED, _CURRENT = "archived", "current"
