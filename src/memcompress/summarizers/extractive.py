@@ -1,7 +1,9 @@
 """An offline, deterministic summariser: no network, the default when no LLM is configured.
 
-It keeps every line of the previous summary and adds the most informative sentences of the folded
-events, each dated and attributed, within the character budget. "Informative" is scored from what a
+It keeps the lines of the previous summary and adds the most informative sentences of the folded
+events, each dated and attributed, within the character budget. Once the budget is full, the previous
+lines compete with the new sentences on the same score and the least informative ones go: the summary
+stays at its budget and keeps the best facts, old or new (the carry guard records such drops). "Informative" is scored from what a
 memory needs: numbers and dates, names, first-person statements of preference or fact, and the user's
 own words over the assistant's. Ties go to the earlier sentence, so the output is reproducible.
 """
@@ -75,14 +77,23 @@ def _fact_line(event: MemoryEvent, sentence: str) -> str:
     return f"- {event.created_at:%Y-%m-%d} ({event.role}): {sentence}"
 
 
+_FACT_LINE = re.compile(r"^- \d{4}-\d{2}-\d{2} \(([^)]*)\): (.*)$")
+
+
+def _line_score(line: str) -> float:
+    """A previous summary's line, scored as the sentence it holds (a line of another format, say an
+    LLM's or the app's summary, as the user's own words)."""
+    found = _FACT_LINE.match(line)
+    return score_sentence(found.group(2), found.group(1)) if found else score_sentence(line, Role.USER)
+
+
 class ExtractiveSummarizer:
     name = "extractive"
     model: str | None = None
 
     async def summarize(self, request: SummaryRequest) -> SummaryResult:
         kept = [line for line in (request.previous_summary or "").splitlines() if line.strip()]
-        used = sum(len(line) + 1 for line in kept)
-        if used > request.max_chars:
+        if sum(len(line) + 1 for line in kept) > request.max_chars:
             raise RejectedOutput("previous summary alone exceeds the budget; refusing to drop its facts")
 
         seen = {line.split("): ", 1)[-1].casefold() for line in kept}
@@ -96,13 +107,20 @@ class ExtractiveSummarizer:
                 if score >= MIN_SCORE:
                     candidates.append(_Candidate(score, len(candidates), _fact_line(event, sentence)))
 
-        chosen: list[_Candidate] = []
-        for candidate in sorted(candidates, key=lambda c: (-c.score, c.position)):
-            if used + len(candidate.line) + 1 <= request.max_chars:
-                chosen.append(candidate)
-                used += len(candidate.line) + 1
-        new_lines = [c.line for c in sorted(chosen, key=lambda c: c.position)]
-        text = "\n".join(kept + new_lines).strip()
+        # The previous lines first in the order (positions before every new sentence), then by score;
+        # when everything fits, all of them stay. Ties go to the newer sentence: a later message
+        # (a correction) wins over an earlier one of the same weight.
+        previous = [_Candidate(_line_score(line), index - len(kept), line) for index, line in enumerate(kept)]
+        pool = previous + [_Candidate(c.score, c.position, c.line) for c in candidates]
+        if sum(len(c.line) + 1 for c in pool) <= request.max_chars:
+            chosen = pool
+        else:
+            chosen, used = [], 0
+            for candidate in sorted(pool, key=lambda c: (-c.score, -c.position)):
+                if used + len(candidate.line) + 1 <= request.max_chars:
+                    chosen.append(candidate)
+                    used += len(candidate.line) + 1
+        text = "\n".join(c.line for c in sorted(chosen, key=lambda c: c.position)).strip()
         if not text:
             # Nothing worth keeping (only small talk): say so rather than store an empty summary.
             first, last = request.events[0], request.events[-1]
