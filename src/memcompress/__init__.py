@@ -1,12 +1,13 @@
 """memcompress: compress per-user chat memory in MongoDB without ever forgetting what a user said.
 
-The app-side API is ``enqueue_compression`` (arq and redis only). The rest is imported on first use,
-so an app that only enqueues never loads the worker's dependencies.
+The app-side API is ``request_compression`` (one Redis command, any redis-py client; see
+:mod:`memcompress.queue`). The rest is imported on first use, so an app that only asks for
+compressions never loads arq or the worker's dependencies.
 """
 
 from typing import TYPE_CHECKING, Any
 
-from memcompress.queue import enqueue_compression
+from memcompress.queue import enqueue_compression, request_compression
 
 if TYPE_CHECKING:
     from memcompress.models import MemoryEvent, Role, UserProfile
@@ -20,6 +21,7 @@ __all__ = [
     "UserProfile",
     "enqueue_compression",
     "load_settings",
+    "request_compression",
 ]
 __version__ = "0.1.0"
 

@@ -85,7 +85,7 @@ def build_services(
         dead_letters=MongoDeadLetters(database, metrics),
         maintenance=MongoMaintenance(database, memory_ttl_days=settings.memory_ttl_days),
         locks=RedisUserLocks(redis, settings.lock_ttl_s),
-        queue=RedisJobQueue(redis, settings.queue_name),
+        queue=RedisJobQueue(redis, settings.queue_name, settings.requests_key),
         summarizer=summarizer,
         policy=FoldPolicy.from_settings(settings),
         job_policy=JobPolicy.from_settings(settings),
@@ -122,6 +122,6 @@ async def open_queue(settings: Settings, redis_retries: int = REDIS_RETRIES) -> 
     """The job queue alone (Redis only): enough to queue users and check workers' health."""
     redis = connect_redis(settings, redis_retries)
     try:
-        yield RedisJobQueue(redis, settings.queue_name)
+        yield RedisJobQueue(redis, settings.queue_name, settings.requests_key)
     finally:
         await redis.aclose()

@@ -105,7 +105,11 @@ def corpus(rng: random.Random, users: int = USERS) -> tuple[list[MemoryEvent], d
 async def run_demo(users: int, workers: int) -> int:
     # Always a database and queue of its own, dropped at the end: the demo never touches real data.
     tag = uuid.uuid4().hex[:8]
-    settings = load_settings(mongodb_db=f"memcompress_demo_{tag}", queue_name=f"memcompress:demo:{tag}")
+    settings = load_settings(
+        mongodb_db=f"memcompress_demo_{tag}",
+        queue_name=f"memcompress:demo:{tag}",
+        requests_key=f"memcompress:demo:{tag}:requests",  # never drain the apps' requests
+    )
     print(
         f"summariser: {settings.summarizer_name}; threshold {settings.threshold}, keep {settings.keep_last}"
     )
@@ -154,6 +158,7 @@ def _start_worker(settings: Settings, metrics_port: int) -> subprocess.Popen[byt
     env = os.environ | {
         "MEMCOMPRESS_MONGODB_DB": settings.mongodb_db,
         "MEMCOMPRESS_QUEUE_NAME": settings.queue_name,
+        "MEMCOMPRESS_REQUESTS_KEY": settings.requests_key,
         "MEMCOMPRESS_METRICS_PORT": str(metrics_port),
         "MEMCOMPRESS_SCAN_CRON": "0 0 1 1 *",  # the demo scans once itself
     }

@@ -1,14 +1,15 @@
 """The Redis keys memcompress names itself, in one place (arq's own key prefixes are taken from
-``arq.constants`` where they are used). Only the standard library here: the app-side enqueue API
+``arq.constants`` where they are used). Only the standard library here: the app-side request helper
 imports this module."""
 
 from __future__ import annotations
 
 DEFAULT_QUEUE_NAME = "memcompress:queue"
+# The app-side protocol: a sorted set of user id -> Unix time (seconds) when a compression is due.
+DEFAULT_REQUESTS_KEY = "memcompress:requests"
 JOB_FUNCTION = "compress_user"
 JOB_ID_PREFIX = "compress:"
 LOCK_KEY_PREFIX = "memcompress:lock:"
-RECHECK_KEY_PREFIX = "memcompress:recheck:"
 LAST_SCAN_KEY = "memcompress:last_scan"
 PAUSED_SUFFIX = ":paused"
 
@@ -25,10 +26,6 @@ def job_id(user_id: str) -> str:
 
 def lock_key(user_id: str) -> str:
     return LOCK_KEY_PREFIX + user_id
-
-
-def recheck_key(user_id: str) -> str:
-    return RECHECK_KEY_PREFIX + user_id
 
 
 def user_from_job_id(job_id_: str) -> str | None:

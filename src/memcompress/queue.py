@@ -1,57 +1,104 @@
-"""The app-side API: ask for a user's memory to be compressed after a burst of messages.
+"""The app-side protocol: ask for a user's memory to be compressed after appending their messages.
 
-    from memcompress import enqueue_compression
-    await enqueue_compression(redis, user_id)          # after appending the user's events
+The whole contract is one Redis command, which any client in any language can send:
 
-Imports only arq and redis (``pip install memcompress`` without the ``worker`` extra is enough).
+    ZADD memcompress:requests NX <Unix time in seconds when due> <user_id>
 
-Debounce, so that a burst of calls costs one compression and a burst is never dropped:
+- the key is a sorted set (``MEMCOMPRESS_REQUESTS_KEY``, default ``memcompress:requests``): member =
+  the user id, score = when the compression is due, usually *now + 30 s* so a burst of messages is
+  compressed once, after it;
+- ``NX`` keeps the request already waiting: a burst of calls is one request, due at its first call's
+  time plus the delay, and costs one compression;
+- the workers look at the set about every half second, hand each due request to the compression queue
+  (job ``compress:<user_id>``) and remove it. A request made while that user's job is queued or running
+  waits in the set and is served after the job ends: nothing the user said after a compression read
+  their history is left out of the next one.
 
-- leading edge: the first call queues job ``compress:<user_id>`` deferred by ``delay``; later calls find
-  that job and collapse into it (arq refuses a second job with the same id);
-- trailing re-check: every call first sets the user's re-check flag. The job clears the flag when it
-  starts (what came before is covered by the run), and the worker looks at it again once the job has
-  finished: if calls arrived while the job ran, it queues the user again (``delay`` later).
+:func:`request_compression` is that command for Python. It needs only redis-py (4.2 or later, a
+``redis.Redis`` or a ``redis.asyncio.Redis``) and imports nothing beyond the standard library itself, so
+``import memcompress`` loads neither arq nor the worker's dependencies.
 """
 
 from __future__ import annotations
 
-from arq.connections import ArqRedis
-from redis.asyncio import Redis
+import inspect
+import math
+import time
+import warnings
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Any, overload
 
-from memcompress.keys import DEFAULT_QUEUE_NAME, JOB_FUNCTION, job_id, recheck_key
+from memcompress.keys import DEFAULT_REQUESTS_KEY
+
+if TYPE_CHECKING:
+    from redis import Redis
+    from redis.asyncio import Redis as AsyncRedis
 
 DEFAULT_DELAY_S = 30.0
-RECHECK_TTL_S = 86_400  # a flag nobody consumes (the user was forgotten, say) goes away by itself
+
+
+@overload
+def request_compression(
+    redis: AsyncRedis, user_id: str, delay: float = ..., *, key: str = ...
+) -> Awaitable[bool]: ...
+
+
+@overload
+def request_compression(redis: Redis, user_id: str, delay: float = ..., *, key: str = ...) -> bool: ...
+
+
+def request_compression(
+    redis: Any, user_id: str, delay: float = DEFAULT_DELAY_S, *, key: str = DEFAULT_REQUESTS_KEY
+) -> bool | Awaitable[bool]:
+    """Ask for ``user_id``'s memory to be compressed ``delay`` seconds from now (see the module docs).
+
+    ``redis`` is a redis-py client, sync or asyncio (it is not closed); with an asyncio client the
+    result is awaitable. Returns True if this call added the request, False if a request of the user
+    was already waiting (it covers this one). ``key`` is the requests set, if the workers were given
+    another ``MEMCOMPRESS_REQUESTS_KEY``. Arguments are checked before Redis is touched.
+    """
+    _check_arguments(user_id, delay, key)
+    added = redis.zadd(key, {user_id: time.time() + delay}, nx=True)
+    if inspect.isawaitable(added):
+        return _added(added)
+    return bool(added)
+
+
+async def _added(pending: Awaitable[Any]) -> bool:
+    return bool(await pending)
+
+
+def _check_arguments(user_id: object, delay: object, key: object) -> None:
+    if not isinstance(user_id, str):
+        raise TypeError(f"user_id must be a str, not {type(user_id).__name__}")
+    if not user_id.strip():
+        raise ValueError("user_id must be a non-empty string")
+    if isinstance(delay, bool) or not isinstance(delay, int | float):
+        raise TypeError(f"delay must be a number of seconds, not {type(delay).__name__}")
+    if not math.isfinite(delay) or delay < 0:
+        raise ValueError(f"delay must be a finite number of seconds >= 0, not {delay!r}")
+    if not isinstance(key, str) or not key:
+        raise ValueError("key must be a non-empty string")
 
 
 async def enqueue_compression(
-    redis: Redis,
+    redis: Any,
     user_id: str,
     *,
     delay: float = DEFAULT_DELAY_S,
-    queue_name: str = DEFAULT_QUEUE_NAME,
+    queue_name: str | None = None,
+    key: str = DEFAULT_REQUESTS_KEY,
 ) -> bool:
-    """Queue a compression of ``user_id`` ``delay`` seconds from now (debounced; see module docs).
+    """Deprecated alias of :func:`request_compression`, kept for one release; awaitable as before.
 
-    Returns True if this call queued the job, False if it joined a job already queued or running.
-    ``redis`` is any ``redis.asyncio.Redis`` (an ``arq.ArqRedis`` works too); it is not closed.
+    It now adds a request (no arq involved): True if this call added it. ``queue_name`` is accepted and
+    ignored: the workers hand requests to whatever queue they were given (``MEMCOMPRESS_QUEUE_NAME``).
     """
-    if not isinstance(user_id, str) or not user_id.strip():
-        raise ValueError("user_id must be a non-empty string")
-    if delay < 0:
-        raise ValueError("delay must be >= 0 seconds")
-    await redis.set(recheck_key(user_id), str(delay), ex=RECHECK_TTL_S)
-    return await enqueue_job(redis, user_id, delay=delay, queue_name=queue_name)
-
-
-async def enqueue_job(
-    redis: Redis, user_id: str, *, delay: float = 0.0, queue_name: str = DEFAULT_QUEUE_NAME
-) -> bool:
-    """Queue ``compress:<user_id>`` without touching the re-check flag (the scan and the worker use
-    this). False when a job with that id is already queued or running."""
-    pool = redis if isinstance(redis, ArqRedis) else ArqRedis(redis.connection_pool)
-    job = await pool.enqueue_job(
-        JOB_FUNCTION, user_id, _job_id=job_id(user_id), _defer_by=delay, _queue_name=queue_name
+    warnings.warn(
+        "memcompress.enqueue_compression is deprecated and will be removed in the next release: "
+        "use memcompress.request_compression(redis, user_id, delay), which needs no arq",
+        DeprecationWarning,
+        stacklevel=2,
     )
-    return job is not None
+    result = request_compression(redis, user_id, delay, key=key)
+    return bool(await result) if inspect.isawaitable(result) else bool(result)

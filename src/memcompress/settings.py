@@ -27,7 +27,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from memcompress.cron import CronError, CronSchedule
-from memcompress.keys import DEFAULT_QUEUE_NAME
+from memcompress.keys import DEFAULT_QUEUE_NAME, DEFAULT_REQUESTS_KEY
 from memcompress.models import DEFAULT_PROFILE, ProfileDefaults, valid_language_tag
 
 ENV_PREFIX = "MEMCOMPRESS_"
@@ -139,6 +139,9 @@ class Settings(BaseSettings):
 
     # --- queue and worker --------------------------------------------------------------------
     queue_name: str = Field(DEFAULT_QUEUE_NAME, min_length=1)
+    requests_key: str = Field(
+        DEFAULT_REQUESTS_KEY, min_length=1, description="the sorted set apps add compression requests to"
+    )
     scan_cron: ScanCron = Field(
         "*/10 * * * *", validate_default=True, description="when the worker scans for users over threshold"
     )

@@ -43,13 +43,13 @@ from redis.asyncio import Redis
 
 from memcompress.embedded import EmbeddedServer, Server, free_port, mongo_server, valkey_server
 from memcompress.models import MemoryEvent, Role, utc_now
-from memcompress.queue import enqueue_compression
+from memcompress.queue import request_compression
 from memcompress.repositories import MongoDatabase, ensure_indexes
 from memcompress.repositories.database import DEAD_LETTERS, USER_MEMORY, USER_PROFILES
 from memcompress.repositories.documents import event_to_document
 from memcompress.testing.invariant import InvariantReport, check_invariant
 from memcompress.testing.llm_server import EMPTY, HANG, HTTP_429, HTTP_500, FakeLLM
-from memcompress.testing.workers import WorkerProcess, start_worker, worker_env
+from memcompress.testing.workers import WorkerProcess, requests_key, start_worker, worker_env
 from tests.faults.checker import FaultReport, Snapshot, Window, check, take_snapshot
 
 Document = dict[str, Any]
@@ -516,7 +516,7 @@ class FaultRun:
             if self.rng.random() < 0.3:
                 try:
                     async with asyncio.timeout(3):
-                        await enqueue_compression(self.redis, user, delay=1.0, queue_name=self.queue)
+                        await request_compression(self.redis, user, 1.0, key=requests_key(self.queue))
                     self.stats.enqueue_ok += 1
                 except Exception:  # Redis restarting: the app carries on, the scan will find the user
                     self.stats.enqueue_failed += 1
@@ -680,7 +680,7 @@ def table(run: FaultRun) -> str:
             "users compressed / dead-lettered at the end",
             f"{report.users_compressed} / {len(snapshot.dead_letters)}",
         ),
-        ("enqueue_compression calls ok / failed", f"{stats.enqueue_ok} / {stats.enqueue_failed}"),
+        ("request_compression calls ok / failed", f"{stats.enqueue_ok} / {stats.enqueue_failed}"),
         ("-- invariant", ""),
         (
             "events checked (seeded + appended during faults)",

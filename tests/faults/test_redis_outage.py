@@ -15,8 +15,8 @@ import pytest
 from redis.asyncio import Redis
 
 from memcompress.embedded import Server, free_port, mongo_server, valkey_server
-from memcompress.queue import enqueue_job
-from memcompress.testing.workers import WorkerProcess, eventually, start_worker, worker_env
+from memcompress.queue import request_compression
+from memcompress.testing.workers import WorkerProcess, eventually, requests_key, start_worker, worker_env
 
 pytestmark = pytest.mark.integration
 
@@ -56,7 +56,8 @@ async def test_a_worker_outlives_two_seconds_of_redis_refusing_connections(
 
         redis = Redis.from_url(valkey.url)
         try:
-            assert await enqueue_job(redis, "someone", queue_name=queue)
+            # an app's request: the worker's drainer, too, outlived the outage
+            assert await request_compression(redis, "someone", 0, key=requests_key(queue))
         finally:
             await redis.aclose()
 

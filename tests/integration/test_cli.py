@@ -23,7 +23,7 @@ from redis import Redis
 
 from memcompress.cli.app import cli
 from memcompress.embedded import free_port
-from memcompress.keys import job_id, lock_key, recheck_key
+from memcompress.keys import job_id, lock_key
 from memcompress.repositories.database import (
     COMPACTION_LOG,
     DEAD_LETTERS,
@@ -68,7 +68,7 @@ def no_leftover_jobs(sync_redis: Redis) -> Iterator[None]:
             sync_redis.delete(
                 *(prefix + job_id(user) for prefix in ("arq:job:", "arq:retry:", "arq:in-progress:"))
             )
-            sync_redis.delete(lock_key(user), recheck_key(user))
+            sync_redis.delete(lock_key(user))
 
     clear()
     yield
@@ -77,11 +77,13 @@ def no_leftover_jobs(sync_redis: Redis) -> Iterator[None]:
 
 @pytest.fixture
 def env(mongo_uri: str, db_name: str, redis_url: str) -> dict[str, str]:
+    queue = f"test:{uuid.uuid4().hex[:10]}"
     return {
         "MEMCOMPRESS_MONGODB_URI": mongo_uri,
         "MEMCOMPRESS_MONGODB_DB": db_name,
         "MEMCOMPRESS_REDIS_URL": redis_url,
-        "MEMCOMPRESS_QUEUE_NAME": f"test:{uuid.uuid4().hex[:10]}",
+        "MEMCOMPRESS_QUEUE_NAME": queue,
+        "MEMCOMPRESS_REQUESTS_KEY": f"{queue}:requests",
         "MEMCOMPRESS_SUMMARIZER": "extractive",
         "MEMCOMPRESS_MONGODB_SERVER_SELECTION_TIMEOUT_MS": "1500",
     }
@@ -247,24 +249,26 @@ def test_forget_leaves_nothing_of_the_user_anywhere(
 
     result = invoke(env, "forget", "gone", "--yes")
     assert result.exit_code == 0, result.output
-    assert "user_memory: 20" in result.output and "queued_job: 1" in result.output
+    assert "user_memory: 20" in result.output and "request: 1" in result.output
     for name in COLLECTIONS:
         assert mongo[name].count_documents({"$or": [{"user_id": "gone"}, {"_id": "gone"}]}) == 0, name
     assert not [k for k in sync_redis.scan_iter(count=1000) if b"gone" in k]
-    assert sync_redis.zscore(env["MEMCOMPRESS_QUEUE_NAME"], job_id("gone")) is None
+    assert sync_redis.zscore(env["MEMCOMPRESS_REQUESTS_KEY"], "gone") is None
     assert mongo[USER_MEMORY].count_documents({"user_id": "stays"}) == 20  # nobody else touched
     assert invoke(env, "compress", "gone").exit_code == 0  # a late job for the erased user ...
     for name in COLLECTIONS:  # ... leaves no trace: no profile, no compaction record
         assert mongo[name].count_documents({"$or": [{"user_id": "gone"}, {"_id": "gone"}]}) == 0, name
-    assert sync_redis.zscore(env["MEMCOMPRESS_QUEUE_NAME"], job_id("stays")) is not None
-    assert sync_redis.exists(recheck_key("stays"), lock_key("gone")) == 1
+    assert sync_redis.zscore(env["MEMCOMPRESS_REQUESTS_KEY"], "stays") is not None
+    assert sync_redis.exists(lock_key("gone")) == 0
 
 
 def test_enqueue_status_and_migrate(env: dict[str, str], mongo: Database[dict[str, Any]]) -> None:
     assert "u1: queued" in invoke(env, "enqueue", "u1").output
     assert "already queued or running" in invoke(env, "enqueue", "u1").output
+    assert "a: queued, due in 60s" in invoke(env, "enqueue", "a", "--delay", "60").output
     status = invoke(env, "status")
     assert status.exit_code == 0 and "1 jobs (0 running, 1 waiting, 0 deferred)" in status.output
+    assert "requests from apps: 2 (" in status.output  # a's, and u1's waiting for its job
     assert "workers reporting in: 0" in status.output
     first = invoke(env, "migrate")
     assert first.exit_code == 0 and "index ok: user_memory.user_created_id" in first.output

@@ -21,13 +21,13 @@ from memcompress.embedded import free_port, valkey_server
 from memcompress.jobs import scan_and_enqueue
 from memcompress.keys import job_id
 from memcompress.models import MemoryEvent
-from memcompress.queue import enqueue_compression, enqueue_job
-from memcompress.repositories import MongoDatabase, MongoUserMemoryRepository, ensure_indexes
+from memcompress.queue import request_compression
+from memcompress.repositories import MongoDatabase, MongoUserMemoryRepository, RedisJobQueue, ensure_indexes
 from memcompress.repositories.database import COMPACTION_LOG
 from memcompress.testing.factories import make_events
 from memcompress.testing.invariant import check_invariant
 from memcompress.testing.llm_server import FakeLLM
-from memcompress.testing.workers import WorkerProcess, eventually, start_worker, worker_env
+from memcompress.testing.workers import WorkerProcess, eventually, requests_key, start_worker, worker_env
 from tests.integration.conftest import ServicesFactory
 
 pytestmark = pytest.mark.redis
@@ -130,7 +130,12 @@ async def test_three_workers_compress_300_users_exactly_once(
     assert sum("compress_user" in w.log for w in workers) >= 2  # the work was shared
 
 
-async def test_a_burst_of_enqueues_is_one_job_and_a_burst_during_the_job_is_not_dropped(
+async def enqueue_job(redis: Redis, user: str, *, queue_name: str) -> bool:
+    """Queue the user's job directly, as the scan does."""
+    return await RedisJobQueue(redis, queue_name).enqueue(user)
+
+
+async def test_a_burst_of_requests_is_one_job_and_a_burst_during_the_job_is_not_dropped(
     start: Start,
     memory: MongoUserMemoryRepository,
     database: MongoDatabase,
@@ -147,13 +152,14 @@ async def test_a_burst_of_enqueues_is_one_job_and_a_burst_during_the_job_is_not_
     llm.latency_s = 1.5
     worker = start(metrics_port=port)
 
-    queued = [await enqueue_compression(redis, user, delay=0.5, queue_name=queue) for _ in range(100)]
-    assert queued.count(True) == 1
+    key = requests_key(queue)
+    added = [await request_compression(redis, user, 0.5, key=key) for _ in range(100)]
+    assert added.count(True) == 1
 
     await eventually(_called(llm))  # the job is running; a new burst arrives now
     burst = make_events(user, 40, tag="burst")
     await memory.append_events(burst)
-    assert not any([await enqueue_compression(redis, user, delay=0.5, queue_name=queue) for _ in range(10)])
+    assert [await request_compression(redis, user, 0.5, key=key) for _ in range(10)].count(True) == 1
 
     async def compressed_twice() -> bool:
         return (await _outcomes(database, user))[(user, "compressed")] == 2

@@ -29,6 +29,7 @@ from memcompress.models import (
     summary_hash,
 )
 from memcompress.repositories.errors import LockBusy, ProfileBusy
+from memcompress.repositories.protocols import ClaimedRequests
 from memcompress.settings import Settings
 from memcompress.summarizers.base import Summarizer
 
@@ -266,29 +267,63 @@ class FakeLocks:
 
 
 class FakeQueue:
+    """Jobs and requests in dicts, on a clock of its own (``now``, seconds): the decisions of
+    ``RedisJobQueue``'s claim script, without the atomicity (a unit test is one task)."""
+
     name = "fake"
+    look_again_s = 1.0
 
     def __init__(self) -> None:
-        self.queued: dict[str, float] = {}
-        self.rechecks: dict[str, float] = {}
+        self.queued: dict[str, float] = {}  # queued or running: user -> delay
+        self.requests: dict[str, float] = {}  # user -> due
+        self.now = 0.0
         self.scans: list[dict[str, object]] = []
         self.is_paused = False
 
     async def enqueue(self, user_id: str, *, delay_s: float = 0.0) -> bool:
-        return self.queued.setdefault(user_id, delay_s) == delay_s and len(self.queued) > 0
+        if user_id in self.queued:
+            return False
+        self.queued[user_id] = delay_s
+        return True
 
     async def request(self, user_id: str, *, delay_s: float = 0.0) -> bool:
-        await self.set_recheck(user_id, delay_s=delay_s)
-        return await self.enqueue(user_id, delay_s=delay_s)
+        added = self._add_earliest(user_id, self.now + delay_s)
+        claimed = self._claim([user_id])
+        return user_id in claimed.queued or (added and not claimed.waiting)
 
     async def set_recheck(self, user_id: str, *, delay_s: float) -> None:
-        self.rechecks[user_id] = delay_s
+        self._add_earliest(user_id, self.now + delay_s)
 
     async def clear_recheck(self, user_id: str) -> None:
-        self.rechecks.pop(user_id, None)
+        self.requests.pop(user_id, None)
 
     async def take_recheck(self, user_id: str) -> float | None:
-        return self.rechecks.pop(user_id, None)
+        self._claim([user_id], due_by=self.now + self.look_again_s)
+        return None
+
+    async def claim_due_requests(self, *, limit: int) -> ClaimedRequests:
+        due = sorted((when, user) for user, when in self.requests.items() if when <= self.now)
+        return self._claim([user for _, user in due[:limit]])
+
+    def _add_earliest(self, user_id: str, due: float) -> bool:
+        if self.requests.get(user_id, float("inf")) <= due:
+            return False
+        self.requests[user_id] = due
+        return True
+
+    def _claim(self, users: list[str], due_by: float | None = None) -> ClaimedRequests:
+        claimed = ClaimedRequests()
+        for user in users:
+            if self.requests.get(user, float("inf")) > (self.now if due_by is None else due_by):
+                continue
+            if user in self.queued:
+                self.requests[user] = self.now + self.look_again_s
+                claimed.waiting.append(user)
+            else:
+                self.queued[user] = 0.0
+                del self.requests[user]
+                claimed.queued.append(user)
+        return claimed
 
     async def record_scan(self, summary: dict[str, object]) -> None:
         self.scans.append(summary)
@@ -320,13 +355,22 @@ class FakeQueue:
         return self.is_paused
 
     async def status(self) -> dict[str, Any]:
-        return {"queue": self.name, "paused": self.is_paused, "queue_depth": len(self.queued)}
+        return {
+            "queue": self.name,
+            "paused": self.is_paused,
+            "queue_depth": len(self.queued),
+            "requests": len(self.requests),
+            "requests_due": sum(when <= self.now for when in self.requests.values()),
+        }
 
     async def worker_health(self, host: str) -> dict[str, str]:
         return {}
 
     async def erase_user(self, user_id: str) -> dict[str, int]:
-        return {"queued_job": int(self.queued.pop(user_id, None) is not None)}
+        return {
+            "queued_job": int(self.queued.pop(user_id, None) is not None),
+            "request": int(self.requests.pop(user_id, None) is not None),
+        }
 
 
 def fake_services(summarizer: Summarizer, **policy: Any) -> Services:

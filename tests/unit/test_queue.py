@@ -1,40 +1,100 @@
-"""The app-side enqueue API, against fakeredis (the real-server behaviour is in tests/integration)."""
+"""The app-side request helper, against fakeredis with sync and asyncio clients (the workers serving
+the requests are tested in tests/unit/test_job_queue.py and tests/integration/test_requests.py)."""
 
 from __future__ import annotations
 
+import inspect
 import subprocess
 import sys
+import time
+from typing import Any
 
 import pytest
-from fakeredis import FakeAsyncRedis
+from fakeredis import FakeAsyncRedis, FakeRedis
 
-from memcompress import enqueue_compression
-from memcompress.keys import DEFAULT_QUEUE_NAME, job_id, recheck_key
+import memcompress
+from memcompress import enqueue_compression, request_compression
+from memcompress.keys import DEFAULT_REQUESTS_KEY
 
 
-async def test_a_burst_collapses_into_one_deferred_job_and_sets_the_recheck_flag() -> None:
+def test_a_sync_client_adds_one_request_per_burst_due_after_the_delay() -> None:
+    redis = FakeRedis()
+    before = time.time()
+    results = [request_compression(redis, "u1", 30) for _ in range(20)]
+    after = time.time()
+    assert results == [True] + [False] * 19
+    assert redis.zcard(DEFAULT_REQUESTS_KEY) == 1
+    due = redis.zscore(DEFAULT_REQUESTS_KEY, "u1")
+    assert due is not None and before + 30 <= due <= after + 30
+
+
+async def test_an_asyncio_client_gets_an_awaitable_with_the_same_answer() -> None:
     redis = FakeAsyncRedis()
-    results = [await enqueue_compression(redis, "u1", delay=30) for _ in range(20)]
-    assert results.count(True) == 1
-    assert await redis.zcard(DEFAULT_QUEUE_NAME) == 1
-    assert await redis.zscore(DEFAULT_QUEUE_NAME, job_id("u1")) is not None
-    assert await redis.get(recheck_key("u1")) == b"30"
-    assert await enqueue_compression(redis, "u2", delay=0, queue_name="other") is True
-    assert await redis.zcard("other") == 1
+    pending = request_compression(redis, "u1", delay=5)
+    assert inspect.isawaitable(pending)
+    assert await redis.zcard(DEFAULT_REQUESTS_KEY) == 0  # nothing sent before it is awaited
+    assert await pending is True
+    assert await request_compression(redis, "u1", delay=0) is False
+    assert await redis.zcard(DEFAULT_REQUESTS_KEY) == 1
 
 
-@pytest.mark.parametrize(("user_id", "delay"), [("", 1.0), ("  ", 1.0), ("u", -1.0)])
-async def test_bad_arguments_are_refused_before_touching_redis(user_id: str, delay: float) -> None:
+def test_a_waiting_request_is_kept_and_each_user_has_its_own() -> None:
+    redis = FakeRedis()
+    assert request_compression(redis, "u1", 30)
+    first = redis.zscore(DEFAULT_REQUESTS_KEY, "u1")
+    assert not request_compression(redis, "u1", 0)  # NX: the request already waiting covers this one
+    assert redis.zscore(DEFAULT_REQUESTS_KEY, "u1") == first
+    assert request_compression(redis, "u2", 0)
+    assert request_compression(redis, "u1", 0, key="other:requests")
+    assert redis.zcard(DEFAULT_REQUESTS_KEY) == 2 and redis.zcard("other:requests") == 1
+
+
+@pytest.mark.parametrize(
+    ("user_id", "delay", "key", "error"),
+    [
+        ("", 1.0, DEFAULT_REQUESTS_KEY, ValueError),
+        ("  ", 1.0, DEFAULT_REQUESTS_KEY, ValueError),
+        (42, 1.0, DEFAULT_REQUESTS_KEY, TypeError),
+        (None, 1.0, DEFAULT_REQUESTS_KEY, TypeError),
+        ("u", -1.0, DEFAULT_REQUESTS_KEY, ValueError),
+        ("u", float("nan"), DEFAULT_REQUESTS_KEY, ValueError),
+        ("u", float("inf"), DEFAULT_REQUESTS_KEY, ValueError),
+        ("u", "30", DEFAULT_REQUESTS_KEY, TypeError),
+        ("u", True, DEFAULT_REQUESTS_KEY, TypeError),
+        ("u", 1.0, "", ValueError),
+    ],
+)
+@pytest.mark.parametrize("client", [FakeRedis, FakeAsyncRedis])
+def test_bad_arguments_are_refused_before_touching_redis(
+    client: type[Any], user_id: Any, delay: Any, key: str, error: type[Exception]
+) -> None:
+    redis = client()
+    with pytest.raises(error, match=r"user_id|delay|key"):
+        request_compression(redis, user_id, delay, key=key)
+    assert FakeRedis(server=redis.connection_pool.connection_kwargs["server"]).dbsize() == 0
+
+
+async def test_enqueue_compression_is_a_deprecated_awaitable_alias() -> None:
     redis = FakeAsyncRedis()
-    with pytest.raises(ValueError, match=r"user_id|delay"):
-        await enqueue_compression(redis, user_id, delay=delay)
-    assert await redis.dbsize() == 0
+    with pytest.warns(DeprecationWarning, match="use memcompress.request_compression"):
+        assert await enqueue_compression(redis, "u1", delay=5, queue_name="ignored") is True
+    with pytest.warns(DeprecationWarning, match="deprecated"):
+        assert await enqueue_compression(FakeRedis(), "u2") is True  # a sync client works too
+    with pytest.warns(DeprecationWarning, match="deprecated"):
+        assert await enqueue_compression(redis, "u1") is False
+    assert await redis.zrange(DEFAULT_REQUESTS_KEY, 0, -1) == [b"u1"]
 
 
-def test_the_enqueue_api_loads_no_worker_dependency() -> None:
+def test_the_helper_is_part_of_the_public_surface() -> None:
+    assert "request_compression" in memcompress.__all__
+    assert "enqueue_compression" in memcompress.__all__
+
+
+def test_asking_for_a_compression_loads_neither_arq_nor_any_worker_dependency() -> None:
     code = (
-        "import sys, memcompress; memcompress.enqueue_compression; "
-        "heavy = {'pymongo', 'openai', 'pydantic', 'pydantic_settings', 'prometheus_client', 'click'}; "
+        "import sys, memcompress; memcompress.request_compression; memcompress.enqueue_compression; "
+        "heavy = {'arq', 'redis', 'pymongo', 'openai', 'pydantic', 'pydantic_settings', "
+        "'prometheus_client', 'click'}; "
         "print(sorted(heavy & {m.split('.')[0] for m in sys.modules}))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

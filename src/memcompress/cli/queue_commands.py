@@ -74,8 +74,8 @@ async def _check_health(settings: Settings) -> int:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.pass_obj
 def enqueue(state: CliState, user_ids: tuple[str, ...], delay: float, as_json: bool) -> None:
-    """Queue a compression of each USER_ID now (or after --delay). A job already queued or running
-    absorbs the request, and the user is checked again once it finishes, as with the app's API.
+    """Queue a compression of each USER_ID now (or request one for after --delay, as the apps do). A job
+    already queued or running absorbs the request, and the user is compressed again after it ends.
     (Dead-lettered users: `memcompress dead retry`.)"""
     if not user_ids:
         raise click.UsageError("give at least one USER_ID")
@@ -87,7 +87,10 @@ def enqueue(state: CliState, user_ids: tuple[str, ...], delay: float, as_json: b
         if as_json:
             echo_report({"queued": queued}, as_json)
         for user_id, new in [] if as_json else queued.items():
-            click.echo(f"{user_id}: {'queued' if new else 'already queued or running; will re-check'}")
+            if not new:
+                click.echo(f"{user_id}: already queued or running; will re-check")
+            else:
+                click.echo(f"{user_id}: queued" + (f", due in {delay:g}s" if delay else ""))
         return 0
 
     run(state, work())
@@ -139,6 +142,7 @@ def _print_status(report: dict[str, Any]) -> None:
         f"queue {report['queue']}{' (PAUSED)' if report['paused'] else ''}: {report['queue_depth']} jobs ({report['in_progress_count']} running, {report['waiting']} waiting, {report['deferred']} deferred)"
     )
     click.echo(f"in progress: {report['in_progress_count']} {' '.join(report['in_progress'])}".rstrip())
+    click.echo(f"requests from apps: {report['requests']} ({report['requests_due']} due)")
     click.echo(f"workers reporting in: {len(report['worker_health'])}")
     for worker, line in sorted(report["worker_health"].items()):
         click.echo(f"  {worker}: {line}")

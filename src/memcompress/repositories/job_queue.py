@@ -1,29 +1,91 @@
-"""The compression queue on Redis: arq's queue of ``compress:<user_id>`` jobs, the re-check flags,
-the last scan, and what ``status`` and ``forget`` read or remove there."""
+"""The compression queue on Redis: the apps' requests (a sorted set of user id -> due time), arq's
+queue of ``compress:<user_id>`` jobs, the last scan, and what ``status`` and ``forget`` read or remove
+there.
+
+A request becomes a job in one Lua script (:data:`CLAIM_SCRIPT`), so that deciding and acting are one
+atomic step however many workers drain at once. The script writes the job as arq's own
+``enqueue_job`` does (the payload from ``arq.jobs.serialize_job``, the keys from ``arq.constants``);
+``tests/unit/test_job_queue.py`` checks that a worker reads it back as arq's own.
+"""
 
 from __future__ import annotations
 
 import json
+import logging
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from arq.constants import health_check_key_suffix, in_progress_key_prefix, job_key_prefix, retry_key_prefix
+from arq.connections import ArqRedis
+from arq.constants import (
+    expires_extra_ms,
+    health_check_key_suffix,
+    in_progress_key_prefix,
+    job_key_prefix,
+    retry_key_prefix,
+)
+from arq.jobs import serialize_job
 from redis.asyncio import Redis
 
 from memcompress.keys import (
+    DEFAULT_REQUESTS_KEY,
+    JOB_FUNCTION,
     JOB_ID_PREFIX,
     LAST_SCAN_KEY,
     LOCK_KEY_PREFIX,
     job_id,
     paused_key,
-    recheck_key,
     user_from_job_id,
 )
 from memcompress.models import utc_now
-from memcompress.queue import RECHECK_TTL_S, enqueue_compression, enqueue_job
+from memcompress.repositories.protocols import ClaimedRequests
+
+log = logging.getLogger(__name__)
 
 LIST_AT_MOST = 50
+# A due request whose user has a job queued or running is looked at again this much later: it is
+# served within about this long after the job ends, and costs one ZADD a second meanwhile.
+LOOK_AGAIN_S = 1.0
+
+# KEYS: the requests set, the queue, then for each user its arq job key and in-progress key.
+# ARGV: due by (s), now (ms), look again at (s), job expiry (ms), then for each user its id, job id
+# and serialized job. Per user, atomically: a request that is gone or not due by then is left alone
+# (another worker claimed it, or the app asked again for later); with a job queued or running, the
+# request waits (due again at "look again at"); otherwise the job is queued as arq's enqueue_job
+# queues it (PSETEX job key, ZADD queue) and the request is removed.
+CLAIM_SCRIPT = """
+local queued, waiting = {}, {}
+local due_by = tonumber(ARGV[1])
+for i = 0, (#ARGV - 4) / 3 - 1 do
+  local user, job, payload = ARGV[5 + 3 * i], ARGV[6 + 3 * i], ARGV[7 + 3 * i]
+  local job_key, in_progress_key = KEYS[3 + 2 * i], KEYS[4 + 2 * i]
+  local due = redis.call('ZSCORE', KEYS[1], user)
+  if due and tonumber(due) <= due_by then
+    if redis.call('EXISTS', job_key, in_progress_key) > 0 or redis.call('ZSCORE', KEYS[2], job) then
+      redis.call('ZADD', KEYS[1], 'XX', ARGV[3], user)
+      waiting[#waiting + 1] = user
+    else
+      redis.call('PSETEX', job_key, ARGV[4], payload)
+      redis.call('ZADD', KEYS[2], ARGV[2], job)
+      redis.call('ZREM', KEYS[1], user)
+      queued[#queued + 1] = user
+    end
+  end
+end
+return {queued, waiting}
+"""
+
+# KEYS: the requests set. ARGV: due time (s), user id. Adds the request, or brings a waiting one
+# forward to the due time; a request already due earlier is kept. 1 when the set changed.
+ADD_EARLIEST_SCRIPT = """
+local due = redis.call('ZSCORE', KEYS[1], ARGV[2])
+if due and tonumber(due) <= tonumber(ARGV[1]) then
+  return 0
+end
+redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
+return 1
+"""
 
 
 def health_check_key(queue_name: str, host: str, pid: int | str) -> str:
@@ -34,25 +96,78 @@ def health_check_key(queue_name: str, host: str, pid: int | str) -> str:
 
 
 class RedisJobQueue:
-    def __init__(self, redis: Redis, name: str) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        name: str,
+        requests_key: str = DEFAULT_REQUESTS_KEY,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._redis = redis
         self.name = name
+        self.requests_key = requests_key
+        self._clock = clock  # Unix seconds: what apps put in the requests' scores
+        self._claim_script = redis.register_script(CLAIM_SCRIPT)
+        self._add_earliest_script = redis.register_script(ADD_EARLIEST_SCRIPT)
 
     async def enqueue(self, user_id: str, *, delay_s: float = 0.0) -> bool:
-        return await enqueue_job(self._redis, user_id, delay=delay_s, queue_name=self.name)
+        pool = self._redis if isinstance(self._redis, ArqRedis) else ArqRedis(self._redis.connection_pool)
+        job = await pool.enqueue_job(
+            JOB_FUNCTION, user_id, _job_id=job_id(user_id), _defer_by=delay_s, _queue_name=self.name
+        )
+        return job is not None
 
     async def request(self, user_id: str, *, delay_s: float = 0.0) -> bool:
-        return await enqueue_compression(self._redis, user_id, delay=delay_s, queue_name=self.name)
+        now = self._clock()
+        added = await self._add_earliest(user_id, now + delay_s)
+        claimed = await self._claim([user_id], now)
+        return user_id in claimed.queued or (added and not claimed.waiting)
 
     async def set_recheck(self, user_id: str, *, delay_s: float) -> None:
-        await self._redis.set(recheck_key(user_id), str(delay_s), ex=RECHECK_TTL_S)
+        await self._add_earliest(user_id, self._clock() + delay_s)
 
     async def clear_recheck(self, user_id: str) -> None:
-        await self._redis.delete(recheck_key(user_id))
+        await self._redis.zrem(self.requests_key, user_id)
 
     async def take_recheck(self, user_id: str) -> float | None:
-        delay = await self._redis.getdel(recheck_key(user_id))
-        return None if delay is None else float(delay)
+        # A request that waited for the job was pushed up to LOOK_AGAIN_S ahead: serve it now.
+        now = self._clock()
+        await self._claim([user_id], now, due_by=now + LOOK_AGAIN_S)
+        return None
+
+    async def claim_due_requests(self, *, limit: int) -> ClaimedRequests:
+        now = self._clock()
+        members: list[bytes] = await self._redis.zrangebyscore(
+            self.requests_key, "-inf", now, start=0, num=limit
+        )
+        users = []
+        for member in members:
+            try:
+                users.append(member.decode())
+            except UnicodeDecodeError:  # no user id is stored so: it could never be served
+                log.warning("dropped a compression request whose user id is not UTF-8: %r", member)
+                await self._redis.zrem(self.requests_key, member)
+        return await self._claim(users, now) if users else ClaimedRequests()
+
+    async def _add_earliest(self, user_id: str, due: float) -> bool:
+        return bool(await self._add_earliest_script(keys=[self.requests_key], args=[repr(due), user_id]))
+
+    async def _claim(self, users: list[str], now: float, due_by: float | None = None) -> ClaimedRequests:
+        now_ms = int(now * 1000)
+        keys: list[str] = [self.requests_key, self.name]
+        args: list[str | int | bytes] = [
+            repr(now if due_by is None else due_by),
+            now_ms,
+            repr(now + LOOK_AGAIN_S),
+            expires_extra_ms,
+        ]
+        for user in users:
+            job = job_id(user)
+            keys += [job_key_prefix + job, in_progress_key_prefix + job]
+            args += [user, job, serialize_job(JOB_FUNCTION, (user,), {}, None, now_ms)]
+        queued, waiting = await self._claim_script(keys=keys, args=args)
+        return ClaimedRequests([u.decode() for u in queued], [u.decode() for u in waiting])
 
     async def record_scan(self, summary: dict[str, object]) -> None:
         await self._redis.set(LAST_SCAN_KEY, json.dumps(summary))
@@ -77,7 +192,7 @@ class RedisJobQueue:
         return int(removed) if members else 0
 
     async def jobs(self, limit: int) -> list[dict[str, Any]]:
-        now_ms = time.time() * 1000
+        now_ms = self._clock() * 1000
         rows = await self._redis.zrange(self.name, 0, limit - 1, withscores=True)
         return [
             {
@@ -98,9 +213,9 @@ class RedisJobQueue:
         return bool(await self._redis.exists(paused_key(self.name)))
 
     async def status(self) -> dict[str, Any]:
-        now_ms = time.time() * 1000
+        now = self._clock()
         depth = await self.depth()
-        ready = await self._redis.zcount(self.name, "-inf", now_ms)
+        ready = await self._redis.zcount(self.name, "-inf", now * 1000)
         in_progress = sorted(
             user
             for key in await self._keys(in_progress_key_prefix + JOB_ID_PREFIX + "*")
@@ -118,6 +233,8 @@ class RedisJobQueue:
             "queue_depth": depth,
             "waiting": max(ready - len(in_progress), 0),  # due, not yet taken (running jobs stay queued)
             "deferred": depth - ready,
+            "requests": await self._redis.zcard(self.requests_key),
+            "requests_due": await self._redis.zcount(self.requests_key, "-inf", now),
             "in_progress": in_progress[:LIST_AT_MOST],
             "in_progress_count": len(in_progress),
             "held_locks": sorted(locks, key=lambda lock: str(lock["user_id"]))[:LIST_AT_MOST],
@@ -140,9 +257,8 @@ class RedisJobQueue:
         job = job_id(user_id)
         return {
             "queued_job": await self._redis.zrem(self.name, job),
-            "redis_keys": await self._redis.delete(
-                job_key_prefix + job, retry_key_prefix + job, recheck_key(user_id)
-            ),
+            "request": await self._redis.zrem(self.requests_key, user_id),
+            "redis_keys": await self._redis.delete(job_key_prefix + job, retry_key_prefix + job),
         }
 
     async def _keys(self, pattern: str) -> list[str]:

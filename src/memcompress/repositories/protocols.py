@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -144,8 +145,30 @@ class UserLocks(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class ClaimedRequests:
+    """What one claim of due compression requests did, user ids in claim order."""
+
+    queued: list[str] = field(default_factory=list)
+    """handed to the queue as the user's job, and removed from the requests"""
+    waiting: list[str] = field(default_factory=list)
+    """left waiting: the user's job is queued or running; looked at again shortly"""
+
+    @property
+    def count(self) -> int:
+        return len(self.queued) + len(self.waiting)
+
+
 class JobQueue(Protocol):
-    """The queue of per-user compression jobs (one job id per user) and its bookkeeping."""
+    """The queue of per-user compression jobs (one job id per user), the apps' compression requests
+    in front of it, and its bookkeeping.
+
+    Requests are the app-side protocol (:mod:`memcompress.queue`): a user id with the time it is due.
+    Wider than a plain queue because the width is the guarantee that no request is lost:
+    :meth:`claim_due_requests` decides *and* acts per request in one atomic step, a starting job
+    covers the requests made before it (:meth:`clear_recheck`), and a request made while the user's job
+    is queued or running waits until that job has ended.
+    """
 
     name: str
 
@@ -154,15 +177,31 @@ class JobQueue(Protocol):
         ...
 
     async def request(self, user_id: str, *, delay_s: float = 0.0) -> bool:
-        """What the app asks for: queue the job and have it re-checked after a running one ends."""
+        """What an operator asks for: a request due ``delay_s`` from now (bringing a waiting one
+        forward), handed to the queue at once when due and the user has no job. True when this call
+        queued the job or added the request; False when a waiting request or a queued or running job
+        absorbs it (the user is compressed again after a running job)."""
         ...
 
-    async def set_recheck(self, user_id: str, *, delay_s: float) -> None: ...
+    async def set_recheck(self, user_id: str, *, delay_s: float) -> None:
+        """Have the user compressed again ``delay_s`` from now, after any job of theirs now queued or
+        running ends (a request; a waiting one due earlier is kept)."""
+        ...
 
-    async def clear_recheck(self, user_id: str) -> None: ...
+    async def clear_recheck(self, user_id: str) -> None:
+        """The user's job is starting: the requests made until now are covered by it and go."""
+        ...
 
     async def take_recheck(self, user_id: str) -> float | None:
-        """The delay of a re-check asked for while the user's job ran (and clear it); None if none."""
+        """The user's job has ended: serve a request that waited for it. Returns a delay after which
+        the caller queues the job itself, or None when there is nothing left to do (the Redis queue
+        hands a due request over itself, atomically; one not yet due stays for the drainer)."""
+        ...
+
+    async def claim_due_requests(self, *, limit: int) -> ClaimedRequests:
+        """Claim up to ``limit`` due requests, each in one atomic step: when the user has no job
+        queued or running, queue the job and remove the request; otherwise leave the request, due
+        again shortly. Safe with any number of callers at once: each request is queued once."""
         ...
 
     async def record_scan(self, summary: dict[str, object]) -> None: ...
@@ -186,11 +225,12 @@ class JobQueue(Protocol):
     async def paused(self) -> bool: ...
 
     async def status(self) -> dict[str, Any]:
-        """Queue depth (waiting, deferred), jobs in progress, held locks, last scan, worker health."""
+        """Queue depth (waiting, deferred), requests (waiting, due), jobs in progress, held locks, last
+        scan, worker health."""
         ...
 
     async def worker_health(self, host: str) -> dict[str, str]: ...
 
     async def erase_user(self, user_id: str) -> dict[str, int]:
-        """Remove the user's queued job, its job keys and its re-check flag."""
+        """Remove the user's queued job, its job keys and its waiting request."""
         ...

@@ -17,6 +17,11 @@ from pathlib import Path
 PASSED_THROUGH = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "VIRTUAL_ENV")
 
 
+def requests_key(queue: str) -> str:
+    """The requests set of a test's workers: one per test queue, so tests never drain each other's."""
+    return f"{queue}:requests"
+
+
 def worker_env(
     mongo_uri: str, db_name: str, redis_url: str, queue: str, **settings: object
 ) -> dict[str, str]:
@@ -27,6 +32,7 @@ def worker_env(
         "MEMCOMPRESS_MONGODB_DB": db_name,
         "MEMCOMPRESS_REDIS_URL": redis_url,
         "MEMCOMPRESS_QUEUE_NAME": queue,
+        "MEMCOMPRESS_REQUESTS_KEY": requests_key(queue),
         "MEMCOMPRESS_METRICS_PORT": "0",
         "MEMCOMPRESS_SCAN_CRON": "0 0 1 1 *",  # tests queue users themselves unless they say otherwise
     }

@@ -1,5 +1,6 @@
-"""The worker process's start-up and shut-down: services in ``ctx``, the ``/metrics`` endpoint, and a
-sampler that keeps the queue-depth and dead-letter gauges current."""
+"""The worker process's start-up and shut-down: services in ``ctx``, the ``/metrics`` endpoint, a
+sampler that keeps the queue-depth and dead-letter gauges current, and the drainer that turns the apps'
+compression requests into jobs (:mod:`memcompress.jobs.drainer`)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from prometheus_client import start_http_server
 
 from memcompress.bootstrap import open_services
 from memcompress.jobs import Services
+from memcompress.jobs.drainer import drain_due_requests, run_request_drainer
 from memcompress.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -37,6 +39,10 @@ def lifecycle_hooks(settings: Settings) -> tuple[Hook, Hook]:
             log.info("serving /metrics on port %d", settings.metrics_port)
         sampler = asyncio.create_task(_sample_gauges(services))
         stack.push_async_callback(_cancel, sampler)
+        # Once before arq's first poll, so that a --burst worker also runs what was due at its start.
+        await drain_due_requests(services)
+        drainer = asyncio.create_task(run_request_drainer(services))
+        stack.push_async_callback(_cancel, drainer)
         log.info("worker ready: %s", settings.describe())
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
