@@ -8,12 +8,15 @@ import json
 import re
 import shutil
 import subprocess
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import pytest
 import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from memcompress.metrics import Metrics, RunMetrics
 from memcompress.settings import Settings
@@ -458,7 +461,9 @@ def test_dockerfile() -> None:
     last_stage = instructions[max(i for i, (k, _) in enumerate(instructions) if k == "FROM") :]
     users = [rest for keyword, rest in last_stage if keyword == "USER"]
     assert users and users[-1].split(":")[0] not in {"root", "0"}
-    assert any(k == "RUN" and "pip install '.[worker]'" in rest for k, rest in instructions)
+    assert any(
+        k == "RUN" and "pip install -c deploy/constraints.txt '.[worker]'" in rest for k, rest in instructions
+    )
     final = dict(last_stage)
     assert json.loads(final["ENTRYPOINT"]) == ["memcompress"]
     assert json.loads(final["CMD"]) == ["worker"]
@@ -466,6 +471,49 @@ def test_dockerfile() -> None:
     check = final["HEALTHCHECK"]
     assert json.loads(check[check.index("CMD ") + 4 :]) == HEALTH_CHECK
     assert "docker build -f deploy/Dockerfile" in (DEPLOY / "README.md").read_text(encoding="utf-8")
+
+
+def test_the_build_context_holds_every_file_the_dockerfile_copies() -> None:
+    """Each COPY source (outside ``--from``) exists and is let through by the Dockerfile's .dockerignore."""
+    let_through = {
+        line[1:]
+        for line in (DEPLOY / "Dockerfile.dockerignore").read_text(encoding="utf-8").splitlines()
+        if line.startswith("!")
+    }
+    sources = [
+        source
+        for keyword, rest in _dockerfile_instructions()
+        if keyword == "COPY" and not rest.startswith("--from")
+        for source in rest.split()[:-1]
+    ]
+    assert "deploy/constraints.txt" in sources and "LICENSE" in sources
+    for source in sources:
+        assert (ROOT / source).exists(), source
+        assert source in let_through, f"{source} is kept out of the build context"
+
+
+def _pins() -> dict[str, str]:
+    pins = {}
+    for line in (DEPLOY / "constraints.txt").read_text(encoding="utf-8").splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, equals, version = line.partition("==")
+            assert equals and version.strip(), f"not pinned exactly: {line!r}"
+            pins[canonicalize_name(name)] = version.strip()
+    return pins
+
+
+def test_the_image_constraints_pin_every_worker_dependency_within_pyproject() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    pins = _pins()
+    assert "memcompress" not in pins
+    wanted = [Requirement(r) for r in project["dependencies"] + project["optional-dependencies"]["worker"]]
+    for requirement in wanted:
+        name = canonicalize_name(requirement.name)
+        assert name in pins, f"{name} is not pinned in deploy/constraints.txt"
+        assert requirement.specifier.contains(pins[name], prereleases=True), (
+            f"deploy/constraints.txt pins {name}=={pins[name]}, outside {requirement}"
+        )
+    assert {"hiredis", "pydantic-core"} <= pins.keys()  # transitive ones too: a full freeze
 
 
 def _compose() -> dict[str, Any]:
