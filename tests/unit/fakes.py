@@ -288,7 +288,7 @@ class FakeQueue:
 
     async def request(self, user_id: str, *, delay_s: float = 0.0) -> bool:
         added = self._add_earliest(user_id, self.now + delay_s)
-        claimed = self._claim([user_id])
+        claimed = self._claim([user_id], due_by=self.now + delay_s)
         return user_id in claimed.queued or (added and not claimed.waiting)
 
     async def set_recheck(self, user_id: str, *, delay_s: float) -> None:
@@ -314,13 +314,14 @@ class FakeQueue:
     def _claim(self, users: list[str], due_by: float | None = None) -> ClaimedRequests:
         claimed = ClaimedRequests()
         for user in users:
-            if self.requests.get(user, float("inf")) > (self.now if due_by is None else due_by):
+            due = self.requests.get(user, float("inf"))
+            if due > (self.now if due_by is None else due_by):
                 continue
             if user in self.queued:
-                self.requests[user] = self.now + self.look_again_s
+                self.requests[user] = max(due, self.now + self.look_again_s)
                 claimed.waiting.append(user)
             else:
-                self.queued[user] = 0.0
+                self.queued[user] = max(due - self.now, 0.0)
                 del self.requests[user]
                 claimed.queued.append(user)
         return claimed

@@ -161,22 +161,34 @@ async def test_concurrent_claims_queue_each_request_once(redis: FakeAsyncRedis, 
     assert sorted(await _queued(redis)) == [job_id(u) for u in users]
 
 
-async def test_an_operator_request_is_queued_at_once_or_joins_what_is_there(
+async def test_an_operator_request_is_queued_at_once_due_then_or_waits_for_the_users_job(
     redis: FakeAsyncRedis, queue: RedisJobQueue, clock: Clock
 ) -> None:
-    assert await queue.request("u1") is True  # due now, no job: queued
+    assert await queue.request("u1") is True  # no job: queued, due now
     assert await _queued(redis) == [job_id("u1")] and await _requests(redis) == {}
     assert await queue.request("u1") is False  # waits for that job
     assert await _requests(redis) == {"u1": T0 + LOOK_AGAIN_S}
 
-    assert await queue.request("u2", delay_s=60) is True  # a request, due later
-    assert await queue.request("u2", delay_s=90) is False  # the earlier one stays
-    assert await queue.request("u2", delay_s=10) is True  # brought forward
+    assert await queue.request("u2", delay_s=60) is True  # no job: queued, deferred by the delay
+    assert await redis.zscore(QUEUE, job_id("u2")) == (T0 + 60) * 1000
+    assert 60_000 < await redis.pttl(job_key_prefix + job_id("u2")) <= 60_000 + expires_extra_ms
+    assert await queue.request("u2", delay_s=90) is False  # waits for the deferred job, at its time
+    assert (await _requests(redis))["u2"] == T0 + 90
+    assert await queue.request("u2", delay_s=10) is False  # brought forward, still behind the job
     assert (await _requests(redis))["u2"] == T0 + 10
 
     await queue.set_recheck("u3", delay_s=5)
     await queue.set_recheck("u3", delay_s=50)
-    assert (await _requests(redis))["u3"] == T0 + 5
+    assert (await _requests(redis))["u3"] == T0 + 5  # the earlier one is kept
+
+
+async def test_a_request_pushed_back_while_a_job_ran_is_queued_due_at_its_time(
+    redis: FakeAsyncRedis, queue: RedisJobQueue, clock: Clock
+) -> None:
+    await redis.zadd(REQUESTS, {"u1": T0 + 0.5})
+    assert await queue.take_recheck("u1") is None  # due within LOOK_AGAIN_S: queued, not early
+    assert await redis.zscore(QUEUE, job_id("u1")) == (T0 + 0.5) * 1000
+    assert await _requests(redis) == {}
 
 
 async def test_a_member_that_is_no_user_id_is_dropped_not_retried_forever(

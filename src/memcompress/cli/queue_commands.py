@@ -74,8 +74,8 @@ async def _check_health(settings: Settings) -> int:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.pass_obj
 def enqueue(state: CliState, user_ids: tuple[str, ...], delay: float, as_json: bool) -> None:
-    """Queue a compression of each USER_ID now (or request one for after --delay, as the apps do). A job
-    already queued or running absorbs the request, and the user is compressed again after it ends.
+    """Queue a compression of each USER_ID now (or deferred by --delay). A user whose job is already
+    queued or running gets a request instead, compressed again after that job ends, as the apps' are.
     (Dead-lettered users: `memcompress dead retry`.)"""
     if not user_ids:
         raise click.UsageError("give at least one USER_ID")

@@ -49,25 +49,28 @@ LIST_AT_MOST = 50
 LOOK_AGAIN_S = 1.0
 
 # KEYS: the requests set, the queue, then for each user its arq job key and in-progress key.
-# ARGV: due by (s), now (ms), look again at (s), job expiry (ms), then for each user its id, job id
-# and serialized job. Per user, atomically: a request that is gone or not due by then is left alone
-# (another worker claimed it, or the app asked again for later); with a job queued or running, the
-# request waits (due again at "look again at"); otherwise the job is queued as arq's enqueue_job
-# queues it (PSETEX job key, ZADD queue) and the request is removed.
+# ARGV: due by (s), now (s), look again after (s), job expiry beyond its start (ms), then for each user
+# its id, job id and serialized job. Per user, atomically: a request that is gone or not due by then
+# is left alone (another worker claimed it, or the app asked again for later); with a job queued or
+# running, the request waits (due again a moment later, or at its own time if that is later);
+# otherwise the job is queued, due when the request is, as arq's enqueue_job queues it (PSETEX job key,
+# ZADD queue, in ms) and the request is removed.
 CLAIM_SCRIPT = """
 local queued, waiting = {}, {}
-local due_by = tonumber(ARGV[1])
+local due_by, now, look = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local now_ms = math.floor(now * 1000)
 for i = 0, (#ARGV - 4) / 3 - 1 do
   local user, job, payload = ARGV[5 + 3 * i], ARGV[6 + 3 * i], ARGV[7 + 3 * i]
   local job_key, in_progress_key = KEYS[3 + 2 * i], KEYS[4 + 2 * i]
-  local due = redis.call('ZSCORE', KEYS[1], user)
-  if due and tonumber(due) <= due_by then
+  local due = tonumber(redis.call('ZSCORE', KEYS[1], user) or nil)
+  if due and due <= due_by then
     if redis.call('EXISTS', job_key, in_progress_key) > 0 or redis.call('ZSCORE', KEYS[2], job) then
-      redis.call('ZADD', KEYS[1], 'XX', ARGV[3], user)
+      redis.call('ZADD', KEYS[1], 'XX', string.format('%.17g', math.max(due, now + look)), user)
       waiting[#waiting + 1] = user
     else
-      redis.call('PSETEX', job_key, ARGV[4], payload)
-      redis.call('ZADD', KEYS[2], ARGV[2], job)
+      local score_ms = math.max(math.floor(due * 1000), now_ms)
+      redis.call('PSETEX', job_key, string.format('%d', score_ms - now_ms + tonumber(ARGV[4])), payload)
+      redis.call('ZADD', KEYS[2], string.format('%d', score_ms), job)
       redis.call('ZREM', KEYS[1], user)
       queued[#queued + 1] = user
     end
@@ -121,7 +124,8 @@ class RedisJobQueue:
     async def request(self, user_id: str, *, delay_s: float = 0.0) -> bool:
         now = self._clock()
         added = await self._add_earliest(user_id, now + delay_s)
-        claimed = await self._claim([user_id], now)
+        # Handed to the queue at once as a job due when the request is, unless the user has one.
+        claimed = await self._claim([user_id], now, due_by=now + delay_s)
         return user_id in claimed.queued or (added and not claimed.waiting)
 
     async def set_recheck(self, user_id: str, *, delay_s: float) -> None:
@@ -131,7 +135,7 @@ class RedisJobQueue:
         await self._redis.zrem(self.requests_key, user_id)
 
     async def take_recheck(self, user_id: str) -> float | None:
-        # A request that waited for the job was pushed up to LOOK_AGAIN_S ahead: serve it now.
+        # A request that waited for the job was pushed up to LOOK_AGAIN_S ahead: queue it now, due then.
         now = self._clock()
         await self._claim([user_id], now, due_by=now + LOOK_AGAIN_S)
         return None
@@ -158,8 +162,8 @@ class RedisJobQueue:
         keys: list[str] = [self.requests_key, self.name]
         args: list[str | int | bytes] = [
             repr(now if due_by is None else due_by),
-            now_ms,
-            repr(now + LOOK_AGAIN_S),
+            repr(now),
+            repr(LOOK_AGAIN_S),
             expires_extra_ms,
         ]
         for user in users:

@@ -178,9 +178,9 @@ class JobQueue(Protocol):
 
     async def request(self, user_id: str, *, delay_s: float = 0.0) -> bool:
         """What an operator asks for: a request due ``delay_s`` from now (bringing a waiting one
-        forward), handed to the queue at once when due and the user has no job. True when this call
-        queued the job or added the request; False when a waiting request or a queued or running job
-        absorbs it (the user is compressed again after a running job)."""
+        forward), handed to the queue at once as a job due then when the user has none. True when this
+        call queued the job; False when a queued or running job absorbs it (the request waits, and the
+        user is compressed again after a running job)."""
         ...
 
     async def set_recheck(self, user_id: str, *, delay_s: float) -> None:
