@@ -59,7 +59,7 @@ def _state(services: Services) -> object:
             services.compaction_log.records,
             services.locks.held,
             services.queue.queued,
-            services.queue.rechecks,
+            services.queue.requests,
         )
     )
 
