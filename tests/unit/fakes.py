@@ -345,6 +345,9 @@ class FakeQueue:
             :limit
         ]
 
+    async def waiting_requests(self, limit: int) -> list[dict[str, Any]]:
+        return []
+
     async def pause(self) -> None:
         self.is_paused = True
 

@@ -64,14 +64,24 @@ def queue_group() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.pass_obj
 def queue_list(state: CliState, limit: int, as_json: bool) -> None:
-    """Queued jobs, soonest first: due (waiting or running) and deferred."""
+    """Queued jobs, soonest first: due (waiting or running) and deferred; then the apps' requests
+    that no worker has taken yet."""
 
     async def work() -> int:
         async with open_queue(state.settings(), CLI_REDIS_RETRIES) as queue:
             jobs, depth, paused = await queue.jobs(limit), await queue.depth(), await queue.paused()
-        report = {"queue": queue.name, "paused": paused, "queue_depth": depth, "jobs": jobs}
+            requests = await queue.waiting_requests(limit)
+        report = {
+            "queue": queue.name,
+            "paused": paused,
+            "queue_depth": depth,
+            "jobs": jobs,
+            "requests": requests,
+        }
         lines = [f"queue {queue.name}: {depth} jobs{' (paused)' if paused else ''}"]
         lines += [f"  {j['user_id']}  {'due' if j['due'] else 'deferred to'} {j['due_at']}" for j in jobs]
+        lines += [f"requests waiting: {len(requests)}"]
+        lines += [f"  {r['user_id']}  {'due' if r['due'] else 'due at'} {r['due_at']}" for r in requests]
         _print(report, as_json, lines)
         return 0
 

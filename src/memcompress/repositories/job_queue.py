@@ -207,6 +207,18 @@ class RedisJobQueue:
             for member, score in rows
         ]
 
+    async def waiting_requests(self, limit: int) -> list[dict[str, Any]]:
+        now = self._clock()
+        rows = await self._redis.zrange(self.requests_key, 0, limit - 1, withscores=True)
+        return [
+            {
+                "user_id": member.decode(errors="replace"),
+                "due_at": datetime.fromtimestamp(score, UTC).isoformat(),
+                "due": score <= now,
+            }
+            for member, score in rows
+        ]
+
     async def pause(self) -> None:
         await self._redis.set(paused_key(self.name), utc_now().isoformat())
 
