@@ -115,7 +115,8 @@ class MemoryEvent(BaseModel):
 class StoredEvent:
     """An event read back from the store, with the store's own key for it.
 
-    ``ref`` is opaque to the domain (Mongo's ``_id``); the fold deletes exactly the refs it summarised.
+    ``ref`` is opaque to the domain (for MongoDB: the document's ``_id``, ``user_id`` and ``event_id``);
+    the fold deletes exactly the refs it summarised.
     """
 
     ref: Any

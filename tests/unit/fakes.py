@@ -87,13 +87,15 @@ class FakeMemory:
         for stored in self._ordered(user_id, self.archived):
             yield stored
 
-    async def delete_by_refs(self, refs: Sequence[Any]) -> int:
-        return sum(self.events.pop(ref, None) is not None for ref in refs)
+    async def delete_by_refs(self, user_id: str, refs: Sequence[Any]) -> int:
+        mine = [ref for ref in refs if ref in self.events and self.events[ref].user_id == user_id]
+        return sum(self.events.pop(ref, None) is not None for ref in mine)
 
-    async def archive_by_refs(self, refs: Sequence[Any]) -> int:
+    async def archive_by_refs(self, user_id: str, refs: Sequence[Any]) -> int:
         """Copy, then delete, as the Mongo adapter does (the archive keeps each event's ref)."""
-        self.archived.update((ref, self.events[ref]) for ref in refs if ref in self.events)
-        return await self.delete_by_refs(refs)
+        mine = [ref for ref in refs if ref in self.events and self.events[ref].user_id == user_id]
+        self.archived.update((ref, self.events[ref]) for ref in mine)
+        return await self.delete_by_refs(user_id, mine)
 
     async def users_over_threshold(self, threshold: int, limit: int | None = None) -> list[UserBacklog]:
         counts = Counter(e.user_id for e in self.events.values())

@@ -31,8 +31,9 @@ How the steps keep it:
    budget may drop values: that is recorded (``values_dropped``, a metric), never silent.
 6. Store the new summary and the chunk's refs as ``pending_trim`` in one write, conditional on the
    summary version read before (fencing). A stale writer loses here and trims nothing.
-7. Trim exactly the refs of that chunk, by ``_id`` (delete, or archive then delete), then clear the
-   mark. Events appended meanwhile are never among them, whatever their ``created_at``.
+7. Trim exactly the refs of that chunk, matched by ``_id``, ``user_id`` and ``event_id`` (delete, or
+   archive then delete), then clear the mark. Events appended meanwhile are never among them, whatever
+   their ``created_at``, nor is a document that took over a summarised one's ``_id``.
 8. Record the run in ``compaction_log`` and the metrics.
 """
 
@@ -228,7 +229,7 @@ async def _fold(services: Services, user_id: str, lock: HeldLock, record: Compac
     # Step 2: finish a trim an earlier run left pending (reading creates no profile).
     profile = await services.profiles.find(user_id)
     if profile is not None and profile.pending_trim is not None:
-        await _trim(services, profile.pending_trim.refs)
+        await _trim(services, user_id, profile.pending_trim.refs)
         await services.profiles.clear_pending_trim(user_id, profile.pending_trim.summary_version)
     if profile is not None and _overwritten(profile):
         await lock.ensure_held()
@@ -267,7 +268,7 @@ async def _fold(services: Services, user_id: str, lock: HeldLock, record: Compac
         version += 1
 
         # Step 7: trim exactly what was summarised, then clear the mark.
-        await _trim(services, refs)
+        await _trim(services, user_id, refs)
         await services.profiles.clear_pending_trim(user_id, version)
         _count_chunk(services, record, len(chunk), summary, version)
 
@@ -398,12 +399,12 @@ async def _summarize(services: Services, request: SummaryRequest, record: Compac
     return result
 
 
-async def _trim(services: Services, refs: Sequence[Any]) -> None:
+async def _trim(services: Services, user_id: str, refs: Sequence[Any]) -> None:
     retention = services.policy.retention
     if retention == "archive":
-        trimmed = await services.memory.archive_by_refs(refs)
+        trimmed = await services.memory.archive_by_refs(user_id, refs)
     else:
-        trimmed = await services.memory.delete_by_refs(refs)
+        trimmed = await services.memory.delete_by_refs(user_id, refs)
     services.metrics.events_trimmed.labels(retention=retention).inc(trimmed)
 
 
