@@ -7,15 +7,19 @@ import json
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
+from typing import Any
 
 import click
 from prometheus_client import pushadd_to_gateway
+from prometheus_client.exposition import basic_auth_handler, default_handler
 
 from memcompress.bootstrap import open_services
 from memcompress.cli.context import CLI_REDIS_RETRIES, EXIT_FAILED, CliState, run
 from memcompress.jobs import Services, find_users, run_compression, scan_and_enqueue
 from memcompress.metrics import RunMetrics
 from memcompress.models import CompactionRecord, Outcome, UserBacklog
+from memcompress.redaction import describe_error, split_userinfo
 
 
 @click.command()
@@ -157,12 +161,27 @@ async def _push(url: str, metrics: RunMetrics, succeeded: bool) -> None:
     the previous good run's timestamp instead of a 0."""
     if not succeeded:
         metrics.registry.unregister(metrics.last_success)
+    gateway, user, password = split_userinfo(url)  # credentials in the URL: sent as basic auth
+
+    def handler(
+        url: str, method: str, timeout: float | None, headers: Any, data: bytes
+    ) -> Callable[[], None]:
+        if user is None:
+            return default_handler(url, method, timeout, headers, data)
+        return basic_auth_handler(url, method, timeout, headers, data, user, password)
+
     try:
         await asyncio.to_thread(
-            pushadd_to_gateway, url, job="memcompress_run_once", registry=metrics.registry
+            pushadd_to_gateway,
+            gateway,
+            job="memcompress_run_once",
+            registry=metrics.registry,
+            handler=handler,
         )
     except OSError as error:
-        click.echo(f"memcompress: could not push metrics to the Pushgateway: {error}", err=True)
+        click.echo(
+            f"memcompress: could not push metrics to the Pushgateway: {describe_error(error)}", err=True
+        )
 
 
 COMMANDS = [scan, run_once]

@@ -60,6 +60,7 @@ from memcompress.models import (
     summary_hash,
     utc_now,
 )
+from memcompress.redaction import describe_error, format_exception
 from memcompress.repositories.errors import LockBusy, LockLost, MalformedDocument
 from memcompress.repositories.protocols import HeldLock
 from memcompress.summarizers.base import (
@@ -152,14 +153,16 @@ async def run_compression(
         return record
     try:
         await services.compaction_log.record(record)
-    except Exception:
-        log.exception("could not store the compaction record")
+    except Exception as error:
+        log.error("could not store the compaction record: %s", format_exception(error))
     return record
 
 
 def _failed(record: CompactionRecord, error: Exception) -> None:
-    log.exception("compression of a user failed")
-    record.outcome, record.reason = Outcome.FAILED, f"{type(error).__name__}: {error}"
+    """A failure the run did not expect (a store or Redis error): described by class and code only,
+    since a store error's text embeds the documents of the failed command (see memcompress.redaction)."""
+    log.error("compression of user %s failed: %s", record.user_id, format_exception(error))
+    record.outcome, record.reason = Outcome.FAILED, describe_error(error)
     record.error_class, record.retryable = type(error).__name__, True
 
 

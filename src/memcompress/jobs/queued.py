@@ -32,6 +32,7 @@ from memcompress.jobs.compress import TIME_LIMIT, run_compression
 from memcompress.jobs.services import Services
 from memcompress.keys import JOB_FUNCTION
 from memcompress.models import DeadLetter, Outcome
+from memcompress.redaction import describe_error
 
 log = logging.getLogger(__name__)
 
@@ -113,5 +114,5 @@ async def recheck_after_job(services: Services, user_id: str) -> None:
         delay = await services.queue.take_recheck(user_id)
         if delay is not None:
             await services.queue.enqueue(user_id, delay_s=delay)
-    except Exception:
-        log.warning("could not re-check a user after its job", exc_info=True)
+    except Exception as error:
+        log.warning("could not re-check a user after its job: %s", describe_error(error))
