@@ -124,7 +124,7 @@ def test_explicit_summarizer_wins(monkeypatch: pytest.MonkeyPatch) -> None:
             {"MEMCOMPRESS_LLM_TIMEOUT_S": "400"},
             "timeouts must be layered: MEMCOMPRESS_LLM_TIMEOUT_S (400) < MEMCOMPRESS_JOB_TIMEOUT_S (300)",
         ),
-        ({"MEMCOMPRESS_JOB_TIMEOUT_S": "400"}, "< MEMCOMPRESS_LOCK_TTL_S (360)"),
+        ({"MEMCOMPRESS_LOCK_TTL_S": "0"}, "MEMCOMPRESS_LOCK_TTL_S: Input should be greater than 0"),
         (
             {"MEMCOMPRESS_SCAN_CRON": "*/10 * * *"},
             "MEMCOMPRESS_SCAN_CRON: '*/10 * * *': Exactly 5, 6 or 7 columns",
@@ -147,6 +147,13 @@ def test_bad_settings_give_one_clear_line(
     assert message.startswith("invalid configuration: ")
     assert expected in message
     assert "\n" not in message
+
+
+def test_the_lock_ttl_is_short_and_independent_of_the_job_timeout() -> None:
+    """A crashed holder blocks its user for at most the lock TTL; a live one renews every third of it."""
+    assert load_settings().lock_ttl_s <= 30
+    s = load_settings(lock_ttl_s=5, job_timeout_s=900, llm_timeout_s=120)
+    assert (s.lock_ttl_s, s.job_timeout_s) == (5, 900)
 
 
 def test_secrets_never_appear_in_repr_or_describe(monkeypatch: pytest.MonkeyPatch) -> None:
