@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from memcompress.jobs import Services, run_compression
+from memcompress.jobs import Services, compress_now, run_compression
 from memcompress.keys import lock_key
 from memcompress.models import Outcome, Watermark
 from memcompress.repositories.database import (
@@ -459,3 +459,24 @@ async def test_a_pending_trim_spares_documents_that_took_over_a_summarised_id(
         return
     assert record.outcome is Outcome.SKIPPED  # 21 left: 20 kept and the newer event
     assert await services.memory.count_events(user) == 21
+
+
+async def test_an_inline_compression_is_time_limited_like_a_job_and_continues_until_done(
+    make_services: ServicesFactory, database: MongoDatabase, llm: FakeLLM, user: str
+) -> None:
+    """``memcompress compress`` and ``run-once``: each run stops at the job timeout (so the erase fence
+    outlasts it), and the command carries on in fresh runs while they move forward."""
+    llm.latency_s = 0.4
+    services = make_services(job_timeout_s=1.0, llm_timeout_s=0.9, chunk_chars=1000)
+    events = make_events(user, 80)
+    await services.memory.append_events(events)
+
+    record = await compress_now(services, user)
+
+    assert record.outcome is Outcome.COMPRESSED
+    left = await services.memory.count_events(user)
+    assert (record.events_before, record.events_folded, record.events_after) == (80, 80 - left, left)
+    assert 20 <= left <= 50  # at most the threshold: fresh runs went on while it was over it
+    runs = [d async for d in database.collection(COMPACTION_LOG).find({"user_id": user})]
+    assert len(runs) >= 2 and runs[0]["error_class"] == "JobTimeout" and runs[0]["chunks"] > 0
+    await _assert_nothing_lost(database, llm, events)

@@ -16,7 +16,7 @@ from prometheus_client.exposition import basic_auth_handler, default_handler
 
 from memcompress.bootstrap import open_services
 from memcompress.cli.context import CLI_REDIS_RETRIES, EXIT_FAILED, CliState, run
-from memcompress.jobs import Services, find_users, run_compression, scan_and_enqueue
+from memcompress.jobs import Services, compress_now, find_users, scan_and_enqueue
 from memcompress.metrics import RunMetrics
 from memcompress.models import CompactionRecord, Outcome, UserBacklog
 from memcompress.redaction import describe_error, split_userinfo
@@ -123,7 +123,7 @@ async def _compress_all(
 
         async def one(user: UserBacklog) -> CompactionRecord:
             async with gate:
-                record = await run_compression(services, user.user_id)
+                record = await compress_now(services, user.user_id)
             bar.update(1)
             return record
 

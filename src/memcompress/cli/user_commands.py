@@ -6,7 +6,7 @@ import click
 
 from memcompress.bootstrap import open_services
 from memcompress.cli.context import CLI_REDIS_RETRIES, EXIT_FAILED, CliState, echo_report, run
-from memcompress.jobs import forget_user, plan_compression, run_compression
+from memcompress.jobs import compress_now, forget_user, plan_compression
 
 
 @click.command()
@@ -39,7 +39,7 @@ def compress(state: CliState, user_id: str, dry_run: bool, preview: bool, as_jso
                     shown.pop("preview_summary")
                 echo_report(shown, as_json)
                 return 0
-            record = await run_compression(services, user_id)
+            record = await compress_now(services, user_id)
         shown = record.model_dump(
             mode="json",
             include={

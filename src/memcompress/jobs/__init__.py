@@ -4,6 +4,7 @@ ports (``Services``)."""
 
 from memcompress.jobs.compress import run_compression
 from memcompress.jobs.forget import forget_user
+from memcompress.jobs.inline import compress_now
 from memcompress.jobs.plan import CompressionPlan, plan_compression
 from memcompress.jobs.queued import JobDecision, recheck_after_job, run_queued_compression
 from memcompress.jobs.replay import ReplayResult, replay_user
@@ -19,6 +20,7 @@ __all__ = [
     "ReplayResult",
     "ScanResult",
     "Services",
+    "compress_now",
     "find_users",
     "forget_user",
     "plan_compression",
