@@ -210,6 +210,9 @@ class UserProfile(BaseModel):
     # writes `memory_summary` back from a stale copy is detected and repaired (see jobs.compress).
     summary_copy: str | None = None
     summary_history: list[str] = Field(default_factory=list)
+    # The store's own key of this profile document (MongoDB's `_id`; None for a profile not read from a
+    # store). Summary writes name it: they never land in another document of the same user.
+    ref: Any = Field(default=None, validation_alias="_id", exclude=True)
 
     @classmethod
     def new(cls, user_id: str, defaults: ProfileDefaults | None = None) -> UserProfile:

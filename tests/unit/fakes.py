@@ -28,7 +28,7 @@ from memcompress.models import (
     Watermark,
     summary_hash,
 )
-from memcompress.repositories.errors import LockBusy, ProfileBusy
+from memcompress.repositories.errors import LockBusy, ProfileBusy, UserErased
 from memcompress.repositories.protocols import ClaimedRequests
 from memcompress.settings import Settings
 from memcompress.summarizers.base import Summarizer
@@ -36,11 +36,18 @@ from memcompress.summarizers.base import Summarizer
 PINNED = "pinned"
 
 
+def _fence(erased: set[str], user_id: str) -> None:
+    """The erase fence of a write that would create a document of ``user_id`` (nothing is kept)."""
+    if user_id in erased:
+        raise UserErased("the user was erased")
+
+
 class FakeMemory:
-    def __init__(self) -> None:
+    def __init__(self, erased: set[str] | None = None) -> None:
         self.events: dict[int, MemoryEvent] = {}
         self.archived: dict[int, MemoryEvent] = {}
         self._ids = itertools.count(1)
+        self.erased = set() if erased is None else erased
 
     async def append_events(self, events: Sequence[MemoryEvent]) -> int:
         for event in events:
@@ -92,7 +99,9 @@ class FakeMemory:
         return sum(self.events.pop(ref, None) is not None for ref in mine)
 
     async def archive_by_refs(self, user_id: str, refs: Sequence[Any]) -> int:
-        """Copy, then delete, as the Mongo adapter does (the archive keeps each event's ref)."""
+        """Copy, then delete, as the Mongo adapter does (the archive keeps each event's ref); for an
+        erased user the copies would be undone, and nothing deleted."""
+        _fence(self.erased, user_id)
         mine = [ref for ref in refs if ref in self.events and self.events[ref].user_id == user_id]
         self.archived.update((ref, self.events[ref]) for ref in mine)
         return await self.delete_by_refs(user_id, mine)
@@ -104,10 +113,13 @@ class FakeMemory:
 
 
 class FakeProfiles:
-    def __init__(self) -> None:
+    def __init__(self, erased: set[str] | None = None) -> None:
         self.profiles: dict[str, UserProfile] = {}
+        self.erased = set() if erased is None else erased
 
     async def get(self, user_id: str) -> UserProfile:
+        if user_id not in self.profiles:
+            _fence(self.erased, user_id)  # a profile created for an erased user is undone
         return self.profiles.setdefault(user_id, UserProfile.new(user_id)).model_copy()
 
     async def find(self, user_id: str) -> UserProfile | None:
@@ -139,6 +151,7 @@ class FakeProfiles:
         summary: str,
         watermark: Watermark | None,
         folded_refs: Sequence[Any],
+        profile_ref: Any = None,
     ) -> bool:
         current = await self.get(user_id)
         if current.summary_version != expected_version:
@@ -185,8 +198,9 @@ class FakeOverrides:
 
 
 class FakeCompactionLog:
-    def __init__(self) -> None:
+    def __init__(self, erased: set[str] | None = None) -> None:
         self.records: list[CompactionRecord] = []
+        self.erased = set() if erased is None else erased
 
     async def compressions_since(self, user_id: str, since: datetime) -> int:
         return sum(
@@ -195,6 +209,7 @@ class FakeCompactionLog:
         )
 
     async def record(self, entry: CompactionRecord) -> None:
+        _fence(self.erased, entry.user_id)
         self.records.append(entry)
 
     async def recent(self, limit: int = 20, user_id: str | None = None) -> list[CompactionRecord]:
@@ -202,10 +217,12 @@ class FakeCompactionLog:
 
 
 class FakeDeadLetters:
-    def __init__(self) -> None:
+    def __init__(self, erased: set[str] | None = None) -> None:
         self.letters: dict[str, DeadLetter] = {}
+        self.erased = set() if erased is None else erased
 
     async def record(self, letter: DeadLetter) -> None:
+        _fence(self.erased, letter.user_id)
         self.letters[letter.user_id] = letter
 
     async def list(self, limit: int = 100) -> list[DeadLetter]:
@@ -219,6 +236,15 @@ class FakeDeadLetters:
 
 
 class FakeMaintenance:
+    def __init__(self, erased: set[str] | None = None) -> None:
+        self.erased = set() if erased is None else erased
+
+    async def mark_erased(self, user_id: str, keep_s: float) -> None:
+        self.erased.add(user_id)
+
+    async def is_erased(self, user_id: str) -> bool:
+        return user_id in self.erased
+
     async def ensure_indexes(self) -> list[str]:
         return []
 
@@ -379,13 +405,14 @@ class FakeQueue:
 def fake_services(summarizer: Summarizer, **policy: Any) -> Services:
     """Every port faked; the policies are the settings' defaults with ``policy`` overrides."""
     settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    erased: set[str] = set()  # the users `forget` erased: one set, as the store has one collection
     return Services(
-        memory=FakeMemory(),
-        profiles=FakeProfiles(),
+        memory=FakeMemory(erased),
+        profiles=FakeProfiles(erased),
         overrides=FakeOverrides(),
-        compaction_log=FakeCompactionLog(),
-        dead_letters=FakeDeadLetters(),
-        maintenance=FakeMaintenance(),
+        compaction_log=FakeCompactionLog(erased),
+        dead_letters=FakeDeadLetters(erased),
+        maintenance=FakeMaintenance(erased),
         locks=FakeLocks(),
         queue=FakeQueue(),
         summarizer=summarizer,

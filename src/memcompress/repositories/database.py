@@ -21,6 +21,7 @@ USER_PROFILES = "user_profiles"
 COMPACTION_LOG = "compaction_log"
 DEAD_LETTERS = "compression_dead_letters"
 OVERRIDES = "compression_overrides"
+ERASED_USERS = "erased_users"  # tombstones of users `forget` erased (the erase fence)
 
 Document = dict[str, Any]
 

@@ -7,6 +7,7 @@ from pymongo import ASCENDING, DESCENDING, IndexModel
 from memcompress.repositories.database import (
     COMPACTION_LOG,
     DEAD_LETTERS,
+    ERASED_USERS,
     USER_MEMORY,
     USER_MEMORY_ARCHIVE,
     USER_PROFILES,
@@ -42,6 +43,8 @@ async def ensure_indexes(database: MongoDatabase, *, memory_ttl_days: int | None
             IndexModel([("finished_at", DESCENDING)], name="finished"),
         ],
         DEAD_LETTERS: [IndexModel([("failed_at", DESCENDING)], name="failed")],
+        # Each tombstone goes at its own expires_at (forget sets it from the job timeout).
+        ERASED_USERS: [IndexModel([("expires_at", ASCENDING)], name="expires", expireAfterSeconds=0)],
     }
     created: list[str] = []
     for collection, models in plan.items():

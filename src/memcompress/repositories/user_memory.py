@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from pymongo import ReplaceOne
@@ -13,6 +14,7 @@ from memcompress.metrics import Metrics
 from memcompress.models import HistorySize, MemoryEvent, StoredEvent, UserBacklog, utc_now
 from memcompress.repositories.database import USER_MEMORY, USER_MEMORY_ARCHIVE, Document, MongoDatabase
 from memcompress.repositories.documents import DATED, EventRules, event_to_document, valid_events
+from memcompress.repositories.erasures import ErasedUsers
 
 # The fold's total order. The (user_id, created_at, _id) index serves both directions.
 OLDEST_FIRST = [("created_at", 1), ("_id", 1)]
@@ -72,6 +74,7 @@ class MongoUserMemoryRepository:
     ) -> None:
         self._events = database.collection(USER_MEMORY)
         self._archive = database.collection(USER_MEMORY_ARCHIVE)
+        self._erased = ErasedUsers(database)
         self._metrics = metrics or Metrics()
         self._rules = rules or EventRules()
 
@@ -208,7 +211,9 @@ class MongoUserMemoryRepository:
         a crash.
 
         Copies first (an upsert by ``_id`` and user, so a repeat does not duplicate), deletes second: a
-        crash in between leaves the event in both places, never in neither.
+        crash in between leaves the event in both places, never in neither. Copies made for a user
+        erased meanwhile (``memcompress forget``) are removed again before anything is deleted, and
+        :class:`~memcompress.repositories.errors.UserErased` raised (the erase fence).
         """
         moved = 0
         archived_at = utc_now()
@@ -226,6 +231,8 @@ class MongoUserMemoryRepository:
                     ],
                     ordered=False,
                 )
+                copies = {"_id": {"$in": [d["_id"] for d in docs]}, "user_id": user_id}
+                await self._erased.undo_if_erased(user_id, partial(self._archive.delete_many, copies))
             result = await self._events.delete_many(query)
             moved += result.deleted_count
         return moved
