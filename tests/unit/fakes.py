@@ -15,6 +15,7 @@ from memcompress.jobs import FoldPolicy, JobPolicy, Services
 from memcompress.metrics import Metrics
 from memcompress.models import (
     PROFILE_FIELDS,
+    Backlog,
     CompactionRecord,
     DeadLetter,
     HistorySize,
@@ -110,6 +111,9 @@ class FakeMemory:
         counts = Counter(e.user_id for e in self.events.values())
         over = sorted(((-n, u) for u, n in counts.items() if n > threshold))[:limit]
         return [UserBacklog(u, -n) for n, u in over]
+
+    async def scan_backlog(self, threshold: int, limit: int | None = None) -> Backlog:
+        return Backlog(users=await self.users_over_threshold(threshold, limit), invalid=[])
 
 
 class FakeProfiles:

@@ -26,6 +26,7 @@ import click
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from memcompress.models import MAX_USER_ID_CHARS, valid_user_id
 from memcompress.redaction import describe_error, format_exception, redact_urls
 from memcompress.repositories.errors import StoreUnavailable
 from memcompress.settings import ConfigError, Settings, load_settings
@@ -98,6 +99,14 @@ def setup_logging(log_format: str, level: int, *, debug_drivers: bool = False) -
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+
+
+def valid_user_ids(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """A click callback for USER_ID arguments: a user id no job could take is a usage error (exit 2)."""
+    for user_id in value if isinstance(value, tuple) else (value,):
+        if not valid_user_id(user_id):
+            raise click.BadParameter(f"a user id has 1 to {MAX_USER_ID_CHARS} characters")
+    return value
 
 
 def fail(message: str, code: int) -> NoReturn:

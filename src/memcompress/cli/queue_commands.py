@@ -23,6 +23,7 @@ from memcompress.cli.context import (
     fail,
     run,
     setup_logging,
+    valid_user_ids,
 )
 from memcompress.jobs import store_report
 from memcompress.redaction import describe_error
@@ -70,7 +71,7 @@ async def _check_health(settings: Settings) -> int:
 
 
 @click.command()
-@click.argument("user_ids", nargs=-1)
+@click.argument("user_ids", nargs=-1, callback=valid_user_ids)
 @click.option(
     "--delay", type=click.FloatRange(min=0), default=0.0, show_default=True, help="Seconds to wait."
 )

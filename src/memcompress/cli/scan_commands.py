@@ -16,7 +16,7 @@ from prometheus_client.exposition import basic_auth_handler, default_handler
 
 from memcompress.bootstrap import open_services
 from memcompress.cli.context import CLI_REDIS_RETRIES, EXIT_FAILED, CliState, run
-from memcompress.jobs import Services, compress_now, find_users, scan_and_enqueue
+from memcompress.jobs import Candidates, Services, compress_now, find_candidates, scan_and_enqueue
 from memcompress.metrics import RunMetrics
 from memcompress.models import CompactionRecord, Outcome, UserBacklog
 from memcompress.redaction import describe_error, split_userinfo
@@ -35,8 +35,9 @@ from memcompress.redaction import describe_error, split_userinfo
 def scan(state: CliState, dry_run: bool, limit: int | None, threshold: int | None, as_json: bool) -> None:
     """List users with more than THRESHOLD events and (without --dry-run) queue a job for each.
 
-    JSON: {"threshold": N, "users_found": N, "users": [{"user_id": ..., "event_count": N}, ...]},
-    most events first; without --dry-run it also has "enqueued".
+    JSON: {"threshold": N, "users_found": N, "users": [{"user_id": ..., "event_count": N}, ...],
+    "invalid_user_ids": N, "invalid_examples": [...]}, most events first; without --dry-run it also has
+    "enqueued". Invalid user ids (not a string, empty, over 256 characters) are never queued.
     """
 
     async def work() -> int:
@@ -44,22 +45,26 @@ def scan(state: CliState, dry_run: bool, limit: int | None, threshold: int | Non
         used = threshold or settings.threshold
         async with open_services(settings, redis_retries=CLI_REDIS_RETRIES) as services:
             if dry_run:
-                users, enqueued = await find_users(services, threshold=used, limit=limit), None
+                found, enqueued = await find_candidates(services, threshold=used, limit=limit), None
             else:
                 result = await scan_and_enqueue(services, threshold=used, limit=limit)
-                users, enqueued = result.users, result.enqueued
-        _print_scan(used, users, enqueued, as_json)
+                found = Candidates(result.users, result.invalid_user_ids, result.invalid_examples)
+                enqueued = result.enqueued
+        _print_scan(used, found, enqueued, as_json)
         return 0
 
     run(state, work())
 
 
-def _print_scan(threshold: int, users: list[UserBacklog], enqueued: int | None, as_json: bool) -> None:
+def _print_scan(threshold: int, found: Candidates, enqueued: int | None, as_json: bool) -> None:
+    users = found.users
     if as_json:
         report: dict[str, object] = {
             "threshold": threshold,
             "users_found": len(users),
             "users": [{"user_id": u.user_id, "event_count": u.event_count} for u in users],
+            "invalid_user_ids": found.invalid_user_ids,
+            "invalid_examples": found.invalid_examples,
         }
         if enqueued is not None:
             report["enqueued"] = enqueued
@@ -71,6 +76,11 @@ def _print_scan(threshold: int, users: list[UserBacklog], enqueued: int | None, 
         click.echo(f"{'user_id':<{width}}  events")
         for user in users:
             click.echo(f"{user.user_id:<{width}}  {user.event_count:>6}")
+    if found.invalid_user_ids:
+        click.echo(
+            f"{found.invalid_user_ids} user_id values over the threshold are not valid user ids (never "
+            f"queued): {'; '.join(found.invalid_examples)}"
+        )
     if enqueued is None:
         click.echo("dry run: nothing changed, nothing queued")
     else:
@@ -95,10 +105,11 @@ def run_once(state: CliState, limit: int | None, dry_run: bool, as_json: bool) -
         run_metrics.runs.inc()
         started = time.monotonic()
         async with open_services(settings, redis_retries=CLI_REDIS_RETRIES) as services:
-            users = await find_users(services, limit=limit)
+            found = await find_candidates(services, limit=limit)
             if dry_run:
-                _print_scan(settings.threshold, users, None, as_json=as_json)
+                _print_scan(settings.threshold, found, None, as_json=as_json)
                 return 0
+            users = found.users
             records = await _compress_all(services, users, settings.max_jobs)
         failed = [r for r in records if r.failed]
         run_metrics.errors.inc(len(failed))

@@ -5,12 +5,12 @@ from __future__ import annotations
 import click
 
 from memcompress.bootstrap import open_services
-from memcompress.cli.context import CLI_REDIS_RETRIES, EXIT_FAILED, CliState, echo_report, run
+from memcompress.cli.context import CLI_REDIS_RETRIES, EXIT_FAILED, CliState, echo_report, run, valid_user_ids
 from memcompress.jobs import compress_now, forget_user, plan_compression
 
 
 @click.command()
-@click.argument("user_id")
+@click.argument("user_id", callback=valid_user_ids)
 @click.option("--dry-run", is_flag=True, help="Show what would be folded; store and trim nothing.")
 @click.option(
     "--preview",

@@ -8,11 +8,12 @@ from memcompress.jobs.inline import compress_now
 from memcompress.jobs.plan import CompressionPlan, plan_compression
 from memcompress.jobs.queued import JobDecision, recheck_after_job, run_queued_compression
 from memcompress.jobs.replay import ReplayResult, replay_user
-from memcompress.jobs.scan import ScanResult, find_users, scan_and_enqueue
+from memcompress.jobs.scan import Candidates, ScanResult, find_candidates, find_users, scan_and_enqueue
 from memcompress.jobs.services import FoldPolicy, JobPolicy, Services
 from memcompress.jobs.status import store_report
 
 __all__ = [
+    "Candidates",
     "CompressionPlan",
     "FoldPolicy",
     "JobDecision",
@@ -21,6 +22,7 @@ __all__ = [
     "ScanResult",
     "Services",
     "compress_now",
+    "find_candidates",
     "find_users",
     "forget_user",
     "plan_compression",

@@ -13,7 +13,8 @@ in :mod:`memcompress.worker.tasks` carries it out):
 - a retryable failure (LLM rate limit, outage, timeout; a store hiccup; out of time with nothing
   finished): try again after an exponential backoff with jitter; on the last try, a dead letter instead;
 - a permanent failure (the LLM rejects the request, or keeps answering unusable text): a dead letter.
-- the user was erased meanwhile (``memcompress forget``): done, and nothing more of it is written.
+- the user was erased meanwhile (``memcompress forget``): done, and nothing more of it is written;
+- a user id no job can take (empty, longer than 256 characters): dropped, with a warning.
 
 The dead letter and the re-check request are written while the run still holds the user's lock (the
 run's ``then``), so a ``forget`` waiting for that lock erases them. What reaches the queue after the
@@ -37,7 +38,7 @@ from typing import Any
 from memcompress.jobs.compress import TIME_LIMIT, USER_ERASED, run_compression
 from memcompress.jobs.services import Services
 from memcompress.keys import JOB_FUNCTION
-from memcompress.models import CompactionRecord, DeadLetter, Outcome
+from memcompress.models import CompactionRecord, DeadLetter, Outcome, shown_user_id, valid_user_id
 from memcompress.redaction import describe_error
 from memcompress.repositories.errors import UserErased
 
@@ -63,6 +64,9 @@ def retry_delay(job_try: int) -> float:
 
 
 async def run_queued_compression(services: Services, user_id: str, job_try: int) -> JobDecision:
+    if not valid_user_id(user_id):  # queued by hand or by an older scan: no run could record it
+        log.warning("dropped a queued job whose user id no job can take: %s", shown_user_id(user_id))
+        return JobDecision({"outcome": "invalid_user_id"})
     max_tries = services.job_policy.max_tries
     if job_try > max_tries:
         reason = f"abandoned: the worker running each of {max_tries} tries stopped or was killed"

@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from memcompress.models import (
+    Backlog,
     CompactionRecord,
     DeadLetter,
     HistorySize,
@@ -64,6 +65,11 @@ class UserMemoryRepository(Protocol):
         ...
 
     async def users_over_threshold(self, threshold: int, limit: int | None = None) -> list[UserBacklog]: ...
+
+    async def scan_backlog(self, threshold: int, limit: int | None = None) -> Backlog:
+        """The users over ``threshold`` and, apart, the ``user_id`` values over it that are not valid
+        user ids (one pass over the events)."""
+        ...
 
 
 class UserProfileRepository(Protocol):

@@ -11,7 +11,17 @@ from pymongo import ReplaceOne
 from pymongo.asynchronous.collection import AsyncCollection
 
 from memcompress.metrics import Metrics
-from memcompress.models import HistorySize, MemoryEvent, StoredEvent, UserBacklog, utc_now
+from memcompress.models import (
+    Backlog,
+    HistorySize,
+    InvalidUserId,
+    MemoryEvent,
+    StoredEvent,
+    UserBacklog,
+    shown_user_id,
+    utc_now,
+    valid_user_id,
+)
 from memcompress.repositories.database import USER_MEMORY, USER_MEMORY_ARCHIVE, Document, MongoDatabase
 from memcompress.repositories.documents import DATED, EventRules, event_to_document, valid_events
 from memcompress.repositories.erasures import ErasedUsers
@@ -240,8 +250,13 @@ class MongoUserMemoryRepository:
     async def users_over_threshold(self, threshold: int, limit: int | None = None) -> list[UserBacklog]:
         """Users with more than ``threshold`` foldable events, most first (one aggregation). Counts what
         the fold counts, so a user whose documents it must skip is not queued again and again."""
+        return (await self.scan_backlog(threshold, limit)).users
+
+    async def scan_backlog(self, threshold: int, limit: int | None = None) -> Backlog:
+        """``users_over_threshold``, and the ``user_id`` values over ``threshold`` that no job can take
+        (not a string, empty, too long), from the same aggregation. ``limit`` counts both."""
         pipeline: list[dict[str, Any]] = [
-            {"$match": {"user_id": {"$type": "string"}, "created_at": DATED}},
+            {"$match": {"created_at": DATED}},
             {"$match": self._rules.foldable_query()},
             {
                 "$group": {
@@ -257,7 +272,14 @@ class MongoUserMemoryRepository:
         if limit is not None:
             pipeline.append({"$limit": limit})
         cursor = await self._events.aggregate(pipeline)
-        return [
-            UserBacklog(row["_id"], row["event_count"], newest_event_at=row["newest"], chars=row["chars"])
-            async for row in cursor
-        ]
+        backlog = Backlog(users=[], invalid=[])
+        async for row in cursor:
+            if valid_user_id(row["_id"]):
+                backlog.users.append(
+                    UserBacklog(
+                        row["_id"], row["event_count"], newest_event_at=row["newest"], chars=row["chars"]
+                    )
+                )
+            else:
+                backlog.invalid.append(InvalidUserId(shown_user_id(row["_id"]), row["event_count"]))
+        return backlog
