@@ -14,7 +14,7 @@ from pymongo import monitoring
 from redis.asyncio import Redis
 
 from memcompress.metrics import Metrics
-from memcompress.models import Outcome, ProfileDefaults, UserProfile, Watermark
+from memcompress.models import Outcome, ProfileDefaults, UserProfile, Watermark, utc_now
 from memcompress.repositories import (
     MongoDatabase,
     MongoUserMemoryRepository,
@@ -22,7 +22,8 @@ from memcompress.repositories import (
     StoreUnavailable,
     ensure_indexes,
 )
-from memcompress.repositories.database import USER_MEMORY, USER_MEMORY_ARCHIVE, USER_PROFILES
+from memcompress.repositories.database import ERASED_USERS, USER_MEMORY, USER_MEMORY_ARCHIVE, USER_PROFILES
+from memcompress.repositories.erasures import ErasedUsers
 from memcompress.repositories.user_profiles import ProfileBusy
 from memcompress.testing.factories import T0, make_events
 
@@ -429,3 +430,21 @@ async def test_the_scan_counts_what_the_fold_can_order(
         ]
     )
     assert [u.user_id for u in await memory.users_over_threshold(50)] == ["dated"]
+
+
+async def test_an_erase_tombstone_counts_until_it_expires_and_brings_its_own_ttl_index(
+    database: MongoDatabase,
+) -> None:
+    """The erase fence without ``migrate``: a tombstone past its ``expires_at`` fences nothing, whether
+    or not a TTL monitor has removed it, and ``mark`` makes the TTL index that removes tombstones (so
+    an erased id never lingers)."""
+    erased = ErasedUsers(database)
+    tombstones = database.collection(ERASED_USERS)
+    past = utc_now() - timedelta(seconds=1)
+    await tombstones.insert_one({"_id": "old", "erased_at": past, "expires_at": past})  # no TTL index yet
+    assert not await erased.erased("old") and not await erased.erased("u")
+    await erased.mark("u", keep_s=60)
+    assert await erased.erased("u")
+    indexes = {i["name"]: i async for i in await tombstones.list_indexes()}
+    assert indexes["expires"]["expireAfterSeconds"] == 0
+    await ensure_indexes(database)  # migrate afterwards: the same index, no conflict

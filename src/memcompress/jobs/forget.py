@@ -26,8 +26,8 @@ How, in steps (the erase fence):
    done its expiry is set to ``JOB_TIMEOUT_S`` + :data:`ERASE_FENCE_MARGIN_S` from then: every job
    stops itself at ``JOB_TIMEOUT_S`` (queued ones and inline ``compress``/``run-once`` runs alike),
    arq cancels a queued one 5 s later at the latest, and the margin also covers clocks that differ
-   between this host, which sets the expiry, and the MongoDB server, whose TTL monitor applies it
-   (late by up to a minute, never early).
+   between this host, which sets the expiry, and the workers that compare it with their own time (a
+   tombstone counts until ``expires_at``; MongoDB's TTL monitor removes it later).
 
 The tombstone is all that is left: the user id and two dates, gone after ~6 minutes by default. A
 ``forget`` that gives up waiting for the lock erases nothing, and its tombstone expires the same way.

@@ -16,7 +16,9 @@ How, in steps:
    the erase that follows the tombstone; the erase removes it. Either way nothing is left.
 
 Reads go to the primary (the client's default), so a tombstone written before the look is seen. A
-TTL index removes a tombstone at its ``expires_at``; ``forget`` chooses that moment.
+tombstone counts until its ``expires_at`` (``forget`` chooses that moment), whether or not MongoDB's
+TTL monitor has removed it yet; the TTL index that removes it is made by ``migrate`` and, so that
+erased ids never linger where ``migrate`` was not run, by every :meth:`ErasedUsers.mark`.
 """
 
 from __future__ import annotations
@@ -25,9 +27,14 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
+from pymongo import ASCENDING, IndexModel
+
 from memcompress.models import utc_now
 from memcompress.repositories.database import ERASED_USERS, MongoDatabase
 from memcompress.repositories.errors import UserErased
+
+# Each tombstone goes at its own expires_at.
+TOMBSTONE_TTL = IndexModel([("expires_at", ASCENDING)], name="expires", expireAfterSeconds=0)
 
 
 class ErasedUsers:
@@ -36,6 +43,7 @@ class ErasedUsers:
 
     async def mark(self, user_id: str, keep_s: float) -> None:
         """Write (or extend) the user's tombstone: it lives until ``keep_s`` seconds from now."""
+        await self._tombstones.create_indexes([TOMBSTONE_TTL])  # idempotent; forget is rare
         now = utc_now()
         await self._tombstones.update_one(
             {"_id": user_id},
@@ -44,7 +52,10 @@ class ErasedUsers:
         )
 
     async def erased(self, user_id: str) -> bool:
-        return await self._tombstones.find_one({"_id": user_id}, {"_id": 1}) is not None
+        """Whether the user has a tombstone that has not expired (one the TTL monitor has not removed
+        yet counts no more: the fence's length is ``expires_at``, see :mod:`memcompress.jobs.forget`)."""
+        live = {"_id": user_id, "expires_at": {"$gt": utc_now()}}
+        return await self._tombstones.find_one(live, {"_id": 1}) is not None
 
     async def undo_if_erased(self, user_id: str, undo: Callable[[], Awaitable[Any]]) -> None:
         """Step 2, after a write of ``user_id``: when the user has a tombstone, ``undo()`` the write and

@@ -13,6 +13,7 @@ from memcompress.repositories.database import (
     USER_PROFILES,
     MongoDatabase,
 )
+from memcompress.repositories.erasures import TOMBSTONE_TTL
 
 TTL_INDEX = "created_at_ttl"  # the name the app's own migration gives its TTL index
 EVENT_ORDER = [("user_id", ASCENDING), ("created_at", ASCENDING), ("_id", ASCENDING)]
@@ -43,8 +44,7 @@ async def ensure_indexes(database: MongoDatabase, *, memory_ttl_days: int | None
             IndexModel([("finished_at", DESCENDING)], name="finished"),
         ],
         DEAD_LETTERS: [IndexModel([("failed_at", DESCENDING)], name="failed")],
-        # Each tombstone goes at its own expires_at (forget sets it from the job timeout).
-        ERASED_USERS: [IndexModel([("expires_at", ASCENDING)], name="expires", expireAfterSeconds=0)],
+        ERASED_USERS: [TOMBSTONE_TTL],  # each tombstone goes at its own expires_at
     }
     created: list[str] = []
     for collection, models in plan.items():
