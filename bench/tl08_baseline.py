@@ -94,7 +94,9 @@ async def run_tl08(
                 {"user_id": user_id}, {"$set": {"memory_summary": answer.text}}, upsert=True
             )
             # 6. Delete everything but the kept ids (see the module docstring for why this loses data).
-            deleted = await events.delete_many({"user_id": user_id, "_id": {"$nin": [s.ref for s in kept]}})
+            deleted = await events.delete_many(
+                {"user_id": user_id, "_id": {"$nin": [s.ref["_id"] for s in kept]}}
+            )
             result.events_deleted += deleted.deleted_count
             result.compressed += 1
     return result

@@ -54,6 +54,26 @@ UtcDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
 UserId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_USER_ID_CHARS)]
 
 
+def valid_user_id(value: object) -> bool:
+    """Whether a job can take ``value`` as a user id (what ``UserId`` accepts)."""
+    return isinstance(value, str) and 1 <= len(value) <= MAX_USER_ID_CHARS
+
+
+def shown_user_id(value: object) -> str:
+    """A ``user_id`` value that is not a valid id, shown so that it can be found, never quoting text:
+    such a value may be anything, even a message someone wrote in the wrong field."""
+    if isinstance(value, str):
+        if not value:
+            return "'' (empty)"
+        digest = hashlib.sha256(value.encode()).hexdigest()[:12]
+        return f"a string of {len(value)} characters (sha256 {digest}...)"
+    if value is None:
+        return "null or missing"
+    if isinstance(value, bool | int | float):
+        return f"{type(value).__name__} {value!r}"
+    return type(value).__name__
+
+
 class Role(StrEnum):
     """The roles the app itself writes; stored events may carry any other non-empty role string
     (``tool``, ``developer``, ``function``, ...) and are folded all the same."""
@@ -115,7 +135,8 @@ class MemoryEvent(BaseModel):
 class StoredEvent:
     """An event read back from the store, with the store's own key for it.
 
-    ``ref`` is opaque to the domain (Mongo's ``_id``); the fold deletes exactly the refs it summarised.
+    ``ref`` is opaque to the domain (for MongoDB: the document's ``_id``, ``user_id`` and ``event_id``);
+    the fold deletes exactly the refs it summarised.
     """
 
     ref: Any
@@ -209,6 +230,9 @@ class UserProfile(BaseModel):
     # writes `memory_summary` back from a stale copy is detected and repaired (see jobs.compress).
     summary_copy: str | None = None
     summary_history: list[str] = Field(default_factory=list)
+    # The store's own key of this profile document (MongoDB's `_id`; None for a profile not read from a
+    # store). Summary writes name it: they never land in another document of the same user.
+    ref: Any = Field(default=None, validation_alias="_id", exclude=True)
 
     @classmethod
     def new(cls, user_id: str, defaults: ProfileDefaults | None = None) -> UserProfile:
@@ -308,3 +332,21 @@ class HistorySize:
 
     events: int
     chars: int
+
+
+@dataclass(frozen=True, slots=True)
+class InvalidUserId:
+    """A ``user_id`` value of stored events that no job can take (not a string, empty, longer than
+    ``MAX_USER_ID_CHARS``), as the scan reports it: shown by :func:`shown_user_id`."""
+
+    shown: str
+    event_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Backlog:
+    """What the scan aggregation found: the users over the threshold, and the ``user_id`` values over
+    it that are not valid user ids (never queued)."""
+
+    users: list[UserBacklog]
+    invalid: list[InvalidUserId]

@@ -2,8 +2,8 @@
 
 The variable names are a public contract (see the README's settings table). Anything invalid fails at
 start-up with one line naming the variable, via :func:`load_settings` and :class:`ConfigError`.
-Secrets never appear in ``repr``: the API key is a ``SecretStr`` and URIs are shown with their
-password replaced by ``***`` (:meth:`Settings.describe`).
+Secrets never appear in ``repr``: the API key is a ``SecretStr``, the URLs are left out of it, and
+:meth:`Settings.describe` (what is logged) shows every URL redacted.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Annotated, Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
 from pydantic import (
@@ -29,24 +29,17 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from memcompress.cron import CronError, CronSchedule
 from memcompress.keys import DEFAULT_QUEUE_NAME, DEFAULT_REQUESTS_KEY
 from memcompress.models import DEFAULT_PROFILE, ProfileDefaults, valid_language_tag
+from memcompress.redaction import MASK, redact_url
 
 ENV_PREFIX = "MEMCOMPRESS_"
 MONGODB_SCHEMES = ("mongodb", "mongodb+srv")
 REDIS_SCHEMES = ("redis", "rediss", "unix")
+# Settings that are URLs: shown only through redact_url (they may carry credentials).
+URL_SETTINGS = ("mongodb_uri", "redis_url", "llm_base_url", "pushgateway_url")
 
 
 class ConfigError(Exception):
     """Bad configuration; ``str()`` is a single line fit for stderr."""
-
-
-def redact_uri(uri: str) -> str:
-    """Return ``uri`` with any password replaced by ``***`` (safe for logs)."""
-    parts = urlsplit(uri)
-    if parts.password is None:
-        return uri
-    userinfo, _, hostinfo = parts.netloc.rpartition("@")
-    user = userinfo.split(":", 1)[0]
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{hostinfo}"))
 
 
 def _check_uri(value: str, schemes: tuple[str, ...], what: str) -> str:
@@ -107,7 +100,10 @@ class Settings(BaseSettings):
         False, description="allow RETENTION=delete with the extractive summariser (folded text is lost)"
     )
     lock_ttl_s: float = Field(
-        360.0, gt=0, description="per-user lock; renewed while held; must exceed the job timeout"
+        30.0,
+        gt=0,
+        description="per-user lock; renewed every third of it while held, so it may be shorter "
+        "than a job: it is how long a crashed holder keeps the user from being compressed",
     )
     trigger_tokens: int | None = Field(
         None, ge=1, description="also compress when the foldable history is above this many tokens"
@@ -128,7 +124,7 @@ class Settings(BaseSettings):
     # --- summariser ---------------------------------------------------------------------------
     summarizer: Literal["openai", "extractive"] | None = None
     llm_base_url: str | None = Field(
-        None, validation_alias=AliasChoices("MEMCOMPRESS_LLM_BASE_URL", "OPENAI_BASE_URL")
+        None, validation_alias=AliasChoices("MEMCOMPRESS_LLM_BASE_URL", "OPENAI_BASE_URL"), repr=False
     )
     llm_api_key: SecretStr | None = Field(
         None, validation_alias=AliasChoices("MEMCOMPRESS_LLM_API_KEY", "OPENAI_API_KEY")
@@ -162,7 +158,9 @@ class Settings(BaseSettings):
 
     # --- observability ------------------------------------------------------------------------
     metrics_port: int = Field(9108, ge=0, le=65535, description="0 disables the /metrics endpoint")
-    pushgateway_url: str | None = Field(None, description="run-once pushes its metrics here when set")
+    pushgateway_url: str | None = Field(
+        None, repr=False, description="run-once pushes its metrics here when set"
+    )
 
     @field_validator("pinned_roles", mode="before")
     @classmethod
@@ -241,12 +239,13 @@ class Settings(BaseSettings):
                 "(it only selects sentences): use archive, configure an LLM, or set "
                 "MEMCOMPRESS_ACCEPT_LOSSY_RETENTION=true to accept that loss"
             )
-        # Timeouts are layered: one LLM request < one job < the lock that guards the user.
-        if not self.llm_timeout_s < self.job_timeout_s < self.lock_ttl_s:
+        # Timeouts are layered: one LLM request < one job. The user's lock outlasts the job by being
+        # renewed every third of its TTL while held; the TTL itself only says how soon a crashed
+        # holder's lock expires, so it is independent of the job timeout.
+        if not self.llm_timeout_s < self.job_timeout_s:
             raise ValueError(
                 f"timeouts must be layered: MEMCOMPRESS_LLM_TIMEOUT_S ({self.llm_timeout_s:g}) < "
-                f"MEMCOMPRESS_JOB_TIMEOUT_S ({self.job_timeout_s:g}) < "
-                f"MEMCOMPRESS_LOCK_TTL_S ({self.lock_ttl_s:g})"
+                f"MEMCOMPRESS_JOB_TIMEOUT_S ({self.job_timeout_s:g})"
             )
         return self
 
@@ -266,11 +265,13 @@ class Settings(BaseSettings):
         )
 
     def describe(self) -> dict[str, object]:
-        """Every setting, safe to log or print: URIs redacted, the API key masked."""
+        """Every setting, safe to log or print: every URL redacted (userinfo and secret-bearing query
+        parameters, see :func:`memcompress.redaction.redact_url`), the API key masked."""
         shown = self.model_dump()
-        shown["mongodb_uri"] = redact_uri(self.mongodb_uri)
-        shown["redis_url"] = redact_uri(self.redis_url)
-        shown["llm_api_key"] = "***" if self.llm_api_key else None
+        for name in URL_SETTINGS:
+            if shown[name] is not None:
+                shown[name] = redact_url(shown[name])
+        shown["llm_api_key"] = MASK if self.llm_api_key else None
         return shown
 
 

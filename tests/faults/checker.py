@@ -217,7 +217,7 @@ def _check_user(
             report.foreign_in_chain.append(f"{user}: {text[:60]!r} (appended for {owner.get(text)})")
 
     pending = profile.get("pending_trim") or {}
-    pending_refs = {str(ref) for ref in pending.get("refs") or []}
+    pending_refs = {str(ref["_id"] if isinstance(ref, dict) else ref) for ref in pending.get("refs") or []}
     stored = stored_by_user.get(user, {})
     for event in events:
         report.checked += 1

@@ -5,6 +5,7 @@ synchronous pymongo and redis clients."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -128,12 +129,20 @@ def test_scan_dry_run_json_matches_the_contract_and_changes_nothing(
         "threshold": 50,
         "users_found": 2,
         "users": [{"user_id": "c", "event_count": 80}, {"user_id": "a", "event_count": 51}],
+        "invalid_user_ids": 0,
+        "invalid_examples": [],
     }
     assert snapshot(mongo, sync_redis) == before
     limited = json.loads(
         invoke(env, "scan", "--dry-run", "--json", "--limit", "1", "--threshold", "2").output
     )
-    assert limited == {"threshold": 2, "users_found": 1, "users": [{"user_id": "c", "event_count": 80}]}
+    assert limited == {
+        "threshold": 2,
+        "users_found": 1,
+        "users": [{"user_id": "c", "event_count": 80}],
+        "invalid_user_ids": 0,
+        "invalid_examples": [],
+    }
 
 
 def test_scan_queues_one_job_per_user_and_says_how_many(
@@ -146,6 +155,53 @@ def test_scan_queues_one_job_per_user_and_says_how_many(
     assert sync_redis.zcard(env["MEMCOMPRESS_QUEUE_NAME"]) == 2
     status = json.loads(invoke(env, "status", "--json").output)
     assert (status["queue_depth"], status["waiting"], status["last_scan"]["users_found"]) == (2, 2, 2)
+
+
+def test_the_scan_reports_invalid_user_ids_and_never_queues_them(
+    env: dict[str, str], mongo: Database[dict[str, Any]], sync_redis: Redis
+) -> None:
+    long_id = "x" * 300
+    seed(mongo, {"a": 51, "": 70, long_id: 60})
+    events = [
+        {"role": "user", "content": f"message {i}", "created_at": T0 + timedelta(seconds=i)}
+        for i in range(55)
+    ]
+    mongo[USER_MEMORY].insert_many([{**e, "user_id": 42} for e in events] + [dict(e) for e in events])
+    result = invoke(env, "scan", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)  # stderr: the scan's warning about them
+    assert "4 user_id values in user_memory are over the threshold" in result.stderr
+    assert report["users"] == [{"user_id": "a", "event_count": 51}]
+    assert (report["enqueued"], report["invalid_user_ids"]) == (1, 4)
+    assert report["invalid_examples"][:2] == [
+        "'' (empty)",
+        "a string of 300 characters (sha256 " + hashlib.sha256(long_id.encode()).hexdigest()[:12] + "...)",
+    ]
+    assert sorted(report["invalid_examples"][2:]) == ["int 42", "null or missing"]
+    assert long_id not in result.output
+    assert [m.decode() for m in sync_redis.zrange(env["MEMCOMPRESS_QUEUE_NAME"], 0, -1)] == [job_id("a")]
+    last_scan = json.loads(invoke(env, "status", "--json").stdout)["last_scan"]
+    assert last_scan["invalid_user_ids"] == 4
+    assert (
+        "4 user_id values over the threshold are not valid user ids"
+        in invoke(env, "scan", "--dry-run").output
+    )
+
+
+def test_the_scan_skips_a_dead_lettered_user_until_it_has_newer_events(
+    env: dict[str, str], mongo: Database[dict[str, Any]]
+) -> None:
+    seed(mongo, {"dl": 60, "a": 51})
+    mongo[DEAD_LETTERS].insert_one(
+        {"_id": "dl", "user_id": "dl", "reason": "HTTP 400", "tries": 1, "failed_at": T0 + timedelta(hours=1)}
+    )
+    found = json.loads(invoke(env, "scan", "--dry-run", "--json").output)
+    assert [u["user_id"] for u in found["users"]] == ["a"]  # it would fail the same way again
+    mongo[USER_MEMORY].insert_one(
+        {"user_id": "dl", "role": "user", "content": "new", "created_at": T0 + timedelta(hours=2)}
+    )
+    found = json.loads(invoke(env, "scan", "--dry-run", "--json").output)
+    assert [u["user_id"] for u in found["users"]] == ["dl", "a"]
 
 
 def test_compress_exit_codes(env: dict[str, str], mongo: Database[dict[str, Any]]) -> None:

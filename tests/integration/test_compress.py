@@ -10,12 +10,19 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from memcompress.jobs import Services, run_compression
+from memcompress.jobs import Services, compress_now, run_compression
 from memcompress.keys import lock_key
 from memcompress.models import Outcome, Watermark
-from memcompress.repositories.database import COMPACTION_LOG, USER_MEMORY, USER_MEMORY_ARCHIVE, MongoDatabase
+from memcompress.repositories.database import (
+    COMPACTION_LOG,
+    USER_MEMORY,
+    USER_MEMORY_ARCHIVE,
+    USER_PROFILES,
+    MongoDatabase,
+)
 from memcompress.summarizers.carry import estimate_prompt_tokens
 from memcompress.testing import llm_server
+from memcompress.testing.app_documents import app_event
 from memcompress.testing.factories import T0, make_events
 from memcompress.testing.invariant import check_invariant
 from memcompress.testing.llm_server import FakeLLM
@@ -340,9 +347,9 @@ class CrashingProxy:
 
         async def crashing(*args: Any, **kwargs: Any) -> Any:
             self.armed = False
-            if self._partial:  # e.g. half of a delete went through
-                refs = args[0]
-                await attribute(refs[: len(refs) // 2])
+            if self._partial:  # e.g. half of a delete went through: (user_id, refs)
+                user_id, refs = args
+                await attribute(user_id, refs[: len(refs) // 2])
             elif self._after:
                 await attribute(*args, **kwargs)
             raise Crash(name)
@@ -391,4 +398,85 @@ async def test_a_crash_at_any_step_is_finished_by_the_next_run(
     assert record.outcome is Outcome.COMPRESSED, where
     assert await services.memory.count_events(user) == 20
     assert (await services.profiles.get(user)).pending_trim is None
+    await _assert_nothing_lost(database, llm, events)
+
+
+# --- app-chosen _ids -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("retention", ["delete", "archive"])
+@pytest.mark.parametrize("pending_refs", ["as written now", "bare _ids (an earlier version)"])
+async def test_a_pending_trim_spares_documents_that_took_over_a_summarised_id(
+    make_services: ServicesFactory,
+    database: MongoDatabase,
+    redis: Redis,
+    llm: FakeLLM,
+    user: str,
+    retention: str,
+    pending_refs: str,
+) -> None:
+    """The app chooses its own ``_id``s and reuses them: between a summary write and its trim, the
+    ``_id`` of a summarised event is taken over by another user's event and by a newer event of the same
+    user. Neither was summarised, so finishing the pending trim must leave both stored."""
+    services: Services = make_services(retention=retention)
+    other = f"other-{user}"
+    docs = [
+        app_event(user, "user", f"{user} said {i}", T0 + timedelta(seconds=i), _id=f"{user}:{i}")
+        for i in range(60)
+    ]
+    await database.collection(USER_MEMORY).insert_many(docs)
+    original = services.profiles
+    services.profiles = CrashingProxy(original, "update_summary_if_version", after=True)  # type: ignore[assignment]
+    with pytest.raises(Crash):
+        await run_compression(services, user)
+    services.profiles = original
+    await redis.delete(lock_key(user))
+    profile = await database.collection(USER_PROFILES).find_one({"user_id": user})
+    assert profile is not None and len(profile["pending_trim"]["refs"]) == 40
+    if pending_refs.startswith("bare"):
+        bare = [ref["_id"] for ref in profile["pending_trim"]["refs"]]
+        await database.collection(USER_PROFILES).update_one(
+            {"user_id": user}, {"$set": {"pending_trim.refs": bare}}
+        )
+    # The summarised events 0 and 1 go away, and their _ids are reused.
+    await database.collection(USER_MEMORY).delete_many({"_id": {"$in": [f"{user}:0", f"{user}:1"]}})
+    late = T0 + timedelta(hours=1)
+    reused = [
+        app_event(other, "user", "another user's event", late, _id=f"{user}:0"),
+        app_event(user, "user", "a newer event of the same user", late, _id=f"{user}:1"),
+    ]
+    await database.collection(USER_MEMORY).insert_many([dict(d) for d in reused])
+
+    record = await run_compression(services, user)
+
+    # Bare _ids name no event: one reused by the same user cannot be told apart (it goes), but another
+    # user's document is never matched.
+    spared = reused[:1] if pending_refs.startswith("bare") else reused
+    for doc in spared:
+        stored = await database.collection(USER_MEMORY).find_one({"_id": doc["_id"]})
+        assert stored is not None and stored["event_id"] == doc["event_id"], doc["content"]
+    if pending_refs.startswith("bare"):
+        return
+    assert record.outcome is Outcome.SKIPPED  # 21 left: 20 kept and the newer event
+    assert await services.memory.count_events(user) == 21
+
+
+async def test_an_inline_compression_is_time_limited_like_a_job_and_continues_until_done(
+    make_services: ServicesFactory, database: MongoDatabase, llm: FakeLLM, user: str
+) -> None:
+    """``memcompress compress`` and ``run-once``: each run stops at the job timeout (so the erase fence
+    outlasts it), and the command carries on in fresh runs while they move forward."""
+    llm.latency_s = 0.4
+    services = make_services(job_timeout_s=1.0, llm_timeout_s=0.9, chunk_chars=1000)
+    events = make_events(user, 80)
+    await services.memory.append_events(events)
+
+    record = await compress_now(services, user)
+
+    assert record.outcome is Outcome.COMPRESSED
+    left = await services.memory.count_events(user)
+    assert (record.events_before, record.events_folded, record.events_after) == (80, 80 - left, left)
+    assert 20 <= left <= 50  # at most the threshold: fresh runs went on while it was over it
+    runs = [d async for d in database.collection(COMPACTION_LOG).find({"user_id": user})]
+    assert len(runs) >= 2 and runs[0]["error_class"] == "JobTimeout" and runs[0]["chunks"] > 0
     await _assert_nothing_lost(database, llm, events)

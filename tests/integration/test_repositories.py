@@ -14,7 +14,7 @@ from pymongo import monitoring
 from redis.asyncio import Redis
 
 from memcompress.metrics import Metrics
-from memcompress.models import Outcome, ProfileDefaults, UserProfile, Watermark
+from memcompress.models import Outcome, ProfileDefaults, UserProfile, Watermark, utc_now
 from memcompress.repositories import (
     MongoDatabase,
     MongoUserMemoryRepository,
@@ -22,7 +22,8 @@ from memcompress.repositories import (
     StoreUnavailable,
     ensure_indexes,
 )
-from memcompress.repositories.database import USER_MEMORY, USER_MEMORY_ARCHIVE, USER_PROFILES
+from memcompress.repositories.database import ERASED_USERS, USER_MEMORY, USER_MEMORY_ARCHIVE, USER_PROFILES
+from memcompress.repositories.erasures import ErasedUsers
 from memcompress.repositories.user_profiles import ProfileBusy
 from memcompress.testing.factories import T0, make_events
 
@@ -175,8 +176,8 @@ async def test_streaming_returns_every_event_once_in_total_order(
     await memory.append_events(events[1::2])
     streamed = [s async for s in memory.iter_oldest("u", batch_size=7)]
     assert len(streamed) == len(events)
-    assert len({s.ref for s in streamed}) == len(events)
-    keys = [(s.event.created_at, s.ref) for s in streamed]
+    assert len({s.ref["_id"] for s in streamed}) == len(events)
+    keys = [(s.event.created_at, s.ref["_id"]) for s in streamed]
     assert keys == sorted(keys)
     limited = [s async for s in memory.iter_oldest("u", max_documents=45, batch_size=7)]
     assert [s.ref for s in limited] == [s.ref for s in streamed[:45]]
@@ -188,13 +189,15 @@ async def test_delete_and_archive_by_refs_are_idempotent(
     await memory.append_events(make_events("u", 10))
     stored = [s async for s in memory.iter_oldest("u")]
     refs = [s.ref for s in stored]
-    assert await memory.archive_by_refs(refs[:4]) == 4
-    assert await memory.archive_by_refs(refs[:4]) == 0
+    assert refs[0] == {"_id": refs[0]["_id"], "user_id": "u", "event_id": stored[0].event.event_id}
+    assert await memory.archive_by_refs("u", refs[:4]) == 4
+    assert await memory.archive_by_refs("u", refs[:4]) == 0
     archived = await _all_docs(database, USER_MEMORY_ARCHIVE)
-    assert sorted(d["_id"] for d in archived) == sorted(refs[:4])
+    assert sorted(d["_id"] for d in archived) == sorted(r["_id"] for r in refs[:4])
     assert all("archived_at" in d and d["content"] for d in archived)
-    assert await memory.delete_by_refs([*refs[4:7], ObjectId()]) == 3
-    assert await memory.delete_by_refs(refs[4:7]) == 0
+    gone = {"_id": ObjectId(), "user_id": "u", "event_id": "gone"}
+    assert await memory.delete_by_refs("u", [*refs[4:7], gone]) == 3
+    assert await memory.delete_by_refs("u", refs[4:7]) == 0
     remaining = [s.ref for s in [s async for s in memory.iter_oldest("u")]]
     assert remaining == refs[7:]
 
@@ -210,11 +213,11 @@ async def test_archived_events_stream_in_total_order_per_user(
     await memory.append_events(events[1::2])
     await memory.append_events(make_events("other", 4))
     stored = [s async for s in memory.iter_oldest("u")]
-    await memory.archive_by_refs([s.ref for s in stored[1::2]])
-    await memory.archive_by_refs([s.ref for s in stored[::2]][:-3])  # three stay in user_memory
-    await memory.archive_by_refs([s.ref async for s in memory.iter_oldest("other")])
+    await memory.archive_by_refs("u", [s.ref for s in stored[1::2]])
+    await memory.archive_by_refs("u", [s.ref for s in stored[::2]][:-3])  # three stay in user_memory
+    await memory.archive_by_refs("other", [s.ref async for s in memory.iter_oldest("other")])
 
-    kept = {s.ref for s in stored[::2][-3:]}
+    kept = [s.ref for s in stored[::2][-3:]]
     archived = [s async for s in memory.iter_archived_oldest("u", batch_size=4)]
     expected = [s for s in stored if s.ref not in kept]  # `stored` is in the fold's total order
     assert [(s.ref, s.event.content) for s in archived] == [(s.ref, s.event.content) for s in expected]
@@ -228,9 +231,62 @@ async def test_archive_finishes_a_copy_that_crashed_before_its_delete(
     await memory.append_events(make_events("u", 3))
     docs = await _all_docs(database, USER_MEMORY)
     await database.collection(USER_MEMORY_ARCHIVE).insert_one(docs[0])  # copied, then "crashed"
-    assert await memory.archive_by_refs([d["_id"] for d in docs]) == 3
+    assert await memory.archive_by_refs("u", [d["_id"] for d in docs]) == 3  # bare _ids: older refs
     assert await database.collection(USER_MEMORY_ARCHIVE).count_documents({}) == 3
     assert await memory.count_events("u") == 0
+
+
+@pytest.mark.parametrize("retention", ["delete", "archive"])
+async def test_a_trim_matches_the_user_and_the_event_not_just_the_id(
+    memory: MongoUserMemoryRepository, database: MongoDatabase, retention: str
+) -> None:
+    """App-chosen ``_id``s get reused: a ref must never remove the document that took its ``_id`` over
+    (another user's, or a newer event of the same user), nor one of another user's when refs of an
+    earlier version are bare ``_id``s."""
+    collection = database.collection(USER_MEMORY)
+    summarised = [
+        {
+            "_id": f"m{i}",
+            "event_id": f"e{i}",
+            "user_id": "u",
+            "role": "user",
+            "content": f"said {i}",
+            "created_at": T0,
+        }
+        for i in range(3)
+    ] + [{"_id": "m3", "user_id": "u", "role": "user", "content": "no event id", "created_at": T0}]
+    await collection.insert_many([dict(d) for d in summarised])
+    refs = [s.ref async for s in memory.iter_oldest("u")]
+    # Before the trim, m0 is reused by another user and m1 by a newer event of the same user.
+    await collection.delete_many({"_id": {"$in": ["m0", "m1"]}})
+    reused = [
+        {
+            "_id": "m0",
+            "event_id": "x0",
+            "user_id": "other",
+            "role": "user",
+            "content": "not summarised",
+            "created_at": T0,
+        },
+        {"_id": "m1", "event_id": "x1", "user_id": "u", "role": "user", "content": "newer", "created_at": T0},
+    ]
+    await collection.insert_many([dict(d) for d in reused])
+    trim = memory.archive_by_refs if retention == "archive" else memory.delete_by_refs
+    assert await trim("u", refs) == 2  # m2 and m3, the summarised documents still stored
+    assert sorted(d["_id"] for d in await _all_docs(database, USER_MEMORY)) == ["m0", "m1"]
+    assert await trim("other", refs) == 0  # refs of u never match another user's documents
+    await collection.insert_one(
+        {"_id": "m5", "user_id": "u", "role": "user", "content": "x", "created_at": T0}
+    )
+    assert await trim("other", ["m0", "m1", "m5"]) == 1  # bare _ids (an older pending trim): the user's only
+    assert sorted(d["_id"] for d in await _all_docs(database, USER_MEMORY)) == ["m1", "m5"]
+    if retention == "archive":
+        archived = await _all_docs(database, USER_MEMORY_ARCHIVE)
+        assert sorted((d["_id"], d["user_id"]) for d in archived) == [
+            ("m0", "other"),
+            ("m2", "u"),
+            ("m3", "u"),
+        ]
 
 
 # Not foldable (see documents.FOLDABLE_CONTENT): any role string, any length, a missing or non-UUID
@@ -266,7 +322,7 @@ async def test_malformed_documents_are_skipped_counted_logged_by_id_and_kept(
     assert counted == len(MALFORMED)  # by get_recent_events; the fold's stream passes them silently
     assert "_id=" in caplog.text
     assert "string date" not in caplog.text and "empty role" not in caplog.text
-    await memory.delete_by_refs([s.ref for s in streamed])
+    await memory.delete_by_refs("u", [s.ref for s in streamed])
     assert await memory.count_events("u") == len(MALFORMED)
 
 
@@ -323,7 +379,7 @@ class _Reads(monitoring.CommandListener):
             event.command_name in ("find", "aggregate")
             and event.command.get(event.command_name) == USER_MEMORY
         ):
-            keep = ("find", "filter", "sort", "limit", "aggregate", "pipeline", "cursor")
+            keep = ("find", "filter", "sort", "limit", "hint", "aggregate", "pipeline", "cursor")
             self.commands.append({k: v for k, v in event.command.items() if k in keep})
 
     def succeeded(self, event: monitoring.CommandSucceededEvent) -> None: ...
@@ -374,3 +430,21 @@ async def test_the_scan_counts_what_the_fold_can_order(
         ]
     )
     assert [u.user_id for u in await memory.users_over_threshold(50)] == ["dated"]
+
+
+async def test_an_erase_tombstone_counts_until_it_expires_and_brings_its_own_ttl_index(
+    database: MongoDatabase,
+) -> None:
+    """The erase fence without ``migrate``: a tombstone past its ``expires_at`` fences nothing, whether
+    or not a TTL monitor has removed it, and ``mark`` makes the TTL index that removes tombstones (so
+    an erased id never lingers)."""
+    erased = ErasedUsers(database)
+    tombstones = database.collection(ERASED_USERS)
+    past = utc_now() - timedelta(seconds=1)
+    await tombstones.insert_one({"_id": "old", "erased_at": past, "expires_at": past})  # no TTL index yet
+    assert not await erased.erased("old") and not await erased.erased("u")
+    await erased.mark("u", keep_s=60)
+    assert await erased.erased("u")
+    indexes = {i["name"]: i async for i in await tombstones.list_indexes()}
+    assert indexes["expires"]["expireAfterSeconds"] == 0
+    await ensure_indexes(database)  # migrate afterwards: the same index, no conflict

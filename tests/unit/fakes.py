@@ -15,6 +15,7 @@ from memcompress.jobs import FoldPolicy, JobPolicy, Services
 from memcompress.metrics import Metrics
 from memcompress.models import (
     PROFILE_FIELDS,
+    Backlog,
     CompactionRecord,
     DeadLetter,
     HistorySize,
@@ -28,7 +29,7 @@ from memcompress.models import (
     Watermark,
     summary_hash,
 )
-from memcompress.repositories.errors import LockBusy, ProfileBusy
+from memcompress.repositories.errors import LockBusy, ProfileBusy, UserErased
 from memcompress.repositories.protocols import ClaimedRequests
 from memcompress.settings import Settings
 from memcompress.summarizers.base import Summarizer
@@ -36,11 +37,18 @@ from memcompress.summarizers.base import Summarizer
 PINNED = "pinned"
 
 
+def _fence(erased: set[str], user_id: str) -> None:
+    """The erase fence of a write that would create a document of ``user_id`` (nothing is kept)."""
+    if user_id in erased:
+        raise UserErased("the user was erased")
+
+
 class FakeMemory:
-    def __init__(self) -> None:
+    def __init__(self, erased: set[str] | None = None) -> None:
         self.events: dict[int, MemoryEvent] = {}
         self.archived: dict[int, MemoryEvent] = {}
         self._ids = itertools.count(1)
+        self.erased = set() if erased is None else erased
 
     async def append_events(self, events: Sequence[MemoryEvent]) -> int:
         for event in events:
@@ -87,25 +95,35 @@ class FakeMemory:
         for stored in self._ordered(user_id, self.archived):
             yield stored
 
-    async def delete_by_refs(self, refs: Sequence[Any]) -> int:
-        return sum(self.events.pop(ref, None) is not None for ref in refs)
+    async def delete_by_refs(self, user_id: str, refs: Sequence[Any]) -> int:
+        mine = [ref for ref in refs if ref in self.events and self.events[ref].user_id == user_id]
+        return sum(self.events.pop(ref, None) is not None for ref in mine)
 
-    async def archive_by_refs(self, refs: Sequence[Any]) -> int:
-        """Copy, then delete, as the Mongo adapter does (the archive keeps each event's ref)."""
-        self.archived.update((ref, self.events[ref]) for ref in refs if ref in self.events)
-        return await self.delete_by_refs(refs)
+    async def archive_by_refs(self, user_id: str, refs: Sequence[Any]) -> int:
+        """Copy, then delete, as the Mongo adapter does (the archive keeps each event's ref); for an
+        erased user the copies would be undone, and nothing deleted."""
+        _fence(self.erased, user_id)
+        mine = [ref for ref in refs if ref in self.events and self.events[ref].user_id == user_id]
+        self.archived.update((ref, self.events[ref]) for ref in mine)
+        return await self.delete_by_refs(user_id, mine)
 
     async def users_over_threshold(self, threshold: int, limit: int | None = None) -> list[UserBacklog]:
         counts = Counter(e.user_id for e in self.events.values())
         over = sorted(((-n, u) for u, n in counts.items() if n > threshold))[:limit]
         return [UserBacklog(u, -n) for n, u in over]
 
+    async def scan_backlog(self, threshold: int, limit: int | None = None) -> Backlog:
+        return Backlog(users=await self.users_over_threshold(threshold, limit), invalid=[])
+
 
 class FakeProfiles:
-    def __init__(self) -> None:
+    def __init__(self, erased: set[str] | None = None) -> None:
         self.profiles: dict[str, UserProfile] = {}
+        self.erased = set() if erased is None else erased
 
     async def get(self, user_id: str) -> UserProfile:
+        if user_id not in self.profiles:
+            _fence(self.erased, user_id)  # a profile created for an erased user is undone
         return self.profiles.setdefault(user_id, UserProfile.new(user_id)).model_copy()
 
     async def find(self, user_id: str) -> UserProfile | None:
@@ -137,6 +155,7 @@ class FakeProfiles:
         summary: str,
         watermark: Watermark | None,
         folded_refs: Sequence[Any],
+        profile_ref: Any = None,
     ) -> bool:
         current = await self.get(user_id)
         if current.summary_version != expected_version:
@@ -183,8 +202,9 @@ class FakeOverrides:
 
 
 class FakeCompactionLog:
-    def __init__(self) -> None:
+    def __init__(self, erased: set[str] | None = None) -> None:
         self.records: list[CompactionRecord] = []
+        self.erased = set() if erased is None else erased
 
     async def compressions_since(self, user_id: str, since: datetime) -> int:
         return sum(
@@ -193,6 +213,7 @@ class FakeCompactionLog:
         )
 
     async def record(self, entry: CompactionRecord) -> None:
+        _fence(self.erased, entry.user_id)
         self.records.append(entry)
 
     async def recent(self, limit: int = 20, user_id: str | None = None) -> list[CompactionRecord]:
@@ -200,10 +221,12 @@ class FakeCompactionLog:
 
 
 class FakeDeadLetters:
-    def __init__(self) -> None:
+    def __init__(self, erased: set[str] | None = None) -> None:
         self.letters: dict[str, DeadLetter] = {}
+        self.erased = set() if erased is None else erased
 
     async def record(self, letter: DeadLetter) -> None:
+        _fence(self.erased, letter.user_id)
         self.letters[letter.user_id] = letter
 
     async def list(self, limit: int = 100) -> list[DeadLetter]:
@@ -217,6 +240,15 @@ class FakeDeadLetters:
 
 
 class FakeMaintenance:
+    def __init__(self, erased: set[str] | None = None) -> None:
+        self.erased = set() if erased is None else erased
+
+    async def mark_erased(self, user_id: str, keep_s: float) -> None:
+        self.erased.add(user_id)
+
+    async def is_erased(self, user_id: str) -> bool:
+        return user_id in self.erased
+
     async def ensure_indexes(self) -> list[str]:
         return []
 
@@ -380,13 +412,14 @@ class FakeQueue:
 def fake_services(summarizer: Summarizer, **policy: Any) -> Services:
     """Every port faked; the policies are the settings' defaults with ``policy`` overrides."""
     settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    erased: set[str] = set()  # the users `forget` erased: one set, as the store has one collection
     return Services(
-        memory=FakeMemory(),
-        profiles=FakeProfiles(),
+        memory=FakeMemory(erased),
+        profiles=FakeProfiles(erased),
         overrides=FakeOverrides(),
-        compaction_log=FakeCompactionLog(),
-        dead_letters=FakeDeadLetters(),
-        maintenance=FakeMaintenance(),
+        compaction_log=FakeCompactionLog(erased),
+        dead_letters=FakeDeadLetters(erased),
+        maintenance=FakeMaintenance(erased),
         locks=FakeLocks(),
         queue=FakeQueue(),
         summarizer=summarizer,

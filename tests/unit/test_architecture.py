@@ -21,6 +21,7 @@ LAYERS: list[tuple[str, ...]] = [
         "memcompress.models",
         "memcompress.metrics",
         "memcompress.cron",
+        "memcompress.redaction",
         "memcompress.settings",
         "memcompress.queue",
         "memcompress.embedded",

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from memcompress.settings import ConfigError, Settings, load_settings, redact_uri
+from memcompress.settings import ConfigError, Settings, load_settings
 
 
 @pytest.fixture(autouse=True)
@@ -124,7 +124,7 @@ def test_explicit_summarizer_wins(monkeypatch: pytest.MonkeyPatch) -> None:
             {"MEMCOMPRESS_LLM_TIMEOUT_S": "400"},
             "timeouts must be layered: MEMCOMPRESS_LLM_TIMEOUT_S (400) < MEMCOMPRESS_JOB_TIMEOUT_S (300)",
         ),
-        ({"MEMCOMPRESS_JOB_TIMEOUT_S": "400"}, "< MEMCOMPRESS_LOCK_TTL_S (360)"),
+        ({"MEMCOMPRESS_LOCK_TTL_S": "0"}, "MEMCOMPRESS_LOCK_TTL_S: Input should be greater than 0"),
         (
             {"MEMCOMPRESS_SCAN_CRON": "*/10 * * *"},
             "MEMCOMPRESS_SCAN_CRON: '*/10 * * *': Exactly 5, 6 or 7 columns",
@@ -149,20 +149,35 @@ def test_bad_settings_give_one_clear_line(
     assert "\n" not in message
 
 
+def test_the_lock_ttl_is_short_and_independent_of_the_job_timeout() -> None:
+    """A crashed holder blocks its user for at most the lock TTL; a live one renews every third of it."""
+    assert load_settings().lock_ttl_s <= 30
+    s = load_settings(lock_ttl_s=5, job_timeout_s=900, llm_timeout_s=120)
+    assert (s.lock_ttl_s, s.job_timeout_s) == (5, 900)
+
+
 def test_secrets_never_appear_in_repr_or_describe(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("MEMCOMPRESS_MONGODB_URI", "mongodb://app:s3cret@db.internal:27017/?authSource=admin")
-    monkeypatch.setenv("MEMCOMPRESS_REDIS_URL", "redis://:r3dispw@cache:6379/0")
+    monkeypatch.setenv(
+        "MEMCOMPRESS_MONGODB_URI",
+        "mongodb://app:s3cret@db.internal:27017/?authSource=admin"
+        "&authMechanism=MONGODB-AWS&authMechanismProperties=AWS_SESSION_TOKEN:awst0ken",
+    )
+    monkeypatch.setenv("MEMCOMPRESS_REDIS_URL", "redis://cache:6379/0?password=r3dispw")
     monkeypatch.setenv("MEMCOMPRESS_LLM_API_KEY", "sk-topsecret")
+    monkeypatch.setenv("MEMCOMPRESS_LLM_BASE_URL", "https://proxy:l1mpw@llm.internal/v1?api_key=qk3y")
+    monkeypatch.setenv("MEMCOMPRESS_PUSHGATEWAY_URL", "https://ops:pushpw@pushgateway:9091")
     s = load_settings()
     shown = repr(s) + str(s) + repr(s.describe())
-    for secret in ("s3cret", "r3dispw", "sk-topsecret"):
+    for secret in ("s3cret", "awst0ken", "r3dispw", "sk-topsecret", "l1mpw", "qk3y", "pushpw"):
         assert secret not in shown
-    assert s.describe()["mongodb_uri"] == "mongodb://app:***@db.internal:27017/?authSource=admin"
-
-
-def test_redact_uri_leaves_passwordless_uris_alone() -> None:
-    assert redact_uri("mongodb://h1,h2/?replicaSet=rs") == "mongodb://h1,h2/?replicaSet=rs"
-    assert redact_uri("redis://:pw@h:1/0") == "redis://:***@h:1/0"
+    described = s.describe()
+    assert described["mongodb_uri"] == (
+        "mongodb://app:***@db.internal:27017/?authSource=admin"
+        "&authMechanism=MONGODB-AWS&authMechanismProperties=***"
+    )
+    assert described["llm_base_url"] == "https://proxy:***@llm.internal/v1?api_key=***"
+    assert described["pushgateway_url"] == "https://ops:***@pushgateway:9091"
+    assert described["redis_url"] == "redis://cache:6379/0?password=***"
 
 
 def test_settings_class_can_be_built_directly() -> None:

@@ -29,16 +29,23 @@ from memcompress.cli.context import CliState, setup_logging
     envvar="MEMCOMPRESS_LOG_FORMAT",
     help="Format of log lines on stderr (or MEMCOMPRESS_LOG_FORMAT).",
 )
+@click.option(
+    "--debug-drivers",
+    is_flag=True,
+    envvar="MEMCOMPRESS_LOG_DRIVERS",
+    help="Also the drivers' own INFO/DEBUG lines (MongoDB commands, HTTP requests). They can hold event "
+    "content: for debugging on test data only. Env: MEMCOMPRESS_LOG_DRIVERS=1.",
+)
 @click.version_option(package_name="memcompress")
 @click.pass_context
-def cli(ctx: click.Context, verbose: bool, log_format: str) -> None:
+def cli(ctx: click.Context, verbose: bool, log_format: str, debug_drivers: bool) -> None:
     """Compress per-user chat memory in MongoDB without forgetting what a user said.
 
     Every command reads the MEMCOMPRESS_* environment variables (and ./.env); see the README's
     configuration table. Exit codes: 0 done, 1 failed, 2 bad configuration or unreachable store.
     """
-    setup_logging(log_format, logging.DEBUG if verbose else logging.WARNING)
-    ctx.obj = CliState(verbose=verbose, log_format=log_format)
+    setup_logging(log_format, logging.DEBUG if verbose else logging.WARNING, debug_drivers=debug_drivers)
+    ctx.obj = CliState(verbose=verbose, log_format=log_format, debug_drivers=debug_drivers)
 
 
 for module in (

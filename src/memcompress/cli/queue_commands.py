@@ -23,8 +23,10 @@ from memcompress.cli.context import (
     fail,
     run,
     setup_logging,
+    valid_user_ids,
 )
 from memcompress.jobs import store_report
+from memcompress.redaction import describe_error
 from memcompress.repositories.errors import StoreUnavailable
 from memcompress.settings import Settings
 
@@ -48,7 +50,9 @@ def worker(state: CliState, burst: bool, check: bool) -> None:
         fail(str(error), EXIT_CONFIG)
     if check:
         run(state, _check_health(ours))
-    setup_logging(state.log_format, logging.DEBUG if state.verbose else logging.INFO)
+    setup_logging(
+        state.log_format, logging.DEBUG if state.verbose else logging.INFO, debug_drivers=state.debug_drivers
+    )
     run_worker(worker_settings(ours), burst=burst)
 
 
@@ -58,7 +62,7 @@ async def _check_health(settings: Settings) -> int:
         async with open_queue(settings, CLI_REDIS_RETRIES) as queue:
             health = await queue.worker_health(socket.gethostname())
     except (RedisConnectionError, RedisTimeoutError) as error:
-        fail(f"unhealthy: cannot reach Redis: {error}", EXIT_FAILED)
+        fail(f"unhealthy: cannot reach Redis: {describe_error(error)}", EXIT_FAILED)
     for worker, line in sorted(health.items()):
         click.echo(f"{worker}: {line}")
     if not health:
@@ -67,7 +71,7 @@ async def _check_health(settings: Settings) -> int:
 
 
 @click.command()
-@click.argument("user_ids", nargs=-1)
+@click.argument("user_ids", nargs=-1, callback=valid_user_ids)
 @click.option(
     "--delay", type=click.FloatRange(min=0), default=0.0, show_default=True, help="Seconds to wait."
 )

@@ -7,15 +7,19 @@ import json
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
+from typing import Any
 
 import click
 from prometheus_client import pushadd_to_gateway
+from prometheus_client.exposition import basic_auth_handler, default_handler
 
 from memcompress.bootstrap import open_services
 from memcompress.cli.context import CLI_REDIS_RETRIES, EXIT_FAILED, CliState, run
-from memcompress.jobs import Services, find_users, run_compression, scan_and_enqueue
+from memcompress.jobs import Candidates, Services, compress_now, find_candidates, scan_and_enqueue
 from memcompress.metrics import RunMetrics
 from memcompress.models import CompactionRecord, Outcome, UserBacklog
+from memcompress.redaction import describe_error, split_userinfo
 
 
 @click.command()
@@ -31,8 +35,9 @@ from memcompress.models import CompactionRecord, Outcome, UserBacklog
 def scan(state: CliState, dry_run: bool, limit: int | None, threshold: int | None, as_json: bool) -> None:
     """List users with more than THRESHOLD events and (without --dry-run) queue a job for each.
 
-    JSON: {"threshold": N, "users_found": N, "users": [{"user_id": ..., "event_count": N}, ...]},
-    most events first; without --dry-run it also has "enqueued".
+    JSON: {"threshold": N, "users_found": N, "users": [{"user_id": ..., "event_count": N}, ...],
+    "invalid_user_ids": N, "invalid_examples": [...]}, most events first; without --dry-run it also has
+    "enqueued". Invalid user ids (not a string, empty, over 256 characters) are never queued.
     """
 
     async def work() -> int:
@@ -40,22 +45,26 @@ def scan(state: CliState, dry_run: bool, limit: int | None, threshold: int | Non
         used = threshold or settings.threshold
         async with open_services(settings, redis_retries=CLI_REDIS_RETRIES) as services:
             if dry_run:
-                users, enqueued = await find_users(services, threshold=used, limit=limit), None
+                found, enqueued = await find_candidates(services, threshold=used, limit=limit), None
             else:
                 result = await scan_and_enqueue(services, threshold=used, limit=limit)
-                users, enqueued = result.users, result.enqueued
-        _print_scan(used, users, enqueued, as_json)
+                found = Candidates(result.users, result.invalid_user_ids, result.invalid_examples)
+                enqueued = result.enqueued
+        _print_scan(used, found, enqueued, as_json)
         return 0
 
     run(state, work())
 
 
-def _print_scan(threshold: int, users: list[UserBacklog], enqueued: int | None, as_json: bool) -> None:
+def _print_scan(threshold: int, found: Candidates, enqueued: int | None, as_json: bool) -> None:
+    users = found.users
     if as_json:
         report: dict[str, object] = {
             "threshold": threshold,
             "users_found": len(users),
             "users": [{"user_id": u.user_id, "event_count": u.event_count} for u in users],
+            "invalid_user_ids": found.invalid_user_ids,
+            "invalid_examples": found.invalid_examples,
         }
         if enqueued is not None:
             report["enqueued"] = enqueued
@@ -67,6 +76,11 @@ def _print_scan(threshold: int, users: list[UserBacklog], enqueued: int | None, 
         click.echo(f"{'user_id':<{width}}  events")
         for user in users:
             click.echo(f"{user.user_id:<{width}}  {user.event_count:>6}")
+    if found.invalid_user_ids:
+        click.echo(
+            f"{found.invalid_user_ids} user_id values over the threshold are not valid user ids (never "
+            f"queued): {'; '.join(found.invalid_examples)}"
+        )
     if enqueued is None:
         click.echo("dry run: nothing changed, nothing queued")
     else:
@@ -91,10 +105,11 @@ def run_once(state: CliState, limit: int | None, dry_run: bool, as_json: bool) -
         run_metrics.runs.inc()
         started = time.monotonic()
         async with open_services(settings, redis_retries=CLI_REDIS_RETRIES) as services:
-            users = await find_users(services, limit=limit)
+            found = await find_candidates(services, limit=limit)
             if dry_run:
-                _print_scan(settings.threshold, users, None, as_json=as_json)
+                _print_scan(settings.threshold, found, None, as_json=as_json)
                 return 0
+            users = found.users
             records = await _compress_all(services, users, settings.max_jobs)
         failed = [r for r in records if r.failed]
         run_metrics.errors.inc(len(failed))
@@ -119,7 +134,7 @@ async def _compress_all(
 
         async def one(user: UserBacklog) -> CompactionRecord:
             async with gate:
-                record = await run_compression(services, user.user_id)
+                record = await compress_now(services, user.user_id)
             bar.update(1)
             return record
 
@@ -157,12 +172,27 @@ async def _push(url: str, metrics: RunMetrics, succeeded: bool) -> None:
     the previous good run's timestamp instead of a 0."""
     if not succeeded:
         metrics.registry.unregister(metrics.last_success)
+    gateway, user, password = split_userinfo(url)  # credentials in the URL: sent as basic auth
+
+    def handler(
+        url: str, method: str, timeout: float | None, headers: Any, data: bytes
+    ) -> Callable[[], None]:
+        if user is None:
+            return default_handler(url, method, timeout, headers, data)
+        return basic_auth_handler(url, method, timeout, headers, data, user, password)
+
     try:
         await asyncio.to_thread(
-            pushadd_to_gateway, url, job="memcompress_run_once", registry=metrics.registry
+            pushadd_to_gateway,
+            gateway,
+            job="memcompress_run_once",
+            registry=metrics.registry,
+            handler=handler,
         )
     except OSError as error:
-        click.echo(f"memcompress: could not push metrics to the Pushgateway: {error}", err=True)
+        click.echo(
+            f"memcompress: could not push metrics to the Pushgateway: {describe_error(error)}", err=True
+        )
 
 
 COMMANDS = [scan, run_once]

@@ -5,12 +5,12 @@ from __future__ import annotations
 import click
 
 from memcompress.bootstrap import open_services
-from memcompress.cli.context import CLI_REDIS_RETRIES, EXIT_FAILED, CliState, echo_report, run
-from memcompress.jobs import forget_user, plan_compression, run_compression
+from memcompress.cli.context import CLI_REDIS_RETRIES, EXIT_FAILED, CliState, echo_report, run, valid_user_ids
+from memcompress.jobs import compress_now, forget_user, plan_compression
 
 
 @click.command()
-@click.argument("user_id")
+@click.argument("user_id", callback=valid_user_ids)
 @click.option("--dry-run", is_flag=True, help="Show what would be folded; store and trim nothing.")
 @click.option(
     "--preview",
@@ -39,7 +39,7 @@ def compress(state: CliState, user_id: str, dry_run: bool, preview: bool, as_jso
                     shown.pop("preview_summary")
                 echo_report(shown, as_json)
                 return 0
-            record = await run_compression(services, user_id)
+            record = await compress_now(services, user_id)
         shown = record.model_dump(
             mode="json",
             include={

@@ -4,14 +4,16 @@ ports (``Services``)."""
 
 from memcompress.jobs.compress import run_compression
 from memcompress.jobs.forget import forget_user
+from memcompress.jobs.inline import compress_now
 from memcompress.jobs.plan import CompressionPlan, plan_compression
 from memcompress.jobs.queued import JobDecision, recheck_after_job, run_queued_compression
 from memcompress.jobs.replay import ReplayResult, replay_user
-from memcompress.jobs.scan import ScanResult, find_users, scan_and_enqueue
+from memcompress.jobs.scan import Candidates, ScanResult, find_candidates, find_users, scan_and_enqueue
 from memcompress.jobs.services import FoldPolicy, JobPolicy, Services
 from memcompress.jobs.status import store_report
 
 __all__ = [
+    "Candidates",
     "CompressionPlan",
     "FoldPolicy",
     "JobDecision",
@@ -19,6 +21,8 @@ __all__ = [
     "ReplayResult",
     "ScanResult",
     "Services",
+    "compress_now",
+    "find_candidates",
     "find_users",
     "forget_user",
     "plan_compression",

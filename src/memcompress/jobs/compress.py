@@ -31,9 +31,13 @@ How the steps keep it:
    budget may drop values: that is recorded (``values_dropped``, a metric), never silent.
 6. Store the new summary and the chunk's refs as ``pending_trim`` in one write, conditional on the
    summary version read before (fencing). A stale writer loses here and trims nothing.
-7. Trim exactly the refs of that chunk, by ``_id`` (delete, or archive then delete), then clear the
-   mark. Events appended meanwhile are never among them, whatever their ``created_at``.
-8. Record the run in ``compaction_log`` and the metrics.
+7. Trim exactly the refs of that chunk, matched by ``_id``, ``user_id`` and ``event_id`` (delete, or
+   archive then delete), then clear the mark. Events appended meanwhile are never among them, whatever
+   their ``created_at``, nor is a document that took over a summarised one's ``_id``.
+8. Record the run in ``compaction_log`` and the metrics, while the lock is still held, so that a
+   ``forget`` (which takes the lock) erases the record too. A run whose user was erased meanwhile
+   leaves nothing: every write that could create a document of the user undoes itself then (the
+   erase fence, see :mod:`memcompress.jobs.forget`).
 """
 
 from __future__ import annotations
@@ -59,7 +63,8 @@ from memcompress.models import (
     summary_hash,
     utc_now,
 )
-from memcompress.repositories.errors import LockBusy, LockLost, MalformedDocument
+from memcompress.redaction import describe_error, format_exception
+from memcompress.repositories.errors import LockBusy, LockLost, MalformedDocument, UserErased
 from memcompress.repositories.protocols import HeldLock
 from memcompress.summarizers.base import (
     RejectedOutput,
@@ -74,6 +79,7 @@ log = logging.getLogger(__name__)
 
 TIME_LIMIT = "JobTimeout"  # CompactionRecord.error_class of a run stopped by its time limit
 VERSION_CONFLICT = "VersionConflict"  # CompactionRecord.error_class of a fenced write that lost
+USER_ERASED = "UserErased"  # CompactionRecord.error_class of a run whose user `forget` erased (not stored)
 UNFOLDABLE_LOGGED = 20  # at most this many _ids of documents the fold cannot use, logged per run
 
 
@@ -96,12 +102,18 @@ class _Stop(Exception):
 
 
 async def run_compression(
-    services: Services, user_id: str, *, time_limit_s: float | None = None
+    services: Services,
+    user_id: str,
+    *,
+    time_limit_s: float | None = None,
+    then: Callable[[CompactionRecord], Awaitable[None]] | None = None,
 ) -> CompactionRecord:
     """Compress ``user_id`` once; returns (and stores) the run's :class:`CompactionRecord`.
 
     ``time_limit_s`` stops the run between or inside chunks; chunks already stored and trimmed stay
-    done, and the record says how many (``error_class`` "JobTimeout", retryable).
+    done, and the record says how many (``error_class`` "JobTimeout", retryable). ``then`` is called
+    with the record once it is stored, still under the user's lock when the run took it: what the
+    caller writes there (a dead letter, a re-check) is part of the run, and ``forget`` erases it.
     """
     record = CompactionRecord(
         user_id=user_id,
@@ -110,17 +122,46 @@ async def run_compression(
         model=services.summarizer.model,
     )
     started = time.monotonic()
-    timer = asyncio.timeout(time_limit_s)
+    stage = "lock"
     try:
         # Step 1: lock (held for the whole run, renewed in the background).
-        async with timer, services.locks.hold(user_id) as lock:
-            await _fold(services, user_id, lock, record)
+        async with services.locks.hold(user_id) as lock:
+            stage = "fold"
+            await _fold_within(services, user_id, lock, record, time_limit_s)
+            # Step 8, while the lock is still held: `forget` waits for it, so it erases all of this.
+            stage = "record"
+            await _record(services, record, started, then)
+            stage = "release"
     except LockBusy as busy:
         services.metrics.lock_contention.inc()
         record.outcome, record.reason = Outcome.BUSY, str(busy)
+    except Exception as error:
+        if stage == "release":  # recorded; the lock expires by itself
+            log.warning("could not release a user's lock: %s", describe_error(error))
+            return record
+        if stage != "lock":
+            raise  # from the caller's `then`
+        _failed(record, error)  # Redis could not be asked for the lock
+    else:
+        return record
+    # Step 8 for a run that holds no lock (busy, or the lock could not be taken).
+    await _record(services, record, started, then)
+    return record
+
+
+async def _fold_within(
+    services: Services, user_id: str, lock: HeldLock, record: CompactionRecord, time_limit_s: float | None
+) -> None:
+    """Steps 2-7 within the time limit; how they ended is written into ``record``."""
+    timer = asyncio.timeout(time_limit_s)
+    try:
+        async with timer:
+            await _fold(services, user_id, lock, record)
     except LockLost as lost:
         services.metrics.lock_lost.inc()
         record.outcome, record.reason, record.error_class = Outcome.CONFLICT, str(lost), "LockLost"
+    except UserErased:
+        _erased(record)
     except _Stop as stop:
         record.outcome, record.reason = stop.outcome, stop.reason
         record.error_class = VERSION_CONFLICT if stop.outcome is Outcome.CONFLICT else None
@@ -142,23 +183,43 @@ async def run_compression(
     except Exception as error:  # a store or Redis failure: the pending mark makes a retry safe
         _failed(record, error)
 
-    # Step 8: record (a user with no events at all leaves no trace: e.g. a job queued before `forget`).
+
+async def _record(
+    services: Services,
+    record: CompactionRecord,
+    started: float,
+    then: Callable[[CompactionRecord], Awaitable[None]] | None,
+) -> None:
+    """Step 8: the metrics and the record, then the caller's ``then``. A user with no events at all
+    leaves no record (e.g. a job queued before `forget`), nor does a user erased meanwhile."""
     record.finished_at = utc_now()
     record.duration_s = time.monotonic() - started
     services.metrics.compressions.labels(outcome=record.outcome.value).inc()
     services.metrics.compression_duration.observe(record.duration_s)
-    if record.outcome is Outcome.SKIPPED and record.events_before == 0:
-        return record
-    try:
-        await services.compaction_log.record(record)
-    except Exception:
-        log.exception("could not store the compaction record")
-    return record
+    if not (
+        record.error_class == USER_ERASED or (record.outcome is Outcome.SKIPPED and record.events_before == 0)
+    ):
+        try:
+            await services.compaction_log.record(record)
+        except UserErased:
+            _erased(record)
+        except Exception as error:
+            log.error("could not store the compaction record: %s", format_exception(error))
+    if then is not None:
+        await then(record)
+
+
+def _erased(record: CompactionRecord) -> None:
+    """The user was erased (``memcompress forget``) during the run: it ends leaving nothing behind."""
+    record.outcome, record.error_class, record.retryable = Outcome.SKIPPED, USER_ERASED, False
+    record.reason = "the user was erased (memcompress forget); nothing of this run is kept"
 
 
 def _failed(record: CompactionRecord, error: Exception) -> None:
-    log.exception("compression of a user failed")
-    record.outcome, record.reason = Outcome.FAILED, f"{type(error).__name__}: {error}"
+    """A failure the run did not expect (a store or Redis error): described by class and code only,
+    since a store error's text embeds the documents of the failed command (see memcompress.redaction)."""
+    log.error("compression of user %s failed: %s", record.user_id, format_exception(error))
+    record.outcome, record.reason = Outcome.FAILED, describe_error(error)
     record.error_class, record.retryable = type(error).__name__, True
 
 
@@ -228,7 +289,7 @@ async def _fold(services: Services, user_id: str, lock: HeldLock, record: Compac
     # Step 2: finish a trim an earlier run left pending (reading creates no profile).
     profile = await services.profiles.find(user_id)
     if profile is not None and profile.pending_trim is not None:
-        await _trim(services, profile.pending_trim.refs)
+        await _trim(services, user_id, profile.pending_trim.refs)
         await services.profiles.clear_pending_trim(user_id, profile.pending_trim.summary_version)
     if profile is not None and _overwritten(profile):
         await lock.ensure_held()
@@ -259,7 +320,12 @@ async def _fold(services: Services, user_id: str, lock: HeldLock, record: Compac
         watermark = _newest(watermark, chunk)
         refs = [s.ref for s in chunk]
         won = await services.profiles.update_summary_if_version(
-            user_id, expected_version=version, summary=summary, watermark=watermark, folded_refs=refs
+            user_id,
+            expected_version=version,
+            summary=summary,
+            watermark=watermark,
+            folded_refs=refs,
+            profile_ref=profile.ref,
         )
         if not won:
             services.metrics.version_conflicts.inc()
@@ -267,7 +333,7 @@ async def _fold(services: Services, user_id: str, lock: HeldLock, record: Compac
         version += 1
 
         # Step 7: trim exactly what was summarised, then clear the mark.
-        await _trim(services, refs)
+        await _trim(services, user_id, refs)
         await services.profiles.clear_pending_trim(user_id, version)
         _count_chunk(services, record, len(chunk), summary, version)
 
@@ -326,6 +392,7 @@ async def _repair_summary(services: Services, profile: UserProfile, record: Comp
         summary=repaired,
         watermark=profile.watermark,
         folded_refs=[],
+        profile_ref=profile.ref,
     )
     if not won:
         services.metrics.version_conflicts.inc()
@@ -398,12 +465,12 @@ async def _summarize(services: Services, request: SummaryRequest, record: Compac
     return result
 
 
-async def _trim(services: Services, refs: Sequence[Any]) -> None:
+async def _trim(services: Services, user_id: str, refs: Sequence[Any]) -> None:
     retention = services.policy.retention
     if retention == "archive":
-        trimmed = await services.memory.archive_by_refs(refs)
+        trimmed = await services.memory.archive_by_refs(user_id, refs)
     else:
-        trimmed = await services.memory.delete_by_refs(refs)
+        trimmed = await services.memory.delete_by_refs(user_id, refs)
     services.metrics.events_trimmed.labels(retention=retention).inc(trimmed)
 
 

@@ -30,6 +30,7 @@ import logging
 from dataclasses import dataclass
 
 from memcompress.jobs.services import Services
+from memcompress.redaction import describe_error
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,6 @@ async def run_request_drainer(services: Services, *, every_s: float = DRAIN_EVER
     while True:
         try:
             await drain_due_requests(services)
-        except Exception:  # Redis away past its retries: the next tick tries again
-            log.warning("could not hand compression requests to the queue", exc_info=True)
+        except Exception as error:  # Redis away past its retries: the next tick tries again
+            log.warning("could not hand compression requests to the queue: %s", describe_error(error))
         await asyncio.sleep(every_s)

@@ -13,6 +13,13 @@ in :mod:`memcompress.worker.tasks` carries it out):
 - a retryable failure (LLM rate limit, outage, timeout; a store hiccup; out of time with nothing
   finished): try again after an exponential backoff with jitter; on the last try, a dead letter instead;
 - a permanent failure (the LLM rejects the request, or keeps answering unusable text): a dead letter.
+- the user was erased meanwhile (``memcompress forget``): done, and nothing more of it is written;
+- a user id no job can take (empty, longer than 256 characters): dropped, with a warning.
+
+The dead letter and the re-check request are written while the run still holds the user's lock (the
+run's ``then``), so a ``forget`` waiting for that lock erases them. What reaches the queue after the
+lock is gone (arq re-queueing a retried job, a trailing re-check) is checked against the user's erase
+tombstone afterwards and taken back (:func:`recheck_after_job`; see :mod:`memcompress.jobs.forget`).
 
 The queue is told to allow one try more than ``MEMCOMPRESS_MAX_TRIES``: a job whose every try died
 with its worker (SIGKILL, OOM) reaches that extra try and is dead-lettered without running again.
@@ -28,15 +35,18 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-from memcompress.jobs.compress import TIME_LIMIT, run_compression
+from memcompress.jobs.compress import TIME_LIMIT, USER_ERASED, run_compression
 from memcompress.jobs.services import Services
 from memcompress.keys import JOB_FUNCTION
-from memcompress.models import DeadLetter, Outcome
+from memcompress.models import CompactionRecord, DeadLetter, Outcome, shown_user_id, valid_user_id
+from memcompress.redaction import describe_error
+from memcompress.repositories.errors import UserErased
 
 log = logging.getLogger(__name__)
 
 RETRY_BASE_S = 5.0
 RETRY_MAX_S = 300.0
+ERASED = "the user was erased (memcompress forget)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,39 +64,60 @@ def retry_delay(job_try: int) -> float:
 
 
 async def run_queued_compression(services: Services, user_id: str, job_try: int) -> JobDecision:
-    metrics = services.metrics
+    if not valid_user_id(user_id):  # queued by hand or by an older scan: no run could record it
+        log.warning("dropped a queued job whose user id no job can take: %s", shown_user_id(user_id))
+        return JobDecision({"outcome": "invalid_user_id"})
     max_tries = services.job_policy.max_tries
     if job_try > max_tries:
         reason = f"abandoned: the worker running each of {max_tries} tries stopped or was killed"
-        await _dead_letter(services, user_id, reason, max_tries, None)
+        try:
+            await _dead_letter(services, user_id, reason, max_tries, None)
+        except UserErased:
+            return JobDecision({"outcome": Outcome.SKIPPED.value, "reason": ERASED})
         return JobDecision({"outcome": "dead_letter", "reason": reason})
 
     # Requests for this user made before this point are covered by this run.
     await services.queue.clear_recheck(user_id)
-    metrics.jobs_in_progress.inc()
-    try:
-        record = await run_compression(services, user_id, time_limit_s=services.job_policy.job_timeout_s)
-    finally:
-        metrics.jobs_in_progress.dec()
+    decision = JobDecision()
 
+    async def decide(record: CompactionRecord) -> None:  # under the user's lock, when the run took it
+        nonlocal decision
+        decision = await _decide(services, record, job_try)
+
+    services.metrics.jobs_in_progress.inc()
+    try:
+        await run_compression(services, user_id, time_limit_s=services.job_policy.job_timeout_s, then=decide)
+    finally:
+        services.metrics.jobs_in_progress.dec()
+    return decision
+
+
+async def _decide(services: Services, record: CompactionRecord, job_try: int) -> JobDecision:
+    """What the queue does next, and the writes that go with it (a dead letter, a re-check request)."""
+    user_id = record.user_id
     result = {"outcome": record.outcome.value, "reason": record.reason, "events_folded": record.events_folded}
-    last_try = job_try >= max_tries
+    last_try = job_try >= services.job_policy.max_tries
+    if record.error_class == USER_ERASED:
+        return JobDecision(result)  # `forget` erased the user: nothing more of it is written
     if record.outcome is Outcome.COMPRESSED:
         await services.dead_letters.remove(user_id)
     elif record.error_class == TIME_LIMIT and record.chunks > 0:
         # Out of time but moving forward (a long history): continue in a fresh job, not a retry.
-        await services.queue.set_recheck(user_id, delay_s=0)
+        await _recheck(services, user_id, delay_s=0)
     elif record.outcome is Outcome.BUSY:
         delay_s = await services.locks.expires_in_s(user_id) + random.uniform(1.0, 3.0)
         if not last_try:
             return _retry(services, delay_s)
-        await services.queue.set_recheck(user_id, delay_s=delay_s)  # not a failure: come back fresh
+        await _recheck(services, user_id, delay_s=delay_s)  # not a failure: come back fresh
     elif record.failed and (record.retryable or record.outcome is Outcome.CONFLICT) and not last_try:
         return _retry(services, retry_delay(job_try))
     elif record.failed:
-        await _dead_letter(services, user_id, record.reason or "failed", job_try, record.error_class)
+        try:
+            await _dead_letter(services, user_id, record.reason or "failed", job_try, record.error_class)
+        except UserErased:
+            return JobDecision(result | {"outcome": Outcome.SKIPPED.value, "reason": ERASED})
         return JobDecision(result | {"outcome": "dead_letter"})
-    metrics.jobs.labels(function=JOB_FUNCTION, status="complete").inc()
+    services.metrics.jobs.labels(function=JOB_FUNCTION, status="complete").inc()
     return JobDecision(result)
 
 
@@ -95,23 +126,40 @@ def _retry(services: Services, delay_s: float) -> JobDecision:
     return JobDecision(retry_in_s=delay_s)
 
 
+async def _recheck(services: Services, user_id: str, *, delay_s: float) -> None:
+    await services.queue.set_recheck(user_id, delay_s=delay_s)
+    await _take_back_if_erased(services, user_id)
+
+
+async def _take_back_if_erased(services: Services, user_id: str) -> None:
+    """After writing to the queue for a user: if ``forget`` erased the user meanwhile, remove what the
+    queue holds of it again (the erase fence for Redis, which cannot make writes conditional on MongoDB:
+    write, then look for the tombstone; see :mod:`memcompress.jobs.forget`)."""
+    if await services.maintenance.is_erased(user_id):
+        await services.queue.erase_user(user_id)
+
+
 async def _dead_letter(
     services: Services, user_id: str, reason: str, tries: int, error_class: str | None
 ) -> None:
-    log.warning("dead-lettered a user after %d tries: %s", tries, reason)
     await services.dead_letters.record(
         DeadLetter(user_id=user_id, reason=reason, tries=tries, error_class=error_class)
     )
+    log.warning("dead-lettered a user after %d tries: %s", tries, reason)
     services.metrics.dead_letters.inc()
     services.metrics.jobs.labels(function=JOB_FUNCTION, status="dead_letter").inc()
 
 
 async def recheck_after_job(services: Services, user_id: str) -> None:
     """Queue the user again if a re-check was asked for while the job ran. Never raises: the next
-    scan is the safety net."""
+    scan is the safety net.
+
+    Whatever the queue now holds for the user (arq's re-queue of a retried job, a request handed over
+    as a job) is taken back if the user was erased meanwhile: one look at the tombstone per job."""
     try:
         delay = await services.queue.take_recheck(user_id)
         if delay is not None:
             await services.queue.enqueue(user_id, delay_s=delay)
-    except Exception:
-        log.warning("could not re-check a user after its job", exc_info=True)
+        await _take_back_if_erased(services, user_id)
+    except Exception as error:
+        log.warning("could not re-check a user after its job: %s", describe_error(error))

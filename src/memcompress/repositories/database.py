@@ -11,8 +11,9 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import PyMongoError
 
+from memcompress.redaction import redact_url
 from memcompress.repositories.errors import StoreUnavailable
-from memcompress.settings import Settings, redact_uri
+from memcompress.settings import Settings
 
 USER_MEMORY = "user_memory"
 USER_MEMORY_ARCHIVE = "user_memory_archive"
@@ -20,6 +21,7 @@ USER_PROFILES = "user_profiles"
 COMPACTION_LOG = "compaction_log"
 DEAD_LETTERS = "compression_dead_letters"
 OVERRIDES = "compression_overrides"
+ERASED_USERS = "erased_users"  # tombstones of users `forget` erased (the erase fence)
 
 Document = dict[str, Any]
 
@@ -56,7 +58,7 @@ class MongoDatabase:
         )
 
     def __repr__(self) -> str:
-        return f"MongoDatabase({redact_uri(self._uri)!r}, {self._db_name!r})"
+        return f"MongoDatabase({redact_url(self._uri)!r}, {self._db_name!r})"
 
     async def connect(self) -> AsyncDatabase[Document]:
         if self._client is None:
@@ -68,7 +70,7 @@ class MongoDatabase:
             except PyMongoError as error:
                 await client.close()
                 raise StoreUnavailable(
-                    f"cannot reach MongoDB at {redact_uri(self._uri)}: {type(error).__name__}"
+                    f"cannot reach MongoDB at {redact_url(self._uri)}: {type(error).__name__}"
                 ) from error
             self._client = client
         return self._client[self._db_name]

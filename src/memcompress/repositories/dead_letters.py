@@ -10,15 +10,22 @@ from memcompress.metrics import Metrics
 from memcompress.models import DeadLetter
 from memcompress.repositories.database import DEAD_LETTERS, MongoDatabase
 from memcompress.repositories.documents import valid_models
+from memcompress.repositories.erasures import ErasedUsers
 
 
 class MongoDeadLetters:
     def __init__(self, database: MongoDatabase, metrics: Metrics | None = None) -> None:
         self._letters = database.collection(DEAD_LETTERS)
+        self._erased = ErasedUsers(database)
         self._metrics = metrics or Metrics()
 
     async def record(self, letter: DeadLetter) -> None:
+        """Store the user's dead letter; none is left if the user was erased meanwhile (raises
+        ``UserErased``)."""
         await self._letters.replace_one({"_id": letter.user_id}, letter.model_dump(), upsert=True)
+        await self._erased.undo_if_erased(
+            letter.user_id, lambda: self._letters.delete_one({"_id": letter.user_id})
+        )
 
     async def list(self, limit: int = 100) -> list[DeadLetter]:
         docs = await self._letters.find().sort([("failed_at", -1), ("_id", 1)]).limit(limit).to_list()

@@ -150,7 +150,18 @@ def document_to_event(collection: str, doc: Document, rules: EventRules = EventR
         event = MemoryEvent.model_validate({**doc, "content": text, "tool_calls": calls})
     except ValidationError as error:
         raise MalformedDocument(collection, doc.get("_id"), _failing_fields(error)) from None
-    return StoredEvent(ref=doc.get("_id"), event=event)
+    return StoredEvent(ref=event_ref(doc), event=event)
+
+
+def event_ref(doc: Document) -> Document:
+    """What a trim needs to remove exactly this document and no other: its ``_id``, its ``user_id``
+    and, when it has one, its ``event_id`` (as stored). An ``_id`` alone is not enough: an app that
+    chooses its own ``_id``s may reuse one, for another event or another user, before a pending trim
+    is finished; and on a cluster sharded by ``user_id`` the user makes the delete a targeted one."""
+    ref = {"_id": doc.get("_id"), "user_id": doc.get("user_id")}
+    if "event_id" in doc:
+        ref["event_id"] = doc["event_id"]
+    return ref
 
 
 def document_to_profile(collection: str, doc: Document) -> UserProfile:

@@ -31,3 +31,8 @@ class LockBusy(Exception):
 
 class LockLost(Exception):
     """The lock expired or was taken over while held; the holder must not write."""
+
+
+class UserErased(Exception):
+    """The user was erased (``memcompress forget``) before or while this wrote: the write is undone and
+    the run must write nothing more of that user."""

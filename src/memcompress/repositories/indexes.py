@@ -7,11 +7,13 @@ from pymongo import ASCENDING, DESCENDING, IndexModel
 from memcompress.repositories.database import (
     COMPACTION_LOG,
     DEAD_LETTERS,
+    ERASED_USERS,
     USER_MEMORY,
     USER_MEMORY_ARCHIVE,
     USER_PROFILES,
     MongoDatabase,
 )
+from memcompress.repositories.erasures import TOMBSTONE_TTL
 
 TTL_INDEX = "created_at_ttl"  # the name the app's own migration gives its TTL index
 EVENT_ORDER = [("user_id", ASCENDING), ("created_at", ASCENDING), ("_id", ASCENDING)]
@@ -42,6 +44,7 @@ async def ensure_indexes(database: MongoDatabase, *, memory_ttl_days: int | None
             IndexModel([("finished_at", DESCENDING)], name="finished"),
         ],
         DEAD_LETTERS: [IndexModel([("failed_at", DESCENDING)], name="failed")],
+        ERASED_USERS: [TOMBSTONE_TTL],  # each tombstone goes at its own expires_at
     }
     created: list[str] = []
     for collection, models in plan.items():

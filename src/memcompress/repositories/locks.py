@@ -13,6 +13,7 @@ from redis.asyncio.lock import Lock
 from redis.exceptions import LockError
 
 from memcompress.keys import lock_key
+from memcompress.redaction import describe_error
 from memcompress.repositories.errors import LockBusy, LockLost
 
 log = logging.getLogger(__name__)
@@ -35,8 +36,8 @@ class _RenewedLock:
             except LockError:
                 self._lost = True  # expired or taken over: the next write will stop
                 return
-            except Exception:  # Redis briefly unreachable: try again next round
-                log.warning("could not renew a compression lock; will retry", exc_info=True)
+            except Exception as error:  # Redis briefly unreachable: try again next round
+                log.warning("could not renew a compression lock; will retry: %s", describe_error(error))
 
     async def ensure_held(self) -> None:
         if self._lost or not await self._lock.owned():

@@ -12,6 +12,7 @@ from memcompress.repositories.database import (
     USER_PROFILES,
     MongoDatabase,
 )
+from memcompress.repositories.erasures import ErasedUsers
 from memcompress.repositories.indexes import TTL_INDEX, ensure_indexes
 
 # Every collection holding documents of a user, by the field that names the user.
@@ -29,6 +30,7 @@ class MongoMaintenance:
     def __init__(self, database: MongoDatabase, *, memory_ttl_days: int | None = None) -> None:
         """``memory_ttl_days``: the TTL on ``user_memory`` the operator asked for (none by default)."""
         self._database = database
+        self._erased = ErasedUsers(database)
         self._memory_ttl_s = None if memory_ttl_days is None else memory_ttl_days * 86_400
         self._memory_ttl_days = memory_ttl_days
 
@@ -57,6 +59,12 @@ class MongoMaintenance:
             name: await self._database.collection(name).count_documents({field: user_id})
             for name, field in USER_COLLECTIONS.items()
         }
+
+    async def mark_erased(self, user_id: str, keep_s: float) -> None:
+        await self._erased.mark(user_id, keep_s)
+
+    async def is_erased(self, user_id: str) -> bool:
+        return await self._erased.erased(user_id)
 
     async def erase_user_data(self, user_id: str) -> dict[str, int]:
         removed: dict[str, int] = {}

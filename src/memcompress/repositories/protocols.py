@@ -4,7 +4,9 @@
 
 Some ports are wider than a plain repository because the width *is* the guarantee:
 ``update_summary_if_version`` (the fenced write) and ``iter_oldest`` (keyset paging in the fold's total
-order) carry the consistency protocol of :mod:`memcompress.jobs.compress`.
+order) carry the consistency protocol of :mod:`memcompress.jobs.compress`. And every write that can
+create a document of a user is fenced against ``memcompress forget`` (see :mod:`memcompress.jobs.forget`):
+it raises ``UserErased``, leaving nothing, once the user has an erase tombstone.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from memcompress.models import (
+    Backlog,
     CompactionRecord,
     DeadLetter,
     HistorySize,
@@ -52,15 +55,28 @@ class UserMemoryRepository(Protocol):
         rules; only a replay reads them."""
         ...
 
-    async def delete_by_refs(self, refs: Sequence[Any]) -> int: ...
+    async def delete_by_refs(self, user_id: str, refs: Sequence[Any]) -> int:
+        """Remove exactly the documents ``refs`` name, and only documents of ``user_id``."""
+        ...
 
-    async def archive_by_refs(self, refs: Sequence[Any]) -> int: ...
+    async def archive_by_refs(self, user_id: str, refs: Sequence[Any]) -> int:
+        """Move exactly the documents ``refs`` name, and only documents of ``user_id``, to the archive.
+        Raises ``UserErased``, with no copy left, if the user was erased meanwhile."""
+        ...
 
     async def users_over_threshold(self, threshold: int, limit: int | None = None) -> list[UserBacklog]: ...
 
+    async def scan_backlog(self, threshold: int, limit: int | None = None) -> Backlog:
+        """The users over ``threshold`` and, apart, the ``user_id`` values over it that are not valid
+        user ids (one pass over the events)."""
+        ...
+
 
 class UserProfileRepository(Protocol):
-    async def get(self, user_id: str) -> UserProfile: ...
+    async def get(self, user_id: str) -> UserProfile:
+        """The profile, created if there is none; raises ``UserErased``, with no profile left, if it
+        created one for a user erased meanwhile."""
+        ...
 
     async def find(self, user_id: str) -> UserProfile | None: ...
 
@@ -76,6 +92,7 @@ class UserProfileRepository(Protocol):
         summary: str,
         watermark: Watermark | None,
         folded_refs: Sequence[Any],
+        profile_ref: Any = None,
     ) -> bool: ...
 
     async def clear_pending_trim(self, user_id: str, summary_version: int) -> bool: ...
@@ -92,7 +109,9 @@ class UserOverridesRepository(Protocol):
 
 
 class CompactionLog(Protocol):
-    async def record(self, entry: CompactionRecord) -> None: ...
+    async def record(self, entry: CompactionRecord) -> None:
+        """Raises ``UserErased``, with no record left, if the user was erased meanwhile."""
+        ...
 
     async def recent(self, limit: int = 20, user_id: str | None = None) -> list[CompactionRecord]: ...
 
@@ -102,7 +121,9 @@ class CompactionLog(Protocol):
 
 
 class DeadLetters(Protocol):
-    async def record(self, letter: DeadLetter) -> None: ...
+    async def record(self, letter: DeadLetter) -> None:
+        """Raises ``UserErased``, with no dead letter left, if the user was erased meanwhile."""
+        ...
 
     async def list(self, limit: int = 100) -> list[DeadLetter]: ...
 
@@ -119,6 +140,15 @@ class Maintenance(Protocol):
     async def memory_ttl_risks(self) -> list[str]: ...
 
     async def count_user_data(self, user_id: str) -> dict[str, int]: ...
+
+    async def mark_erased(self, user_id: str, keep_s: float) -> None:
+        """Write (or extend to ``keep_s`` seconds from now) the user's erase tombstone: while it lasts,
+        every write that could create a document of the user undoes itself (``UserErased``)."""
+        ...
+
+    async def is_erased(self, user_id: str) -> bool:
+        """Whether the user has an erase tombstone."""
+        ...
 
     async def erase_user_data(self, user_id: str) -> dict[str, int]: ...
 

@@ -4,25 +4,74 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from pymongo import ReplaceOne
 from pymongo.asynchronous.collection import AsyncCollection
 
 from memcompress.metrics import Metrics
-from memcompress.models import HistorySize, MemoryEvent, StoredEvent, UserBacklog, utc_now
+from memcompress.models import (
+    Backlog,
+    HistorySize,
+    InvalidUserId,
+    MemoryEvent,
+    StoredEvent,
+    UserBacklog,
+    shown_user_id,
+    utc_now,
+    valid_user_id,
+)
 from memcompress.repositories.database import USER_MEMORY, USER_MEMORY_ARCHIVE, Document, MongoDatabase
 from memcompress.repositories.documents import DATED, EventRules, event_to_document, valid_events
+from memcompress.repositories.erasures import ErasedUsers
 
 # The fold's total order. The (user_id, created_at, _id) index serves both directions.
 OLDEST_FIRST = [("created_at", 1), ("_id", 1)]
 NEWEST_FIRST = [("created_at", -1), ("_id", -1)]
+# A trim reads by _id: the index every collection has, and the one that fits a list of refs.
+BY_ID = [("_id", 1)]
 # Upper bound on ids per delete/archive command, to keep each command small.
 REFS_PER_COMMAND = 1000
 
 
 def _chunks(refs: Sequence[Any], size: int = REFS_PER_COMMAND) -> list[list[Any]]:
     return [list(refs[i : i + size]) for i in range(0, len(refs), size)]
+
+
+def _trim_queries(user_id: str, refs: Sequence[Any]) -> list[Document]:
+    """The filters that match exactly the documents ``refs`` name (see ``documents.event_ref``), and
+    only documents of ``user_id``, at most ``REFS_PER_COMMAND`` refs per filter.
+
+    Every filter names the user, so another user's document is never matched, even one with a reused
+    ``_id`` (and on a cluster sharded by ``user_id`` the command goes to one shard). A ref that names an
+    ``event_id`` also matches on it, so a document that took over the ``_id`` of a summarised one is
+    kept. Refs written by an earlier version are bare ``_id``s: matched by ``_id`` and user. A ref of
+    another user is skipped.
+
+    The user is matched with ``$in`` of that one id: the same match as an equality (and a shard key
+    match all the same), but it keeps a server that plans by the first usable index (SecantusDB) on
+    the ``_id`` index instead of reading the whole of the user's history for every trim.
+    """
+    user = {"$in": [user_id]}
+    with_event_id: list[Document] = []
+    without_event_id: list[Document] = []
+    bare: list[Any] = []
+    for ref in refs:
+        if not isinstance(ref, dict):
+            bare.append(ref)
+        elif ref.get("user_id") == user_id:
+            (with_event_id if "event_id" in ref else without_event_id).append(ref)
+    queries: list[Document] = []
+    for part in _chunks(with_event_id):
+        ids, event_ids = [r["_id"] for r in part], [r["event_id"] for r in part]
+        queries.append({"_id": {"$in": ids}, "user_id": user, "event_id": {"$in": event_ids}})
+    for part in _chunks(without_event_id):
+        ids = [r["_id"] for r in part]
+        queries.append({"_id": {"$in": ids}, "user_id": user, "event_id": {"$exists": False}})
+    for part in _chunks(bare):
+        queries.append({"_id": {"$in": part}, "user_id": user})
+    return queries
 
 
 # Characters of a string `content` (content-part lists and tool calls count as 0: an estimate).
@@ -35,6 +84,7 @@ class MongoUserMemoryRepository:
     ) -> None:
         self._events = database.collection(USER_MEMORY)
         self._archive = database.collection(USER_MEMORY_ARCHIVE)
+        self._erased = ErasedUsers(database)
         self._metrics = metrics or Metrics()
         self._rules = rules or EventRules()
 
@@ -158,41 +208,55 @@ class MongoUserMemoryRepository:
             docs += await collection.find(later).sort(OLDEST_FIRST).limit(size - len(docs)).to_list()
         return docs
 
-    async def delete_by_refs(self, refs: Sequence[Any]) -> int:
-        """Delete exactly these documents; deleting one that is already gone is a no-op."""
+    async def delete_by_refs(self, user_id: str, refs: Sequence[Any]) -> int:
+        """Delete exactly these documents of ``user_id``; deleting one that is already gone is a no-op."""
         deleted = 0
-        for part in _chunks(refs):
-            result = await self._events.delete_many({"_id": {"$in": part}})
+        for query in _trim_queries(user_id, refs):
+            result = await self._events.delete_many(query)
             deleted += result.deleted_count
         return deleted
 
-    async def archive_by_refs(self, refs: Sequence[Any]) -> int:
-        """Move exactly these documents to ``user_memory_archive``; safe to repeat after a crash.
+    async def archive_by_refs(self, user_id: str, refs: Sequence[Any]) -> int:
+        """Move exactly these documents of ``user_id`` to ``user_memory_archive``; safe to repeat after
+        a crash.
 
-        Copies first (an upsert by ``_id``, so a repeat does not duplicate), deletes second: a crash
-        in between leaves the event in both places, never in neither.
+        Copies first (an upsert by ``_id`` and user, so a repeat does not duplicate), deletes second: a
+        crash in between leaves the event in both places, never in neither. Copies made for a user
+        erased meanwhile (``memcompress forget``) are removed again before anything is deleted, and
+        :class:`~memcompress.repositories.errors.UserErased` raised (the erase fence).
         """
         moved = 0
         archived_at = utc_now()
-        for part in _chunks(refs):
-            docs = await self._events.find({"_id": {"$in": part}}).to_list()
+        for query in _trim_queries(user_id, refs):
+            docs = await self._events.find(query).hint(BY_ID).to_list()
             if docs:
                 await self._archive.bulk_write(
                     [
-                        ReplaceOne({"_id": d["_id"]}, {**d, "archived_at": archived_at}, upsert=True)
+                        ReplaceOne(
+                            {"_id": d["_id"], "user_id": user_id},
+                            {**d, "archived_at": archived_at},
+                            upsert=True,
+                        )
                         for d in docs
                     ],
                     ordered=False,
                 )
-            result = await self._events.delete_many({"_id": {"$in": part}})
+                copies = {"_id": {"$in": [d["_id"] for d in docs]}, "user_id": user_id}
+                await self._erased.undo_if_erased(user_id, partial(self._archive.delete_many, copies))
+            result = await self._events.delete_many(query)
             moved += result.deleted_count
         return moved
 
     async def users_over_threshold(self, threshold: int, limit: int | None = None) -> list[UserBacklog]:
         """Users with more than ``threshold`` foldable events, most first (one aggregation). Counts what
         the fold counts, so a user whose documents it must skip is not queued again and again."""
+        return (await self.scan_backlog(threshold, limit)).users
+
+    async def scan_backlog(self, threshold: int, limit: int | None = None) -> Backlog:
+        """``users_over_threshold``, and the ``user_id`` values over ``threshold`` that no job can take
+        (not a string, empty, too long), from the same aggregation. ``limit`` counts both."""
         pipeline: list[dict[str, Any]] = [
-            {"$match": {"user_id": {"$type": "string"}, "created_at": DATED}},
+            {"$match": {"created_at": DATED}},
             {"$match": self._rules.foldable_query()},
             {
                 "$group": {
@@ -208,7 +272,14 @@ class MongoUserMemoryRepository:
         if limit is not None:
             pipeline.append({"$limit": limit})
         cursor = await self._events.aggregate(pipeline)
-        return [
-            UserBacklog(row["_id"], row["event_count"], newest_event_at=row["newest"], chars=row["chars"])
-            async for row in cursor
-        ]
+        backlog = Backlog(users=[], invalid=[])
+        async for row in cursor:
+            if valid_user_id(row["_id"]):
+                backlog.users.append(
+                    UserBacklog(
+                        row["_id"], row["event_count"], newest_event_at=row["newest"], chars=row["chars"]
+                    )
+                )
+            else:
+                backlog.invalid.append(InvalidUserId(shown_user_id(row["_id"]), row["event_count"]))
+        return backlog

@@ -5,12 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from bson import ObjectId
 from pymongo import ReturnDocument
 
 from memcompress.metrics import Metrics
 from memcompress.models import PROFILE_FIELDS, ProfileDefaults, UserProfile, Watermark, summary_hash, utc_now
 from memcompress.repositories.database import USER_PROFILES, Document, MongoDatabase
 from memcompress.repositories.documents import document_to_profile
+from memcompress.repositories.erasures import ErasedUsers
 from memcompress.repositories.errors import ProfileBusy
 
 SUMMARY_HISTORY = 5  # hashes of the worker's recent summaries kept on the profile
@@ -26,20 +28,27 @@ class MongoUserProfileRepository:
         self._profiles = database.collection(USER_PROFILES)
         self._metrics = metrics or Metrics()
         self._defaults = defaults or ProfileDefaults()
+        self._erased = ErasedUsers(database)
 
     def _new_document(self, user_id: str) -> Document:
         return UserProfile.new(user_id, self._defaults).model_dump(mode="python")
 
     async def get(self, user_id: str) -> UserProfile:
-        """The user's profile, created with the defaults on first read (atomically)."""
+        """The user's profile, created with the defaults on first read (atomically).
+
+        A profile created here for a user erased meanwhile (``memcompress forget``) is removed again
+        and :class:`~memcompress.repositories.errors.UserErased` raised (the erase fence)."""
+        created = ObjectId()  # the _id this call gives a profile it creates: how it knows it created one
         doc = await self._profiles.find_one_and_update(
             {"user_id": user_id},
-            {"$setOnInsert": self._new_document(user_id)},
+            {"$setOnInsert": {"_id": created, **self._new_document(user_id)}},
             upsert=True,
             return_document=ReturnDocument.AFTER,
         )
         self._metrics.profile_reads.inc()
         assert doc is not None  # upsert with AFTER always returns the document
+        if doc["_id"] == created:
+            await self._erased.undo_if_erased(user_id, lambda: self._profiles.delete_one({"_id": created}))
         return document_to_profile(USER_PROFILES, doc)
 
     async def find(self, user_id: str) -> UserProfile | None:
@@ -93,9 +102,13 @@ class MongoUserProfileRepository:
         summary: str,
         watermark: Watermark | None,
         folded_refs: Sequence[Any],
+        profile_ref: Any = None,
     ) -> bool:
         """Store a new summary only if the version is still ``expected_version`` (fencing; a profile
-        the app created has no version yet, which counts as 0).
+        the app created has no version yet, which counts as 0) and, given ``profile_ref``
+        (``UserProfile.ref``), only into that very profile document: a profile created after the one
+        read (after a ``forget``, say) is another document, and a summary of the erased history never
+        lands in it.
 
         Records ``folded_refs`` as the pending trim of the new version in the same atomic write, so
         the events' removal can always be finished later, and keeps the worker's own copy of the
@@ -105,8 +118,9 @@ class MongoUserProfileRepository:
         new_version = expected_version + 1
         fence = expected_version if expected_version else {"$in": [0, None]}  # None: also a missing field
         pending = {"summary_version": new_version, "refs": list(folded_refs)} if folded_refs else None
+        same = {} if profile_ref is None else {"_id": profile_ref}
         result = await self._profiles.update_one(
-            {"user_id": user_id, "summary_version": fence},
+            {"user_id": user_id, "summary_version": fence, **same},
             {
                 "$set": {
                     "memory_summary": summary,

@@ -15,6 +15,7 @@ from prometheus_client import start_http_server
 from memcompress.bootstrap import open_services
 from memcompress.jobs import Services
 from memcompress.jobs.drainer import drain_due_requests, run_request_drainer
+from memcompress.redaction import describe_error
 from memcompress.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -59,8 +60,8 @@ async def _sample_gauges(services: Services) -> None:
         try:
             metrics.queue_depth.set(await services.queue.depth())
             metrics.dead_letters_stored.set(await services.dead_letters.count())
-        except Exception:  # a store briefly unreachable: the next sample will tell
-            log.debug("could not sample the queue gauges", exc_info=True)
+        except Exception as error:  # a store briefly unreachable: the next sample will tell
+            log.debug("could not sample the queue gauges: %s", describe_error(error))
         await asyncio.sleep(SAMPLE_EVERY_S)
 
 

@@ -22,7 +22,8 @@ async def compress_user(ctx: dict[str, Any], user_id: str) -> dict[str, Any]:
 
 
 async def after_job_end(ctx: dict[str, Any]) -> None:
-    """arq's ``after_job_end``: by now arq has removed the finished job, so a new one is accepted."""
+    """arq's ``after_job_end``: by now arq has removed the finished job (or re-queued a retried one), so a
+    new one is accepted."""
     user_id = ctx.get("user_id")
     if user_id is not None:  # a compression job, not the scan
         await recheck_after_job(ctx["services"], user_id)

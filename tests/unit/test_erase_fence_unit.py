@@ -1,0 +1,110 @@
+"""The erase fence's decisions in the use cases, against in-memory fakes (no servers): a run whose user
+was erased leaves nothing; what a run writes, it writes under the lock; the queue takes back what it
+queued for an erased user; ``forget`` writes its tombstone before anything else."""
+
+from __future__ import annotations
+
+import pytest
+
+from memcompress.jobs import Services, forget_user, recheck_after_job, run_compression, run_queued_compression
+from memcompress.models import CompactionRecord, Outcome
+from memcompress.summarizers import PermanentSummarizerError, SummaryRequest, SummaryResult
+from memcompress.testing.factories import make_events
+from tests.unit.fakes import FakeCompactionLog, FakeDeadLetters, FakeLocks, FakeQueue, fake_services
+
+
+class Summaries:
+    name = "fake"
+    model = None
+
+    def __init__(self) -> None:
+        self.fail = False
+
+    async def summarize(self, request: SummaryRequest) -> SummaryResult:
+        if self.fail:
+            raise PermanentSummarizerError("LLM answered HTTP 400")
+        return SummaryResult(text="a summary")
+
+    async def aclose(self) -> None:
+        return None
+
+
+@pytest.fixture
+def services() -> Services:
+    return fake_services(Summaries(), threshold=10, keep_last=3)
+
+
+def _fakes(services: Services) -> tuple[FakeCompactionLog, FakeDeadLetters, FakeQueue, FakeLocks]:
+    log, letters, queue, locks = (
+        services.compaction_log,
+        services.dead_letters,
+        services.queue,
+        services.locks,
+    )
+    assert isinstance(log, FakeCompactionLog) and isinstance(letters, FakeDeadLetters)
+    assert isinstance(queue, FakeQueue) and isinstance(locks, FakeLocks)
+    return log, letters, queue, locks
+
+
+@pytest.mark.parametrize("profile", ["none yet", "already there"])
+async def test_a_queued_run_of_an_erased_user_leaves_no_record_dead_letter_or_recheck(
+    services: Services, profile: str
+) -> None:
+    await services.memory.append_events(make_events("u", 20))
+    if profile == "already there":
+        await services.profiles.get("u")
+    assert isinstance(services.summarizer, Summaries)
+    services.summarizer.fail = True  # a permanent failure: a dead letter, were the user not erased
+    await services.maintenance.mark_erased("u", 60)
+
+    decision = await run_queued_compression(services, "u", job_try=1)
+
+    log, letters, queue, _ = _fakes(services)
+    assert decision.retry_in_s is None and decision.result["outcome"] == Outcome.SKIPPED.value
+    assert (log.records, letters.letters, queue.requests) == ([], {}, {})
+    assert (await services.profiles.find("u") is None) == (profile == "none yet")
+
+
+async def test_the_record_and_the_queue_decision_are_written_under_the_lock(services: Services) -> None:
+    await services.memory.append_events(make_events("u", 20))
+    log, _, _, locks = _fakes(services)
+    held_when: list[str] = []
+
+    async def record(entry: CompactionRecord) -> None:
+        held_when.append("record" if "u" in locks.held else "record without the lock")
+        log.records.append(entry)
+
+    async def then(entry: CompactionRecord) -> None:
+        held_when.append("then" if "u" in locks.held else "then without the lock")
+
+    log.record = record  # type: ignore[method-assign]
+    result = await run_compression(services, "u", then=then)
+    assert result.outcome is Outcome.COMPRESSED
+    assert held_when == ["record", "then"]
+    assert "u" not in locks.held
+
+
+async def test_after_a_job_the_queue_takes_back_what_it_queued_for_an_erased_user(services: Services) -> None:
+    _, _, queue, _ = _fakes(services)
+    await queue.enqueue("u", delay_s=5)  # arq re-queued the retried job
+    await queue.set_recheck("u", delay_s=0)  # and a request waits for it
+    await services.maintenance.mark_erased("u", 60)
+    await recheck_after_job(services, "u")
+    assert (queue.queued, queue.requests) == ({}, {})
+
+    await queue.set_recheck("w", delay_s=0)  # erased: the request the queue hands over itself goes too
+    await services.maintenance.mark_erased("w", 60)
+    await recheck_after_job(services, "w")
+    assert (queue.queued, queue.requests) == ({}, {})
+
+    await queue.enqueue("v", delay_s=5)  # another user, not erased: untouched
+    await recheck_after_job(services, "v")
+    assert queue.queued == {"v": 5}
+
+
+async def test_forget_writes_its_tombstone_before_it_waits_for_the_lock(services: Services) -> None:
+    _, _, _, locks = _fakes(services)
+    locks.held["u"] = object()  # a running job
+    with pytest.raises(TimeoutError):
+        await forget_user(services, "u", wait_s=0.1)
+    assert await services.maintenance.is_erased("u")  # the running job's writes undo themselves
