@@ -67,7 +67,7 @@ def compress(state: CliState, user_id: str, dry_run: bool, preview: bool, as_jso
 @click.pass_obj
 def forget(state: CliState, user_id: str, yes: bool, as_json: bool) -> None:
     """Erase everything about USER_ID (GDPR): events, archive, profile and summary, compaction
-    records, dead letter, lock, queued job and re-check flag. Prints what was removed."""
+    records, dead letter, lock, queued job and waiting request. Prints what was removed."""
 
     async def work() -> int:
         settings = state.settings()
