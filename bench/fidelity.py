@@ -41,9 +41,10 @@ from memcompress.bootstrap import build_services, build_summarizer
 from memcompress.jobs import Services, run_compression
 from memcompress.metrics import Metrics
 from memcompress.models import ProfileDefaults, UserProfile
+from memcompress.redaction import redact_url
 from memcompress.repositories import MongoDatabase, ensure_indexes
 from memcompress.repositories.database import USER_MEMORY
-from memcompress.settings import Settings, load_settings, redact_uri
+from memcompress.settings import Settings, load_settings
 
 DEFAULT_BUDGET: int = Settings.model_fields["summary_max_chars"].default
 DEFAULT_THRESHOLD: int = Settings.model_fields["threshold"].default
@@ -287,7 +288,7 @@ async def main_async(args: argparse.Namespace) -> None:
     corpora = generate(args.seed, args.users, args.sessions, tail, run_id)
     probe = load_settings(threshold=args.threshold, keep_last=args.keep_last)
     if probe.summarizer_name == "openai":
-        described = f"openai-compatible {redact_uri(probe.llm_base_url or 'https://api.openai.com/v1')} model {probe.llm_model}"
+        described = f"openai-compatible {redact_url(probe.llm_base_url or 'https://api.openai.com/v1')} model {probe.llm_model}"
     else:
         described = "extractive (offline)"
     with bench_servers() as servers:
