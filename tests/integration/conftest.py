@@ -6,6 +6,8 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
+from pymongo import MongoClient
+from pymongo.database import Database
 from redis.asyncio import Redis
 
 from memcompress.bootstrap import build_services
@@ -48,6 +50,17 @@ async def openai_summarizer(llm: FakeLLM) -> AsyncIterator[OpenAISummarizer]:
 
 
 ServicesFactory = Callable[..., Services]
+
+
+@pytest.fixture
+def mongo(mongo_uri: str, db_name: str) -> Iterator[Database[dict[str, Any]]]:
+    """The test's database through the synchronous driver, for tests that drive the CLI."""
+    client: MongoClient[dict[str, Any]] = MongoClient(mongo_uri, tz_aware=True)
+    try:
+        yield client[db_name]
+    finally:
+        client.drop_database(db_name)
+        client.close()
 
 
 @pytest.fixture

@@ -18,7 +18,6 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
-from pymongo import MongoClient
 from pymongo.database import Database
 from redis import Redis
 
@@ -36,16 +35,6 @@ from memcompress.repositories.database import (
 pytestmark = pytest.mark.redis
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 COLLECTIONS = (USER_MEMORY, USER_MEMORY_ARCHIVE, USER_PROFILES, COMPACTION_LOG, DEAD_LETTERS)
-
-
-@pytest.fixture
-def mongo(mongo_uri: str, db_name: str) -> Iterator[Database[dict[str, Any]]]:
-    client: MongoClient[dict[str, Any]] = MongoClient(mongo_uri, tz_aware=True)
-    try:
-        yield client[db_name]
-    finally:
-        client.drop_database(db_name)
-        client.close()
 
 
 @pytest.fixture

@@ -11,12 +11,10 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from pymongo import MongoClient
 from pymongo.database import Database
 from redis import Redis
 
@@ -29,16 +27,6 @@ from memcompress.testing.workers import PASSED_THROUGH
 
 pytestmark = pytest.mark.redis
 RECOVERED_WITHIN_S = 60
-
-
-@pytest.fixture
-def mongo(mongo_uri: str, db_name: str) -> Iterator[Database[dict[str, Any]]]:
-    client: MongoClient[dict[str, Any]] = MongoClient(mongo_uri, tz_aware=True)
-    try:
-        yield client[db_name]
-    finally:
-        client.drop_database(db_name)
-        client.close()
 
 
 def test_after_kill_9_mid_llm_call_the_user_can_be_compressed_again_within_a_minute(

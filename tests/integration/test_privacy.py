@@ -16,7 +16,6 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any, ClassVar
 
 import pytest
-from pymongo import MongoClient
 from pymongo.database import Database
 
 from memcompress.repositories.database import COMPACTION_LOG, DEAD_LETTERS, USER_MEMORY, USER_MEMORY_ARCHIVE
@@ -27,16 +26,6 @@ from memcompress.testing.workers import PASSED_THROUGH
 
 pytestmark = pytest.mark.redis
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
-
-
-@pytest.fixture
-def mongo(mongo_uri: str, db_name: str) -> Iterator[Database[dict[str, Any]]]:
-    client: MongoClient[dict[str, Any]] = MongoClient(mongo_uri, tz_aware=True)
-    try:
-        yield client[db_name]
-    finally:
-        client.drop_database(db_name)
-        client.close()
 
 
 class Gateway(BaseHTTPRequestHandler):
