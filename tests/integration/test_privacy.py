@@ -148,6 +148,20 @@ def test_no_content_summary_or_credential_in_any_output_even_verbose(
     letter = mongo[DEAD_LETTERS].find_one({"_id": users["llm"]})
     assert letter is not None and "HTTP 400" in letter["reason"]
     assert f"llmuser:***@{host}" in outputs[3].stderr  # the worker's settings line, redacted
+    job_id = f"compress:{users['llm']}"
+    job_lines = [  # but the poll loop's lines about the job, which are not the job's own
+        line for line in outputs[3].stderr.splitlines() if job_id in line and "already running" not in line
+    ]
+    assert len(job_lines) >= 3  # arq's start and end, and the job's own lines between them
+    if log_format == "json":
+        entries = [json.loads(line) for line in outputs[3].stderr.splitlines()]
+        assert all(datetime.fromisoformat(entry["time"]).utcoffset() is not None for entry in entries)
+        assert all(
+            (entry["user_id"], entry["job_id"]) == (users["llm"], job_id)
+            for entry in map(json.loads, job_lines)
+        )
+    else:
+        assert all(line.endswith(f"user_id={users['llm']} job_id={job_id}") for line in job_lines)
     assert "compressed       1" in outputs[4].stdout
     expected_auth = "Basic " + base64.b64encode(f"ops:{push_password}".encode()).decode()
     assert Gateway.auth == [expected_auth]

@@ -22,6 +22,7 @@ LAYERS: list[tuple[str, ...]] = [
         "memcompress.metrics",
         "memcompress.cron",
         "memcompress.redaction",
+        "memcompress.logs",
         "memcompress.settings",
         "memcompress.queue",
         "memcompress.embedded",

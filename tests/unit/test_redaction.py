@@ -9,7 +9,7 @@ from bson.errors import InvalidDocument
 from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure, ServerSelectionTimeoutError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from memcompress.cli.context import JsonFormatter, QuietDrivers, TextFormatter, setup_logging
+from memcompress.logs import JsonFormatter, QuietDrivers, TextFormatter, setup_logging
 from memcompress.redaction import describe_error, format_exception, redact_url, redact_urls, split_userinfo
 from memcompress.summarizers.base import RetryableSummarizerError
 

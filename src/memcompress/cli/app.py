@@ -16,7 +16,8 @@ from memcompress.cli import (
     scan_commands,
     user_commands,
 )
-from memcompress.cli.context import CliState, setup_logging
+from memcompress.cli.context import CliState
+from memcompress.logs import setup_logging
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

@@ -22,10 +22,10 @@ from memcompress.cli.context import (
     echo_report,
     fail,
     run,
-    setup_logging,
     valid_user_ids,
 )
 from memcompress.jobs import store_report
+from memcompress.logs import setup_logging
 from memcompress.redaction import describe_error
 from memcompress.repositories.errors import StoreUnavailable
 from memcompress.settings import Settings

@@ -7,6 +7,7 @@ import click
 from memcompress.bootstrap import open_services
 from memcompress.cli.context import CLI_REDIS_RETRIES, EXIT_FAILED, CliState, echo_report, run, valid_user_ids
 from memcompress.jobs import compress_now, forget_user, plan_compression
+from memcompress.logs import bind_job
 
 
 @click.command()
@@ -57,7 +58,8 @@ def compress(state: CliState, user_id: str, dry_run: bool, preview: bool, as_jso
         echo_report(shown, as_json)
         return EXIT_FAILED if record.failed else 0
 
-    run(state, work())
+    with bind_job(user_id=user_id):
+        run(state, work())
 
 
 @click.command()
@@ -81,7 +83,8 @@ def forget(state: CliState, user_id: str, yes: bool, as_json: bool) -> None:
         echo_report({"user_id": user_id, "removed": removed}, as_json)
         return 0
 
-    run(state, work())
+    with bind_job(user_id=user_id):
+        run(state, work())
 
 
 COMMANDS = [compress, forget]

@@ -11,7 +11,7 @@ from memcompress.bootstrap import REDIS_RETRIES, REDIS_RETRY_ON, redis_retry, wo
 from memcompress.keys import JOB_FUNCTION
 from memcompress.settings import Settings
 from memcompress.worker.lifecycle import lifecycle_hooks
-from memcompress.worker.tasks import SCAN_FUNCTION, after_job_end, compress_user, scheduled_scan
+from memcompress.worker.tasks import SCAN_FUNCTION, after_job_end, compress_user, on_job_start, scheduled_scan
 
 # The job's own time limit (MEMCOMPRESS_JOB_TIMEOUT_S) ends it with a retry and its finished chunks
 # kept; arq's limit, this much later, is only the backstop (arq counts a timeout as a failure).
@@ -50,6 +50,7 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
         "redis_settings": redis_settings(settings),
         "on_startup": on_startup,
         "on_shutdown": on_shutdown,
+        "on_job_start": on_job_start,
         "after_job_end": after_job_end,
         # Set for every function here, and only here.
         "job_timeout": settings.job_timeout_s + ARQ_TIMEOUT_MARGIN_S,
