@@ -74,14 +74,14 @@ async def test_a_profile_stuck_in_conflict_ends_in_a_dead_letter_with_bounded_ll
     profiles = database.collection(USER_PROFILES)
     await profiles.insert_one(app_profile(user))
     await database.collection(USER_MEMORY).insert_many(_turns(user, 60))
-    read_profile = services.profiles.find
+    read_profile = services.profiles.find_for_fold
 
-    async def another_writer_moves_the_version_after_each_read(user_id: str) -> Any:
-        profile = await read_profile(user_id)
+    async def another_writer_moves_the_version_after_each_read(user_id: str, since: Any) -> Any:
+        state = await read_profile(user_id, since)
         await profiles.update_one({"user_id": user_id}, {"$inc": {"summary_version": 1}})
-        return profile
+        return state
 
-    services.profiles.find = another_writer_moves_the_version_after_each_read  # type: ignore[method-assign]
+    services.profiles.find_for_fold = another_writer_moves_the_version_after_each_read  # type: ignore[method-assign]
     decisions = [await run_queued_compression(services, user, job_try) for job_try in (1, 2, 3)]
 
     assert [d.retry_in_s is not None for d in decisions] == [True, True, False]

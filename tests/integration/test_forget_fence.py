@@ -168,7 +168,8 @@ async def test_forget_while_the_job_has_lost_its_lock_leaves_nothing(
         memory: Any = services.memory
         memory._archive = Hooked(memory._archive, "bulk_write", before=forget)
     elif place.startswith("before the profile"):
-        services.profiles = Hooked(services.profiles, "get", before=forget)  # type: ignore[assignment]
+        # the user has no profile: the summary write creates it
+        services.profiles = Hooked(services.profiles, "update_summary_if_version", before=forget)  # type: ignore[assignment]
     else:
         services.summarizer = Hooked(services.summarizer, "summarize", before=forget)  # type: ignore[assignment]
 

@@ -14,10 +14,20 @@ from pymongo import monitoring
 from redis.asyncio import Redis
 
 from memcompress.metrics import Metrics
-from memcompress.models import Outcome, ProfileDefaults, UserProfile, Watermark, utc_now
+from memcompress.models import (
+    CompactionRecord,
+    Outcome,
+    ProfileDefaults,
+    UserOverrides,
+    UserProfile,
+    Watermark,
+    utc_now,
+)
 from memcompress.repositories import (
+    MongoCompactionLog,
     MongoDatabase,
     MongoUserMemoryRepository,
+    MongoUserOverrides,
     MongoUserProfileRepository,
     StoreUnavailable,
     ensure_indexes,
@@ -139,6 +149,57 @@ async def test_version_guarded_update_loses_cleanly(profiles: MongoUserProfileRe
     assert not await profiles.clear_pending_trim("v", summary_version=7)
     assert await profiles.clear_pending_trim("v", summary_version=1)
     assert (await profiles.get("v")).pending_trim is None
+
+
+async def test_a_summary_write_creates_a_missing_profile_and_no_second_one(
+    profiles: MongoUserProfileRepository, database: MongoDatabase
+) -> None:
+    await ensure_indexes(database)  # the unique index on user_id
+    write = {"expected_version": 0, "summary": "s", "watermark": None, "folded_refs": ["a"], "create": True}
+    assert await profiles.update_summary_if_version("new", **write)
+    created = await profiles.get("new")
+    assert (created.memory_summary, created.summary_version, created.language) == ("s", 1, "en")
+    assert created.pending_trim is not None and created.events_summarized == 1
+    assert not await profiles.update_summary_if_version("new", **write)  # it has one now: refused
+    await database.collection(USER_PROFILES).insert_one({"user_id": "apps", "tone": "dry"})
+    assert not await profiles.update_summary_if_version("apps", **write)  # the app's, even at version 0
+    assert (
+        await database.collection(USER_PROFILES).count_documents({"user_id": {"$in": ["new", "apps"]}}) == 2
+    )
+    assert (await profiles.get("apps")).memory_summary is None
+
+
+async def test_find_for_fold_reads_profile_overrides_and_the_days_compressions_at_once(
+    profiles: MongoUserProfileRepository, database: MongoDatabase
+) -> None:
+    since = utc_now() - timedelta(days=1)
+    nothing = await profiles.find_for_fold("u", since)
+    assert (nothing.profile, nothing.overrides, nothing.compressions) == (None, None, 0)
+    await profiles.get("u")
+    await MongoUserOverrides(database).set("u", UserOverrides(threshold=7))
+    log = MongoCompactionLog(database)
+    for outcome in (Outcome.COMPRESSED, Outcome.COMPRESSED, Outcome.SKIPPED):
+        await log.record(CompactionRecord(user_id="u", outcome=outcome))
+    await log.record(
+        CompactionRecord(user_id="u", outcome=Outcome.COMPRESSED, finished_at=since - timedelta(1))
+    )
+    await log.record(CompactionRecord(user_id="other", outcome=Outcome.COMPRESSED))
+    state = await profiles.find_for_fold("u", since)
+    assert state.profile is not None and state.profile.user_id == "u"
+    assert (state.overrides, state.compressions) == (UserOverrides(threshold=7), 2)
+
+
+async def test_recent_history_says_whether_a_pending_trims_events_may_still_be_stored(
+    memory: MongoUserMemoryRepository,
+) -> None:
+    await memory.append_events(make_events("u", 10))
+    stored = [s async for s in memory.iter_oldest("u")]
+    refs = [s.ref for s in stored[:3]]
+    assert (await memory.recent_history("u", 100, refs)).pending_stored
+    await memory.delete_by_refs("u", refs)
+    gone = await memory.recent_history("u", 100, refs)
+    assert (gone.complete, gone.pending_stored, len(gone.events)) == (True, False, 7)
+    assert (await memory.recent_history("u", 5, refs)).pending_stored  # not the whole history: unknown
 
 
 async def test_malformed_profile_is_a_clear_error_and_left_alone(
@@ -274,6 +335,12 @@ async def test_a_trim_matches_the_user_and_the_event_not_just_the_id(
     trim = memory.archive_by_refs if retention == "archive" else memory.delete_by_refs
     assert await trim("u", refs) == 2  # m2 and m3, the summarised documents still stored
     assert sorted(d["_id"] for d in await _all_docs(database, USER_MEMORY)) == ["m0", "m1"]
+    # The trim is finished, but its mark stays until the next summary write: a repeat must not take a
+    # newer document of the user that took over an _id with no event_id (its time tells it apart).
+    newer = {"_id": "m3", "user_id": "u", "role": "user", "content": "newer", "created_at": T0 + timedelta(1)}
+    await collection.insert_one(dict(newer))
+    assert await trim("u", refs) == 0
+    await collection.delete_one({"_id": "m3"})
     assert await trim("other", refs) == 0  # refs of u never match another user's documents
     await collection.insert_one(
         {"_id": "m5", "user_id": "u", "role": "user", "content": "x", "created_at": T0}
@@ -314,7 +381,10 @@ async def test_malformed_documents_are_skipped_counted_logged_by_id_and_kept(
         streamed = [s async for s in memory.iter_oldest("u", batch_size=3)]
         recent = await memory.get_recent_events("u", 100)
     assert len(streamed) == 5 and len(recent) == 5
-    assert (await memory.foldable_size("u")).events == 5
+    whole, part = await memory.recent_history("u", 100), await memory.recent_history("u", 3)
+    assert (whole.complete, part.complete) == (True, False)
+    assert whole.size == part.size  # counted from the documents read, or by the aggregation: alike
+    assert (whole.size.events, whole.size.stored, whole.size.unfoldable) == (5, 12, len(MALFORMED))
     assert len(await memory.unfoldable_refs("u", 100)) == len(MALFORMED)
     counted = metrics.registry.get_sample_value(
         "memcompress_malformed_documents_total", {"collection": USER_MEMORY}
@@ -346,6 +416,8 @@ async def test_ensure_indexes_twice_is_harmless(database: MongoDatabase) -> None
     memory_info = await database.collection(USER_MEMORY).index_information()
     assert memory_info["user_created_id"]["key"] == [("user_id", 1), ("created_at", 1), ("_id", 1)]
     assert memory_info["created_at_ttl"]["expireAfterSeconds"] == 90 * 86_400
+    # The incremental scan's index lives beside the TTL index (another key, so no conflict).
+    assert memory_info["created_user"]["key"] == [("created_at", 1), ("user_id", 1)]
 
 
 async def test_ensure_indexes_has_no_ttl_unless_asked(database: MongoDatabase) -> None:
@@ -390,7 +462,8 @@ class _Reads(monitoring.CommandListener):
 async def test_every_per_user_read_of_a_compression_uses_the_index(
     mongo_uri: str, db_name: str, redis: Redis
 ) -> None:
-    """Captures the reads a real compression sends (paging with ties included) and explains each one."""
+    """Captures the reads a real compression sends (paging with ties included: a history longer than
+    the first read, so that the sizes are an aggregation and the fold pages) and explains each one."""
     from memcompress.bootstrap import build_services
     from memcompress.jobs import run_compression
     from memcompress.settings import load_settings
@@ -404,13 +477,13 @@ async def test_every_per_user_read_of_a_compression_uses_the_index(
         settings = load_settings(batch_size=40)
         services = build_services(settings, database, redis, Metrics(), ExtractiveSummarizer())
         user = f"explain-{db_name}"
-        await services.memory.append_events(make_events(user, 130, step=timedelta(0)))  # all ties
+        await services.memory.append_events(make_events(user, 250, step=timedelta(0)))  # all ties
         await services.memory.append_events(make_events(user, 30, start=T0 + timedelta(hours=1), tag="later"))
         assert (await run_compression(services, user)).outcome is Outcome.COMPRESSED
         kinds = Counter(
             "count" if "aggregate" in c else "tie" if "_id" in c["filter"] else "page" for c in reads.commands
         )
-        assert kinds["count"] >= 2 and kinds["tie"] >= 2 and kinds["page"] >= 2, kinds
+        assert kinds["count"] >= 1 and kinds["tie"] >= 2 and kinds["page"] >= 2, kinds
         for command in reads.commands:
             plan = json.dumps(await database.db.command("explain", command), default=str)
             assert "IXSCAN" in plan and "COLLSCAN" not in plan, (command, plan)

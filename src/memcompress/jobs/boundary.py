@@ -8,7 +8,8 @@ What they guarantee, given the newest foldable events of a user (the *window*, o
    older to achieve it (keeping is preferred). An assistant message whose call has no result yet,
    standing at the boundary, is kept too, so that the result arriving later does not start the kept
    history orphaned. Pinned events are never in the window (they are not foldable at all).
-3. Exchanges longer than the window are not seen: the window is ``keep_last + LOOKBACK`` documents.
+3. Exchanges longer than the window are not seen: the window is at least ``keep_last + LOOKBACK``
+   documents (the fold reads one batch of the newest, ``max(batch_size, keep_last + LOOKBACK)``).
 
 The trigger: a user is compressed when it has more than ``threshold`` foldable events, or (with
 ``trigger_tokens``) more than that many estimated tokens of them; nothing is folded when fewer than

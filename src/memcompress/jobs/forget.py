@@ -17,8 +17,9 @@ How, in steps (the erase fence):
    (:mod:`memcompress.jobs.compress`, step 8), so they are there to be erased. Then erase every
    collection and the queue's keys of the user, holding the lock.
 3. Writes that only change or remove what exists cannot bring anything back: the summary write is
-   conditional on the very profile document it read (its ``_id`` and version), the trims and the
-   clearing of a pending trim on the user's own documents, all of which the erase removed.
+   conditional on the very profile document it read (its ``_id`` and version), the trims on the
+   user's own documents, all of which the erase removed. A summary write that creates the profile
+   (the user had none) creates it only where there still is none, and is checked as in step 1.
 4. A job that lost its lock (Redis restarted or failed over) does not wait for ``forget``: it stops
    before its next write (``HeldLock.ensure_held``), and whatever it writes in between is undone by
    step 1's check, as long as the tombstone lasts.

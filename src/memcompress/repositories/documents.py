@@ -157,10 +157,14 @@ def event_ref(doc: Document) -> Document:
     """What a trim needs to remove exactly this document and no other: its ``_id``, its ``user_id``
     and, when it has one, its ``event_id`` (as stored). An ``_id`` alone is not enough: an app that
     chooses its own ``_id``s may reuse one, for another event or another user, before a pending trim
-    is finished; and on a cluster sharded by ``user_id`` the user makes the delete a targeted one."""
+    is finished (a pending trim's mark stays until the next summary write, see ``jobs.compress`` step 7);
+    a document with no ``event_id`` is told apart by its ``created_at``. And on a cluster sharded by
+    ``user_id`` the user makes the delete a targeted one."""
     ref = {"_id": doc.get("_id"), "user_id": doc.get("user_id")}
     if "event_id" in doc:
         ref["event_id"] = doc["event_id"]
+    elif isinstance(doc.get("created_at"), datetime):  # no event id: the time tells a reuse apart
+        ref["created_at"] = doc["created_at"]
     return ref
 
 

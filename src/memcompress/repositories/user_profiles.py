@@ -3,19 +3,39 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from bson import ObjectId
 from pymongo import ReturnDocument
+from pymongo.errors import DuplicateKeyError
 
 from memcompress.metrics import Metrics
-from memcompress.models import PROFILE_FIELDS, ProfileDefaults, UserProfile, Watermark, summary_hash, utc_now
-from memcompress.repositories.database import USER_PROFILES, Document, MongoDatabase
-from memcompress.repositories.documents import document_to_profile
+from memcompress.models import (
+    PROFILE_FIELDS,
+    FoldState,
+    Outcome,
+    ProfileDefaults,
+    UserOverrides,
+    UserProfile,
+    Watermark,
+    summary_hash,
+    utc_now,
+)
+from memcompress.repositories.database import (
+    COMPACTION_LOG,
+    OVERRIDES,
+    USER_PROFILES,
+    Document,
+    MongoDatabase,
+)
+from memcompress.repositories.documents import document_to_profile, valid_models
 from memcompress.repositories.erasures import ErasedUsers
 from memcompress.repositories.errors import ProfileBusy
 
 SUMMARY_HISTORY = 5  # hashes of the worker's recent summaries kept on the profile
+# Keys under which `find_for_fold` returns the documents of the other collections it reads.
+OVERRIDES_KEY, COMPRESSIONS_KEY = "__overrides", "__compressions"
 
 
 class MongoUserProfileRepository:
@@ -57,6 +77,44 @@ class MongoUserProfileRepository:
         self._metrics.profile_reads.inc()
         return None if doc is None else document_to_profile(USER_PROFILES, doc)
 
+    async def find_for_fold(self, user_id: str, compressed_since: datetime) -> FoldState:
+        """The profile if there is one (creates nothing), the user's overrides and how many runs
+        compressed the user since ``compressed_since``: one aggregation that adds the other two
+        collections' answers to the profile (``$unionWith``), each under a key of its own."""
+        compressed = {"user_id": user_id, "finished_at": {"$gte": compressed_since}}
+        pipeline: list[Document] = [
+            {"$match": {"user_id": user_id}},
+            {"$limit": 1},
+            {
+                "$unionWith": {
+                    "coll": OVERRIDES,
+                    "pipeline": [{"$match": {"_id": user_id}}, {"$replaceWith": {OVERRIDES_KEY: "$$ROOT"}}],
+                }
+            },
+            {
+                "$unionWith": {
+                    "coll": COMPACTION_LOG,
+                    "pipeline": [
+                        {"$match": {**compressed, "outcome": Outcome.COMPRESSED.value}},
+                        {"$group": {"_id": None, COMPRESSIONS_KEY: {"$sum": 1}}},
+                    ],
+                }
+            },
+        ]
+        rows = await (await self._profiles.aggregate(pipeline)).to_list()
+        self._metrics.profile_reads.inc()
+        profile: UserProfile | None = None
+        overrides: list[UserOverrides] = []
+        compressions = 0
+        for row in rows:
+            if OVERRIDES_KEY in row:
+                overrides = valid_models(UserOverrides, OVERRIDES, [row[OVERRIDES_KEY]], self._metrics)
+            elif COMPRESSIONS_KEY in row:
+                compressions = int(row[COMPRESSIONS_KEY])
+            else:
+                profile = document_to_profile(USER_PROFILES, row)
+        return FoldState(profile, overrides[0] if overrides else None, compressions)
+
     async def save(self, profile: UserProfile) -> None:
         """Upsert the app-owned fields. The summary and its bookkeeping are never overwritten here:
         a stale copy of the profile must not roll back a summary whose events are already trimmed."""
@@ -75,9 +133,12 @@ class MongoUserProfileRepository:
         """Back to the defaults with no summary; bumps the version so an in-flight compression loses
         its next write. Events still stored stay stored (they will be summarised afresh).
 
-        Refused with :class:`ProfileBusy` while a compression is trimming events already inside the
-        summary (``pending_trim`` is set): dropping that summary then would lose those events.
-        ``events_summarized`` is a lifetime counter and is kept.
+        Refused with :class:`ProfileBusy` while ``pending_trim`` is set: its events are inside the
+        summary and may still be trimmed, so dropping that summary could lose them. The mark stays
+        after its trim until the next summary write replaces it (see :mod:`memcompress.jobs.compress`,
+        step 7): a caller that means to reset holds the user's lock, finishes the trim (idempotent) and
+        clears the mark (:meth:`clear_pending_trim`) first. ``events_summarized`` is a lifetime counter
+        and is kept.
         """
         fresh = self._new_document(user_id)
         for kept in ("created_at", "summary_version", "events_summarized"):
@@ -89,7 +150,7 @@ class MongoUserProfileRepository:
         )
         if doc is None:
             if await self._profiles.find_one({"user_id": user_id}, {"_id": 1}) is not None:
-                raise ProfileBusy(f"a compression is trimming events of {user_id!r}; try again shortly")
+                raise ProfileBusy(f"{user_id!r} has a pending trim: finish it and clear the mark first")
             return await self.get(user_id)  # no profile yet: the defaults are what reset means
         self._metrics.profile_writes.labels(kind="reset").inc()
         return document_to_profile(USER_PROFILES, doc)
@@ -103,38 +164,58 @@ class MongoUserProfileRepository:
         watermark: Watermark | None,
         folded_refs: Sequence[Any],
         profile_ref: Any = None,
+        create: bool = False,
     ) -> bool:
         """Store a new summary only if the version is still ``expected_version`` (fencing; a profile
         the app created has no version yet, which counts as 0) and, given ``profile_ref``
         (``UserProfile.ref``), only into that very profile document: a profile created after the one
         read (after a ``forget``, say) is another document, and a summary of the erased history never
-        lands in it.
+        lands in it. With ``create`` (the user had no profile when read), this write creates the
+        profile, with the defaults, and writes into no other: when a profile of the user appeared
+        meanwhile (the app's, or one made after a ``forget``), the unique index on ``user_id`` refuses
+        it and this writer lost. One created for a user erased meanwhile is removed again and
+        :class:`~memcompress.repositories.errors.UserErased` raised (the erase fence).
 
         Records ``folded_refs`` as the pending trim of the new version in the same atomic write, so
-        the events' removal can always be finished later, and keeps the worker's own copy of the
-        summary (``summary_copy``, ``summary_history``) that detects an app overwriting it. Returns
-        whether this writer won. Writes only fields the worker owns (and ``updated_at``).
+        the events' removal can always be finished later (it replaces the mark of an earlier version,
+        whose trim is finished before any new summary is stored), and keeps the worker's own copy of
+        the summary (``summary_copy``, ``summary_history``) that detects an app overwriting it.
+        Returns whether this writer won. Writes only fields the worker owns (and ``updated_at``; a
+        profile it creates gets the defaults).
         """
         new_version = expected_version + 1
-        fence = expected_version if expected_version else {"$in": [0, None]}  # None: also a missing field
         pending = {"summary_version": new_version, "refs": list(folded_refs)} if folded_refs else None
-        same = {} if profile_ref is None else {"_id": profile_ref}
-        result = await self._profiles.update_one(
-            {"user_id": user_id, "summary_version": fence, **same},
-            {
-                "$set": {
-                    "memory_summary": summary,
-                    "summary_copy": summary,
-                    "summary_version": new_version,
-                    "watermark": None if watermark is None else watermark.model_dump(),
-                    "pending_trim": pending,
-                    "updated_at": utc_now(),
-                },
-                "$push": {"summary_history": {"$each": [summary_hash(summary)], "$slice": -SUMMARY_HISTORY}},
-                "$inc": {"events_summarized": len(folded_refs)},
-            },
-        )
-        won = result.modified_count == 1
+        owned = {
+            "memory_summary": summary,
+            "summary_copy": summary,
+            "summary_version": new_version,
+            "watermark": None if watermark is None else watermark.model_dump(),
+            "pending_trim": pending,
+            "updated_at": utc_now(),
+        }
+        update: Document = {
+            "$set": owned,
+            "$push": {"summary_history": {"$each": [summary_hash(summary)], "$slice": -SUMMARY_HISTORY}},
+            "$inc": {"events_summarized": len(folded_refs)},
+        }
+        created = ObjectId()  # the _id of a profile this write creates
+        if create:  # matches no document: inserts one, or fails on the unique index
+            query: Document = {"user_id": user_id, "_id": created}
+            written_above = {*owned, "summary_history", "events_summarized", "user_id"}
+            defaults = self._new_document(user_id).items()
+            update["$setOnInsert"] = {name: value for name, value in defaults if name not in written_above}
+        else:
+            fence = expected_version if expected_version else {"$in": [0, None]}  # None: a missing field too
+            query = {"user_id": user_id, "summary_version": fence}
+            if profile_ref is not None:
+                query["_id"] = profile_ref
+        try:
+            result = await self._profiles.update_one(query, update, upsert=create)
+        except DuplicateKeyError:  # the user has a profile by now: this writer lost
+            return False
+        if result.upserted_id is not None:
+            await self._erased.undo_if_erased(user_id, lambda: self._profiles.delete_one({"_id": created}))
+        won = result.modified_count == 1 or result.upserted_id is not None
         if won:
             self._metrics.profile_writes.labels(kind="summary").inc()
         return won
