@@ -19,6 +19,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from memcompress.jobs.services import FoldPolicy, JobPolicy, Services
+from memcompress.keys import llm_budget_key
 from memcompress.metrics import Metrics
 from memcompress.repositories import (
     MongoCompactionLog,
@@ -29,11 +30,12 @@ from memcompress.repositories import (
     MongoUserOverrides,
     MongoUserProfileRepository,
     RedisJobQueue,
+    RedisLLMBudget,
     RedisUserLocks,
 )
 from memcompress.repositories.documents import EventRules
 from memcompress.repositories.job_queue import health_check_key
-from memcompress.repositories.protocols import JobQueue
+from memcompress.repositories.protocols import JobQueue, LLMBudget
 from memcompress.settings import Settings
 from memcompress.summarizers import ExtractiveSummarizer, OpenAISummarizer, Summarizer
 
@@ -71,6 +73,23 @@ def build_summarizer(settings: Settings) -> Summarizer:
     )
 
 
+def build_llm_budget(settings: Settings, redis: Redis, summarizer: Summarizer) -> LLMBudget | None:
+    """The shared LLM budget, when one is set and the summariser calls an LLM (the offline extractive
+    summariser makes no requests, so nothing limits it)."""
+    if isinstance(summarizer, ExtractiveSummarizer) or (
+        settings.llm_rpm is None and settings.llm_tpm is None
+    ):
+        return None
+    window_s = settings.llm_rate_window_s
+    return RedisLLMBudget(
+        redis,
+        llm_budget_key(settings.queue_name),
+        max_requests=settings.llm_rpm * window_s // 60 if settings.llm_rpm else None,
+        max_tokens=settings.llm_tpm * window_s // 60 if settings.llm_tpm else None,
+        window_s=window_s,
+    )
+
+
 def build_services(
     settings: Settings, database: MongoDatabase, redis: Redis, metrics: Metrics, summarizer: Summarizer
 ) -> Services:
@@ -90,6 +109,7 @@ def build_services(
         policy=FoldPolicy.from_settings(settings),
         job_policy=JobPolicy.from_settings(settings),
         metrics=metrics,
+        llm_budget=build_llm_budget(settings, redis, summarizer),
     )
 
 

@@ -10,13 +10,24 @@ DEFAULT_REQUESTS_KEY = "memcompress:requests"
 JOB_FUNCTION = "compress_user"
 JOB_ID_PREFIX = "compress:"
 LOCK_KEY_PREFIX = "memcompress:lock:"
-LAST_SCAN_KEY = "memcompress:last_scan"
+LAST_SCAN_SUFFIX = ":last_scan"
 PAUSED_SUFFIX = ":paused"
+LLM_BUDGET_SUFFIX = ":llm-budget"
 
 
 def paused_key(queue_name: str) -> str:
     """Set while workers of the queue take no jobs (``memcompress pause``)."""
     return queue_name + PAUSED_SUFFIX
+
+
+def last_scan_key(queue_name: str) -> str:
+    """The last scan's record (``status``; the incremental scan's watermark), per queue."""
+    return queue_name + LAST_SCAN_SUFFIX
+
+
+def llm_budget_key(queue_name: str) -> str:
+    """The LLM requests of the last window, shared by every worker of the queue (MEMCOMPRESS_LLM_RPM)."""
+    return queue_name + LLM_BUDGET_SUFFIX
 
 
 def job_id(user_id: str) -> str:

@@ -66,6 +66,17 @@ class Metrics:
             buckets=DURATION_BUCKETS,
             registry=r,
         )
+        self.llm_tokens = Counter(
+            "memcompress_llm_tokens_total",
+            "Tokens the LLM server reported using, by kind (prompt, completion).",
+            ["summarizer", "kind"],
+            registry=r,
+        )
+        self.llm_rate_limited = Counter(
+            "memcompress_llm_rate_limited_seconds_total",
+            "Time summariser requests waited for the shared LLM budget (MEMCOMPRESS_LLM_RPM / _TPM).",
+            registry=r,
+        )
         self.lock_contention = Counter(
             "memcompress_lock_contention_total",
             "Compression runs that found the user's lock held by another worker.",

@@ -317,6 +317,15 @@ class DeadLetter(BaseModel):
 
 
 @dataclass(frozen=True, slots=True)
+class TokenUsage:
+    """The LLM requests of compaction runs over some period, and the tokens the server reported."""
+
+    llm_calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class UserBacklog:
     """A user over the threshold, as reported by the scan aggregation."""
 
@@ -328,10 +337,46 @@ class UserBacklog:
 
 @dataclass(frozen=True, slots=True)
 class HistorySize:
-    """A user's foldable events: how many, and their content's characters."""
+    """A user's history: the foldable events (how many, and their content's characters), every stored
+    document of the user, and the pinned ones among them."""
 
     events: int
     chars: int
+    stored: int
+    pinned: int
+
+    @property
+    def unfoldable(self) -> int:
+        """Documents the fold cannot use (neither foldable nor pinned): kept, never counted."""
+        return max(self.stored - self.events - self.pinned, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class RecentHistory:
+    """What the fold reads of a user's history before deciding: the newest documents, in one bounded
+    read, and the sizes of the whole history.
+
+    ``events`` are the valid foldable events among the newest documents read, oldest first (the
+    window the boundary is placed in). ``complete``: those documents were all of the user's, so the
+    fold takes the events to fold from ``events`` rather than paging. ``pending_stored``: some
+    document a pending trim names may still be stored (always True when not ``complete``: unknown).
+    """
+
+    size: HistorySize
+    events: list[StoredEvent]
+    complete: bool
+    pending_stored: bool
+
+
+@dataclass(frozen=True, slots=True)
+class FoldState:
+    """What the fold reads of a user besides the history, in one read: the profile (None: there is
+    none), the per-user overrides, and how many runs compressed the user since a given time (the
+    daily cap)."""
+
+    profile: UserProfile | None
+    overrides: UserOverrides | None
+    compressions: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -350,3 +395,4 @@ class Backlog:
 
     users: list[UserBacklog]
     invalid: list[InvalidUserId]
+    active_users: int | None = None  # an incremental scan: the users with events since its watermark

@@ -132,6 +132,24 @@ class Settings(BaseSettings):
     llm_model: str = Field("gpt-4o-mini", min_length=1)
     llm_timeout_s: float = Field(60.0, gt=0)
     llm_max_retries: int = Field(3, ge=0, le=10)
+    # The LLM budget, shared by every worker process through Redis (unset: no limit).
+    llm_rpm: int | None = Field(None, gt=0, description="LLM requests per minute, all workers together")
+    llm_tpm: int | None = Field(
+        None, gt=0, description="LLM tokens per minute (prompt + completion), all workers together"
+    )
+    llm_rate_window_s: int = Field(
+        60,
+        ge=1,
+        le=60,
+        description="the budget holds in every window this long (RPM x window / 60 requests per "
+        "window); shorter windows spread requests more evenly",
+    )
+    llm_price_prompt_per_1m: float | None = Field(
+        None, ge=0, description="USD per million prompt tokens: dry runs show a cost estimate when set"
+    )
+    llm_price_completion_per_1m: float | None = Field(
+        None, ge=0, description="USD per million completion tokens: dry runs show a cost estimate when set"
+    )
 
     # --- queue and worker --------------------------------------------------------------------
     queue_name: str = Field(DEFAULT_QUEUE_NAME, min_length=1)
@@ -142,6 +160,17 @@ class Settings(BaseSettings):
         "*/10 * * * *", validate_default=True, description="when the worker scans for users over threshold"
     )
     scan_limit: int | None = Field(None, ge=1, description="at most this many users per scan")
+    full_scan_interval_h: float = Field(
+        24.0,
+        ge=0,
+        description="a scan reads every user's events this often (0: always); else only active users",
+    )
+    scan_overlap_s: float = Field(
+        600.0,
+        ge=0,
+        le=86_400,
+        description="an incremental scan also reads events this much older than the last scan",
+    )
     max_jobs: int = Field(16, ge=1, le=1000, description="concurrent jobs per worker process")
     job_timeout_s: float = Field(300.0, gt=0, description="one compression job, all LLM calls included")
     max_tries: int = Field(5, ge=1, le=100, description="tries per job before it is dead-lettered")
@@ -168,6 +197,13 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return tuple(role.strip() for role in value.split(",") if role.strip())
         return value
+
+    @field_validator(
+        "llm_rpm", "llm_tpm", "llm_price_prompt_per_1m", "llm_price_completion_per_1m", mode="before"
+    )
+    @classmethod
+    def _unset_when_empty(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("default_language")
     @classmethod
@@ -239,6 +275,15 @@ class Settings(BaseSettings):
                 "(it only selects sentences): use archive, configure an LLM, or set "
                 "MEMCOMPRESS_ACCEPT_LOSSY_RETENTION=true to accept that loss"
             )
+        for name, per_minute in (
+            ("MEMCOMPRESS_LLM_RPM", self.llm_rpm),
+            ("MEMCOMPRESS_LLM_TPM", self.llm_tpm),
+        ):
+            if per_minute is not None and per_minute * self.llm_rate_window_s < 60:
+                raise ValueError(
+                    f"{name} ({per_minute}) allows less than one per "
+                    f"MEMCOMPRESS_LLM_RATE_WINDOW_S ({self.llm_rate_window_s} s): raise it or the window"
+                )
         # Timeouts are layered: one LLM request < one job. The user's lock outlasts the job by being
         # renewed every third of its TTL while held; the TTL itself only says how soon a crashed
         # holder's lock expires, so it is independent of the job timeout.

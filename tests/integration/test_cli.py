@@ -114,7 +114,13 @@ def test_scan_dry_run_json_matches_the_contract_and_changes_nothing(
     before = snapshot(mongo, sync_redis)
     result = invoke(env, "scan", "--dry-run", "--json")
     assert result.exit_code == 0, result.output
-    assert json.loads(result.output) == {
+    report = json.loads(result.output)
+    estimate = report.pop("estimate")
+    assert (estimate["users"], estimate["users_planned"], estimate["llm_requests"]) == (2, 2, 2)
+    assert estimate["prompt_tokens"] > estimate["completion_tokens"] > 0 and "cost_usd" not in estimate
+    assert report == {
+        "mode": "full",  # a dry run reads every user
+        "active_users": None,
         "threshold": 50,
         "users_found": 2,
         "users": [{"user_id": "c", "event_count": 80}, {"user_id": "a", "event_count": 51}],
@@ -125,7 +131,10 @@ def test_scan_dry_run_json_matches_the_contract_and_changes_nothing(
     limited = json.loads(
         invoke(env, "scan", "--dry-run", "--json", "--limit", "1", "--threshold", "2").output
     )
+    assert limited.pop("estimate")["users"] == 1
     assert limited == {
+        "mode": "full",
+        "active_users": None,
         "threshold": 2,
         "users_found": 1,
         "users": [{"user_id": "c", "event_count": 80}],
@@ -140,10 +149,36 @@ def test_scan_queues_one_job_per_user_and_says_how_many(
     seed(mongo, {"a": 51, "c": 80})
     first = json.loads(invoke(env, "scan", "--json").output)
     assert (first["users_found"], first["enqueued"]) == (2, 2)
-    assert "queued 0 jobs (2 were already queued" in invoke(env, "scan").output
+    assert "queued 0 jobs (2 were already queued" in invoke(env, "scan", "--full").output
     assert sync_redis.zcard(env["MEMCOMPRESS_QUEUE_NAME"]) == 2
     status = json.loads(invoke(env, "status", "--json").output)
     assert (status["queue_depth"], status["waiting"], status["last_scan"]["users_found"]) == (2, 2, 2)
+
+
+def test_a_scan_after_the_first_reads_only_users_with_new_events_until_a_full_one(
+    env: dict[str, str], mongo: Database[dict[str, Any]]
+) -> None:
+    seed(mongo, {"old": 80, "quiet": 30, "backfilled": 30})
+    first = json.loads(invoke(env, "scan", "--json").output)
+    assert (first["mode"], [u["user_id"] for u in first["users"]]) == ("full", ["old"])
+    now = datetime.now(UTC)
+    mongo[USER_MEMORY].insert_many(
+        [{"user_id": "quiet", "role": "user", "content": f"new {i}", "created_at": now} for i in range(30)]
+    )
+    # An import with old times: an incremental scan cannot see it (the README says so).
+    mongo[USER_MEMORY].insert_many(
+        [{"user_id": "backfilled", "role": "user", "content": f"{i}", "created_at": T0} for i in range(30)]
+    )
+    second = json.loads(invoke(env, "scan", "--json").output)
+    assert (second["mode"], second["active_users"]) == ("incremental", 1)  # "quiet" alone was read
+    assert [u["user_id"] for u in second["users"]] == ["quiet"]
+    full = json.loads(invoke(env, "scan", "--full", "--json").output)
+    assert (full["mode"], full["active_users"]) == ("full", None)
+    assert {u["user_id"] for u in full["users"]} == {"old", "quiet", "backfilled"}
+    daily = json.loads(invoke({**env, "MEMCOMPRESS_FULL_SCAN_INTERVAL_H": "0"}, "scan", "--json").output)
+    assert daily["mode"] == "full"  # the safety net, when due (here: always)
+    text = invoke(env, "scan").output
+    assert text.startswith("incremental scan of 1 users with new events: 1 users with more than 50 events")
 
 
 def test_the_scan_reports_invalid_user_ids_and_never_queues_them(
@@ -226,6 +261,31 @@ def test_compress_dry_run_shows_the_plan_and_stores_nothing(
     assert plan["estimated_prompt_tokens"] > 0 and plan["chunk_sizes"] == [55]
     assert "big message 0" in plan["preview_summary"]
     assert snapshot(mongo, sync_redis) == before  # not even a default profile
+
+
+def test_dry_runs_show_a_cost_when_the_prices_are_set(
+    env: dict[str, str], mongo: Database[dict[str, Any]]
+) -> None:
+    seed(mongo, {"big": 75})
+    priced = env | {
+        "MEMCOMPRESS_LLM_PRICE_PROMPT_PER_1M": "0.15",
+        "MEMCOMPRESS_LLM_PRICE_COMPLETION_PER_1M": "0.60",
+    }
+    plan = json.loads(invoke(priced, "compress", "big", "--dry-run", "--json").output)
+    assert "estimated_cost_usd" not in json.loads(
+        invoke(env, "compress", "big", "--dry-run", "--json").output
+    )
+    expected = (plan["estimated_prompt_tokens"] * 0.15 + plan["estimated_completion_tokens"] * 0.60) / 1e6
+    assert plan["estimated_cost_usd"] == pytest.approx(expected, abs=1e-4)
+    estimate = json.loads(invoke(priced, "scan", "--dry-run", "--json").output)["estimate"]
+    assert (estimate["prompt_tokens"], estimate["completion_tokens"]) == (
+        plan["estimated_prompt_tokens"],
+        plan["estimated_completion_tokens"],
+    )
+    assert estimate["cost_usd"] == plan["estimated_cost_usd"]
+    text = invoke(priced, "scan", "--dry-run").output
+    assert f"estimate: 1 LLM requests, {estimate['prompt_tokens']} prompt + " in text
+    assert f"about ${estimate['cost_usd']:.2f}" in text
 
 
 def test_run_once_compresses_everyone_and_reports(
@@ -326,6 +386,30 @@ def test_enqueue_status_and_migrate(env: dict[str, str], mongo: Database[dict[st
     )
     assert "dead letters: 1" in invoke(env, "status").output
     assert "dl: queued" in invoke(env, "dead", "retry", "--all").output
+
+
+def test_status_adds_up_the_llm_tokens_of_the_last_24_hours(
+    env: dict[str, str], mongo: Database[dict[str, Any]]
+) -> None:
+    now = datetime.now(UTC)
+    runs = [
+        (now - timedelta(hours=1), 2, 1000, 150),
+        (now - timedelta(hours=23), 1, 400, None),  # a server that reported no completion tokens
+        (now - timedelta(hours=1), 0, None, None),  # the offline summariser: no LLM
+        (now - timedelta(hours=25), 5, 9000, 900),  # too old
+    ]
+    mongo[COMPACTION_LOG].insert_many(
+        [
+            {"user_id": f"u{i}", "outcome": "compressed", "finished_at": at, "llm_calls": calls}
+            | {"prompt_tokens": prompt, "completion_tokens": completion}
+            for i, (at, calls, prompt, completion) in enumerate(runs)
+        ]
+    )
+    report = json.loads(invoke(env, "status", "--json").output)
+    assert report["llm_usage_24h"] == {"llm_calls": 3, "prompt_tokens": 1400, "completion_tokens": 150}
+    assert (
+        "LLM, last 24 hours: 3 requests, 1400 prompt + 150 completion tokens" in invoke(env, "status").output
+    )
 
 
 def test_status_with_mongodb_down_shows_the_redis_parts(env: dict[str, str]) -> None:

@@ -18,11 +18,14 @@ from memcompress.models import (
     Backlog,
     CompactionRecord,
     DeadLetter,
+    FoldState,
     HistorySize,
     MemoryEvent,
     Outcome,
     PendingTrim,
+    RecentHistory,
     StoredEvent,
+    TokenUsage,
     UserBacklog,
     UserOverrides,
     UserProfile,
@@ -70,15 +73,23 @@ class FakeMemory:
     async def count_events(self, user_id: str) -> int:
         return len(self._ordered(user_id))
 
-    async def foldable_size(self, user_id: str) -> HistorySize:
-        events = [s.event for s in self._ordered(user_id)]
-        return HistorySize(len(events), sum(len(e.content) for e in events))
-
-    async def count_pinned(self, user_id: str) -> int:
-        return sum(e.user_id == user_id and PINNED in e.tags for e in self.events.values())
-
-    async def newest_foldable(self, user_id: str, limit: int) -> list[MemoryEvent]:
-        return [s.event for s in self._ordered(user_id)[-limit:]]
+    async def recent_history(self, user_id: str, limit: int, pending: Sequence[Any] = ()) -> RecentHistory:
+        """The newest ``limit`` events (pinned ones among them, as the store counts documents)."""
+        mine = sorted(
+            ((ref, e) for ref, e in self.events.items() if e.user_id == user_id),
+            key=lambda item: (item[1].created_at, item[0]),
+        )
+        complete = len(mine) < limit
+        events = [StoredEvent(ref, e) for ref, e in mine[-limit:] if PINNED not in e.tags]
+        foldable = [s.event for s in self._ordered(user_id)]
+        size = HistorySize(
+            events=len(foldable),
+            chars=sum(len(e.content) for e in foldable),
+            stored=len(mine),
+            pinned=len(mine) - len(foldable),
+        )
+        stored = not complete or any(ref in pending for ref, _ in mine)
+        return RecentHistory(size, events, complete, stored)
 
     async def unfoldable_refs(self, user_id: str, limit: int) -> list[Any]:
         return []
@@ -112,14 +123,29 @@ class FakeMemory:
         over = sorted(((-n, u) for u, n in counts.items() if n > threshold))[:limit]
         return [UserBacklog(u, -n) for n, u in over]
 
-    async def scan_backlog(self, threshold: int, limit: int | None = None) -> Backlog:
-        return Backlog(users=await self.users_over_threshold(threshold, limit), invalid=[])
+    async def scan_backlog(
+        self, threshold: int, limit: int | None = None, since: datetime | None = None
+    ) -> Backlog:
+        if since is None:
+            return Backlog(users=await self.users_over_threshold(threshold, limit), invalid=[])
+        active = {e.user_id for e in self.events.values() if e.created_at >= since}
+        users = [u for u in await self.users_over_threshold(threshold) if u.user_id in active]
+        return Backlog(users=users[:limit], invalid=[], active_users=len(active))
 
 
 class FakeProfiles:
-    def __init__(self, erased: set[str] | None = None) -> None:
+    """``overrides`` and ``log``: the fakes ``find_for_fold`` reads besides the profiles."""
+
+    def __init__(
+        self,
+        erased: set[str] | None = None,
+        overrides: FakeOverrides | None = None,
+        log: FakeCompactionLog | None = None,
+    ) -> None:
         self.profiles: dict[str, UserProfile] = {}
         self.erased = set() if erased is None else erased
+        self.overrides = overrides or FakeOverrides()
+        self.log = log or FakeCompactionLog(self.erased)
 
     async def get(self, user_id: str) -> UserProfile:
         if user_id not in self.profiles:
@@ -129,6 +155,13 @@ class FakeProfiles:
     async def find(self, user_id: str) -> UserProfile | None:
         profile = self.profiles.get(user_id)
         return None if profile is None else profile.model_copy()
+
+    async def find_for_fold(self, user_id: str, compressed_since: datetime) -> FoldState:
+        compressions = sum(
+            r.user_id == user_id and r.outcome is Outcome.COMPRESSED and r.finished_at >= compressed_since
+            for r in self.log.records
+        )
+        return FoldState(await self.find(user_id), await self.overrides.get(user_id), compressions)
 
     async def save(self, profile: UserProfile) -> None:
         current = await self.get(profile.user_id)
@@ -156,7 +189,10 @@ class FakeProfiles:
         watermark: Watermark | None,
         folded_refs: Sequence[Any],
         profile_ref: Any = None,
+        create: bool = False,
     ) -> bool:
+        if (user_id in self.profiles) is create:  # creates only a profile there is none of
+            return False
         current = await self.get(user_id)
         if current.summary_version != expected_version:
             return False
@@ -206,18 +242,20 @@ class FakeCompactionLog:
         self.records: list[CompactionRecord] = []
         self.erased = set() if erased is None else erased
 
-    async def compressions_since(self, user_id: str, since: datetime) -> int:
-        return sum(
-            r.user_id == user_id and r.outcome is Outcome.COMPRESSED and r.finished_at >= since
-            for r in self.records
-        )
-
     async def record(self, entry: CompactionRecord) -> None:
         _fence(self.erased, entry.user_id)
         self.records.append(entry)
 
     async def recent(self, limit: int = 20, user_id: str | None = None) -> list[CompactionRecord]:
         return [r for r in reversed(self.records) if user_id in (None, r.user_id)][:limit]
+
+    async def token_usage_since(self, since: datetime) -> TokenUsage:
+        runs = [r for r in self.records if r.finished_at >= since]
+        return TokenUsage(
+            sum(r.llm_calls for r in runs),
+            sum(r.prompt_tokens or 0 for r in runs),
+            sum(r.completion_tokens or 0 for r in runs),
+        )
 
 
 class FakeDeadLetters:
@@ -413,11 +451,12 @@ def fake_services(summarizer: Summarizer, **policy: Any) -> Services:
     """Every port faked; the policies are the settings' defaults with ``policy`` overrides."""
     settings = Settings(_env_file=None)  # type: ignore[call-arg]
     erased: set[str] = set()  # the users `forget` erased: one set, as the store has one collection
+    overrides, log = FakeOverrides(), FakeCompactionLog(erased)
     return Services(
         memory=FakeMemory(erased),
-        profiles=FakeProfiles(erased),
-        overrides=FakeOverrides(),
-        compaction_log=FakeCompactionLog(erased),
+        profiles=FakeProfiles(erased, overrides, log),
+        overrides=overrides,
+        compaction_log=log,
         dead_letters=FakeDeadLetters(erased),
         maintenance=FakeMaintenance(erased),
         locks=FakeLocks(),

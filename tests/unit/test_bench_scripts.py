@@ -3,6 +3,8 @@ names, not by the suite, so an API change would otherwise break them unnoticed).
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -29,3 +31,50 @@ def test_the_script_starts(script: str) -> None:
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "usage:" in result.stdout
+
+
+def test_the_headline_is_computed_from_the_rows_the_scripts_wrote(tmp_path: Path) -> None:
+    spec = importlib.util.spec_from_file_location("run_all", BENCH / "run_all.py")
+    assert spec is not None and spec.loader is not None
+    run_all = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(run_all)
+
+    def ours(max_jobs: int, users_per_s: float, design: str = "ours") -> dict[str, object]:
+        return {
+            "design": design,
+            "processes": 1,
+            "max_jobs": max_jobs,
+            "latency_s": 0.2,
+            "users_per_s": users_per_s,
+        }
+
+    throughput = [
+        {"design": "tl08", "processes": 1, "max_jobs": 1, "latency_s": 0.2, "users_per_s": 4.0},
+        ours(1, 4.0),
+        ours(4, 18.0),
+        ours(16, 44.0),
+        ours(16, 10.0, design="ours-poll"),  # a what-if row: never the headline
+        {"design": "tl08", "processes": 1, "max_jobs": 1, "latency_s": 0.0, "users_per_s": 50.0},
+    ]
+    cost = [{"events": 60, "chunks": 1, "round_trips": 6}, {"events": 1000, "chunks": 2, "round_trips": 11}]
+    fold = [
+        {"events": 1000, "rss_peak_mb": 80.0, "rss_baseline_mb": 70.0},
+        {"events": 100_000, "rss_peak_mb": 95.5, "rss_baseline_mb": 71.0},
+    ]
+    for name, rows in {"throughput": throughput, "per_user_cost": cost, "fold_memory": fold}.items():
+        (tmp_path / f"{name}.json").write_text(json.dumps(rows))
+    (tmp_path / "scan.json").write_text(json.dumps([{"events": 100_000, "full_vs_incremental": 12.5}]))
+
+    result = run_all.headline(tmp_path, "0.10/0.20/0.30", "1.00/0.50/0.30")
+    assert result == {
+        "ratio_vs_tl08_j16": 11.0,
+        "fraction_of_ideal_j1": 0.8,
+        "fraction_of_ideal_j4": 0.9,
+        "store_ops_per_user": 6,
+        "rss_growth_mb_1k_100k": 14.5,
+        "scan_incremental_vs_full_100k": 12.5,
+        "load_average_before": "0.10/0.20/0.30",
+        "load_average_after": "1.00/0.50/0.30",
+    }
+    (tmp_path / "fold_memory.json").unlink()  # --quick runs no fold_memory
+    assert run_all.headline(tmp_path, "", "")["rss_growth_mb_1k_100k"] is None

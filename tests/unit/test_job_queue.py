@@ -9,32 +9,14 @@ import pytest
 from arq.connections import ArqRedis
 from arq.constants import expires_extra_ms, in_progress_key_prefix, job_key_prefix
 from arq.jobs import deserialize_job_raw
-from fakeredis import FakeAsyncRedis, FakeServer
+from fakeredis import FakeAsyncRedis
 
 from memcompress.keys import JOB_FUNCTION, job_id
 from memcompress.repositories.job_queue import LOOK_AGAIN_S, RedisJobQueue
+from tests.unit.conftest import T0, Clock
 
 QUEUE = "q"
 REQUESTS = "q:requests"
-T0 = 1_800_000_000.0
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def redis() -> FakeAsyncRedis:
-    return FakeAsyncRedis(server=FakeServer())
 
 
 @pytest.fixture

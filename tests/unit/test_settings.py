@@ -125,6 +125,19 @@ def test_explicit_summarizer_wins(monkeypatch: pytest.MonkeyPatch) -> None:
             "timeouts must be layered: MEMCOMPRESS_LLM_TIMEOUT_S (400) < MEMCOMPRESS_JOB_TIMEOUT_S (300)",
         ),
         ({"MEMCOMPRESS_LOCK_TTL_S": "0"}, "MEMCOMPRESS_LOCK_TTL_S: Input should be greater than 0"),
+        ({"MEMCOMPRESS_LLM_RPM": "0"}, "MEMCOMPRESS_LLM_RPM: Input should be greater than 0"),
+        ({"MEMCOMPRESS_LLM_RPM": "-5"}, "MEMCOMPRESS_LLM_RPM: Input should be greater than 0"),
+        ({"MEMCOMPRESS_LLM_RPM": "1.5"}, "MEMCOMPRESS_LLM_RPM: Input should be a valid integer"),
+        ({"MEMCOMPRESS_LLM_TPM": "lots"}, "MEMCOMPRESS_LLM_TPM: Input should be a valid integer"),
+        ({"MEMCOMPRESS_LLM_RATE_WINDOW_S": "120"}, "MEMCOMPRESS_LLM_RATE_WINDOW_S: Input should be less"),
+        (
+            {"MEMCOMPRESS_LLM_RPM": "5", "MEMCOMPRESS_LLM_RATE_WINDOW_S": "10"},
+            "MEMCOMPRESS_LLM_RPM (5) allows less than one per MEMCOMPRESS_LLM_RATE_WINDOW_S (10 s)",
+        ),
+        (
+            {"MEMCOMPRESS_LLM_PRICE_PROMPT_PER_1M": "-1"},
+            "MEMCOMPRESS_LLM_PRICE_PROMPT_PER_1M: Input should be greater than or equal to 0",
+        ),
         (
             {"MEMCOMPRESS_SCAN_CRON": "*/10 * * *"},
             "MEMCOMPRESS_SCAN_CRON: '*/10 * * *': Exactly 5, 6 or 7 columns",
@@ -182,3 +195,20 @@ def test_secrets_never_appear_in_repr_or_describe(monkeypatch: pytest.MonkeyPatc
 
 def test_settings_class_can_be_built_directly() -> None:
     assert Settings(threshold=10, keep_last=2).keep_last == 2
+
+
+def test_the_llm_budget_is_off_unless_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    s = load_settings()
+    assert (s.llm_rpm, s.llm_tpm, s.llm_rate_window_s) == (None, None, 60)
+    assert (s.llm_price_prompt_per_1m, s.llm_price_completion_per_1m) == (None, None)
+    monkeypatch.setenv("MEMCOMPRESS_LLM_RPM", "500")
+    monkeypatch.setenv("MEMCOMPRESS_LLM_TPM", "200000")
+    monkeypatch.setenv("MEMCOMPRESS_LLM_PRICE_PROMPT_PER_1M", "0.15")
+    monkeypatch.setenv("MEMCOMPRESS_LLM_PRICE_COMPLETION_PER_1M", "")  # empty: unset
+    s = load_settings()
+    assert (s.llm_rpm, s.llm_tpm, s.llm_price_prompt_per_1m, s.llm_price_completion_per_1m) == (
+        500,
+        200_000,
+        0.15,
+        None,
+    )

@@ -169,6 +169,11 @@ def _print_status(report: dict[str, Any]) -> None:
         )
     for risk in report["risks"]:
         click.echo(f"AT RISK: {risk}")
+    usage = report["llm_usage_24h"]
+    click.echo(
+        f"LLM, last 24 hours: {usage['llm_calls']} requests, {usage['prompt_tokens']} prompt + "
+        f"{usage['completion_tokens']} completion tokens"
+    )
     click.echo("last compactions:")
     for record in report["last_compactions"]:
         click.echo(

@@ -16,7 +16,16 @@ from prometheus_client.exposition import basic_auth_handler, default_handler
 
 from memcompress.bootstrap import open_services
 from memcompress.cli.context import CLI_REDIS_RETRIES, EXIT_FAILED, CliState, run
-from memcompress.jobs import Candidates, Services, compress_now, find_candidates, scan_and_enqueue
+from memcompress.jobs import (
+    BacklogEstimate,
+    Candidates,
+    LLMPrices,
+    Services,
+    compress_now,
+    estimate_backlog,
+    find_candidates,
+    scan_and_enqueue,
+)
 from memcompress.metrics import RunMetrics
 from memcompress.models import CompactionRecord, Outcome, UserBacklog
 from memcompress.redaction import describe_error, split_userinfo
@@ -30,36 +39,65 @@ from memcompress.redaction import describe_error, split_userinfo
     type=click.IntRange(min=1),
     help="Override MEMCOMPRESS_THRESHOLD for this scan (queued jobs still use the workers' own threshold).",
 )
+@click.option(
+    "--full",
+    is_flag=True,
+    help="Count every user's events, not only those of users with events since the last scan.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
 @click.pass_obj
-def scan(state: CliState, dry_run: bool, limit: int | None, threshold: int | None, as_json: bool) -> None:
+def scan(
+    state: CliState, dry_run: bool, limit: int | None, threshold: int | None, full: bool, as_json: bool
+) -> None:
     """List users with more than THRESHOLD events and (without --dry-run) queue a job for each.
 
-    JSON: {"threshold": N, "users_found": N, "users": [{"user_id": ..., "event_count": N}, ...],
-    "invalid_user_ids": N, "invalid_examples": [...]}, most events first; without --dry-run it also has
-    "enqueued". Invalid user ids (not a string, empty, over 256 characters) are never queued.
+    A scan is incremental (only users with events since the last scan's watermark) unless --full is
+    given, a full scan is due (MEMCOMPRESS_FULL_SCAN_INTERVAL_H), no earlier scan left a watermark, or
+    --threshold differs from MEMCOMPRESS_THRESHOLD. A dry run is always full.
+
+    JSON: {"mode": "full"|"incremental", "active_users": N|null, "threshold": N, "users_found": N,
+    "users": [{"user_id": ..., "event_count": N}, ...], "invalid_user_ids": N, "invalid_examples":
+    [...]}, most events first; without --dry-run it also has "enqueued", with it "estimate" (LLM
+    requests and tokens to compress them all, and "cost_usd" when the prices are set). Invalid user ids
+    (not a string, empty, over 256 characters) are never queued.
     """
 
     async def work() -> int:
         settings = state.settings()
         used = threshold or settings.threshold
         async with open_services(settings, redis_retries=CLI_REDIS_RETRIES) as services:
+            estimate = None
             if dry_run:
                 found, enqueued = await find_candidates(services, threshold=used, limit=limit), None
+                mode = "full"
+                estimate = await estimate_backlog(
+                    services, found.users, prices=LLMPrices.from_settings(settings)
+                )
             else:
-                result = await scan_and_enqueue(services, threshold=used, limit=limit)
-                found = Candidates(result.users, result.invalid_user_ids, result.invalid_examples)
-                enqueued = result.enqueued
-        _print_scan(used, found, enqueued, as_json)
+                result = await scan_and_enqueue(services, threshold=used, limit=limit, full=full)
+                found = Candidates(
+                    result.users, result.invalid_user_ids, result.invalid_examples, result.active_users
+                )
+                enqueued, mode = result.enqueued, result.mode
+        _print_scan(used, found, enqueued, as_json, mode, estimate)
         return 0
 
     run(state, work())
 
 
-def _print_scan(threshold: int, found: Candidates, enqueued: int | None, as_json: bool) -> None:
+def _print_scan(
+    threshold: int,
+    found: Candidates,
+    enqueued: int | None,
+    as_json: bool,
+    mode: str = "full",
+    estimate: BacklogEstimate | None = None,
+) -> None:
     users = found.users
     if as_json:
         report: dict[str, object] = {
+            "mode": mode,
+            "active_users": found.active_users,
             "threshold": threshold,
             "users_found": len(users),
             "users": [{"user_id": u.user_id, "event_count": u.event_count} for u in users],
@@ -68,9 +106,12 @@ def _print_scan(threshold: int, found: Candidates, enqueued: int | None, as_json
         }
         if enqueued is not None:
             report["enqueued"] = enqueued
+        if estimate is not None:
+            report["estimate"] = estimate.as_dict()
         click.echo(json.dumps(report, ensure_ascii=False))
         return
-    click.echo(f"{len(users)} users with more than {threshold} events")
+    looked_at = "every user" if found.active_users is None else f"{found.active_users} users with new events"
+    click.echo(f"{mode} scan of {looked_at}: {len(users)} users with more than {threshold} events")
     if users:
         width = max(len("user_id"), *(len(u.user_id) for u in users))
         click.echo(f"{'user_id':<{width}}  events")
@@ -80,6 +121,14 @@ def _print_scan(threshold: int, found: Candidates, enqueued: int | None, as_json
         click.echo(
             f"{found.invalid_user_ids} user_id values over the threshold are not valid user ids (never "
             f"queued): {'; '.join(found.invalid_examples)}"
+        )
+    if estimate is not None:
+        cost = f", about ${estimate.cost_usd:.2f}" if estimate.cost_usd is not None else ""
+        click.echo(
+            f"estimate: {estimate.llm_requests} LLM requests, {estimate.prompt_tokens} prompt + "
+            f"{estimate.completion_tokens} completion tokens{cost} ({estimate.users_planned} of "
+            f"{estimate.users} users planned, the rest scaled by their characters; tokens estimated per "
+            "character, within about a fifth)"
         )
     if enqueued is None:
         click.echo("dry run: nothing changed, nothing queued")

@@ -6,7 +6,7 @@ import click
 
 from memcompress.bootstrap import open_services
 from memcompress.cli.context import CLI_REDIS_RETRIES, EXIT_FAILED, CliState, echo_report, run, valid_user_ids
-from memcompress.jobs import compress_now, forget_user, plan_compression
+from memcompress.jobs import LLMPrices, compress_now, forget_user, plan_compression
 from memcompress.logs import bind_job
 
 
@@ -34,7 +34,9 @@ def compress(state: CliState, user_id: str, dry_run: bool, preview: bool, as_jso
         settings = state.settings()
         async with open_services(settings, redis_retries=CLI_REDIS_RETRIES) as services:
             if dry_run:
-                plan = await plan_compression(services, user_id, preview=preview)
+                plan = await plan_compression(
+                    services, user_id, preview=preview, prices=LLMPrices.from_settings(settings)
+                )
                 shown = plan.as_dict()
                 if not preview:
                     shown.pop("preview_summary")

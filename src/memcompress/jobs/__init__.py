@@ -5,7 +5,13 @@ ports (``Services``)."""
 from memcompress.jobs.compress import run_compression
 from memcompress.jobs.forget import forget_user
 from memcompress.jobs.inline import compress_now
-from memcompress.jobs.plan import CompressionPlan, plan_compression
+from memcompress.jobs.plan import (
+    BacklogEstimate,
+    CompressionPlan,
+    LLMPrices,
+    estimate_backlog,
+    plan_compression,
+)
 from memcompress.jobs.queued import JobDecision, recheck_after_job, run_queued_compression
 from memcompress.jobs.replay import ReplayResult, replay_user
 from memcompress.jobs.scan import Candidates, ScanResult, find_candidates, find_users, scan_and_enqueue
@@ -13,15 +19,18 @@ from memcompress.jobs.services import FoldPolicy, JobPolicy, Services
 from memcompress.jobs.status import store_report
 
 __all__ = [
+    "BacklogEstimate",
     "Candidates",
     "CompressionPlan",
     "FoldPolicy",
     "JobDecision",
     "JobPolicy",
+    "LLMPrices",
     "ReplayResult",
     "ScanResult",
     "Services",
     "compress_now",
+    "estimate_backlog",
     "find_candidates",
     "find_users",
     "forget_user",

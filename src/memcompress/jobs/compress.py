@@ -8,17 +8,24 @@ How the steps keep it:
 
 1. Lock. Take the user's lock without waiting; if another worker holds it, stop ("busy").
    The lock only saves duplicate LLM work: correctness comes from step 6's version check.
-2. Finish what a previous run left (reading the profile creates none). A run that stored a summary
-   but died before trimming left the summarised event refs as ``pending_trim`` on the profile: trim
-   exactly those, then clear the mark. They are never summarised again. And if the app wrote
-   ``memory_summary`` back from a stale copy (its ``save()`` writes the whole profile), the summary is
-   repaired from the worker's own copy before anything else: restored when the app's text is one of
-   the worker's own earlier summaries, merged (both texts kept) when it is not.
-3. Decide. With at most ``threshold`` foldable events (and tokens under ``trigger_tokens``), skip (a
-   user with no events at all leaves no trace). Otherwise fold every foldable event except the
-   newest ``keep_last`` (and ``target_tokens``) at this moment, moving that boundary older so that
-   no tool call is split from its results; streamed oldest first in ``(created_at, _id)`` order, in
-   bounded batches (the history is never loaded). Pinned events are never folded or counted;
+2. Read, and finish what a previous run left. One read gives what the worker knows of the user (its
+   profile, of which none is created; its overrides; its compressions of the last 24 hours), one
+   more the newest batch of its history with the sizes of the whole of it (counted from that batch
+   when it is the whole history, by one aggregation otherwise). A run that stored a summary left the
+   summarised event refs as ``pending_trim`` on the profile; the mark stays after the trim, until
+   the next summary write replaces it. When any event it names may still be stored (a run died
+   before trimming: the batch shows it, or is not the whole history), trim exactly those again (a
+   no-op for those already gone) and read again if any was. They are never summarised again. And if
+   the app wrote ``memory_summary`` back from a stale copy (its ``save()`` writes the whole
+   profile), the summary is repaired from the worker's own copy before anything else: restored when
+   the app's text is one of the worker's own earlier summaries, merged (both texts kept) when it is
+   not.
+3. Decide, from what step 2 read. With at most ``threshold`` foldable events (and tokens under
+   ``trigger_tokens``), skip (a user with no events at all leaves no trace). Otherwise fold every
+   foldable event except the newest ``keep_last`` (and ``target_tokens``) at this moment, moving
+   that boundary older so that no tool call is split from its results; oldest first in
+   ``(created_at, _id)`` order: taken from step 2's batch when it is the whole history, else streamed
+   in bounded batches (the history is never loaded). Pinned events are never folded or counted;
    documents the fold cannot use are kept, never counted, and reported once per run. Folding fewer
    than ``min_fold`` events, or past the daily cap, is skipped before any LLM call.
 4. Chunk. Cut the stream into chunks that fit one summariser request.
@@ -30,10 +37,14 @@ How the steps keep it:
    an LLM failure, with the kinds of loss (never the values) as the reason. A summary at its length
    budget may drop values: that is recorded (``values_dropped``, a metric), never silent.
 6. Store the new summary and the chunk's refs as ``pending_trim`` in one write, conditional on the
-   summary version read before (fencing). A stale writer loses here and trims nothing.
+   summary version read before (fencing). A stale writer loses here and trims nothing. A user with
+   no profile gets one from this write (with the defaults; erase-fenced like every write that
+   creates a document of a user).
 7. Trim exactly the refs of that chunk, matched by ``_id``, ``user_id`` and ``event_id`` (delete, or
-   archive then delete), then clear the mark. Events appended meanwhile are never among them, whatever
-   their ``created_at``, nor is a document that took over a summarised one's ``_id``.
+   archive then delete). Events appended meanwhile are never among them, whatever their
+   ``created_at``, nor is a document that took over a summarised one's ``_id``. The mark is not
+   cleared by a write of its own: the next chunk's summary write replaces it, and after the last
+   chunk the next run finds none of its events stored (step 2).
 8. Record the run in ``compaction_log`` and the metrics, while the lock is still held, so that a
    ``forget`` (which takes the lock) erases the record too. A run whose user was erased meanwhile
    leaves nothing: every write that could create a document of the user undoes itself then (the
@@ -54,8 +65,9 @@ from memcompress.jobs.boundary import Limits, events_to_fold
 from memcompress.jobs.services import FoldPolicy, Services
 from memcompress.models import (
     CompactionRecord,
-    HistorySize,
+    FoldState,
     Outcome,
+    RecentHistory,
     StoredEvent,
     UserOverrides,
     UserProfile,
@@ -71,6 +83,7 @@ from memcompress.summarizers.base import (
     SummarizerError,
     SummaryRequest,
     SummaryResult,
+    estimate_request_tokens,
     transcript_chars,
 )
 from memcompress.summarizers.carry import CarryVerdict, check_carry, dropped_values, repair_instruction
@@ -81,6 +94,7 @@ TIME_LIMIT = "JobTimeout"  # CompactionRecord.error_class of a run stopped by it
 VERSION_CONFLICT = "VersionConflict"  # CompactionRecord.error_class of a fenced write that lost
 USER_ERASED = "UserErased"  # CompactionRecord.error_class of a run whose user `forget` erased (not stored)
 UNFOLDABLE_LOGGED = 20  # at most this many _ids of documents the fold cannot use, logged per run
+CAP_PERIOD = timedelta(days=1)  # max_compactions_per_day counts the runs of this period
 
 
 class CarryLoss(RejectedOutput):
@@ -230,48 +244,72 @@ class FoldDecision:
 
     limits: Limits
     overrides: UserOverrides | None
-    size: HistorySize
+    recent: RecentHistory
     to_fold: int = 0
     reason: str = ""
 
 
-async def decide(services: Services, user_id: str) -> FoldDecision:
+async def read_user(services: Services, user_id: str) -> tuple[FoldState, RecentHistory]:
+    """Step 2's reads, shared with dry runs (they create nothing): what the worker knows of the user,
+    and the newest batch of its history with the sizes of the whole of it."""
+    state = await services.profiles.find_for_fold(user_id, utc_now() - CAP_PERIOD)
+    pending = state.profile.pending_trim if state.profile is not None else None
+    recent = await read_history(services, user_id, state.overrides, pending.refs if pending else ())
+    return state, recent
+
+
+async def read_history(
+    services: Services, user_id: str, overrides: UserOverrides | None, pending: Sequence[Any] = ()
+) -> RecentHistory:
+    """One batch of the newest documents, and at least the window the boundary is placed in."""
+    limit = max(services.policy.batch_size, services.policy.limits(overrides).window_size())
+    return await services.memory.recent_history(user_id, limit, pending)
+
+
+def decide(services: Services, state: FoldState, recent: RecentHistory) -> FoldDecision:
     """Counts only foldable events (pinned ones and documents the fold must skip never make a user look
     over the threshold), keeps tool exchanges whole (see :mod:`memcompress.jobs.boundary`), folds no
     fewer than ``min_fold`` events and compresses a user at most ``max_compactions_per_day`` times."""
-    overrides = await services.overrides.get(user_id)
-    limits = services.policy.limits(overrides)
-    size = await services.memory.foldable_size(user_id)
-    decision = FoldDecision(limits, overrides, size)
+    limits = services.policy.limits(state.overrides)
+    size = recent.size
+    decision = FoldDecision(limits, state.overrides, recent)
     if not limits.over_trigger(size.events, size.chars):
         tokens = f" or {limits.trigger_tokens} tokens" if limits.trigger_tokens else ""
         return replace(
             decision, reason=f"not over the threshold of {limits.threshold} foldable events{tokens}"
         )
-    window = await services.memory.newest_foldable(user_id, limits.window_size())
-    to_fold = events_to_fold(size.events, window, limits)
+    # With the whole history in hand, the events there are what can be folded; else the count says.
+    foldable = len(recent.events) if recent.complete else size.events
+    to_fold = events_to_fold(foldable, [stored.event for stored in recent.events], limits)
     if to_fold < limits.smallest_fold:
         return replace(
             decision, reason=f"would fold {to_fold} events, fewer than the minimum of {limits.smallest_fold}"
         )
-    since = utc_now() - timedelta(days=1)
-    if (
-        await services.compaction_log.compressions_since(user_id, since)
-        >= services.policy.max_compactions_per_day
-    ):
+    cap = services.policy.max_compactions_per_day
+    if state.compressions >= cap:
         services.metrics.compaction_cap_hits.inc()
-        return replace(
-            decision, reason=f"compressed {services.policy.max_compactions_per_day} times in 24 hours already"
-        )
+        return replace(decision, reason=f"compressed {cap} times in 24 hours already")
     return replace(decision, to_fold=to_fold)
 
 
-def chunks_to_fold(services: Services, user_id: str, to_fold: int) -> AsyncIterator[list[StoredEvent]]:
+def chunks_to_fold(
+    services: Services, user_id: str, decision: FoldDecision
+) -> AsyncIterator[list[StoredEvent]]:
     """Steps 3 and 4 as a stream, shared with dry runs: the ``to_fold`` oldest events, oldest first, in
-    chunks that each fit one summariser request."""
+    chunks that each fit one summariser request; from step 2's batch when it holds the whole history."""
     policy = services.policy
-    stream = services.memory.iter_oldest(user_id, max_documents=to_fold, batch_size=policy.batch_size)
+    if decision.recent.complete:
+        stream = _each(decision.recent.events[: decision.to_fold])
+    else:
+        stream = services.memory.iter_oldest(
+            user_id, max_documents=decision.to_fold, batch_size=policy.batch_size
+        )
     return chunk_events(stream, policy.chunk_chars, policy.batch_size)
+
+
+async def _each(events: Sequence[StoredEvent]) -> AsyncIterator[StoredEvent]:
+    for stored in events:
+        yield stored
 
 
 def summary_request(
@@ -286,31 +324,36 @@ def summary_request(
 
 
 async def _fold(services: Services, user_id: str, lock: HeldLock, record: CompactionRecord) -> None:
-    # Step 2: finish a trim an earlier run left pending (reading creates no profile).
-    profile = await services.profiles.find(user_id)
-    if profile is not None and profile.pending_trim is not None:
-        await _trim(services, user_id, profile.pending_trim.refs)
-        await services.profiles.clear_pending_trim(user_id, profile.pending_trim.summary_version)
+    # Step 2: read (creating nothing), and finish a trim an earlier run left if it may be unfinished.
+    state, recent = await read_user(services, user_id)
+    profile = state.profile
+    pending = profile.pending_trim if profile is not None else None
+    if pending is not None and recent.pending_stored and await _trim(services, user_id, pending.refs):
+        recent = await read_history(services, user_id, state.overrides)
     if profile is not None and _overwritten(profile):
         await lock.ensure_held()
         profile = await _repair_summary(services, profile, record)
 
     # Step 3: decide what to fold.
-    record.events_before = await services.memory.count_events(user_id)
-    decision = await decide(services, user_id)
-    await _report_unfoldable(services, user_id, record, decision.size.events)
+    record.events_before = recent.size.stored
+    decision = decide(services, state, recent)
+    await _report_unfoldable(services, user_id, record, recent)
     if decision.to_fold <= 0:
         raise _Stop(Outcome.SKIPPED, decision.reason)
-    profile = profile or await services.profiles.get(user_id)  # created only now that there is work
-    record.summary_chars_before = len(profile.memory_summary or "")
-    record.summary_version = profile.summary_version
+    create = profile is None  # the first summary write creates the profile
+    current = profile or UserProfile.new(user_id)
+    record.summary_chars_before = len(current.memory_summary or "")
+    record.summary_version = current.summary_version
 
-    summary, version, watermark = profile.memory_summary, profile.summary_version, profile.watermark
+    summary, version, watermark = current.memory_summary, current.summary_version, current.watermark
     overrides = decision.overrides or UserOverrides()
-    language = overrides.language or profile.language or services.policy.default_language
+    language = (
+        overrides.language or (profile.language if profile else None) or services.policy.default_language
+    )
     record.model = overrides.model or record.model
+    trimmed = 0
     # Step 4: chunk.
-    async for chunk in chunks_to_fold(services, user_id, decision.to_fold):
+    async for chunk in chunks_to_fold(services, user_id, decision):
         # Step 5: summarise the chunk together with the summary so far.
         request = summary_request(services.policy, summary, chunk, language, overrides.model)
         summary = await _carried(services, request, record)
@@ -325,21 +368,21 @@ async def _fold(services: Services, user_id: str, lock: HeldLock, record: Compac
             summary=summary,
             watermark=watermark,
             folded_refs=refs,
-            profile_ref=profile.ref,
+            profile_ref=current.ref,
+            create=create,
         )
         if not won:
             services.metrics.version_conflicts.inc()
             raise _Stop(Outcome.CONFLICT, f"summary version moved past {version}; nothing trimmed")
-        version += 1
+        version, create = version + 1, False
 
-        # Step 7: trim exactly what was summarised, then clear the mark.
-        await _trim(services, user_id, refs)
-        await services.profiles.clear_pending_trim(user_id, version)
+        # Step 7: trim exactly what was summarised (the mark stays; see the module's step 7).
+        trimmed += await _trim(services, user_id, refs)
         _count_chunk(services, record, len(chunk), summary, version)
 
     if record.chunks == 0:
         raise _Stop(Outcome.SKIPPED, "no well-formed events to fold")
-    record.events_after = await services.memory.count_events(user_id)
+    record.events_after = record.events_before - trimmed
 
 
 async def summarise_carried(
@@ -412,13 +455,11 @@ async def _repair_summary(services: Services, profile: UserProfile, record: Comp
 
 
 async def _report_unfoldable(
-    services: Services, user_id: str, record: CompactionRecord, foldable: int
+    services: Services, user_id: str, record: CompactionRecord, recent: RecentHistory
 ) -> None:
     """Once per run: how many of the user's documents the fold cannot use (pinned ones aside), and some
     of their ``_id``s."""
-    if record.events_before > foldable:
-        pinned = await services.memory.count_pinned(user_id)
-        record.unfoldable = max(record.events_before - foldable - pinned, 0)
+    record.unfoldable = recent.size.unfoldable
     if record.unfoldable:
         refs = await services.memory.unfoldable_refs(user_id, UNFOLDABLE_LOGGED)
         log.warning(
@@ -448,6 +489,14 @@ async def chunk_events(
 
 async def _summarize(services: Services, request: SummaryRequest, record: CompactionRecord) -> SummaryResult:
     name = services.summarizer.name
+    budget = services.llm_budget
+    permit = None
+    if budget is not None:  # wait for the shared budget; the run's time limit cuts the wait short
+        estimate = estimate_request_tokens(request)
+        permit = await budget.acquire(estimate.prompt + estimate.completion_max)
+        if permit.waited_s:
+            services.metrics.llm_rate_limited.inc(permit.waited_s)
+            log.debug("waited %.2fs for the LLM budget (%d tokens reserved)", permit.waited_s, permit.tokens)
     services.metrics.llm_requests.labels(summarizer=name).inc()
     record.llm_calls += 1
     started = time.monotonic()
@@ -460,18 +509,24 @@ async def _summarize(services: Services, request: SummaryRequest, record: Compac
         services.metrics.llm_duration.labels(summarizer=name).observe(time.monotonic() - started)
     if result.prompt_tokens is not None:
         record.prompt_tokens = (record.prompt_tokens or 0) + result.prompt_tokens
+        services.metrics.llm_tokens.labels(summarizer=name, kind="prompt").inc(result.prompt_tokens)
     if result.completion_tokens is not None:
         record.completion_tokens = (record.completion_tokens or 0) + result.completion_tokens
+        services.metrics.llm_tokens.labels(summarizer=name, kind="completion").inc(result.completion_tokens)
+    if budget is not None and permit is not None and result.prompt_tokens is not None:  # give back unused
+        await budget.settle(permit, result.prompt_tokens + (result.completion_tokens or 0))
     return result
 
 
-async def _trim(services: Services, user_id: str, refs: Sequence[Any]) -> None:
+async def _trim(services: Services, user_id: str, refs: Sequence[Any]) -> int:
+    """Delete or archive exactly ``refs``; returns how many were still stored."""
     retention = services.policy.retention
     if retention == "archive":
         trimmed = await services.memory.archive_by_refs(user_id, refs)
     else:
         trimmed = await services.memory.delete_by_refs(user_id, refs)
     services.metrics.events_trimmed.labels(retention=retention).inc(trimmed)
+    return trimmed
 
 
 def _newest(watermark: Watermark | None, chunk: Sequence[StoredEvent]) -> Watermark:

@@ -16,6 +16,7 @@ from memcompress.repositories.protocols import (
     CompactionLog,
     DeadLetters,
     JobQueue,
+    LLMBudget,
     Maintenance,
     UserLocks,
     UserMemoryRepository,
@@ -77,6 +78,8 @@ class JobPolicy:
     max_tries: int
     job_timeout_s: float
     scan_limit: int | None
+    full_scan_interval_s: float = 86_400.0
+    scan_overlap_s: float = 600.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> JobPolicy:
@@ -84,6 +87,8 @@ class JobPolicy:
             max_tries=settings.max_tries,
             job_timeout_s=settings.job_timeout_s,
             scan_limit=settings.scan_limit,
+            full_scan_interval_s=settings.full_scan_interval_h * 3600,
+            scan_overlap_s=settings.scan_overlap_s,
         )
 
 
@@ -101,3 +106,4 @@ class Services:
     policy: FoldPolicy
     job_policy: JobPolicy
     metrics: Metrics
+    llm_budget: LLMBudget | None = None  # MEMCOMPRESS_LLM_RPM / _TPM, for a summariser that calls an LLM

@@ -1,6 +1,7 @@
 """Storage adapters behind the ports in :mod:`memcompress.repositories.protocols`: MongoDB
-repositories, and the per-user locks and the job queue on Redis. Only :mod:`memcompress.bootstrap`
-builds these; everything above it sees the ports and :mod:`memcompress.repositories.errors`."""
+repositories, and the per-user locks, the job queue and the LLM budget on Redis. Only
+:mod:`memcompress.bootstrap` builds these; everything above it sees the ports and
+:mod:`memcompress.repositories.errors`."""
 
 from memcompress.repositories.compaction_log import MongoCompactionLog
 from memcompress.repositories.database import MongoDatabase
@@ -14,6 +15,7 @@ from memcompress.repositories.errors import (
 )
 from memcompress.repositories.indexes import ensure_indexes
 from memcompress.repositories.job_queue import RedisJobQueue
+from memcompress.repositories.llm_budget import RedisLLMBudget
 from memcompress.repositories.locks import RedisUserLocks
 from memcompress.repositories.maintenance import MongoMaintenance
 from memcompress.repositories.overrides import MongoUserOverrides
@@ -22,6 +24,8 @@ from memcompress.repositories.protocols import (
     DeadLetters,
     HeldLock,
     JobQueue,
+    LLMBudget,
+    LLMPermit,
     Maintenance,
     UserLocks,
     UserMemoryRepository,
@@ -36,6 +40,8 @@ __all__ = [
     "DeadLetters",
     "HeldLock",
     "JobQueue",
+    "LLMBudget",
+    "LLMPermit",
     "LockBusy",
     "LockLost",
     "Maintenance",
@@ -49,6 +55,7 @@ __all__ = [
     "MongoUserProfileRepository",
     "ProfileBusy",
     "RedisJobQueue",
+    "RedisLLMBudget",
     "RedisUserLocks",
     "StoreUnavailable",
     "UserLocks",

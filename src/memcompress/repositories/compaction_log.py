@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from memcompress.metrics import Metrics
-from memcompress.models import CompactionRecord, Outcome
+from memcompress.models import CompactionRecord, TokenUsage
 from memcompress.repositories.database import COMPACTION_LOG, MongoDatabase
 from memcompress.repositories.documents import valid_models
 from memcompress.repositories.erasures import ErasedUsers
@@ -24,9 +25,22 @@ class MongoCompactionLog:
             entry.user_id, lambda: self._log.delete_one({"_id": inserted.inserted_id})
         )
 
-    async def compressions_since(self, user_id: str, since: datetime) -> int:
-        query = {"user_id": user_id, "finished_at": {"$gte": since}, "outcome": Outcome.COMPRESSED.value}
-        return await self._log.count_documents(query)
+    async def token_usage_since(self, since: datetime) -> TokenUsage:
+        pipeline: list[dict[str, Any]] = [
+            {"$match": {"finished_at": {"$gte": since}}},
+            {
+                "$group": {
+                    "_id": None,
+                    "calls": {"$sum": "$llm_calls"},
+                    "prompt": {"$sum": "$prompt_tokens"},
+                    "completion": {"$sum": "$completion_tokens"},
+                }
+            },
+        ]
+        rows = await (await self._log.aggregate(pipeline)).to_list()
+        if not rows:
+            return TokenUsage()
+        return TokenUsage(int(rows[0]["calls"]), int(rows[0]["prompt"]), int(rows[0]["completion"]))
 
     async def recent(self, limit: int = 20, user_id: str | None = None) -> list[CompactionRecord]:
         query = {} if user_id is None else {"user_id": user_id}

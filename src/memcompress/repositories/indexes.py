@@ -17,6 +17,9 @@ from memcompress.repositories.erasures import TOMBSTONE_TTL
 
 TTL_INDEX = "created_at_ttl"  # the name the app's own migration gives its TTL index
 EVENT_ORDER = [("user_id", ASCENDING), ("created_at", ASCENDING), ("_id", ASCENDING)]
+# The incremental scan's index: who has events since its watermark, read from the index alone. Its key
+# differs from the TTL index's (``created_at`` alone), so the two can both exist.
+RECENT_USERS = [("created_at", ASCENDING), ("user_id", ASCENDING)]
 
 
 async def ensure_indexes(database: MongoDatabase, *, memory_ttl_days: int | None = None) -> list[str]:
@@ -26,7 +29,10 @@ async def ensure_indexes(database: MongoDatabase, *, memory_ttl_days: int | None
     TTL index deletes events whether or not they were ever summarised: memory is silently lost for
     any user the compressor has not reached yet.
     """
-    memory_indexes = [IndexModel(EVENT_ORDER, name="user_created_id")]
+    memory_indexes = [
+        IndexModel(EVENT_ORDER, name="user_created_id"),
+        IndexModel(RECENT_USERS, name="created_user"),
+    ]
     if memory_ttl_days is not None:
         memory_indexes.append(
             IndexModel(

@@ -32,9 +32,9 @@ from memcompress.keys import (
     DEFAULT_REQUESTS_KEY,
     JOB_FUNCTION,
     JOB_ID_PREFIX,
-    LAST_SCAN_KEY,
     LOCK_KEY_PREFIX,
     job_id,
+    last_scan_key,
     paused_key,
     user_from_job_id,
 )
@@ -174,10 +174,10 @@ class RedisJobQueue:
         return ClaimedRequests([u.decode() for u in queued], [u.decode() for u in waiting])
 
     async def record_scan(self, summary: dict[str, object]) -> None:
-        await self._redis.set(LAST_SCAN_KEY, json.dumps(summary))
+        await self._redis.set(last_scan_key(self.name), json.dumps(summary))
 
     async def last_scan(self) -> dict[str, object] | None:
-        raw = await self._redis.get(LAST_SCAN_KEY)
+        raw = await self._redis.get(last_scan_key(self.name))
         return json.loads(raw) if raw else None
 
     async def depth(self) -> int:

@@ -21,9 +21,11 @@ from memcompress.models import (
     Backlog,
     CompactionRecord,
     DeadLetter,
-    HistorySize,
+    FoldState,
     MemoryEvent,
+    RecentHistory,
     StoredEvent,
+    TokenUsage,
     UserBacklog,
     UserOverrides,
     UserProfile,
@@ -38,11 +40,12 @@ class UserMemoryRepository(Protocol):
 
     async def count_events(self, user_id: str) -> int: ...
 
-    async def foldable_size(self, user_id: str) -> HistorySize: ...
-
-    async def count_pinned(self, user_id: str) -> int: ...
-
-    async def newest_foldable(self, user_id: str, limit: int) -> list[MemoryEvent]: ...
+    async def recent_history(self, user_id: str, limit: int, pending: Sequence[Any] = ()) -> RecentHistory:
+        """The user's newest ``limit`` documents (the valid foldable events among them, oldest first,
+        those that are not dated or not foldable passed over) and the sizes of the whole history, in
+        one read when the user has fewer than ``limit`` documents (``complete``), else in two (the
+        read, and the sizes). ``pending``: a pending trim's refs, for ``pending_stored``."""
+        ...
 
     async def unfoldable_refs(self, user_id: str, limit: int) -> list[Any]: ...
 
@@ -66,9 +69,12 @@ class UserMemoryRepository(Protocol):
 
     async def users_over_threshold(self, threshold: int, limit: int | None = None) -> list[UserBacklog]: ...
 
-    async def scan_backlog(self, threshold: int, limit: int | None = None) -> Backlog:
+    async def scan_backlog(
+        self, threshold: int, limit: int | None = None, since: datetime | None = None
+    ) -> Backlog:
         """The users over ``threshold`` and, apart, the ``user_id`` values over it that are not valid
-        user ids (one pass over the events)."""
+        user ids (one pass over the events). With ``since``, only users with an event created since
+        then are looked at (``active_users`` says how many): an incremental scan."""
         ...
 
 
@@ -79,6 +85,12 @@ class UserProfileRepository(Protocol):
         ...
 
     async def find(self, user_id: str) -> UserProfile | None: ...
+
+    async def find_for_fold(self, user_id: str, compressed_since: datetime) -> FoldState:
+        """The profile (None when there is none; none is created), the user's overrides, and how many
+        runs compressed the user since ``compressed_since``, in one read: all the fold needs to
+        know of the user besides the history."""
+        ...
 
     async def save(self, profile: UserProfile) -> None: ...
 
@@ -93,7 +105,12 @@ class UserProfileRepository(Protocol):
         watermark: Watermark | None,
         folded_refs: Sequence[Any],
         profile_ref: Any = None,
-    ) -> bool: ...
+        create: bool = False,
+    ) -> bool:
+        """The fenced write: the summary and ``folded_refs`` as the pending trim of the new version,
+        only if the version is still ``expected_version`` (and the document is ``profile_ref``). With
+        ``create``, a missing profile is created by this write (erase-fenced: ``UserErased``)."""
+        ...
 
     async def clear_pending_trim(self, user_id: str, summary_version: int) -> bool: ...
 
@@ -115,8 +132,8 @@ class CompactionLog(Protocol):
 
     async def recent(self, limit: int = 20, user_id: str | None = None) -> list[CompactionRecord]: ...
 
-    async def compressions_since(self, user_id: str, since: datetime) -> int:
-        """How many runs compressed the user since ``since`` (the daily cap)."""
+    async def token_usage_since(self, since: datetime) -> TokenUsage:
+        """The LLM requests and tokens of every run that finished since ``since`` (one aggregation)."""
         ...
 
 
@@ -172,6 +189,30 @@ class UserLocks(Protocol):
 
     async def expires_in_s(self, user_id: str) -> float:
         """Seconds until the user's lock expires (0 when it is free)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class LLMPermit:
+    """Leave to send one LLM request of about ``tokens`` tokens (prompt and answer)."""
+
+    id: str
+    tokens: int
+    waited_s: float = 0.0
+    """how long :meth:`LLMBudget.acquire` waited for it"""
+
+
+class LLMBudget(Protocol):
+    """Requests and tokens per minute for the LLM, shared by every worker process (so that many jobs
+    in many processes stay within the provider's limits instead of meeting its 429s)."""
+
+    async def acquire(self, tokens: int) -> LLMPermit:
+        """Wait until one more request reserving ``tokens`` tokens fits the budget, and take it.
+        Cancellable at any point (a job's time limit): a cancelled wait takes nothing."""
+        ...
+
+    async def settle(self, permit: LLMPermit, tokens: int) -> None:
+        """Replace the permit's reservation by the ``tokens`` the request actually used."""
         ...
 
 

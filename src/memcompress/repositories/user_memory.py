@@ -9,6 +9,7 @@ from typing import Any
 
 from pymongo import ReplaceOne
 from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.command_cursor import AsyncCommandCursor
 
 from memcompress.metrics import Metrics
 from memcompress.models import (
@@ -16,6 +17,7 @@ from memcompress.models import (
     HistorySize,
     InvalidUserId,
     MemoryEvent,
+    RecentHistory,
     StoredEvent,
     UserBacklog,
     shown_user_id,
@@ -33,6 +35,8 @@ NEWEST_FIRST = [("created_at", -1), ("_id", -1)]
 BY_ID = [("_id", 1)]
 # Upper bound on ids per delete/archive command, to keep each command small.
 REFS_PER_COMMAND = 1000
+# Users per aggregation of an incremental scan (their ids are in the command).
+USERS_PER_SCAN_QUERY = 1000
 
 
 def _chunks(refs: Sequence[Any], size: int = REFS_PER_COMMAND) -> list[list[Any]]:
@@ -45,31 +49,36 @@ def _trim_queries(user_id: str, refs: Sequence[Any]) -> list[Document]:
 
     Every filter names the user, so another user's document is never matched, even one with a reused
     ``_id`` (and on a cluster sharded by ``user_id`` the command goes to one shard). A ref that names an
-    ``event_id`` also matches on it, so a document that took over the ``_id`` of a summarised one is
-    kept. Refs written by an earlier version are bare ``_id``s: matched by ``_id`` and user. A ref of
-    another user is skipped.
+    ``event_id`` also matches on it, and one without on its ``created_at``, so a document that took
+    over the ``_id`` of a summarised one is kept. Refs written by earlier versions name no time, or are
+    bare ``_id``s: matched by what they name and the user. A ref of another user is skipped.
 
     The user is matched with ``$in`` of that one id: the same match as an equality (and a shard key
     match all the same), but it keeps a server that plans by the first usable index (SecantusDB) on
     the ``_id`` index instead of reading the whole of the user's history for every trim.
     """
     user = {"$in": [user_id]}
-    with_event_id: list[Document] = []
-    without_event_id: list[Document] = []
-    bare: list[Any] = []
+    by_kind: dict[str, list[Any]] = {"event_id": [], "created_at": [], "undated": [], "bare": []}
     for ref in refs:
         if not isinstance(ref, dict):
-            bare.append(ref)
+            by_kind["bare"].append(ref)
         elif ref.get("user_id") == user_id:
-            (with_event_id if "event_id" in ref else without_event_id).append(ref)
+            kind = next((key for key in ("event_id", "created_at") if key in ref), "undated")
+            by_kind[kind].append(ref)
     queries: list[Document] = []
-    for part in _chunks(with_event_id):
+    for part in _chunks(by_kind["event_id"]):
         ids, event_ids = [r["_id"] for r in part], [r["event_id"] for r in part]
         queries.append({"_id": {"$in": ids}, "user_id": user, "event_id": {"$in": event_ids}})
-    for part in _chunks(without_event_id):
+    for part in _chunks(by_kind["created_at"]):
+        ids, times = [r["_id"] for r in part], [r["created_at"] for r in part]
+        dated = {"$in": times}
+        queries.append(
+            {"_id": {"$in": ids}, "user_id": user, "event_id": {"$exists": False}, "created_at": dated}
+        )
+    for part in _chunks(by_kind["undated"]):  # refs of an earlier version
         ids = [r["_id"] for r in part]
         queries.append({"_id": {"$in": ids}, "user_id": user, "event_id": {"$exists": False}})
-    for part in _chunks(bare):
+    for part in _chunks(by_kind["bare"]):
         queries.append({"_id": {"$in": part}, "user_id": user})
     return queries
 
@@ -108,34 +117,60 @@ class MongoUserMemoryRepository:
     async def count_events(self, user_id: str) -> int:
         return await self._events.count_documents({"user_id": user_id})
 
-    async def foldable_size(self, user_id: str) -> HistorySize:
-        """The user's foldable events (see ``documents.EventRules``): what the threshold, the scan and
-        ``keep_last`` count, with their content's characters. Two ``$match`` stages so that every
-        server reads the index range first."""
+    async def recent_history(self, user_id: str, limit: int, pending: Sequence[Any] = ()) -> RecentHistory:
+        """The user's newest ``limit`` documents in one index range read, newest first, and the sizes
+        of the whole history: counted from those documents when they are all of the user's (fewer
+        than ``limit``), else by one aggregation. ``pending`` (a pending trim's refs): whether any of
+        the documents they name may still be stored."""
+        docs = await self._events.find({"user_id": user_id}).sort(NEWEST_FIRST).limit(limit).to_list()
+        docs.reverse()
+        complete = len(docs) < limit
+        foldable = [
+            doc for doc in docs if isinstance(doc.get("created_at"), datetime) and self._rules.foldable(doc)
+        ]
+        events = list(valid_events(USER_MEMORY, foldable, self._metrics, self._rules))
+        if not complete:
+            return RecentHistory(await self._history_size(user_id), events, complete, pending_stored=True)
+        size = HistorySize(
+            events=len(foldable),
+            chars=sum(len(doc["content"]) for doc in foldable if isinstance(doc.get("content"), str)),
+            stored=len(docs),
+            pinned=sum(self._rules.pinned(doc) for doc in docs),
+        )
+        pending_ids = [ref["_id"] if isinstance(ref, dict) else ref for ref in pending]
+        stored = any(doc["_id"] in pending_ids for doc in docs) if pending_ids else False
+        return RecentHistory(size, events, complete, pending_stored=stored)
+
+    async def _history_size(self, user_id: str) -> HistorySize:
+        """All of the user's documents, the pinned ones and the foldable ones (see
+        ``documents.EventRules``: what the threshold, the scan and ``keep_last`` count, with their
+        content's characters), in one aggregation."""
         pipeline: list[dict[str, Any]] = [
-            {"$match": {"user_id": user_id, "created_at": DATED}},
-            {"$match": self._rules.foldable_query()},
-            {"$group": {"_id": None, "n": {"$sum": 1}, "chars": {"$sum": CONTENT_CHARS}}},
+            {"$match": {"user_id": user_id}},
+            {
+                "$facet": {
+                    "stored": [{"$count": "n"}],
+                    "pinned": [{"$match": self._rules.pinned_query()}, {"$count": "n"}],
+                    "foldable": [
+                        {"$match": {"created_at": DATED, **self._rules.foldable_query()}},
+                        {"$group": {"_id": None, "n": {"$sum": 1}, "chars": {"$sum": CONTENT_CHARS}}},
+                    ],
+                }
+            },
         ]
         rows = await (await self._events.aggregate(pipeline)).to_list()
-        return (
-            HistorySize(events=int(rows[0]["n"]), chars=int(rows[0]["chars"])) if rows else HistorySize(0, 0)
-        )
+        facets = rows[0] if rows else {}
 
-    async def count_pinned(self, user_id: str) -> int:
-        return await self._events.count_documents({"user_id": user_id, **self._rules.pinned_query()})
+        def first(name: str, field: str = "n") -> int:
+            found = facets.get(name) or [{}]
+            return int(found[0].get(field, 0))
 
-    async def newest_foldable(self, user_id: str, limit: int) -> list[MemoryEvent]:
-        """The user's newest foldable events among the newest ``limit`` dated documents, oldest first:
-        the window the fold's boundary is decided in (one bounded index range read)."""
-        docs = (
-            await self._events.find({"user_id": user_id, "created_at": DATED})
-            .sort(NEWEST_FIRST)
-            .limit(limit)
-            .to_list()
+        return HistorySize(
+            events=first("foldable"),
+            chars=first("foldable", "chars"),
+            stored=first("stored"),
+            pinned=first("pinned"),
         )
-        foldable = [doc for doc in reversed(docs) if self._rules.foldable(doc)]
-        return [stored.event for stored in valid_events(USER_MEMORY, foldable, self._metrics, self._rules)]
 
     async def unfoldable_refs(self, user_id: str, limit: int) -> list[Any]:
         """``_id``s of the user's documents the fold cannot use (kept, never counted; pinned ones are not
@@ -252,9 +287,38 @@ class MongoUserMemoryRepository:
         the fold counts, so a user whose documents it must skip is not queued again and again."""
         return (await self.scan_backlog(threshold, limit)).users
 
-    async def scan_backlog(self, threshold: int, limit: int | None = None) -> Backlog:
+    async def scan_backlog(
+        self, threshold: int, limit: int | None = None, since: datetime | None = None
+    ) -> Backlog:
         """``users_over_threshold``, and the ``user_id`` values over ``threshold`` that no job can take
-        (not a string, empty, too long), from the same aggregation. ``limit`` counts both."""
+        (not a string, empty, too long), from the same aggregation. ``limit`` counts both.
+
+        With ``since`` (an incremental scan), the users are first found on the ``(created_at,
+        user_id)`` index: those with an event created since then; then only their events are counted,
+        ``USERS_PER_SCAN_QUERY`` users per aggregation on the ``(user_id, ...)`` index. Its cost
+        follows the events appended since, not the whole history.
+        """
+        if since is None:
+            return await self._backlog(await self._events.aggregate(self._backlog_pipeline(threshold, limit)))
+        recent: list[dict[str, Any]] = [
+            {"$match": {"created_at": {"$gte": since}}},
+            {"$group": {"_id": "$user_id"}},
+        ]
+        active = [row["_id"] async for row in await self._events.aggregate(recent)]
+        backlog = Backlog(users=[], invalid=[], active_users=len(active))
+        for part in _chunks(active, USERS_PER_SCAN_QUERY):
+            pipeline = [{"$match": {"user_id": {"$in": part}}}, *self._backlog_pipeline(threshold, limit)]
+            found = await self._backlog(await self._events.aggregate(pipeline))
+            backlog.users.extend(found.users)
+            backlog.invalid.extend(found.invalid)
+        backlog.users.sort(key=lambda user: (-user.event_count, user.user_id))
+        backlog.invalid.sort(key=lambda invalid: -invalid.event_count)
+        if limit is not None:  # as the full scan: most events first, invalid ids included in the count
+            backlog.users[:] = backlog.users[:limit]
+            backlog.invalid[:] = backlog.invalid[: limit - len(backlog.users)]
+        return backlog
+
+    def _backlog_pipeline(self, threshold: int, limit: int | None) -> list[dict[str, Any]]:
         pipeline: list[dict[str, Any]] = [
             {"$match": {"created_at": DATED}},
             {"$match": self._rules.foldable_query()},
@@ -271,7 +335,10 @@ class MongoUserMemoryRepository:
         ]
         if limit is not None:
             pipeline.append({"$limit": limit})
-        cursor = await self._events.aggregate(pipeline)
+        return pipeline
+
+    @staticmethod
+    async def _backlog(cursor: AsyncCommandCursor[Document]) -> Backlog:
         backlog = Backlog(users=[], invalid=[])
         async for row in cursor:
             if valid_user_id(row["_id"]):

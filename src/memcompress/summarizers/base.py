@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from memcompress.models import MemoryEvent
+from memcompress.summarizers.carry import estimate_tokens
 
 FailureKind = Literal["retryable", "permanent", "rejected_output"]
 
@@ -28,6 +29,49 @@ class SummaryResult:
     text: str
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+
+
+# Cyrillic and other scripts run at ~2-3 characters per token; this caps the answer near the budget.
+CHARS_PER_TOKEN_FLOOR = 2
+# The OpenAI summariser's system prompt and the wrapping of the summary and the transcript, estimated
+# (tests/unit/test_token_estimate.py checks it against the prompt itself).
+PROMPT_OVERHEAD_TOKENS = 265
+
+
+def max_completion_tokens(max_chars: int) -> int:
+    """The most tokens an answer of at most ``max_chars`` characters is allowed (``max_tokens``)."""
+    return max_chars // CHARS_PER_TOKEN_FLOOR
+
+
+@dataclass(frozen=True, slots=True)
+class TokenEstimate:
+    """What one summariser request costs, estimated (see :func:`estimate_request_tokens`)."""
+
+    prompt: int
+    completion: int
+    """the answer: a summary at its length budget, written like the transcript"""
+    completion_max: int
+    """the most the answer may use (the request's ``max_tokens``)"""
+
+
+def estimate_request_tokens(request: SummaryRequest) -> TokenEstimate:
+    """The tokens of the request the OpenAI summariser sends for ``request`` (system prompt, summary so
+    far, transcript, repair note) and of its answer, estimated per character so that Cyrillic text
+    counts about twice what Latin text does (:func:`~memcompress.summarizers.carry.estimate_tokens`)."""
+    lines = [transcript_line(event) for event in request.events]
+    transcript_tokens = sum(estimate_tokens(line) for line in lines)
+    line_chars = sum(len(line) for line in lines)
+    prompt = (
+        PROMPT_OVERHEAD_TOKENS
+        + estimate_tokens(json.dumps(request.previous_summary, ensure_ascii=False))
+        + transcript_tokens
+        + estimate_tokens(request.repair_note or "")
+    )
+    completion_max = max_completion_tokens(request.max_chars)
+    completion = -(-request.max_chars * transcript_tokens // max(line_chars, 1))
+    return TokenEstimate(
+        prompt=prompt, completion=min(completion, completion_max), completion_max=completion_max
+    )
 
 
 class SummarizerError(Exception):

@@ -22,6 +22,7 @@ from memcompress.summarizers.base import (
     SummaryRequest,
     SummaryResult,
     check_summary,
+    max_completion_tokens,
     quote_json,
     transcript_line,
 )
@@ -41,8 +42,6 @@ Write the updated memory summary:
 - at most {max_chars} characters.
 Answer with the summary text only."""
 
-# Cyrillic and other scripts run at ~2-3 characters per token; this caps the answer near the budget.
-CHARS_PER_TOKEN_FLOOR = 2
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429})
 
 
@@ -87,7 +86,7 @@ class OpenAISummarizer:
                 model=request.model or self.model or "",
                 messages=messages,  # type: ignore[arg-type]
                 temperature=0.2,
-                max_tokens=request.max_chars // CHARS_PER_TOKEN_FLOOR,
+                max_tokens=max_completion_tokens(request.max_chars),
             )
         except (openai_sdk.APITimeoutError, openai_sdk.APIConnectionError) as error:
             raise RetryableSummarizerError(f"{type(error).__name__}: no answer from the LLM") from error

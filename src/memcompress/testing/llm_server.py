@@ -5,6 +5,7 @@ cut-off answers), configurable latency, and a record of every request and the an
 Besides the script, random failures: ``FakeLLM(failure_rate=0.3, failure_kinds=(HTTP_429, HANG), seed=7)``
 answers each unscripted request with a failure of a kind picked at random (reproducible with ``seed``);
 ``failure_rate`` may be changed while the server runs. ``failures`` counts every failure by kind.
+``per_second`` counts the requests that arrived in each second of the server's clock (Unix time).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import re
 import sys
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -78,6 +79,7 @@ class FakeLLM:
     script: deque[str] = field(default_factory=deque)
     exchanges: list[Exchange] = field(default_factory=list)
     requests: int = 0
+    per_second: Counter[int] = field(default_factory=Counter)
     failures: dict[str, int] = field(default_factory=dict)
     failure_rate: float = 0.0
     failure_kinds: tuple[str, ...] = RANDOM_FAILURE_KINDS
@@ -139,6 +141,7 @@ class FakeLLM:
         body = json.loads(raw)
         with self._lock:
             self.requests += 1
+            self.per_second[int(time.time())] += 1
             number = self.requests
             behaviour = self.script.popleft() if self.script else self._random_behaviour()
             if behaviour != OK:
@@ -188,6 +191,15 @@ class FakeLLM:
         if self.failure_rate and self._random.random() < self.failure_rate:
             return self._random.choice(self.failure_kinds)
         return OK
+
+    def most_in_any_window(self, window_s: int) -> int:
+        """The most requests that arrived within any ``window_s`` consecutive seconds."""
+        with self._lock:
+            counts = dict(self.per_second)
+        return max(
+            (sum(counts.get(second, 0) for second in range(start, start + window_s)) for start in counts),
+            default=0,
+        )
 
     @property
     def failed(self) -> int:

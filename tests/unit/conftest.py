@@ -1,0 +1,28 @@
+"""Fixtures of the unit tests that drive Redis scripts: fakeredis (with Lua) and a clock of the test's."""
+
+from __future__ import annotations
+
+import pytest
+from fakeredis import FakeAsyncRedis, FakeServer
+
+T0 = 1_800_000_000.0
+
+
+class Clock:
+    """A clock the test moves by setting ``now``; passed where the code takes ``clock=time.time``."""
+
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def redis() -> FakeAsyncRedis:
+    return FakeAsyncRedis(server=FakeServer())
