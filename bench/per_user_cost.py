@@ -54,8 +54,8 @@ from memcompress.testing.llm_server import FakeLLM
 
 USER = "bench-user"
 OFFLINE = "-"  # in place of the LLM URL: the offline extractive summariser
-QUICK_EVENTS = [1000, 10000]
-FULL_EVENTS = [1000, 10000, 100000]
+QUICK_EVENTS = [60, 1000, 10000]  # 60: one chunk, as every user of bench/throughput.py
+FULL_EVENTS = [60, 1000, 10000, 100000]
 
 
 # --- the child: one fold, measured ---------------------------------------------------------------

@@ -1,52 +1,131 @@
 """Run every benchmark one after another and print their tables (``make bench`` runs ``--quick``).
 
     .venv/bin/python bench/run_all.py --quick                       # a few minutes
+    .venv/bin/python bench/run_all.py --quick --json /tmp/bench.json
     .venv/bin/python bench/run_all.py --quick --chart /tmp/bench.png
     .venv/bin/python bench/run_all.py                               # the full versions (much longer)
 
 Each benchmark is its own process with its own embedded servers (or the ones named by
 MEMCOMPRESS_BENCH_MONGODB_URI / MEMCOMPRESS_BENCH_REDIS_URL). Numbers depend on the machine and on
 whatever else runs on it: they are printed, never asserted.
+
+``--json PATH`` writes one object computed from this run's rows (see :func:`headline`): the ratio to
+the TL-08 design at 16 jobs, the fraction of the ideal users/s at 1 and 4 jobs, the store operations
+of one single-chunk user, the peak RSS growth from a 1k- to a 100k-event history (full runs only;
+null with ``--quick``), how much cheaper the incremental scan is than the full one at 100k events,
+and the machine's load average before and after.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 BENCH = Path(__file__).resolve().parent
 
 
-def steps(quick: bool, chart: Path | None) -> list[tuple[str, list[str]]]:
+def steps(quick: bool, chart: Path | None, rows: Path) -> list[tuple[str, list[str]]]:
+    """(title, script and arguments); each script writes its rows to ``rows / <script>.json``."""
     mode = ["--quick"] if quick else []
     throughput = [*mode, *(["--chart", str(chart)] if chart else [])]
-    return [
+    planned = [
         ("throughput: ours vs TL-08", ["throughput.py", *throughput]),
         ("per-user cost vs history length", ["per_user_cost.py", *mode]),
         ("scan cost vs total events", ["scan.py", *mode]),
+    ]
+    if not quick:
+        planned.append(("fold memory: 1k vs 100k events", ["fold_memory.py", "--events", "1000", "100000"]))
+    with_rows = [
+        (title, [*argv, "--json", str(rows / f"{Path(argv[0]).stem}.json")]) for title, argv in planned
+    ]
+    return [
+        *with_rows,
         ("fidelity: facts kept in summary", ["fidelity.py", "--quick" if quick else "--sweep"]),
     ]
+
+
+def _rows(rows: Path, name: str) -> list[dict[str, Any]]:
+    path = rows / f"{name}.json"
+    loaded: list[dict[str, Any]] = json.loads(path.read_text()) if path.exists() else []
+    return loaded
+
+
+def _ours(throughput: list[dict[str, Any]], max_jobs: int) -> dict[str, Any] | None:
+    """The product's own row (one process, the default poll delay, 200 ms-class latency) at ``max_jobs``."""
+    return next(
+        (
+            r
+            for r in throughput
+            if r["design"] == "ours" and r["processes"] == 1 and r["max_jobs"] == max_jobs and r["latency_s"]
+        ),
+        None,
+    )
+
+
+def _fraction_of_ideal(row: dict[str, Any] | None) -> float | None:
+    if row is None or not row["latency_s"]:
+        return None
+    return round(row["users_per_s"] / (row["processes"] * row["max_jobs"] / row["latency_s"]), 3)
+
+
+def headline(rows: Path, load_before: str, load_after: str) -> dict[str, Any]:
+    """The machine-readable result, every number computed from the rows the scripts wrote."""
+    throughput = _rows(rows, "throughput")
+    tl08 = next((r for r in throughput if r["design"] == "tl08" and r["latency_s"]), None)
+    j16 = _ours(throughput, 16)
+    single_chunk = next((r for r in _rows(rows, "per_user_cost") if r["chunks"] == 1), None)
+    fold = {r["events"]: r["rss_peak_mb"] - r["rss_baseline_mb"] for r in _rows(rows, "fold_memory")}
+    scan = {r["events"]: r for r in _rows(rows, "scan")}
+    at_100k = scan.get(100_000, {})
+    return {
+        "ratio_vs_tl08_j16": round(j16["users_per_s"] / tl08["users_per_s"], 2) if j16 and tl08 else None,
+        "fraction_of_ideal_j1": _fraction_of_ideal(_ours(throughput, 1)),
+        "fraction_of_ideal_j4": _fraction_of_ideal(_ours(throughput, 4)),
+        "store_ops_per_user": single_chunk["round_trips"] if single_chunk else None,
+        "rss_growth_mb_1k_100k": round(fold[100_000] - fold[1000], 1)
+        if 1000 in fold and 100_000 in fold
+        else None,
+        "scan_incremental_vs_full_100k": at_100k.get("full_vs_incremental"),
+        "load_average_before": load_before,
+        "load_average_after": load_after,
+    }
+
+
+def _load() -> str:
+    return "/".join(f"{value:.2f}" for value in os.getloadavg())
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="the short versions (for `make bench`)")
     parser.add_argument("--chart", type=Path, help="PNG of users/s vs max_jobs (from the throughput run)")
+    parser.add_argument("--json", type=Path, help="write the headline numbers here as one JSON object")
     args = parser.parse_args()
     started = time.perf_counter()
+    load_before = _load()
     durations: list[tuple[str, float, int]] = []
-    for title, argv in steps(args.quick, args.chart):
-        print(f"\n=== {title} ({' '.join(argv)})", flush=True)
-        step_started = time.perf_counter()
-        code = subprocess.run([sys.executable, str(BENCH / argv[0]), *argv[1:]], check=False).returncode
-        durations.append((title, time.perf_counter() - step_started, code))
+    with tempfile.TemporaryDirectory(prefix="memcompress-bench-") as scratch:
+        rows = Path(scratch)
+        for title, argv in steps(args.quick, args.chart, rows):
+            print(f"\n=== {title} ({' '.join(argv)})", flush=True)
+            step_started = time.perf_counter()
+            code = subprocess.run([sys.executable, str(BENCH / argv[0]), *argv[1:]], check=False).returncode
+            durations.append((title, time.perf_counter() - step_started, code))
+        result = headline(rows, load_before, _load())
     print("\n=== run times")
     for title, seconds, code in durations:
         print(f"{title:<34} {seconds:7.1f} s{'' if code == 0 else f'  (exit {code})'}")
     print(f"{'total':<34} {time.perf_counter() - started:7.1f} s")
+    print("\n=== headline\n" + json.dumps(result, indent=2))
+    if args.json is not None:
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
     return max((code for _, _, code in durations), default=0)
 
 

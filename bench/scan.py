@@ -1,11 +1,15 @@
-"""Scan cost vs total events: the ``users_over_threshold`` aggregation and ``scan_and_enqueue``, with
-the aggregation's explain plan.
+"""Scan cost vs total events: the full aggregation, the incremental scan and ``scan_and_enqueue``,
+with their explain plans.
 
 For each total N this seeds a fresh database with users of 20, 40, 60, 80 and 100 events in turn
 (60 on average, so 3 in 5 users are over the threshold of 50), then times the aggregation alone
 (best and median of ``--repeat``), the whole ``scan_and_enqueue`` (aggregation + one arq enqueue per
 user found), and prints ``explain`` for the exact pipeline the repository sent (captured with a
 pymongo ``CommandListener``, so it cannot drift from ``users_over_threshold``).
+
+Then 1 % of the users (``ACTIVE_FRACTION``) get 5 new events each, stamped now, and the incremental
+scan (``scan_backlog(since=...)``: users with events since a watermark, then only their events) is
+timed the same way; ``full/incr`` is the full aggregation's best time over the incremental one's.
 
     .venv/bin/python bench/scan.py                       # 10k and 100k events
     .venv/bin/python bench/scan.py --events 1000000      # slow on SecantusDB (~6,000 inserts/s)
@@ -21,7 +25,7 @@ import json
 import statistics
 import time
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +56,8 @@ THRESHOLD = 50
 SIZES = (20, 40, 60, 80, 100)
 QUICK_EVENTS = [10_000, 100_000]
 FULL_EVENTS = [10_000, 100_000]
+ACTIVE_FRACTION = 0.01  # users with new events since the last scan, for the incremental scan
+NEW_EVENTS = 5  # each
 
 
 def user_counts(total: int, tag: str) -> list[tuple[str, int]]:
@@ -114,8 +120,10 @@ async def one_size(servers: Servers, total: int, repeat: int) -> dict[str, Any]:
         "explain", {"aggregate": USER_MEMORY, "pipeline": pipeline, "cursor": {}}, verbosity="queryPlanner"
     )
 
+    incremental = await incremental_scan(servers, database, memory, counts, counter, repeat)
+
     started = time.perf_counter()
-    result = await scan_and_enqueue(services, threshold=THRESHOLD, limit=None)
+    result = await scan_and_enqueue(services, threshold=THRESHOLD, limit=None, full=True)
     scan_s = time.perf_counter() - started
     # Leave nothing behind: the queue and the arq job records of the users queued.
     await redis.delete(queue, *[job_key_prefix + job_id(user.user_id) for user in result.users])
@@ -137,7 +145,51 @@ async def one_size(servers: Servers, total: int, repeat: int) -> dict[str, Any]:
         "enqueued": result.enqueued,
         "pipeline": pipeline,
         "explain": explain,
+        **incremental,
+        "full_vs_incremental": round(min(timings) / incremental["inc_best_s"], 1),
         "load": load_average(),
+    }
+
+
+async def incremental_scan(
+    servers: Servers,
+    database: MongoDatabase,
+    memory: Any,
+    counts: list[tuple[str, int]],
+    counter: CommandCounter,
+    repeat: int,
+) -> dict[str, Any]:
+    """Append ``NEW_EVENTS`` events now to ``ACTIVE_FRACTION`` of the users, then time the incremental
+    scan from a watermark just before them, with the plan of its first query."""
+    watermark = datetime.now(UTC) - timedelta(seconds=1)
+    active = [user for index, (user, _) in enumerate(counts) if index % round(1 / ACTIVE_FRACTION) == 0]
+    now = datetime.now(UTC)
+    await database.collection(USER_MEMORY).insert_many(
+        [
+            {"user_id": user, "role": "user", "content": f"new {i}", "created_at": now, "tags": []}
+            for user in active
+            for i in range(NEW_EVENTS)
+        ]
+    )
+    timings: list[float] = []
+    backlog = None
+    for _ in range(repeat):
+        counter.reset()
+        started = time.perf_counter()
+        backlog = await memory.scan_backlog(THRESHOLD, since=watermark)
+        timings.append(time.perf_counter() - started)
+    recent: list[dict[str, Any]] = counter.aggregates[0]["pipeline"] if counter.aggregates else []
+    explain = await database.db.command(
+        "explain", {"aggregate": USER_MEMORY, "pipeline": recent, "cursor": {}}, verbosity="queryPlanner"
+    )
+    return {
+        "inc_active_users": backlog.active_users if backlog else None,
+        "inc_found": len(backlog.users) if backlog else None,
+        "inc_best_s": min(timings),
+        "inc_median_s": statistics.median(timings),
+        "inc_commands": counter.total,
+        "inc_pipeline": recent,
+        "inc_explain": explain,
     }
 
 
@@ -155,6 +207,11 @@ def render(rows: list[dict[str, Any]]) -> str:
             f"{r['agg_best_s'] / r['events'] * 1e6:.1f}",
             f"{r['scan_and_enqueue_s']:.2f}",
             f"{r['enqueued']:,}" + ("" if r["enqueued"] == r["over_threshold"] else " (WRONG)"),
+            f"{r['inc_active_users']:,}",
+            f"{r['inc_best_s']:.3f}",
+            str(r["inc_commands"]),
+            plan_summary(r["inc_explain"]),
+            f"{r['full_vs_incremental']:g}x",
         ]
         for r in rows
     ]
@@ -170,6 +227,11 @@ def render(rows: list[dict[str, Any]]) -> str:
         "us/event",
         "scan+enqueue s",
         "enqueued",
+        "incr: active users",
+        "incr best s",
+        "incr commands",
+        "incr plan",
+        "full/incr",
     ]
     return table(headers, body)
 
@@ -228,6 +290,12 @@ def main() -> None:
     print(f"explain (queryPlanner) at {largest['events']:,} events:")
     noise = ("$clusterTime", "operationTime", "serverInfo", "command", "ok")
     shown = {k: v for k, v in largest["explain"].items() if k not in noise}
+    print(json.dumps(shown, indent=2, default=str))
+    print(
+        f"\nIncremental scan, its first query (users with events since the watermark): {extended_json(largest['inc_pipeline'])}"
+    )
+    print(f"explain (queryPlanner) at {largest['events']:,} events:")
+    shown = {k: v for k, v in largest["inc_explain"].items() if k not in noise}
     print(json.dumps(shown, indent=2, default=str))
     if args.json is not None:
         args.json.write_text(json.dumps(rows, indent=2, default=str))
