@@ -28,6 +28,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from memcompress.cron import CronError, CronSchedule
 from memcompress.keys import DEFAULT_QUEUE_NAME, DEFAULT_REQUESTS_KEY
+from memcompress.layouts import LayoutName, StoreLayout
 from memcompress.models import DEFAULT_PROFILE, ProfileDefaults, valid_language_tag
 from memcompress.redaction import MASK, redact_url
 
@@ -35,6 +36,7 @@ ENV_PREFIX = "MEMCOMPRESS_"
 MONGODB_SCHEMES = ("mongodb", "mongodb+srv")
 REDIS_SCHEMES = ("redis", "rediss", "unix")
 # Settings that are URLs: shown only through redact_url (they may carry credentials).
+FIELD_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"  # a plain field or collection name: no "$", no "."
 URL_SETTINGS = ("mongodb_uri", "redis_url", "llm_base_url", "pushgateway_url")
 
 
@@ -84,6 +86,18 @@ class Settings(BaseSettings):
     mongodb_server_selection_timeout_ms: int = Field(5000, gt=0)
     mongodb_max_pool_size: int = Field(20, gt=0)
     redis_url: str = Field("redis://localhost:6379/0", repr=False)
+
+    # --- where the history lives (memcompress.layouts) ---------------------------------------
+    layout: LayoutName = Field("user_memory", description="user_memory, messages or conversations")
+    memory_collection: str | None = Field(
+        None, pattern=FIELD_NAME, description="the history's collection (default: the layout's)"
+    )
+    owner_field: str | None = Field(
+        None, pattern=FIELD_NAME, description="the field naming a message's user (default: the layout's)"
+    )
+    order_field: str | None = Field(
+        None, pattern=FIELD_NAME, description="the field ordering the history (default: the layout's)"
+    )
 
     # --- the fold -----------------------------------------------------------------------------
     threshold: int = Field(50, ge=1, description="compress users with more than this many events")
@@ -247,6 +261,16 @@ class Settings(BaseSettings):
                 f"MEMCOMPRESS_KEEP_LAST ({self.keep_last}) must be less than "
                 f"MEMCOMPRESS_THRESHOLD ({self.threshold})"
             )
+        if self.memory_ttl_days is not None and self.layout != "user_memory":
+            raise ValueError(
+                "MEMCOMPRESS_MEMORY_TTL_DAYS makes a TTL index on user_memory; it is not available with "
+                f"MEMCOMPRESS_LAYOUT={self.layout}"
+            )
+        if self.owner_field is not None and self.layout == "conversations":
+            raise ValueError(
+                "MEMCOMPRESS_OWNER_FIELD is not used with MEMCOMPRESS_LAYOUT=conversations "
+                "(the unit of compression is a conversation, named by its _id)"
+            )
         if self.trigger_tokens is not None and self.target_tokens is None:
             raise ValueError(
                 "MEMCOMPRESS_TRIGGER_TOKENS needs MEMCOMPRESS_TARGET_TOKENS (what to fold down to)"
@@ -303,6 +327,11 @@ class Settings(BaseSettings):
     def retention_mode(self) -> Literal["delete", "archive"]:
         assert self.retention is not None  # resolved by the validator
         return self.retention
+
+    def store_layout(self) -> StoreLayout:
+        return StoreLayout.default(
+            self.layout, collection=self.memory_collection, owner=self.owner_field, order=self.order_field
+        )
 
     def profile_defaults(self) -> ProfileDefaults:
         return ProfileDefaults(

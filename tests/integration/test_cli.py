@@ -194,7 +194,7 @@ def test_the_scan_reports_invalid_user_ids_and_never_queues_them(
     result = invoke(env, "scan", "--json")
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)  # stderr: the scan's warning about them
-    assert "4 user_id values in user_memory are over the threshold" in result.stderr
+    assert "4 user_id values in the history are over the threshold" in result.stderr
     assert report["users"] == [{"user_id": "a", "event_count": 51}]
     assert (report["enqueued"], report["invalid_user_ids"]) == (1, 4)
     assert report["invalid_examples"][:2] == [

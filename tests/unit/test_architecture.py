@@ -18,6 +18,7 @@ LAYERS: list[tuple[str, ...]] = [
     (
         "memcompress",
         "memcompress.keys",
+        "memcompress.layouts",
         "memcompress.models",
         "memcompress.metrics",
         "memcompress.cron",

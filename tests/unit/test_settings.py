@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 
+from memcompress.layouts import StoreLayout
 from memcompress.settings import ConfigError, Settings, load_settings
 
 
@@ -212,3 +213,17 @@ def test_the_llm_budget_is_off_unless_set(monkeypatch: pytest.MonkeyPatch) -> No
         0.15,
         None,
     )
+
+
+def test_the_layout_and_its_names_are_checked() -> None:
+    with pytest.raises(ConfigError, match="MEMCOMPRESS_LAYOUT"):
+        load_settings(layout="tables")
+    with pytest.raises(ConfigError, match="MEMCOMPRESS_MEMORY_TTL_DAYS"):
+        load_settings(layout="messages", memory_ttl_days=90)
+    with pytest.raises(ConfigError, match="MEMCOMPRESS_ORDER_FIELD"):
+        load_settings(order_field="$where")
+    assert load_settings(layout="messages").store_layout() == StoreLayout(
+        "messages", "messages", "lead_id", "timestamp"
+    )
+    custom = load_settings(layout="messages", memory_collection="chat_messages", owner_field="phone")
+    assert custom.store_layout().collection == "chat_messages" and custom.store_layout().owner == "phone"

@@ -119,7 +119,7 @@ async def find_users(
 
 def _report_invalid(invalid: list[InvalidUserId]) -> None:
     log.warning(
-        "%d user_id values in user_memory are over the threshold but no job can take them (not a "
+        "%d user_id values in the history are over the threshold but no job can take them (not a "
         "string, empty, or longer than 256 characters): never queued, never compressed. Most events "
         "first: %s",
         len(invalid),

@@ -1,8 +1,14 @@
-"""``user_memory``: append, read bounded slices, trim exactly the summarised events, scan for backlog."""
+"""One document per event (``user_memory``, or the ``messages`` layout): append, read bounded slices,
+trim exactly the summarised events, scan for backlog.
+
+The names come from the :class:`~memcompress.layouts.StoreLayout`: the collection, the field naming the
+user (``user_id``; ``lead_id`` for ``messages``) and the one ordering the history (``created_at``;
+``timestamp``). Documents are read as they are stored and seen by the rest of memcompress under the
+default names (:meth:`MongoUserMemoryRepository._as_event`), so one fold serves both layouts."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import datetime
 from functools import partial
 from typing import Any
@@ -11,6 +17,7 @@ from pymongo import ReplaceOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.command_cursor import AsyncCommandCursor
 
+from memcompress.layouts import StoreLayout
 from memcompress.metrics import Metrics
 from memcompress.models import (
     Backlog,
@@ -24,13 +31,10 @@ from memcompress.models import (
     utc_now,
     valid_user_id,
 )
-from memcompress.repositories.database import USER_MEMORY, USER_MEMORY_ARCHIVE, Document, MongoDatabase
+from memcompress.repositories.database import Document, MongoDatabase
 from memcompress.repositories.documents import DATED, EventRules, event_to_document, valid_events
 from memcompress.repositories.erasures import ErasedUsers
 
-# The fold's total order. The (user_id, created_at, _id) index serves both directions.
-OLDEST_FIRST = [("created_at", 1), ("_id", 1)]
-NEWEST_FIRST = [("created_at", -1), ("_id", -1)]
 # A trim reads by _id: the index every collection has, and the one that fits a list of refs.
 BY_ID = [("_id", 1)]
 # Upper bound on ids per delete/archive command, to keep each command small.
@@ -43,7 +47,9 @@ def _chunks(refs: Sequence[Any], size: int = REFS_PER_COMMAND) -> list[list[Any]
     return [list(refs[i : i + size]) for i in range(0, len(refs), size)]
 
 
-def _trim_queries(user_id: str, refs: Sequence[Any]) -> list[Document]:
+def _trim_queries(
+    user_id: str, refs: Sequence[Any], owner: str = "user_id", order: str = "created_at"
+) -> list[Document]:
     """The filters that match exactly the documents ``refs`` name (see ``documents.event_ref``), and
     only documents of ``user_id``, at most ``REFS_PER_COMMAND`` refs per filter.
 
@@ -56,6 +62,8 @@ def _trim_queries(user_id: str, refs: Sequence[Any]) -> list[Document]:
     The user is matched with ``$in`` of that one id: the same match as an equality (and a shard key
     match all the same), but it keeps a server that plans by the first usable index (SecantusDB) on
     the ``_id`` index instead of reading the whole of the user's history for every trim.
+
+    ``owner`` and ``order``: the layout's names of ``user_id`` and ``created_at`` (refs use the latter).
     """
     user = {"$in": [user_id]}
     by_kind: dict[str, list[Any]] = {"event_id": [], "created_at": [], "undated": [], "bare": []}
@@ -68,18 +76,16 @@ def _trim_queries(user_id: str, refs: Sequence[Any]) -> list[Document]:
     queries: list[Document] = []
     for part in _chunks(by_kind["event_id"]):
         ids, event_ids = [r["_id"] for r in part], [r["event_id"] for r in part]
-        queries.append({"_id": {"$in": ids}, "user_id": user, "event_id": {"$in": event_ids}})
+        queries.append({"_id": {"$in": ids}, owner: user, "event_id": {"$in": event_ids}})
     for part in _chunks(by_kind["created_at"]):
         ids, times = [r["_id"] for r in part], [r["created_at"] for r in part]
         dated = {"$in": times}
-        queries.append(
-            {"_id": {"$in": ids}, "user_id": user, "event_id": {"$exists": False}, "created_at": dated}
-        )
+        queries.append({"_id": {"$in": ids}, owner: user, "event_id": {"$exists": False}, order: dated})
     for part in _chunks(by_kind["undated"]):  # refs of an earlier version
         ids = [r["_id"] for r in part]
-        queries.append({"_id": {"$in": ids}, "user_id": user, "event_id": {"$exists": False}})
+        queries.append({"_id": {"$in": ids}, owner: user, "event_id": {"$exists": False}})
     for part in _chunks(by_kind["bare"]):
-        queries.append({"_id": {"$in": part}, "user_id": user})
+        queries.append({"_id": {"$in": part}, owner: user})
     return queries
 
 
@@ -89,18 +95,47 @@ CONTENT_CHARS = {"$cond": [{"$eq": [{"$type": "$content"}, "string"]}, {"$strLen
 
 class MongoUserMemoryRepository:
     def __init__(
-        self, database: MongoDatabase, metrics: Metrics | None = None, rules: EventRules | None = None
+        self,
+        database: MongoDatabase,
+        metrics: Metrics | None = None,
+        rules: EventRules | None = None,
+        layout: StoreLayout | None = None,
     ) -> None:
-        self._events = database.collection(USER_MEMORY)
-        self._archive = database.collection(USER_MEMORY_ARCHIVE)
+        self._layout = layout = layout or StoreLayout()
+        self._events = database.collection(layout.collection)
+        self._archive = database.collection(layout.archive)
         self._erased = ErasedUsers(database)
         self._metrics = metrics or Metrics()
         self._rules = rules or EventRules()
+        self._owner, self._order = layout.owner, layout.order
+        # The fold's total order. The (owner, order, _id) index serves both directions.
+        self._oldest_first = [(layout.order, 1), ("_id", 1)]
+        self._newest_first = [(layout.order, -1), ("_id", -1)]
+
+    def _as_event(self, doc: Document) -> Document:
+        """A stored document under the default names (``user_id``, ``created_at``) the rest reads."""
+        if (self._owner, self._order) == ("user_id", "created_at"):
+            return doc
+        renamed = {k: v for k, v in doc.items() if k not in ("user_id", "created_at")}
+        for name, field in (("user_id", self._owner), ("created_at", self._order)):
+            if field in doc:
+                renamed[name] = doc[field]
+        return renamed
+
+    def _as_stored(self, doc: Document) -> Document:
+        """A document written by memcompress (the demo, the tests) under the layout's names."""
+        stored = {k: v for k, v in doc.items() if k not in ("user_id", "created_at")}
+        stored[self._owner], stored[self._order] = doc["user_id"], doc["created_at"]
+        return stored
+
+    def _valid(self, collection: str, docs: Iterable[Document]) -> Iterable[StoredEvent]:
+        return valid_events(collection, docs, self._metrics, self._rules)
 
     async def append_events(self, events: Sequence[MemoryEvent]) -> int:
         if not events:
             return 0
-        result = await self._events.insert_many([event_to_document(e) for e in events], ordered=True)
+        docs = [self._as_stored(event_to_document(e)) for e in events]
+        result = await self._events.insert_many(docs, ordered=True)
         for event in events:
             self._metrics.memory_events.labels(role=event.role).inc()
         return len(result.inserted_ids)
@@ -109,26 +144,32 @@ class MongoUserMemoryRepository:
         """The newest ``limit`` documents of the user, oldest first; malformed ones are skipped."""
         if limit <= 0:
             return []
-        docs = await self._events.find({"user_id": user_id}).sort(NEWEST_FIRST).limit(limit).to_list()
+        query = {self._owner: user_id}
+        docs = await self._events.find(query).sort(self._newest_first).limit(limit).to_list()
         return [
-            stored.event for stored in valid_events(USER_MEMORY, reversed(docs), self._metrics, self._rules)
+            stored.event
+            for stored in self._valid(self._layout.collection, map(self._as_event, reversed(docs)))
         ]
 
     async def count_events(self, user_id: str) -> int:
-        return await self._events.count_documents({"user_id": user_id})
+        return await self._events.count_documents({self._owner: user_id})
 
     async def recent_history(self, user_id: str, limit: int, pending: Sequence[Any] = ()) -> RecentHistory:
         """The user's newest ``limit`` documents in one index range read, newest first, and the sizes
         of the whole history: counted from those documents when they are all of the user's (fewer
         than ``limit``), else by one aggregation. ``pending`` (a pending trim's refs): whether any of
         the documents they name may still be stored."""
-        docs = await self._events.find({"user_id": user_id}).sort(NEWEST_FIRST).limit(limit).to_list()
+        query = {self._owner: user_id}
+        docs = [
+            self._as_event(doc)
+            for doc in await self._events.find(query).sort(self._newest_first).limit(limit).to_list()
+        ]
         docs.reverse()
         complete = len(docs) < limit
         foldable = [
             doc for doc in docs if isinstance(doc.get("created_at"), datetime) and self._rules.foldable(doc)
         ]
-        events = list(valid_events(USER_MEMORY, foldable, self._metrics, self._rules))
+        events = list(self._valid(self._layout.collection, foldable))
         if not complete:
             return RecentHistory(await self._history_size(user_id), events, complete, pending_stored=True)
         size = HistorySize(
@@ -146,13 +187,13 @@ class MongoUserMemoryRepository:
         ``documents.EventRules``: what the threshold, the scan and ``keep_last`` count, with their
         content's characters), in one aggregation."""
         pipeline: list[dict[str, Any]] = [
-            {"$match": {"user_id": user_id}},
+            {"$match": {self._owner: user_id}},
             {
                 "$facet": {
                     "stored": [{"$count": "n"}],
                     "pinned": [{"$match": self._rules.pinned_query()}, {"$count": "n"}],
                     "foldable": [
-                        {"$match": {"created_at": DATED, **self._rules.foldable_query()}},
+                        {"$match": {self._order: DATED, **self._rules.foldable_query()}},
                         {"$group": {"_id": None, "n": {"$sum": 1}, "chars": {"$sum": CONTENT_CHARS}}},
                     ],
                 }
@@ -175,8 +216,8 @@ class MongoUserMemoryRepository:
     async def unfoldable_refs(self, user_id: str, limit: int) -> list[Any]:
         """``_id``s of the user's documents the fold cannot use (kept, never counted; pinned ones are not
         among them), for the run's report."""
-        foldable = {"created_at": DATED, **self._rules.foldable_query()}
-        query = {"user_id": user_id, "$nor": [foldable, self._rules.pinned_query()]}
+        foldable = {self._order: DATED, **self._rules.foldable_query()}
+        query = {self._owner: user_id, "$nor": [foldable, self._rules.pinned_query()]}
         return [doc["_id"] for doc in await self._events.find(query, {"_id": 1}).limit(limit).to_list()]
 
     async def iter_oldest(
@@ -190,15 +231,16 @@ class MongoUserMemoryRepository:
         ones ``foldable_size`` counts), so the caller's "all but the newest N" keeps exactly
         the newest N foldable events. Documents that fail validation are skipped, logged by ``_id``.
         """
-        async for stored in self._iter_oldest(self._events, USER_MEMORY, user_id, max_documents, batch_size):
+        events, name = self._events, self._layout.collection
+        async for stored in self._iter_oldest(events, name, user_id, max_documents, batch_size):
             yield stored
 
     async def iter_archived_oldest(
         self, user_id: str, *, batch_size: int = 500
     ) -> AsyncIterator[StoredEvent]:
-        """The user's archived events (``user_memory_archive``, written with ``RETENTION=archive``) in
+        """The user's archived events (``<collection>_archive``, written with ``RETENTION=archive``) in
         the fold's order and by the same rules as :meth:`iter_oldest`, one bounded query per batch."""
-        async for stored in self._iter_oldest(self._archive, USER_MEMORY_ARCHIVE, user_id, None, batch_size):
+        async for stored in self._iter_oldest(self._archive, self._layout.archive, user_id, None, batch_size):
             yield stored
 
     async def _iter_oldest(
@@ -213,9 +255,9 @@ class MongoUserMemoryRepository:
         after: tuple[datetime, Any] | None = None
         while remaining is None or remaining > 0:
             size = batch_size if remaining is None else min(batch_size, remaining)
-            docs = await self._page(collection, user_id, after, size)
+            docs = [self._as_event(doc) for doc in await self._page(collection, user_id, after, size)]
             foldable = [doc for doc in docs if self._rules.foldable(doc)]
-            for stored in valid_events(name, foldable, self._metrics, self._rules):
+            for stored in self._valid(name, foldable):
                 yield stored
             if len(docs) < size:
                 return
@@ -223,36 +265,40 @@ class MongoUserMemoryRepository:
                 remaining -= len(foldable)
             after = (docs[-1]["created_at"], docs[-1]["_id"])
 
-    @staticmethod
     async def _page(
-        collection: AsyncCollection[Document], user_id: str, after: tuple[datetime, Any] | None, size: int
+        self,
+        collection: AsyncCollection[Document],
+        user_id: str,
+        after: tuple[datetime, Any] | None,
+        size: int,
     ) -> list[Document]:
         """The next ``size`` documents after ``after`` in ``(created_at, _id)`` order.
 
         Two index range reads rather than one ``$or`` query, which some servers answer with a
         collection scan: first the rest of the tie at ``after``'s ``created_at``, then later ones.
         """
+        owner, order, oldest_first = self._owner, self._order, self._oldest_first
         if after is None:
-            query: Document = {"user_id": user_id, "created_at": DATED}
-            return await collection.find(query).sort(OLDEST_FIRST).limit(size).to_list()
+            query: Document = {owner: user_id, order: DATED}
+            return await collection.find(query).sort(oldest_first).limit(size).to_list()
         created_at, ref = after
-        tie = {"user_id": user_id, "created_at": created_at, "_id": {"$gt": ref}}
+        tie = {owner: user_id, order: created_at, "_id": {"$gt": ref}}
         docs = await collection.find(tie).sort([("_id", 1)]).limit(size).to_list()
         if len(docs) < size:
-            later = {"user_id": user_id, "created_at": {"$gt": created_at}}
-            docs += await collection.find(later).sort(OLDEST_FIRST).limit(size - len(docs)).to_list()
+            later = {owner: user_id, order: {"$gt": created_at}}
+            docs += await collection.find(later).sort(oldest_first).limit(size - len(docs)).to_list()
         return docs
 
     async def delete_by_refs(self, user_id: str, refs: Sequence[Any]) -> int:
         """Delete exactly these documents of ``user_id``; deleting one that is already gone is a no-op."""
         deleted = 0
-        for query in _trim_queries(user_id, refs):
+        for query in _trim_queries(user_id, refs, self._owner, self._order):
             result = await self._events.delete_many(query)
             deleted += result.deleted_count
         return deleted
 
     async def archive_by_refs(self, user_id: str, refs: Sequence[Any]) -> int:
-        """Move exactly these documents of ``user_id`` to ``user_memory_archive``; safe to repeat after
+        """Move exactly these documents of ``user_id`` to the archive collection; safe to repeat after
         a crash.
 
         Copies first (an upsert by ``_id`` and user, so a repeat does not duplicate), deletes second: a
@@ -262,13 +308,13 @@ class MongoUserMemoryRepository:
         """
         moved = 0
         archived_at = utc_now()
-        for query in _trim_queries(user_id, refs):
+        for query in _trim_queries(user_id, refs, self._owner, self._order):
             docs = await self._events.find(query).hint(BY_ID).to_list()
             if docs:
                 await self._archive.bulk_write(
                     [
                         ReplaceOne(
-                            {"_id": d["_id"], "user_id": user_id},
+                            {"_id": d["_id"], self._owner: user_id},
                             {**d, "archived_at": archived_at},
                             upsert=True,
                         )
@@ -276,7 +322,7 @@ class MongoUserMemoryRepository:
                     ],
                     ordered=False,
                 )
-                copies = {"_id": {"$in": [d["_id"] for d in docs]}, "user_id": user_id}
+                copies = {"_id": {"$in": [d["_id"] for d in docs]}, self._owner: user_id}
                 await self._erased.undo_if_erased(user_id, partial(self._archive.delete_many, copies))
             result = await self._events.delete_many(query)
             moved += result.deleted_count
@@ -301,13 +347,13 @@ class MongoUserMemoryRepository:
         if since is None:
             return await self._backlog(await self._events.aggregate(self._backlog_pipeline(threshold, limit)))
         recent: list[dict[str, Any]] = [
-            {"$match": {"created_at": {"$gte": since}}},
-            {"$group": {"_id": "$user_id"}},
+            {"$match": {self._order: {"$gte": since}}},
+            {"$group": {"_id": "$" + self._owner}},
         ]
         active = [row["_id"] async for row in await self._events.aggregate(recent)]
         backlog = Backlog(users=[], invalid=[], active_users=len(active))
         for part in _chunks(active, USERS_PER_SCAN_QUERY):
-            pipeline = [{"$match": {"user_id": {"$in": part}}}, *self._backlog_pipeline(threshold, limit)]
+            pipeline = [{"$match": {self._owner: {"$in": part}}}, *self._backlog_pipeline(threshold, limit)]
             found = await self._backlog(await self._events.aggregate(pipeline))
             backlog.users.extend(found.users)
             backlog.invalid.extend(found.invalid)
@@ -320,14 +366,14 @@ class MongoUserMemoryRepository:
 
     def _backlog_pipeline(self, threshold: int, limit: int | None) -> list[dict[str, Any]]:
         pipeline: list[dict[str, Any]] = [
-            {"$match": {"created_at": DATED}},
+            {"$match": {self._order: DATED}},
             {"$match": self._rules.foldable_query()},
             {
                 "$group": {
-                    "_id": "$user_id",
+                    "_id": "$" + self._owner,
                     "event_count": {"$sum": 1},
                     "chars": {"$sum": CONTENT_CHARS},
-                    "newest": {"$max": "$created_at"},
+                    "newest": {"$max": "$" + self._order},
                 }
             },
             {"$match": {"event_count": {"$gt": threshold}}},
