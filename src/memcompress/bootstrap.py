@@ -23,6 +23,8 @@ from memcompress.keys import llm_budget_key
 from memcompress.metrics import Metrics
 from memcompress.repositories import (
     MongoCompactionLog,
+    MongoConversationMemory,
+    MongoConversationSummaries,
     MongoDatabase,
     MongoDeadLetters,
     MongoMaintenance,
@@ -35,7 +37,12 @@ from memcompress.repositories import (
 )
 from memcompress.repositories.documents import EventRules
 from memcompress.repositories.job_queue import health_check_key
-from memcompress.repositories.protocols import JobQueue, LLMBudget
+from memcompress.repositories.protocols import (
+    JobQueue,
+    LLMBudget,
+    UserMemoryRepository,
+    UserProfileRepository,
+)
 from memcompress.settings import Settings
 from memcompress.summarizers import ExtractiveSummarizer, OpenAISummarizer, Summarizer
 
@@ -90,19 +97,38 @@ def build_llm_budget(settings: Settings, redis: Redis, summarizer: Summarizer) -
     )
 
 
+def build_history(
+    settings: Settings, database: MongoDatabase, metrics: Metrics
+) -> tuple[UserMemoryRepository, UserProfileRepository]:
+    """The history and where its summaries go, by ``MEMCOMPRESS_LAYOUT`` (:mod:`memcompress.layouts`):
+    one document per event with summaries in ``user_profiles``, or conversations holding both."""
+    layout = settings.store_layout()
+    rules = EventRules(settings.pinned_tag, settings.pinned_roles)
+    if layout.per_conversation:
+        return (
+            MongoConversationMemory(database, metrics, rules, layout),
+            MongoConversationSummaries(database, metrics, layout),
+        )
+    return (
+        MongoUserMemoryRepository(database, metrics, rules, layout),
+        MongoUserProfileRepository(database, metrics, settings.profile_defaults()),
+    )
+
+
 def build_services(
     settings: Settings, database: MongoDatabase, redis: Redis, metrics: Metrics, summarizer: Summarizer
 ) -> Services:
     """The services over clients that are already connected (``open_services`` connects them)."""
+    memory, profiles = build_history(settings, database, metrics)
     return Services(
-        memory=MongoUserMemoryRepository(
-            database, metrics, EventRules(settings.pinned_tag, settings.pinned_roles)
-        ),
-        profiles=MongoUserProfileRepository(database, metrics, settings.profile_defaults()),
+        memory=memory,
+        profiles=profiles,
         overrides=MongoUserOverrides(database, metrics),
         compaction_log=MongoCompactionLog(database, metrics),
         dead_letters=MongoDeadLetters(database, metrics),
-        maintenance=MongoMaintenance(database, memory_ttl_days=settings.memory_ttl_days),
+        maintenance=MongoMaintenance(
+            database, memory_ttl_days=settings.memory_ttl_days, layout=settings.store_layout()
+        ),
         locks=RedisUserLocks(redis, settings.lock_ttl_s),
         queue=RedisJobQueue(redis, settings.queue_name, settings.requests_key),
         summarizer=summarizer,

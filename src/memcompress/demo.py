@@ -29,6 +29,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from memcompress.bootstrap import open_services
 from memcompress.embedded import EmbeddedServerError, Server, free_port, mongo_server, valkey_server
 from memcompress.jobs import Services, scan_and_enqueue
+from memcompress.layouts import LayoutName
 from memcompress.models import MemoryEvent, Role, UserBacklog
 from memcompress.repositories.errors import StoreUnavailable
 from memcompress.settings import ConfigError, Settings, load_settings
@@ -102,18 +103,32 @@ def corpus(rng: random.Random, users: int = USERS) -> tuple[list[MemoryEvent], d
     return events, planted
 
 
-async def run_demo(users: int, workers: int) -> int:
+def as_conversations(
+    events: list[MemoryEvent], planted: dict[str, str]
+) -> tuple[list[MemoryEvent], dict[str, str]]:
+    """The corpus with one conversation per user (MEMCOMPRESS_LAYOUT=conversations): each user's id
+    replaced by a conversation id (24 hex digits, as the app's ObjectIds read)."""
+    ids = {user_id: uuid.uuid4().hex[:24] for user_id in planted}
+    moved = [event.model_copy(update={"user_id": ids[event.user_id]}) for event in events]
+    return moved, {ids[user_id]: fact for user_id, fact in planted.items()}
+
+
+async def run_demo(users: int, workers: int, layout: LayoutName = "user_memory") -> int:
     # Always a database and queue of its own, dropped at the end: the demo never touches real data.
     tag = uuid.uuid4().hex[:8]
     settings = load_settings(
         mongodb_db=f"memcompress_demo_{tag}",
         queue_name=f"memcompress:demo:{tag}",
         requests_key=f"memcompress:demo:{tag}:requests",  # never drain the apps' requests
+        layout=layout,
     )
     print(
-        f"summariser: {settings.summarizer_name}; threshold {settings.threshold}, keep {settings.keep_last}"
+        f"layout: {layout}; summariser: {settings.summarizer_name}; "
+        f"threshold {settings.threshold}, keep {settings.keep_last}"
     )
     events, planted = corpus(random.Random(7), users)
+    if settings.store_layout().per_conversation:
+        events, planted = as_conversations(events, planted)
     async with open_services(settings) as services:
         try:
             await services.maintenance.ensure_indexes()
@@ -159,6 +174,7 @@ def _start_worker(settings: Settings, metrics_port: int) -> subprocess.Popen[byt
         "MEMCOMPRESS_MONGODB_DB": settings.mongodb_db,
         "MEMCOMPRESS_QUEUE_NAME": settings.queue_name,
         "MEMCOMPRESS_REQUESTS_KEY": settings.requests_key,
+        "MEMCOMPRESS_LAYOUT": settings.layout,
         "MEMCOMPRESS_METRICS_PORT": str(metrics_port),
         "MEMCOMPRESS_SCAN_CRON": "0 0 1 1 *",  # the demo scans once itself
     }
@@ -199,7 +215,8 @@ def _scrape(ports: list[int]) -> dict[tuple[str, str], float]:
 async def _print_table(
     services: Services, users: list[UserBacklog], before: Counter[str], planted: dict[str, str]
 ) -> int:
-    print(f"\n{'user':<10} {'before':>6} {'after':>5}  planted fact kept?  summary excerpt")
+    width = max([10, *(len(user.user_id) for user in users)])
+    print(f"\n{'user':<{width}} {'before':>6} {'after':>5}  planted fact kept?  summary excerpt")
     kept = 0
     for user in users:
         profile = await services.profiles.get(user.user_id)
@@ -213,11 +230,11 @@ async def _print_table(
         where = "in summary" if in_summary else ("still stored" if still_stored else "NO")
         excerpt = summary.splitlines()[0][:60] if summary else ""
         after = await services.memory.count_events(user.user_id)
-        print(f"{user.user_id:<10} {before[user.user_id]:>6} {after:>5}  {where:<18}  {excerpt}")
+        print(f"{user.user_id:<{width}} {before[user.user_id]:>6} {after:>5}  {where:<18}  {excerpt}")
     return kept
 
 
-def main(users: int = USERS, workers: int = 2) -> int:
+def main(users: int = USERS, workers: int = 2, layout: LayoutName = "user_memory") -> int:
     started: list[Server] = []
     cleanup: list[Path] = []
     try:
@@ -231,7 +248,7 @@ def main(users: int = USERS, workers: int = 2) -> int:
             print("starting the embedded Valkey ...")
             started.append(valkey := valkey_server().start())
             os.environ["MEMCOMPRESS_REDIS_URL"] = valkey.url
-        return asyncio.run(run_demo(users, workers))
+        return asyncio.run(run_demo(users, workers, layout))
     except (ConfigError, StoreUnavailable, EmbeddedServerError) as error:
         print(f"memcompress demo: {error}", file=sys.stderr)
         return 2

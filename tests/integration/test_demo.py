@@ -5,14 +5,18 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 from pymongo import MongoClient
 
 
-def test_demo_runs_through_the_queue_prints_the_table_and_cleans_up(mongo_uri: str, redis_url: str) -> None:
+@pytest.mark.parametrize("layout", ["user_memory", "messages", "conversations"])
+def test_demo_runs_through_the_queue_prints_the_table_and_cleans_up(
+    mongo_uri: str, redis_url: str, layout: str
+) -> None:
     client: MongoClient[dict[str, object]] = MongoClient(mongo_uri)
     before = set(client.list_database_names())
     done = subprocess.run(
-        [sys.executable, "-m", "memcompress", "demo", "--users", "40", "--workers", "1"],
+        [sys.executable, "-m", "memcompress", "demo", "--users", "40", "--workers", "1", "--layout", layout],
         env={
             "PATH": "/usr/bin:/bin",
             "MEMCOMPRESS_MONGODB_URI": mongo_uri,
@@ -23,6 +27,7 @@ def test_demo_runs_through_the_queue_prints_the_table_and_cleans_up(mongo_uri: s
         timeout=300,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+    assert f"layout: {layout};" in done.stdout
     assert "planted fact kept?" in done.stdout
     assert "in summary" in done.stdout
     assert "1 worker process," in done.stdout and "'compressed':" in done.stdout

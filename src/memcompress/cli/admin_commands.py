@@ -8,6 +8,7 @@ import click
 
 from memcompress.bootstrap import open_services
 from memcompress.cli.context import CLI_REDIS_RETRIES, EXIT_FAILED, CliState, echo_report, run
+from memcompress.layouts import LAYOUTS, LayoutName
 
 
 @click.command()
@@ -41,13 +42,20 @@ def migrate(state: CliState, as_json: bool) -> None:
 @click.option(
     "--workers", type=click.IntRange(min=1, max=8), default=2, show_default=True, help="Worker processes."
 )
-def demo(users: int, workers: int) -> None:
+@click.option(
+    "--layout",
+    type=click.Choice(LAYOUTS),
+    default="user_memory",
+    show_default=True,
+    help="Where the synthetic history is written (MEMCOMPRESS_LAYOUT).",
+)
+def demo(users: int, workers: int, layout: LayoutName) -> None:
     """Seed a synthetic corpus and compress it through the real queue and worker processes, on
     embedded servers unless MEMCOMPRESS_MONGODB_URI / MEMCOMPRESS_REDIS_URL are set. Uses a database
     of its own and drops it at the end."""
     from memcompress.demo import main
 
-    sys.exit(main(users=users, workers=workers))
+    sys.exit(main(users=users, workers=workers, layout=layout))
 
 
 COMMANDS = [migrate, demo]

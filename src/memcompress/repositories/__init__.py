@@ -4,6 +4,7 @@ repositories, and the per-user locks, the job queue and the LLM budget on Redis.
 :mod:`memcompress.repositories.errors`."""
 
 from memcompress.repositories.compaction_log import MongoCompactionLog
+from memcompress.repositories.conversations import MongoConversationMemory, MongoConversationSummaries
 from memcompress.repositories.database import MongoDatabase
 from memcompress.repositories.dead_letters import MongoDeadLetters
 from memcompress.repositories.errors import (
@@ -47,6 +48,8 @@ __all__ = [
     "Maintenance",
     "MalformedDocument",
     "MongoCompactionLog",
+    "MongoConversationMemory",
+    "MongoConversationSummaries",
     "MongoDatabase",
     "MongoDeadLetters",
     "MongoMaintenance",

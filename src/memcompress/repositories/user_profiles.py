@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -36,6 +36,51 @@ from memcompress.repositories.errors import ProfileBusy
 SUMMARY_HISTORY = 5  # hashes of the worker's recent summaries kept on the profile
 # Keys under which `find_for_fold` returns the documents of the other collections it reads.
 OVERRIDES_KEY, COMPRESSIONS_KEY = "__overrides", "__compressions"
+
+
+def fold_state_pipeline(
+    summary_stages: list[Document], user_id: str, compressed_since: datetime
+) -> list[Document]:
+    """What the fold knows of a user in one aggregation: the document ``summary_stages`` select (the
+    profile; a conversation's summary fields), with the user's overrides and count of compressions
+    since ``compressed_since`` added by ``$unionWith``, each under a key of its own."""
+    compressed = {"user_id": user_id, "finished_at": {"$gte": compressed_since}}
+    return [
+        *summary_stages,
+        {
+            "$unionWith": {
+                "coll": OVERRIDES,
+                "pipeline": [{"$match": {"_id": user_id}}, {"$replaceWith": {OVERRIDES_KEY: "$$ROOT"}}],
+            }
+        },
+        {
+            "$unionWith": {
+                "coll": COMPACTION_LOG,
+                "pipeline": [
+                    {"$match": {**compressed, "outcome": Outcome.COMPRESSED.value}},
+                    {"$group": {"_id": None, COMPRESSIONS_KEY: {"$sum": 1}}},
+                ],
+            }
+        },
+    ]
+
+
+def fold_state(
+    rows: list[Document], profile_of: Callable[[Document], UserProfile | None], metrics: Metrics
+) -> FoldState:
+    """:func:`fold_state_pipeline`'s rows as a :class:`FoldState` (``profile_of``: the profile a summary
+    row stands for, None when it stands for none)."""
+    profile: UserProfile | None = None
+    overrides: list[UserOverrides] = []
+    compressions = 0
+    for row in rows:
+        if OVERRIDES_KEY in row:
+            overrides = valid_models(UserOverrides, OVERRIDES, [row[OVERRIDES_KEY]], metrics)
+        elif COMPRESSIONS_KEY in row:
+            compressions = int(row[COMPRESSIONS_KEY])
+        else:
+            profile = profile_of(row)
+    return FoldState(profile, overrides[0] if overrides else None, compressions)
 
 
 class MongoUserProfileRepository:
@@ -79,41 +124,12 @@ class MongoUserProfileRepository:
 
     async def find_for_fold(self, user_id: str, compressed_since: datetime) -> FoldState:
         """The profile if there is one (creates nothing), the user's overrides and how many runs
-        compressed the user since ``compressed_since``: one aggregation that adds the other two
-        collections' answers to the profile (``$unionWith``), each under a key of its own."""
-        compressed = {"user_id": user_id, "finished_at": {"$gte": compressed_since}}
-        pipeline: list[Document] = [
-            {"$match": {"user_id": user_id}},
-            {"$limit": 1},
-            {
-                "$unionWith": {
-                    "coll": OVERRIDES,
-                    "pipeline": [{"$match": {"_id": user_id}}, {"$replaceWith": {OVERRIDES_KEY: "$$ROOT"}}],
-                }
-            },
-            {
-                "$unionWith": {
-                    "coll": COMPACTION_LOG,
-                    "pipeline": [
-                        {"$match": {**compressed, "outcome": Outcome.COMPRESSED.value}},
-                        {"$group": {"_id": None, COMPRESSIONS_KEY: {"$sum": 1}}},
-                    ],
-                }
-            },
-        ]
+        compressed the user since ``compressed_since``: one aggregation (:func:`fold_state_pipeline`)."""
+        match: list[Document] = [{"$match": {"user_id": user_id}}, {"$limit": 1}]
+        pipeline = fold_state_pipeline(match, user_id, compressed_since)
         rows = await (await self._profiles.aggregate(pipeline)).to_list()
         self._metrics.profile_reads.inc()
-        profile: UserProfile | None = None
-        overrides: list[UserOverrides] = []
-        compressions = 0
-        for row in rows:
-            if OVERRIDES_KEY in row:
-                overrides = valid_models(UserOverrides, OVERRIDES, [row[OVERRIDES_KEY]], self._metrics)
-            elif COMPRESSIONS_KEY in row:
-                compressions = int(row[COMPRESSIONS_KEY])
-            else:
-                profile = document_to_profile(USER_PROFILES, row)
-        return FoldState(profile, overrides[0] if overrides else None, compressions)
+        return fold_state(rows, lambda row: document_to_profile(USER_PROFILES, row), self._metrics)
 
     async def save(self, profile: UserProfile) -> None:
         """Upsert the app-owned fields. The summary and its bookkeeping are never overwritten here:

@@ -1,0 +1,456 @@
+"""The ``conversations`` layout: one document per conversation, its messages in an array the app appends
+to with ``$push`` (``{_id, context_id, user_id, messages: [{role, content, timestamp}], created_at,
+updated_at}``). The unit of compression is one conversation, named by its ``_id`` as a string.
+
+What the worker owns on a conversation document (the app never writes these):
+
+- ``memory_summary``: the running summary of the messages removed from the front of the array;
+- ``memory_summary_version``: the fence of every summary write (missing counts as 0);
+- ``memory_trimmed``: how many messages have been removed from the front so far. With it every message
+  has a fixed sequence number (``memory_trimmed`` + its position), which is its ref: messages have no
+  ids of their own, and positions move when the front is cut;
+- ``memory_state``: the rest of the fold's bookkeeping (pending trim, watermark, the worker's copy of
+  the summary and hashes of its recent ones, the lifetime count of summarised messages).
+
+How the guarantees carry over (the fold itself is :mod:`memcompress.jobs.compress`, unchanged):
+
+1. The summary write is conditional on ``memory_summary_version`` and on the conversation's ``_id``;
+   it never creates a document (a conversation that is gone takes no summary).
+2. The trim cuts the array's front up to the end of the summarised run of sequence numbers, in one
+   pipeline update that computes the cut from ``memory_trimmed`` on the server: a message appended
+   meanwhile (at the back) is never cut, and a repeated trim cuts nothing (``memory_trimmed`` is
+   already past it). It only cuts a run that starts where the front is; the fold never reads past a
+   message it cannot use (:meth:`MongoConversationMemory.iter_oldest`), so every run it summarises does.
+3. Reads are bounded: the newest ``limit`` messages with ``$slice``, older ones page by page, never the
+   whole array.
+4. ``RETENTION=archive`` copies the messages to ``conversations_archive`` (``_id`` = conversation id and
+   sequence number, so a repeat overwrites) before the cut.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from datetime import datetime
+from typing import Any
+
+from bson import ObjectId
+from pymongo import ReplaceOne, ReturnDocument, UpdateOne
+
+from memcompress.layouts import StoreLayout
+from memcompress.metrics import Metrics
+from memcompress.models import (
+    Backlog,
+    FoldState,
+    HistorySize,
+    InvalidUserId,
+    MemoryEvent,
+    RecentHistory,
+    StoredEvent,
+    UserBacklog,
+    UserProfile,
+    Watermark,
+    summary_hash,
+    utc_now,
+)
+from memcompress.repositories.database import Document, MongoDatabase
+from memcompress.repositories.documents import EventRules, document_to_profile, valid_events
+from memcompress.repositories.erasures import ErasedUsers
+from memcompress.repositories.user_profiles import SUMMARY_HISTORY, fold_state, fold_state_pipeline
+
+SUMMARY, VERSION, TRIMMED, STATE = (
+    "memory_summary",
+    "memory_summary_version",
+    "memory_trimmed",
+    "memory_state",
+)
+WORKER_FIELDS = (SUMMARY, VERSION, TRIMMED, STATE)
+_TRIMMED = {"$ifNull": ["$" + TRIMMED, 0]}
+
+
+def conversation_key(conversation_id: str) -> ObjectId | str:
+    """The ``_id`` a conversation id names: an ObjectId when it reads as one (the app's), else as is."""
+    return ObjectId(conversation_id) if ObjectId.is_valid(conversation_id) else conversation_id
+
+
+def _seq(ref: Any) -> int | None:
+    return ref.get("seq") if isinstance(ref, dict) and isinstance(ref.get("seq"), int) else None
+
+
+def trimmed_through(refs: Sequence[Any]) -> tuple[int, int] | None:
+    """The run of sequence numbers ``refs`` covers from its smallest on, as ``(first, end)``: a trim
+    cuts the front up to ``end`` when the front is at ``first`` or past it (and not yet at ``end``)."""
+    seqs = sorted({seq for seq in map(_seq, refs) if seq is not None})
+    if not seqs:
+        return None
+    end = seqs[0]
+    for seq in seqs:
+        if seq != end:
+            break
+        end += 1
+    return seqs[0], end
+
+
+class MongoConversationMemory:
+    """The history port over the conversations' arrays (see the module)."""
+
+    def __init__(
+        self,
+        database: MongoDatabase,
+        metrics: Metrics | None = None,
+        rules: EventRules | None = None,
+        layout: StoreLayout | None = None,
+    ) -> None:
+        self._layout = layout = layout or StoreLayout.default("conversations")
+        self._conversations = database.collection(layout.collection)
+        self._archive = database.collection(layout.archive)
+        self._erased = ErasedUsers(database)
+        self._metrics = metrics or Metrics()
+        self._rules = rules or EventRules()
+        self._array = "$" + layout.messages_field
+
+    # --- reading ---------------------------------------------------------------------------------
+
+    async def _read(self, conversation_id: str, stage: Document) -> Document | None:
+        """One aggregation over the conversation, projecting ``stage`` (never the whole array)."""
+        pipeline = [{"$match": {"_id": conversation_key(conversation_id)}}, {"$project": stage}]
+        rows = await (await self._conversations.aggregate(pipeline)).to_list()
+        return rows[0] if rows else None
+
+    def _as_event(self, conversation_id: str, seq: int, message: Any) -> Document:
+        """A message under the names the fold reads, with its sequence number as ``_id``."""
+        doc = dict(message) if isinstance(message, dict) else {}
+        if self._layout.order in doc:
+            doc["created_at"] = doc.pop(self._layout.order)
+        return {**doc, "_id": seq, "user_id": conversation_id, "event_id": f"{conversation_id}:{seq}"}
+
+    def _events(self, conversation_id: str, first_seq: int, messages: list[Any]) -> list[Document]:
+        return [self._as_event(conversation_id, first_seq + i, m) for i, m in enumerate(messages)]
+
+    def _foldable(self, doc: Document) -> bool:
+        return isinstance(doc.get("created_at"), datetime) and self._rules.foldable(doc)
+
+    def _valid(self, docs: list[Document]) -> list[StoredEvent]:
+        stored = valid_events(self._layout.collection, docs, self._metrics, self._rules)
+        return [StoredEvent({"seq": s.ref["_id"], "user_id": s.event.user_id}, s.event) for s in stored]
+
+    async def get_recent_events(self, user_id: str, limit: int) -> list[MemoryEvent]:
+        if limit <= 0:
+            return []
+        recent = await self.recent_history(user_id, limit)
+        return [stored.event for stored in recent.events]
+
+    async def count_events(self, user_id: str) -> int:
+        row = await self._read(user_id, {"n": {"$size": {"$ifNull": [self._array, []]}}})
+        return int(row["n"]) if row else 0
+
+    async def recent_history(self, user_id: str, limit: int, pending: Sequence[Any] = ()) -> RecentHistory:
+        """The newest ``limit`` messages and the array's size, in one read. The sizes of an array longer
+        than ``limit`` are its length, less the unusable messages among those read (the rest is not
+        read: a message the fold cannot use further back stops it there, see :meth:`iter_oldest`)."""
+        stage = {
+            "n": {"$size": {"$ifNull": [self._array, []]}},
+            "trimmed": _TRIMMED,
+            "recent": {"$slice": [{"$ifNull": [self._array, []]}, -limit]},
+        }
+        row = await self._read(user_id, stage) or {"n": 0, "trimmed": 0, "recent": []}
+        total, trimmed, recent = int(row["n"]), int(row["trimmed"]), list(row["recent"])
+        docs = self._events(user_id, trimmed + total - len(recent), recent)
+        unusable = [doc for doc in docs if not self._foldable(doc)]
+        # With a message the fold cannot use among them, the fold pages from the front instead
+        # (``complete`` False), and stops there (:meth:`iter_oldest`): every trim is a run from the front.
+        complete = len(recent) == total and not unusable
+        usable = [doc for doc in docs if self._foldable(doc)]
+        events = self._valid(usable)
+        size = HistorySize(
+            events=total - len(unusable),
+            chars=sum(len(doc["content"]) for doc in docs if isinstance(doc.get("content"), str)),
+            stored=total,
+            pinned=sum(self._rules.pinned(doc) for doc in docs),
+        )
+        span = trimmed_through(pending)
+        return RecentHistory(size, events, complete, pending_stored=span is not None and trimmed < span[1])
+
+    async def unfoldable_refs(self, user_id: str, limit: int) -> list[Any]:
+        recent = await self._read(user_id, {"trimmed": _TRIMMED, "recent": {"$slice": [self._array, -1000]}})
+        if not recent:
+            return []
+        messages = list(recent.get("recent") or [])
+        n = await self.count_events(user_id)
+        docs = self._events(user_id, int(recent["trimmed"]) + n - len(messages), messages)
+        return [doc["_id"] for doc in docs if not self._foldable(doc)][:limit]
+
+    async def iter_oldest(
+        self, user_id: str, *, max_documents: int | None = None, batch_size: int = 500
+    ) -> AsyncIterator[StoredEvent]:
+        """The messages from the front, page by page by sequence number (a cut between pages moves no
+        message's number), up to ``max_documents``; it stops before the first message the fold cannot
+        use, which stays, with everything after it (logged as malformed)."""
+        next_seq: int | None = None
+        remaining = max_documents
+        while remaining is None or remaining > 0:
+            size = batch_size if remaining is None else min(batch_size, remaining)
+            start: Any = (
+                {"$literal": 0} if next_seq is None else {"$max": [0, {"$subtract": [next_seq, _TRIMMED]}]}
+            )
+            row = await self._read(
+                user_id,
+                {
+                    "trimmed": _TRIMMED,
+                    "start": start,
+                    "page": {"$slice": [{"$ifNull": [self._array, []]}, start, size]},
+                },
+            )
+            if row is None:
+                return
+            first = int(row["trimmed"]) + int(row["start"])
+            docs = self._events(user_id, first, list(row["page"]))
+            for doc in docs:
+                if not self._foldable(doc):
+                    self._valid([doc])  # logged and counted as malformed
+                    return
+                events = self._valid([doc])
+                if not events:
+                    return
+                yield events[0]
+            if len(docs) < size:
+                return
+            next_seq = first + len(docs)
+            if remaining is not None:
+                remaining -= len(docs)
+
+    async def iter_archived_oldest(
+        self, user_id: str, *, batch_size: int = 500
+    ) -> AsyncIterator[StoredEvent]:
+        query = {"conversation_id": user_id}
+        async for doc in self._archive.find(query).sort([("seq", 1)]).batch_size(batch_size):
+            for stored in self._valid([self._as_event(user_id, int(doc["seq"]), doc.get("message"))]):
+                yield stored
+
+    # --- trimming --------------------------------------------------------------------------------
+
+    async def delete_by_refs(self, user_id: str, refs: Sequence[Any]) -> int:
+        """Cut the front of the array through the run ``refs`` names; a repeat cuts nothing."""
+        span = trimmed_through(refs)
+        if span is None:
+            return 0
+        first, end = span
+        cut = {"$max": [0, {"$subtract": [end, _TRIMMED]}]}
+        array = {"$ifNull": [self._array, []]}
+        before = await self._conversations.find_one_and_update(
+            {
+                "_id": conversation_key(user_id),
+                "$expr": {"$and": [{"$gte": [_TRIMMED, first]}, {"$lt": [_TRIMMED, end]}]},
+            },
+            [
+                {
+                    "$set": {
+                        self._layout.messages_field: {
+                            "$slice": [array, cut, {"$max": [1, {"$size": array}]}]
+                        },
+                        TRIMMED: {"$max": [end, _TRIMMED]},
+                    }
+                }
+            ],
+            projection={TRIMMED: 1},
+            return_document=ReturnDocument.BEFORE,
+        )
+        return 0 if before is None else end - int(before.get(TRIMMED) or 0)
+
+    async def archive_by_refs(self, user_id: str, refs: Sequence[Any]) -> int:
+        """Copy the run's messages still in the array to the archive, then cut them (a crash in between
+        leaves them in both places, never in neither; copies for a user erased meanwhile are undone)."""
+        span = trimmed_through(refs)
+        if span is None:
+            return 0
+        first, end = span
+        start = {"$max": [0, {"$subtract": [first, _TRIMMED]}]}
+        count = {"$max": [1, {"$subtract": [end, {"$max": [first, _TRIMMED]}]}]}
+        row = await self._read(
+            user_id,
+            {"trimmed": _TRIMMED, "page": {"$slice": [{"$ifNull": [self._array, []]}, start, count]}},
+        )
+        if row is None or int(row["trimmed"]) >= end:
+            return 0
+        base = max(first, int(row["trimmed"]))
+        copies = [
+            ReplaceOne(
+                {"_id": f"{user_id}:{seq}"},
+                {"conversation_id": user_id, "seq": seq, "message": message, "archived_at": utc_now()},
+                upsert=True,
+            )
+            for seq, message in enumerate(list(row["page"])[: end - base], start=base)
+        ]
+        if copies:
+            await self._archive.bulk_write(copies, ordered=False)
+            ids = {"conversation_id": user_id, "seq": {"$gte": base, "$lt": end}}
+            await self._erased.undo_if_erased(user_id, lambda: self._archive.delete_many(ids))
+        return await self.delete_by_refs(user_id, refs)
+
+    # --- the app side (tests, the demo) and the scan -----------------------------------------------
+
+    async def append_events(self, events: Sequence[MemoryEvent]) -> int:
+        """``$push`` as the app does it (one update per conversation; ``updated_at`` set). A conversation
+        not found is created, with ``created_at`` (and no ``context_id``): the demo's and tests' way in."""
+        by_conversation: dict[str, list[Document]] = {}
+        for event in events:
+            message = {"role": event.role, "content": event.content, self._layout.order: event.created_at}
+            by_conversation.setdefault(event.user_id, []).append(message)
+        if by_conversation:
+            await self._conversations.bulk_write(
+                [
+                    UpdateOne(
+                        {"_id": conversation_key(cid)},
+                        {
+                            "$push": {self._layout.messages_field: {"$each": messages}},
+                            "$set": {"updated_at": utc_now()},
+                            "$setOnInsert": {"created_at": utc_now()},
+                        },
+                        upsert=True,
+                    )
+                    for cid, messages in by_conversation.items()
+                ]
+            )
+        return len(events)
+
+    async def users_over_threshold(self, threshold: int, limit: int | None = None) -> list[UserBacklog]:
+        return (await self.scan_backlog(threshold, limit)).users
+
+    async def scan_backlog(
+        self, threshold: int, limit: int | None = None, since: datetime | None = None
+    ) -> Backlog:
+        """Conversations whose array holds more than ``threshold`` messages, most first, by the arrays'
+        sizes (one aggregation; no message is read). With ``since``: only conversations updated since
+        (the app sets ``updated_at`` on every append), on the ``{updated_at: 1}`` index migrate makes."""
+        pipeline: list[Document] = []
+        if since is not None:
+            pipeline.append({"$match": {"updated_at": {"$gte": since}}})
+        pipeline += [
+            {"$project": {"n": {"$size": {"$ifNull": [self._array, []]}}, "newest": "$updated_at"}},
+            {"$match": {"n": {"$gt": threshold}}},
+            {"$sort": {"n": -1, "_id": 1}},
+        ]
+        if limit is not None:
+            pipeline.append({"$limit": limit})
+        backlog = Backlog(users=[], invalid=[])
+        async for row in await self._conversations.aggregate(pipeline):
+            key = row["_id"]
+            if isinstance(key, ObjectId | str) and str(key):
+                newest = row.get("newest") if isinstance(row.get("newest"), datetime) else None
+                backlog.users.append(UserBacklog(str(key), int(row["n"]), newest_event_at=newest))
+            else:
+                backlog.invalid.append(InvalidUserId(repr(type(key).__name__), int(row["n"])))
+        return backlog
+
+
+class MongoConversationSummaries:
+    """The summary port on the conversation documents themselves (see the module): a "profile" here is
+    the worker's fields of one conversation."""
+
+    def __init__(
+        self, database: MongoDatabase, metrics: Metrics | None = None, layout: StoreLayout | None = None
+    ) -> None:
+        layout = layout or StoreLayout.default("conversations")
+        self._name = layout.collection
+        self._conversations = database.collection(layout.collection)
+        self._metrics = metrics or Metrics()
+
+    def _profile(self, conversation_id: str, doc: Document) -> UserProfile:
+        found = doc.get(STATE)
+        state: Document = found if isinstance(found, dict) else {}
+        return document_to_profile(
+            self._name,
+            {
+                **state,
+                "_id": doc["_id"],
+                "user_id": conversation_id,
+                "memory_summary": doc.get(SUMMARY),
+                "summary_version": doc.get(VERSION),
+            },
+        )
+
+    async def find(self, user_id: str) -> UserProfile | None:
+        doc = await self._conversations.find_one(
+            {"_id": conversation_key(user_id)}, dict.fromkeys(WORKER_FIELDS, 1)
+        )
+        self._metrics.profile_reads.inc()
+        return None if doc is None else self._profile(user_id, doc)
+
+    async def get(self, user_id: str) -> UserProfile:
+        """The conversation's summary state; one with no conversation document is empty (never created)."""
+        return await self.find(user_id) or UserProfile.new(user_id)
+
+    async def find_for_fold(self, user_id: str, compressed_since: datetime) -> FoldState:
+        """The worker's fields of the conversation (none of its messages), its overrides and its runs
+        since ``compressed_since``, in one aggregation, as for ``user_profiles``."""
+        match: list[Document] = [
+            {"$match": {"_id": conversation_key(user_id)}},
+            {"$project": dict.fromkeys(WORKER_FIELDS, 1)},
+        ]
+        rows = await (
+            await self._conversations.aggregate(fold_state_pipeline(match, user_id, compressed_since))
+        ).to_list()
+        self._metrics.profile_reads.inc()
+
+        def profile_of(row: Document) -> UserProfile | None:
+            # A conversation never summarised has nothing of the worker's: the first write is a create.
+            return self._profile(user_id, row) if row.get(VERSION) is not None else None
+
+        return fold_state(rows, profile_of, self._metrics)
+
+    async def save(self, profile: UserProfile) -> None:
+        """Conversations have no app-owned profile fields: nothing to save."""
+
+    async def reset(self, user_id: str) -> UserProfile:
+        """Drop the conversation's summary and bump its version (messages still stored stay)."""
+        await self._conversations.update_one(
+            {"_id": conversation_key(user_id), f"{STATE}.pending_trim": None},
+            {
+                "$set": {SUMMARY: None, f"{STATE}.summary_copy": None, f"{STATE}.watermark": None},
+                "$inc": {VERSION: 1},
+            },
+        )
+        return await self.get(user_id)
+
+    async def update_summary_if_version(
+        self,
+        user_id: str,
+        *,
+        expected_version: int,
+        summary: str,
+        watermark: Watermark | None,
+        folded_refs: Sequence[Any],
+        profile_ref: Any = None,
+        create: bool = False,
+    ) -> bool:
+        """The fenced write into the conversation document (``create`` is moot: the document is the
+        app's, and a conversation that is gone takes no summary)."""
+        fence = expected_version if expected_version else {"$in": [0, None]}
+        query: Document = {"_id": conversation_key(user_id), VERSION: fence}
+        new_version = expected_version + 1
+        pending = {"summary_version": new_version, "refs": list(folded_refs)} if folded_refs else None
+        update = {
+            "$set": {
+                SUMMARY: summary,
+                VERSION: new_version,
+                f"{STATE}.summary_copy": summary,
+                f"{STATE}.watermark": None if watermark is None else watermark.model_dump(),
+                f"{STATE}.pending_trim": pending,
+                f"{STATE}.updated_at": utc_now(),
+            },
+            "$push": {
+                f"{STATE}.summary_history": {"$each": [summary_hash(summary)], "$slice": -SUMMARY_HISTORY}
+            },
+            "$inc": {f"{STATE}.events_summarized": len(folded_refs)},
+        }
+        result = await self._conversations.update_one(query, update)
+        won = result.modified_count == 1
+        if won:
+            self._metrics.profile_writes.labels(kind="summary").inc()
+        return won
+
+    async def clear_pending_trim(self, user_id: str, summary_version: int) -> bool:
+        result = await self._conversations.update_one(
+            {"_id": conversation_key(user_id), f"{STATE}.pending_trim.summary_version": summary_version},
+            {"$set": {f"{STATE}.pending_trim": None}},
+        )
+        return result.modified_count == 1
