@@ -375,3 +375,29 @@ async def test_two_worker_processes_compress_every_unit_once(
     assert [await store.stored(unit) for unit in units] == [20] * 12
     assert llm.requests == 12
     await _assert_nothing_lost(database, llm, store)
+
+
+async def test_conversations_another_program_broke_are_passed_over_and_left_as_they_are(
+    make_services: ServicesFactory, database: MongoDatabase
+) -> None:
+    services = make_services(layout="conversations")
+    conversations = database.collection(CONVERSATIONS)
+    broken = [{"messages": "not a list"}, {"messages": None}, {"user_id": "u-3"}]
+    await conversations.insert_many([dict(doc) for doc in broken])
+    good = await create_conversation(database, "u-4")
+    for i in range(60):
+        await append_message(database, good, conversation_message("user", f"g{i}", T0 + timedelta(seconds=i)))
+
+    scan = await scan_and_enqueue(services)
+    assert [u.user_id for u in scan.users] == [good]
+    async for doc in conversations.find({"_id": {"$ne": ObjectId(good)}}):
+        record = await run_compression(services, str(doc["_id"]))
+        assert record.outcome is Outcome.SKIPPED
+        assert await services.memory.delete_by_refs(str(doc["_id"]), [{"seq": 0}]) == 0
+    assert sorted(
+        [
+            {k: v for k, v in doc.items() if k != "_id"}
+            async for doc in conversations.find({"_id": {"$ne": ObjectId(good)}})
+        ],
+        key=repr,
+    ) == sorted(broken, key=repr)

@@ -23,7 +23,9 @@ How the guarantees carry over (the fold itself is :mod:`memcompress.jobs.compres
    message it cannot use (:meth:`MongoConversationMemory.iter_oldest`), so every run it summarises does.
 3. Reads are bounded: the newest ``limit`` messages with ``$slice``, older ones page by page, never the
    whole array.
-4. ``RETENTION=archive`` copies the messages to ``conversations_archive`` (``_id`` = conversation id and
+4. It relies on the app only appending (its repository has no other write to ``messages``): a program
+   that removes or reorders messages would make sequence numbers name other messages.
+5. ``RETENTION=archive`` copies the messages to ``conversations_archive`` (``_id`` = conversation id and
    sequence number, so a repeat overwrites) before the cut.
 """
 
@@ -106,7 +108,10 @@ class MongoConversationMemory:
         self._erased = ErasedUsers(database)
         self._metrics = metrics or Metrics()
         self._rules = rules or EventRules()
-        self._array = "$" + layout.messages_field
+        field = "$" + layout.messages_field
+        # The array as an expression; a conversation whose field is missing or not an array (written
+        # by another program) reads as empty, and is never cut (see ``delete_by_refs``).
+        self._array: Document = {"$cond": [{"$isArray": field}, field, []]}
 
     # --- reading ---------------------------------------------------------------------------------
 
@@ -140,7 +145,7 @@ class MongoConversationMemory:
         return [stored.event for stored in recent.events]
 
     async def count_events(self, user_id: str) -> int:
-        row = await self._read(user_id, {"n": {"$size": {"$ifNull": [self._array, []]}}})
+        row = await self._read(user_id, {"n": {"$size": self._array}})
         return int(row["n"]) if row else 0
 
     async def recent_history(self, user_id: str, limit: int, pending: Sequence[Any] = ()) -> RecentHistory:
@@ -148,9 +153,9 @@ class MongoConversationMemory:
         than ``limit`` are its length, less the unusable messages among those read (the rest is not
         read: a message the fold cannot use further back stops it there, see :meth:`iter_oldest`)."""
         stage = {
-            "n": {"$size": {"$ifNull": [self._array, []]}},
+            "n": {"$size": self._array},
             "trimmed": _TRIMMED,
-            "recent": {"$slice": [{"$ifNull": [self._array, []]}, -limit]},
+            "recent": {"$slice": [self._array, -limit]},
         }
         row = await self._read(user_id, stage) or {"n": 0, "trimmed": 0, "recent": []}
         total, trimmed, recent = int(row["n"]), int(row["trimmed"]), list(row["recent"])
@@ -197,7 +202,7 @@ class MongoConversationMemory:
                 {
                     "trimmed": _TRIMMED,
                     "start": start,
-                    "page": {"$slice": [{"$ifNull": [self._array, []]}, start, size]},
+                    "page": {"$slice": [self._array, start, size]},
                 },
             )
             if row is None:
@@ -235,10 +240,11 @@ class MongoConversationMemory:
             return 0
         first, end = span
         cut = {"$max": [0, {"$subtract": [end, _TRIMMED]}]}
-        array = {"$ifNull": [self._array, []]}
+        array = self._array
         before = await self._conversations.find_one_and_update(
             {
                 "_id": conversation_key(user_id),
+                self._layout.messages_field: {"$type": "array"},
                 "$expr": {"$and": [{"$gte": [_TRIMMED, first]}, {"$lt": [_TRIMMED, end]}]},
             },
             [
@@ -267,7 +273,7 @@ class MongoConversationMemory:
         count = {"$max": [1, {"$subtract": [end, {"$max": [first, _TRIMMED]}]}]}
         row = await self._read(
             user_id,
-            {"trimmed": _TRIMMED, "page": {"$slice": [{"$ifNull": [self._array, []]}, start, count]}},
+            {"trimmed": _TRIMMED, "page": {"$slice": [self._array, start, count]}},
         )
         if row is None or int(row["trimmed"]) >= end:
             return 0
@@ -325,7 +331,7 @@ class MongoConversationMemory:
         if since is not None:
             pipeline.append({"$match": {"updated_at": {"$gte": since}}})
         pipeline += [
-            {"$project": {"n": {"$size": {"$ifNull": [self._array, []]}}, "newest": "$updated_at"}},
+            {"$project": {"n": {"$size": self._array}, "newest": "$updated_at"}},
             {"$match": {"n": {"$gt": threshold}}},
             {"$sort": {"n": -1, "_id": 1}},
         ]
