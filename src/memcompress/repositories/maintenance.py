@@ -57,11 +57,15 @@ class MongoMaintenance:
             if ttl_s is None or (index["name"] == TTL_INDEX and int(ttl_s) == self._memory_ttl_s):
                 continue
             days = int(ttl_s) / 86_400
+            accept = (  # the setting exists for the default layout only
+                f" (or set MEMCOMPRESS_MEMORY_TTL_DAYS={days:g} to accept that loss)"
+                if self._layout == StoreLayout()
+                else f" (to keep an age limit, put it on {self._layout.archive} with RETENTION=archive)"
+            )
             risks.append(
                 f"{history} has TTL index {index['name']!r} (expireAfterSeconds={int(ttl_s)}, {days:g} days) "
                 f"that MEMCOMPRESS_MEMORY_TTL_DAYS did not ask for: it deletes events whether or not they "
-                f"were summarised. Fix: db.{history}.dropIndex({index['name']!r}) "
-                f"(or set MEMCOMPRESS_MEMORY_TTL_DAYS={days:g} to accept that loss)"
+                f"were summarised. Fix: db.{history}.dropIndex({index['name']!r}){accept}"
             )
         return risks
 
