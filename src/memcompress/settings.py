@@ -271,6 +271,12 @@ class Settings(BaseSettings):
                 "MEMCOMPRESS_OWNER_FIELD is not used with MEMCOMPRESS_LAYOUT=conversations "
                 "(the unit of compression is a conversation, named by its _id)"
             )
+        if self.pinned_roles and self.layout == "conversations":
+            raise ValueError(
+                "MEMCOMPRESS_PINNED_ROLES is not available with MEMCOMPRESS_LAYOUT=conversations: the "
+                "summarised messages are cut from the front of the array, so a pinned message there would "
+                "stop every compression of its conversation"
+            )
         if self.trigger_tokens is not None and self.target_tokens is None:
             raise ValueError(
                 "MEMCOMPRESS_TRIGGER_TOKENS needs MEMCOMPRESS_TARGET_TOKENS (what to fold down to)"

@@ -227,3 +227,5 @@ def test_the_layout_and_its_names_are_checked() -> None:
     )
     custom = load_settings(layout="messages", memory_collection="chat_messages", owner_field="phone")
     assert custom.store_layout().collection == "chat_messages" and custom.store_layout().owner == "phone"
+    with pytest.raises(ConfigError, match="MEMCOMPRESS_PINNED_ROLES"):
+        load_settings(layout="conversations", pinned_roles="system")
