@@ -35,8 +35,10 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
         "cron_jobs": [
             cron(
                 scheduled_scan,
-                name=SCAN_FUNCTION if index == 0 else f"{SCAN_FUNCTION}:{index}",
-                unique=True,  # one scan per scheduled time across all worker processes
+                # arq's cron job ids (name and time) are not per queue: the queue in the name keeps
+                # two deployments sharing a Redis database from suppressing each other's scans.
+                name=f"{SCAN_FUNCTION}:{settings.queue_name}" + (f":{index}" if index else ""),
+                unique=True,  # one scan per scheduled time across all worker processes of the queue
                 month=when["month"],
                 day=when["day"],
                 weekday=when["weekday"],
