@@ -100,18 +100,29 @@ def seed(mongo: Database[dict[str, Any]], sizes: dict[str, int]) -> None:
 
 
 def snapshot(mongo: Database[dict[str, Any]], redis: Redis) -> tuple[dict[str, int], set[bytes]]:
-    """Document counts of every collection (new collections show up too) and every Redis key."""
+    """Document counts of every collection (new collections show up too) and every Redis key that does
+    not expire (keys a shared server holds from other runs may expire on their own meanwhile); a key
+    with a time to live that a command writes is caught by :func:`assert_unchanged`."""
     counts = {
         name: mongo[name].count_documents({}) for name in (*COLLECTIONS, *mongo.list_collection_names())
     }
-    return counts, set(redis.scan_iter(count=1000))
+    return counts, {key for key in redis.scan_iter(count=1000) if redis.ttl(key) == -1}
+
+
+def assert_unchanged(
+    mongo: Database[dict[str, Any]], redis: Redis, before: tuple[dict[str, int], set[bytes]], keys: set[bytes]
+) -> None:
+    """Nothing written: the same counts and lasting keys as ``before``, and no key that was not among
+    ``keys`` (every key, listed together with ``before``)."""
+    assert snapshot(mongo, redis) == before
+    assert set(redis.scan_iter(count=1000)) - keys == set()
 
 
 def test_scan_dry_run_json_matches_the_contract_and_changes_nothing(
     env: dict[str, str], mongo: Database[dict[str, Any]], sync_redis: Redis
 ) -> None:
     seed(mongo, {"a": 51, "b": 50, "c": 80, "d": 3})
-    before = snapshot(mongo, sync_redis)
+    before, keys = snapshot(mongo, sync_redis), set(sync_redis.scan_iter(count=1000))
     result = invoke(env, "scan", "--dry-run", "--json")
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
@@ -127,7 +138,7 @@ def test_scan_dry_run_json_matches_the_contract_and_changes_nothing(
         "invalid_user_ids": 0,
         "invalid_examples": [],
     }
-    assert snapshot(mongo, sync_redis) == before
+    assert_unchanged(mongo, sync_redis, before, keys)
     limited = json.loads(
         invoke(env, "scan", "--dry-run", "--json", "--limit", "1", "--threshold", "2").output
     )
@@ -253,14 +264,14 @@ def test_compress_dry_run_shows_the_plan_and_stores_nothing(
     env: dict[str, str], mongo: Database[dict[str, Any]], sync_redis: Redis
 ) -> None:
     seed(mongo, {"big": 75})
-    before = snapshot(mongo, sync_redis)
+    before, keys = snapshot(mongo, sync_redis), set(sync_redis.scan_iter(count=1000))
     result = invoke(env, "compress", "big", "--dry-run", "--preview", "--json")
     assert result.exit_code == 0, result.output
     plan = json.loads(result.output)
     assert (plan["events"], plan["events_to_fold"], plan["would_compress"]) == (75, 55, True)
     assert plan["estimated_prompt_tokens"] > 0 and plan["chunk_sizes"] == [55]
     assert "big message 0" in plan["preview_summary"]
-    assert snapshot(mongo, sync_redis) == before  # not even a default profile
+    assert_unchanged(mongo, sync_redis, before, keys)  # not even a default profile
 
 
 def test_dry_runs_show_a_cost_when_the_prices_are_set(
@@ -292,10 +303,10 @@ def test_run_once_compresses_everyone_and_reports(
     env: dict[str, str], mongo: Database[dict[str, Any]], sync_redis: Redis
 ) -> None:
     seed(mongo, {f"u{i}": 55 + i for i in range(5)} | {"few": 5})
-    before = snapshot(mongo, sync_redis)
+    before, keys = snapshot(mongo, sync_redis), set(sync_redis.scan_iter(count=1000))
     dry = invoke(env, "run-once", "--dry-run")
     assert dry.exit_code == 0 and "5 users with more than 50 events" in dry.output
-    assert snapshot(mongo, sync_redis) == before
+    assert_unchanged(mongo, sync_redis, before, keys)
     result = invoke(env, "run-once", "--limit", "3")
     assert result.exit_code == 0, result.output
     assert "compressed       3" in result.output

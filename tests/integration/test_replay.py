@@ -79,13 +79,21 @@ async def compressed_twice(services: Services, user: str) -> None:
     assert (await run_compression(services, user)).outcome is Outcome.COMPRESSED
 
 
-async def stored_state(database: MongoDatabase, redis: Redis) -> tuple[dict[str, list[Any]], set[bytes]]:
-    """Every document of every collection, and every Redis key."""
+async def stored_state(
+    database: MongoDatabase, redis: Redis, user: str
+) -> tuple[dict[str, list[Any]], set[bytes]]:
+    """Every document of every collection, and the Redis keys a replay could write: every key of the
+    user, and every key that does not expire (a shared server's keys that expire on their own, left by
+    other runs, would make the comparison flaky)."""
     documents = {
         name: await database.collection(name).find({}).sort("_id", 1).to_list()
         for name in await database.db.list_collection_names()
     }
-    return documents, {key async for key in redis.scan_iter(count=1000)}
+    keys = set()
+    async for key in redis.scan_iter(count=1000):
+        if user.encode() in key or await redis.ttl(key) == -1:
+            keys.add(key)
+    return documents, keys
 
 
 async def test_replay_shows_both_summaries_and_the_verdict_and_stores_nothing(
@@ -96,12 +104,12 @@ async def test_replay_shows_both_summaries_and_the_verdict_and_stores_nothing(
     profile = await services.profiles.get(user)
     archived = await database.collection(USER_MEMORY_ARCHIVE).count_documents({"user_id": user})
     assert archived == len(FIRST + SECOND) * 2 - FOLD["keep_last"]
-    before = await stored_state(database, redis)
+    before = await stored_state(database, redis, user)
 
     as_json = await replay(env, user, "--json")
     as_text = await replay(env, user)
 
-    assert await stored_state(database, redis) == before
+    assert await stored_state(database, redis, user) == before
     assert as_json.exit_code == 0, as_json.output
     shown = json.loads(as_json.stdout)
     assert (shown["archived_events"], shown["current_events"]) == (archived, FOLD["keep_last"])
@@ -140,11 +148,11 @@ async def test_replay_names_what_it_cannot_carry(
     services = make_services(ExtractiveSummarizer(), retention="delete", **FOLD)
     await compressed_twice(services, user)
     profile = await services.profiles.get(user)
-    before = await stored_state(database, redis)
+    before = await stored_state(database, redis, user)
 
     result = await replay(env, user)
 
-    assert await stored_state(database, redis) == before
+    assert await stored_state(database, redis, user) == before
     assert result.exit_code == 0, result.output
     folded = profile.events_summarized
     assert folded == len(FIRST + SECOND) * 2 - FOLD["keep_last"]
@@ -158,9 +166,9 @@ async def test_replay_names_what_it_cannot_carry(
 async def test_replay_of_an_unknown_user_creates_nothing(
     database: MongoDatabase, redis: Redis, env: dict[str, str], user: str
 ) -> None:
-    before = await stored_state(database, redis)
+    before = await stored_state(database, redis, user)
     result = await replay(env, user)
-    assert await stored_state(database, redis) == before  # not even a default profile
+    assert await stored_state(database, redis, user) == before  # not even a default profile
     assert result.exit_code == 0, result.output
     assert result.output.count("(none)") == 2
     assert "replayed: 0 archived + 0 current events in 0 chunks" in result.output
@@ -189,7 +197,7 @@ async def test_replay_holds_each_answer_to_the_carry_guard_and_exits_1_when_it_f
     the repair request does too, and the replay stops there: exit 1, the reason (counts only) on
     stderr, the summaries still shown, nothing stored."""
     await compressed_twice(make_services(ExtractiveSummarizer(), retention="archive", **FOLD), user)
-    before = await stored_state(database, redis)
+    before = await stored_state(database, redis, user)
     with_llm = env | {
         "MEMCOMPRESS_SUMMARIZER": "openai",
         "MEMCOMPRESS_LLM_BASE_URL": forgetful_llm.base_url,
@@ -199,7 +207,7 @@ async def test_replay_holds_each_answer_to_the_carry_guard_and_exits_1_when_it_f
 
     result = await replay(with_llm, user)
 
-    assert await stored_state(database, redis) == before
+    assert await stored_state(database, redis, user) == before
     assert result.exit_code == 1, result.output
     assert result.stderr.startswith(
         "memcompress: the replay failed at chunk 2: CarryLoss: the summary would lose what it carried: "
