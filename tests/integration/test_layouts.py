@@ -20,7 +20,7 @@ from redis.asyncio import Redis
 
 from memcompress.jobs import Services, run_compression, scan_and_enqueue
 from memcompress.keys import lock_key
-from memcompress.layouts import StoreLayout
+from memcompress.layouts import LayoutName, StoreLayout
 from memcompress.models import MemoryEvent, Outcome
 from memcompress.repositories import MongoDatabase
 from memcompress.testing.factories import T0
@@ -48,7 +48,7 @@ class AppStore:
     """Writes what the layout's own repository writes, and remembers it as events for the checker."""
 
     database: MongoDatabase
-    layout: str
+    layout: LayoutName
     written: list[MemoryEvent]
 
     async def unit(self) -> str:
@@ -96,7 +96,7 @@ async def _until_asked(llm: FakeLLM, within_s: float = 60) -> None:
 
 
 async def _assert_nothing_lost(database: MongoDatabase, llm: FakeLLM, store: AppStore) -> None:
-    report = await check_invariant(database, llm, store.written, StoreLayout.default(store.layout))  # type: ignore[arg-type]
+    report = await check_invariant(database, llm, store.written, StoreLayout.default(store.layout))
     assert report.lost == []
     assert report.summarised_twice == []
     assert report.checked == len(store.written)
@@ -224,7 +224,7 @@ async def test_a_crash_at_any_step_is_finished_by_the_next_run(
     assert await store.stored(unit) == 20
     await _assert_nothing_lost(database, llm, store)
     if retention == "archive":
-        layout = StoreLayout.default(store.layout)  # type: ignore[arg-type]
+        layout = StoreLayout.default(store.layout)
         assert await database.collection(layout.archive).count_documents({}) == 55
 
 
@@ -287,7 +287,7 @@ async def test_forget_status_and_the_cli_in_each_layout(
     forgot = await run_cli(env, "forget", unit, "--yes", "--json")
     assert forgot.exit_code == 0, forgot.output
     assert await store.stored(unit) == 0
-    layout = StoreLayout.default(store.layout)  # type: ignore[arg-type]
+    layout = StoreLayout.default(store.layout)
     assert await database.collection(layout.archive).count_documents({}) == 0  # the extractive archive too
 
 
