@@ -98,15 +98,21 @@ class Metrics:
             ["action"],
             registry=r,
         )
-        self.carry_rejections = Counter(
-            "memcompress_carry_rejections_total",
-            "Answers rejected by the carry guard, by kind of loss (number, date, code, email, url, name, shrunk).",
-            ["loss"],
+        self.answer_rejections = Counter(
+            "memcompress_answer_rejections_total",
+            "Summariser answers rejected by the answer guard, by check (prompt_echo, markup, code, json, "
+            "stack_trace, invented_values, wrong_language, empty, refusal, incomplete, oversize, ...).",
+            ["check"],
+            registry=r,
+        )
+        self.values_patched = Counter(
+            "memcompress_summary_values_patched_total",
+            "Values an answer dropped, put back into the summary from their source sentences.",
             registry=r,
         )
         self.values_dropped = Counter(
             "memcompress_summary_values_dropped_total",
-            "Values of a previous summary dropped by a new summary at its length budget (recorded decisions).",
+            "Values missing from a summary at its length budget that did not fit (recorded decisions).",
             registry=r,
         )
         self.compaction_cap_hits = Counter(

@@ -260,6 +260,7 @@ class UserOverrides(BaseModel):
     target_tokens: int | None = Field(default=None, ge=0)
     model: str | None = Field(default=None, min_length=1)
     language: str | None = Field(default=None, min_length=1)
+    max_llm_calls_per_day: int | None = Field(default=None, ge=1)
 
     def is_empty(self) -> bool:
         return not self.model_dump(exclude_none=True)
@@ -271,6 +272,7 @@ class Outcome(StrEnum):
     BUSY = "busy"  # another worker holds the user's lock
     CONFLICT = "conflict"
     FAILED = "failed"
+    PARKED = "parked"  # no LLM request is made for the user until the reason is gone (see jobs.compress)
 
 
 class CompactionRecord(BaseModel):
@@ -283,7 +285,10 @@ class CompactionRecord(BaseModel):
     events_after: int | None = None  # counted after a successful fold only
     events_folded: int = 0
     unfoldable: int = 0  # the user's documents the fold cannot use: kept, never counted or deleted
-    values_dropped: int = 0  # values of the previous summary dropped by a summary at its budget
+    values_dropped: int = 0  # values missing from a summary at its budget (did not fit)
+    values_patched: int = 0  # values the answer dropped, put back from their source sentences
+    answers_rejected: dict[str, int] = Field(default_factory=dict)  # answer guard check -> answers rejected
+    event_parts: int = 0  # requests that each held one part of an event too large for one request
     summary_repaired: str | None = None  # "restored" or "merged" when the app had overwritten it
     chunks: int = 0
     summary_chars_before: int = 0
@@ -302,8 +307,8 @@ class CompactionRecord(BaseModel):
 
     @property
     def failed(self) -> bool:
-        """Did not get done: an error, or a version conflict it could not resolve (CLI exit code 1)."""
-        return self.outcome in (Outcome.FAILED, Outcome.CONFLICT)
+        """Did not get done: an error, a version conflict it could not resolve, or parked (CLI exit 1)."""
+        return self.outcome in (Outcome.FAILED, Outcome.CONFLICT, Outcome.PARKED)
 
 
 class DeadLetter(BaseModel):
@@ -368,15 +373,51 @@ class RecentHistory:
     pending_stored: bool
 
 
+REJECTED_ANSWER = "RejectedAnswer"  # CompactionRecord.error_class of a run whose answer was no summary
+
+
+@dataclass(frozen=True, slots=True)
+class RunNote:
+    """What the fold needs to know of one earlier run of the user (a compaction record)."""
+
+    outcome: str
+    error_class: str | None = None
+    llm_calls: int = 0
+    finished_at: datetime | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class FoldState:
     """What the fold reads of a user besides the history, in one read: the profile (None: there is
-    none), the per-user overrides, and how many runs compressed the user since a given time (the
-    daily cap)."""
+    none), the per-user overrides, and, of the runs since a given time (a day): how many compressed
+    the user (the daily cap), how many LLM requests they made (the per-user call budget), and the
+    runs since the last compression whose answers were rejected, newest first (smaller chunks, then
+    parking)."""
 
     profile: UserProfile | None
     overrides: UserOverrides | None
     compressions: int
+    llm_calls: int = 0
+    rejected_since_compressed: tuple[datetime, ...] = ()
+
+    @classmethod
+    def of_runs(
+        cls, profile: UserProfile | None, overrides: UserOverrides | None, runs: list[RunNote]
+    ) -> FoldState:
+        """``runs``: newest first."""
+        rejected: list[datetime] = []
+        for run in runs:
+            if run.outcome == Outcome.COMPRESSED:
+                break
+            if run.error_class == REJECTED_ANSWER and run.finished_at is not None:
+                rejected.append(run.finished_at)
+        return cls(
+            profile,
+            overrides,
+            compressions=sum(run.outcome == Outcome.COMPRESSED for run in runs),
+            llm_calls=sum(run.llm_calls for run in runs),
+            rejected_since_compressed=tuple(rejected),
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -127,6 +127,12 @@ class Settings(BaseSettings):
     )
     min_fold: int = Field(10, ge=1, description="no compression folds fewer events than this")
     max_compactions_per_day: int = Field(48, ge=1, description="per user, in any 24 hours")
+    max_llm_calls_per_user_day: int = Field(
+        100,
+        ge=1,
+        description="LLM requests per user in any 24 hours (retries and repairs included); past it the "
+        "user is parked until its requests age out",
+    )
     pinned_tag: str = Field("pinned", min_length=1, description="events tagged so stay verbatim")
     pinned_roles: Annotated[tuple[str, ...], NoDecode] = Field(
         (), description="roles whose events stay verbatim (comma-separated)"

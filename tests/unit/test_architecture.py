@@ -37,7 +37,12 @@ LAYERS: list[tuple[str, ...]] = [
 # What a module outside the adapter packages and the composition root may import from them.
 PORT_MODULES = {
     "memcompress.repositories": ("memcompress.repositories.protocols", "memcompress.repositories.errors"),
-    "memcompress.summarizers": ("memcompress.summarizers.base", "memcompress.summarizers.carry"),
+    "memcompress.summarizers": (
+        "memcompress.summarizers.base",
+        "memcompress.summarizers.carry",
+        "memcompress.summarizers.guard",  # pure checks of an answer (no adapter)
+        "memcompress.summarizers.language",  # the language check, used by the guard
+    ),
 }
 MAY_NAME_ADAPTERS = (
     "memcompress.repositories",

@@ -56,6 +56,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import timedelta
@@ -79,6 +80,7 @@ from memcompress.redaction import describe_error, format_exception
 from memcompress.repositories.errors import LockBusy, LockLost, MalformedDocument, UserErased
 from memcompress.repositories.protocols import HeldLock
 from memcompress.summarizers.base import (
+    ContextOverflow,
     RejectedOutput,
     SummarizerError,
     SummaryRequest,
@@ -86,24 +88,37 @@ from memcompress.summarizers.base import (
     estimate_request_tokens,
     transcript_chars,
 )
-from memcompress.summarizers.carry import CarryVerdict, check_carry, dropped_values, repair_instruction
+from memcompress.summarizers.guard import (
+    Rejection,
+    at_budget,
+    carry_repair_instruction,
+    judge_answer,
+    missing_values,
+    patch_summary,
+    required_values,
+    shape_repair_instruction,
+    shrunk,
+)
 
 log = logging.getLogger(__name__)
 
 TIME_LIMIT = "JobTimeout"  # CompactionRecord.error_class of a run stopped by its time limit
 VERSION_CONFLICT = "VersionConflict"  # CompactionRecord.error_class of a fenced write that lost
 USER_ERASED = "UserErased"  # CompactionRecord.error_class of a run whose user `forget` erased (not stored)
+PARKED = "Parked"  # CompactionRecord.error_class of a run that may make no LLM request (see decide)
 UNFOLDABLE_LOGGED = 20  # at most this many _ids of documents the fold cannot use, logged per run
 CAP_PERIOD = timedelta(days=1)  # max_compactions_per_day counts the runs of this period
 
 
-class CarryLoss(RejectedOutput):
-    """An answer that drops what the summary so far carried: rejected like an unusable answer. The
-    message names the kinds and counts of loss, never the values."""
+MIN_PART_CHARS = 500  # an event is never split into parts smaller than this; nor a chunk halved below it
 
-    def __init__(self, verdict: CarryVerdict) -> None:
-        super().__init__(f"the summary would lose what it carried: {verdict.reason}")
-        self.verdict = verdict
+
+class RejectedAnswer(RejectedOutput):
+    """An answer that is not a summary, also after its repair request. The message names the check and
+    counts, never the answer."""
+
+    def __init__(self, rejection: Rejection) -> None:
+        super().__init__(f"the answer is not a summary: {rejection.reason}", check=rejection.check)
 
 
 class _Stop(Exception):
@@ -178,7 +193,8 @@ async def _fold_within(
         _erased(record)
     except _Stop as stop:
         record.outcome, record.reason = stop.outcome, stop.reason
-        record.error_class = VERSION_CONFLICT if stop.outcome is Outcome.CONFLICT else None
+        record.error_class = {Outcome.CONFLICT: VERSION_CONFLICT, Outcome.PARKED: PARKED}.get(stop.outcome)
+        record.retryable = False if stop.outcome is Outcome.PARKED else record.retryable
     except SummarizerError as error:
         record.outcome, record.reason = Outcome.FAILED, str(error)
         record.error_class, record.retryable = type(error).__name__, error.retryable
@@ -247,6 +263,9 @@ class FoldDecision:
     recent: RecentHistory
     to_fold: int = 0
     reason: str = ""
+    parked: bool = False  # ``reason`` is why no LLM request may be made for the user now
+    chunk_chars: int = 0  # the transcript characters of one request (smaller after rejected answers)
+    calls_left: int = 0  # LLM requests this run may make (the per-user daily budget)
 
 
 async def read_user(services: Services, user_id: str) -> tuple[FoldState, RecentHistory]:
@@ -289,7 +308,29 @@ def decide(services: Services, state: FoldState, recent: RecentHistory) -> FoldD
     if state.compressions >= cap:
         services.metrics.compaction_cap_hits.inc()
         return replace(decision, reason=f"compressed {cap} times in 24 hours already")
-    return replace(decision, to_fold=to_fold)
+    calls = services.policy.calls_per_day(state.overrides)
+    if state.llm_calls >= calls:
+        return replace(
+            decision,
+            parked=True,
+            reason=f"parked: {state.llm_calls} LLM requests in 24 hours reached the per-user budget of {calls} "
+            "(MEMCOMPRESS_MAX_LLM_CALLS_PER_USER_DAY, or `memcompress override USER --max-llm-calls N`); "
+            "it resumes as the requests age out of the 24 hours",
+        )
+    # Each run whose answers were rejected since the user's newest event halves the next one's chunk:
+    # a failed request is never sent again unchanged.
+    newest = recent.events[-1].event.created_at if recent.events else None
+    rejected = sum(newest is None or at >= newest for at in state.rejected_since_compressed)
+    chunk_chars = services.context.cap(services.policy.chunk_chars) >> rejected
+    if chunk_chars < MIN_PART_CHARS:
+        return replace(
+            decision,
+            parked=True,
+            reason=f"parked: the summariser's answers were rejected in {rejected} runs in a row, down to "
+            "the smallest chunk; check the model and the answers' rejection checks (memcompress status), "
+            "then `memcompress dead retry USER` (new events of the user also retry it)",
+        )
+    return replace(decision, to_fold=to_fold, chunk_chars=chunk_chars, calls_left=calls - state.llm_calls)
 
 
 def chunks_to_fold(
@@ -304,7 +345,7 @@ def chunks_to_fold(
         stream = services.memory.iter_oldest(
             user_id, max_documents=decision.to_fold, batch_size=policy.batch_size
         )
-    return chunk_events(stream, policy.chunk_chars, policy.batch_size)
+    return chunk_events(stream, decision.chunk_chars, policy.batch_size)
 
 
 async def _each(events: Sequence[StoredEvent]) -> AsyncIterator[StoredEvent]:
@@ -338,6 +379,8 @@ async def _fold(services: Services, user_id: str, lock: HeldLock, record: Compac
     record.events_before = recent.size.stored
     decision = decide(services, state, recent)
     await _report_unfoldable(services, user_id, record, recent)
+    if decision.parked:
+        raise _Stop(Outcome.PARKED, decision.reason)
     if decision.to_fold <= 0:
         raise _Stop(Outcome.SKIPPED, decision.reason)
     create = profile is None  # the first summary write creates the profile
@@ -352,69 +395,207 @@ async def _fold(services: Services, user_id: str, lock: HeldLock, record: Compac
     )
     record.model = overrides.model or record.model
     trimmed = 0
-    # Step 4: chunk.
+    # Step 4: chunk (a piece that overflows the LLM's context is split and its parts come first).
     async for chunk in chunks_to_fold(services, user_id, decision):
-        # Step 5: summarise the chunk together with the summary so far.
-        request = summary_request(services.policy, summary, chunk, language, overrides.model)
-        summary = await _carried(services, request, record)
+        pieces = deque([chunk])
+        while pieces:
+            piece = pieces.popleft()
+            # Step 5: summarise the piece together with the summary so far.
+            try:
+                summary = await _summarise_piece(
+                    services, summary, piece, language, overrides.model, _Calls(record, decision.calls_left)
+                )
+            except ContextOverflow as overflow:
+                pieces.extendleft(reversed(_smaller(services, piece, overflow)))
+                continue
 
-        # Step 6: store, conditional on the version read before (fencing).
-        await lock.ensure_held()
-        watermark = _newest(watermark, chunk)
-        refs = [s.ref for s in chunk]
-        won = await services.profiles.update_summary_if_version(
-            user_id,
-            expected_version=version,
-            summary=summary,
-            watermark=watermark,
-            folded_refs=refs,
-            profile_ref=current.ref,
-            create=create,
-        )
-        if not won:
-            services.metrics.version_conflicts.inc()
-            raise _Stop(Outcome.CONFLICT, f"summary version moved past {version}; nothing trimmed")
-        version, create = version + 1, False
+            # Step 6: store, conditional on the version read before (fencing).
+            await lock.ensure_held()
+            watermark = _newest(watermark, piece)
+            refs = [s.ref for s in piece]
+            won = await services.profiles.update_summary_if_version(
+                user_id,
+                expected_version=version,
+                summary=summary,
+                watermark=watermark,
+                folded_refs=refs,
+                profile_ref=current.ref,
+                create=create,
+            )
+            if not won:
+                services.metrics.version_conflicts.inc()
+                raise _Stop(Outcome.CONFLICT, f"summary version moved past {version}; nothing trimmed")
+            version, create = version + 1, False
 
-        # Step 7: trim exactly what was summarised (the mark stays; see the module's step 7).
-        trimmed += await _trim(services, user_id, refs)
-        _count_chunk(services, record, len(chunk), summary, version)
+            # Step 7: trim exactly what was summarised (the mark stays; see the module's step 7).
+            trimmed += await _trim(services, user_id, refs)
+            _count_chunk(services, record, len(piece), summary, version)
 
     if record.chunks == 0:
         raise _Stop(Outcome.SKIPPED, "no well-formed events to fold")
     record.events_after = record.events_before - trimmed
 
 
-async def summarise_carried(
+@dataclass(frozen=True, slots=True)
+class GuardedSummary:
+    """Step 5's result: the summary to store, and what the guard did on the way (counts only)."""
+
+    text: str
+    rejected: tuple[str, ...] = ()  # the checks of the answers rejected on the way
+    repaired: bool = False  # a repair request was sent
+    patched: int = 0  # values put back by appending their source sentences
+    dropped: int = 0  # missing values whose sentences did not fit the budget
+
+
+async def summarise_guarded(
     request: SummaryRequest, summarize: Callable[[SummaryRequest], Awaitable[SummaryResult]]
-) -> tuple[str, CarryVerdict]:
-    """Step 5 with its carry guard (shared with ``memcompress replay``): the answer and its verdict if it
-    carries the summary so far, after at most one repair request naming what it dropped; else
-    :class:`CarryLoss`."""
-    result = await summarize(request)
-    verdict = check_carry(request.previous_summary, result.text, max_chars=request.max_chars)
-    missing = [] if verdict.ok else dropped_values(request.previous_summary, result.text)
-    if missing:
-        result = await summarize(replace(request, repair_note=repair_instruction(missing)))
-        verdict = check_carry(request.previous_summary, result.text, max_chars=request.max_chars)
-    if not verdict.ok:
-        raise CarryLoss(verdict)
-    return result.text, verdict
+) -> GuardedSummary:
+    """Step 5 with the answer guard (shared with ``memcompress replay``, see
+    :mod:`memcompress.summarizers.guard`): at most one repair request, then a deterministic patch.
+
+    An answer that is not a summary (the shape checks) gets the repair request; if that answer is not
+    one either, :class:`RejectedAnswer`. An answer that drops values of the summary so far or of the
+    folded events (or shrank) gets the repair request unless one was sent; whatever is still missing
+    is patched in from its source sentences, within the budget. So an honest answer is never rejected
+    for how it wrote a value, and a dropped value never fails the run."""
+    rejected: list[str] = []
+    text, rejection = await _answer(request, summarize)
+    repaired = rejection is not None
+    if rejection is not None:
+        rejected.append(rejection.check)
+        note = shape_repair_instruction(rejection, request.language)
+        text, rejection = await _answer(replace(request, repair_note=note), summarize)
+        if rejection is not None:
+            raise RejectedAnswer(rejection)
+    assert text is not None
+    required = required_values(request.previous_summary, request.events)
+    missing = missing_values(required, request.events, text)
+    small = shrunk(request.previous_summary, text)
+    if not repaired and (small or (missing and not at_budget(text, request.max_chars))):
+        repaired = True
+        note = carry_repair_instruction(missing, small)
+        second, rejection = await _answer(replace(request, repair_note=note), summarize)
+        if rejection is not None:
+            rejected.append(rejection.check)
+        elif second is not None:
+            again = missing_values(required, request.events, second)
+            if len(again) <= len(missing):
+                text, missing = second, again
+    patched = patch_summary(text, missing, request.events, request.max_chars)
+    return GuardedSummary(patched.text, tuple(rejected), repaired, patched.patched, patched.dropped)
 
 
-async def _carried(services: Services, request: SummaryRequest, record: CompactionRecord) -> str:
-    """The fold's step 5: the guarded summary, with rejections and budget drops counted."""
+async def _answer(
+    request: SummaryRequest, summarize: Callable[[SummaryRequest], Awaitable[SummaryResult]]
+) -> tuple[str | None, Rejection | None]:
+    """One request: the answer's text, or why it is not a summary."""
     try:
-        text, verdict = await summarise_carried(request, lambda r: _summarize(services, r, record))
-    except CarryLoss as loss:
-        for kind in loss.verdict.dropped or {"shrunk": 1}:
-            services.metrics.carry_rejections.labels(loss=kind).inc()
+        result = await summarize(request)
+    except RejectedOutput as error:
+        return None, Rejection(error.check, str(error))
+    text = result.text.strip()
+    return text, judge_answer(text, request.previous_summary, request.events, request.language)
+
+
+@dataclass(frozen=True, slots=True)
+class _Calls:
+    """The run's record, and how many LLM requests the run may make in all (the per-user budget)."""
+
+    record: CompactionRecord
+    allowed: int
+
+
+async def _guarded(services: Services, request: SummaryRequest, calls: _Calls) -> str:
+    """The fold's step 5 for one request: the guarded summary, with what the guard did counted."""
+    record = calls.record
+    try:
+        guarded = await summarise_guarded(request, lambda r: _summarize(services, r, calls))
+    except RejectedAnswer as rejected:
+        _count_rejections(services, record, [rejected.check])
         raise
-    if verdict.dropped:  # at its budget: a recorded decision
-        dropped = sum(verdict.dropped.values())
-        record.values_dropped += dropped
-        services.metrics.values_dropped.inc(dropped)
-    return text
+    _count_rejections(services, record, guarded.rejected)
+    record.values_patched += guarded.patched
+    services.metrics.values_patched.inc(guarded.patched)
+    if guarded.dropped:  # at its budget: a recorded decision
+        record.values_dropped += guarded.dropped
+        services.metrics.values_dropped.inc(guarded.dropped)
+    return guarded.text
+
+
+def _count_rejections(services: Services, record: CompactionRecord, checks: Sequence[str]) -> None:
+    for check in checks:
+        record.answers_rejected[check] = record.answers_rejected.get(check, 0) + 1
+        services.metrics.answer_rejections.labels(check=check).inc()
+
+
+async def _summarise_piece(
+    services: Services,
+    summary: str | None,
+    piece: Sequence[StoredEvent],
+    language: str,
+    model: str | None,
+    calls: _Calls,
+) -> str:
+    """Step 5 for one piece: one request, or, for one event larger than a request may be, one request
+    per part of it in order (each part's summary feeds the next; the event is stored as folded only
+    with the last part, so it is trimmed only once all of it is inside the summary)."""
+    limit = services.context.cap(services.policy.chunk_chars)
+    if len(piece) > 1 or transcript_chars(piece[0].event) <= limit:
+        request = summary_request(services.policy, summary, piece, language, model)
+        return await _guarded(services, request, calls)
+    event = piece[0].event
+    parts = split_text(event.content, max(limit - TRANSCRIPT_LINE_OVERHEAD, MIN_PART_CHARS))
+    calls.record.event_parts += len(parts)
+    for part in parts:
+        part_event = event.model_copy(update={"content": part})
+        request = SummaryRequest(summary, [part_event], language, services.policy.summary_max_chars, model)
+        summary = await _guarded(services, request, calls)
+    assert summary is not None
+    return summary
+
+
+TRANSCRIPT_LINE_OVERHEAD = 200  # what a transcript line adds to its text (date, role, quoting)
+
+
+def split_text(text: str, max_chars: int) -> list[str]:
+    """``text`` in consecutive parts of at most ``max_chars`` characters, cut after a sentence end, a
+    newline or a space where one falls in the part's last quarter (else mid-word)."""
+    parts: list[str] = []
+    rest = text
+    while len(rest) > max_chars:
+        window = rest[:max_chars]
+        cut = max(window.rfind(mark) for mark in (". ", "\n", "! ", "? ", "。"))
+        if cut < max_chars * 3 // 4:
+            cut = window.rfind(" ")
+        cut = cut + 1 if cut >= max_chars * 3 // 4 else max_chars
+        parts.append(rest[:cut])
+        rest = rest[cut:]
+    parts.append(rest)
+    return [part for part in parts if part.strip()]
+
+
+def _smaller(
+    services: Services, piece: Sequence[StoredEvent], overflow: ContextOverflow
+) -> list[list[StoredEvent]]:
+    """After a context overflow: the piece as smaller pieces, and this process's chunks capped at half
+    the size that overflowed (:class:`~memcompress.jobs.services.ContextLimit`). A piece that cannot be
+    made smaller (one part of :data:`MIN_PART_CHARS`) fails with the overflow."""
+    chars = sum(transcript_chars(stored.event) for stored in piece)
+    limit = min(services.context.cap(services.policy.chunk_chars), chars) // 2
+    if limit < MIN_PART_CHARS:
+        raise overflow
+    services.context.lower(limit)
+    log.warning(
+        "the LLM's context is too small for a request of %d transcript characters (%s); requests of at "
+        "most %d characters from now on",
+        chars,
+        overflow,
+        limit,
+    )
+    if len(piece) == 1:
+        return [list(piece)]  # one event: split into parts under the lower limit
+    middle = len(piece) // 2
+    return [list(piece[:middle]), list(piece[middle:])]
 
 
 def _overwritten(profile: UserProfile) -> bool:
@@ -487,7 +668,14 @@ async def chunk_events(
         yield chunk
 
 
-async def _summarize(services: Services, request: SummaryRequest, record: CompactionRecord) -> SummaryResult:
+async def _summarize(services: Services, request: SummaryRequest, calls: _Calls) -> SummaryResult:
+    record = calls.record
+    if record.llm_calls >= calls.allowed:  # the per-user budget: park before paying for more
+        raise _Stop(
+            Outcome.PARKED,
+            f"parked: the run reached the per-user budget of LLM requests in 24 hours after {record.chunks} "
+            "chunks (MEMCOMPRESS_MAX_LLM_CALLS_PER_USER_DAY); finished chunks are kept",
+        )
     name = services.summarizer.name
     budget = services.llm_budget
     permit = None
@@ -497,25 +685,35 @@ async def _summarize(services: Services, request: SummaryRequest, record: Compac
         if permit.waited_s:
             services.metrics.llm_rate_limited.inc(permit.waited_s)
             log.debug("waited %.2fs for the LLM budget (%d tokens reserved)", permit.waited_s, permit.tokens)
-    services.metrics.llm_requests.labels(summarizer=name).inc()
-    record.llm_calls += 1
     started = time.monotonic()
     try:
         result = await services.summarizer.summarize(request)
     except SummarizerError as error:
         services.metrics.llm_failures.labels(summarizer=name, error_class=error.kind).inc()
+        _count_usage(services, record, error.requests, error.prompt_tokens, error.completion_tokens)
         raise
     finally:
         services.metrics.llm_duration.labels(summarizer=name).observe(time.monotonic() - started)
-    if result.prompt_tokens is not None:
-        record.prompt_tokens = (record.prompt_tokens or 0) + result.prompt_tokens
-        services.metrics.llm_tokens.labels(summarizer=name, kind="prompt").inc(result.prompt_tokens)
-    if result.completion_tokens is not None:
-        record.completion_tokens = (record.completion_tokens or 0) + result.completion_tokens
-        services.metrics.llm_tokens.labels(summarizer=name, kind="completion").inc(result.completion_tokens)
+    _count_usage(services, record, result.requests, result.prompt_tokens, result.completion_tokens)
     if budget is not None and permit is not None and result.prompt_tokens is not None:  # give back unused
         await budget.settle(permit, result.prompt_tokens + (result.completion_tokens or 0))
     return result
+
+
+def _count_usage(
+    services: Services, record: CompactionRecord, requests: int, prompt: int | None, completion: int | None
+) -> None:
+    """Every request counts, answered or not, with the tokens the server reported for it."""
+    name = services.summarizer.name
+    if requests:
+        services.metrics.llm_requests.labels(summarizer=name).inc(requests)
+        record.llm_calls += requests
+    if prompt is not None:
+        record.prompt_tokens = (record.prompt_tokens or 0) + prompt
+        services.metrics.llm_tokens.labels(summarizer=name, kind="prompt").inc(prompt)
+    if completion is not None:
+        record.completion_tokens = (record.completion_tokens or 0) + completion
+        services.metrics.llm_tokens.labels(summarizer=name, kind="completion").inc(completion)
 
 
 async def _trim(services: Services, user_id: str, refs: Sequence[Any]) -> int:

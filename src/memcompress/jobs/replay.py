@@ -7,8 +7,9 @@ What it guarantees:
   records no compaction and moves no metric of the fold.
 * The summariser sees what the fold would have sent it had every event arrived at once: the same
   order, the same chunking, the same budget, language and model, starting from no summary; and each
-  answer is held to the fold's carry guard against the replay's own summary so far, with the same one
-  repair request, so the replayed summary is one the fold would have stored.
+  answer is held to the fold's answer guard (:mod:`memcompress.summarizers.guard`) against the
+  replay's own summary so far and the chunk's events, with the same one repair request and the same
+  patch, so the replayed summary is one the fold would have stored.
 * The carry verdict compares the replayed summary with the stored one as the carry guard compares a new
   summary with the previous one (:func:`memcompress.summarizers.carry.check_carry`): does the replay
   still carry every concrete value the stored summary holds? The verdict and the counts are safe to
@@ -25,10 +26,11 @@ How, in steps:
    ``folded_not_archived`` says how many the profile counts as folded beyond what the archive holds.
 3. Chunk the stream as the fold does (:func:`memcompress.jobs.compress.chunk_events`).
 4. Summarise each chunk with the summary so far (:func:`memcompress.jobs.compress.summary_request`),
-   checked as the fold's step 5 checks it: an answer that drops values of the summary so far gets one
-   repair request naming them, and one that still drops them fails like it. A failure (that, or the
-   summariser's own) ends the replay at that chunk: ``failed`` names the chunk and the reason (kinds
-   and counts, never values), and the replayed summary is that of the chunks before it.
+   checked as the fold's step 5 checks it (:func:`memcompress.jobs.compress.summarise_guarded`): an
+   answer that is not a summary gets one repair request and fails if that one is not either; values it
+   dropped get the repair request and are then patched in. A failure (that, or the summariser's own)
+   ends the replay at that chunk: ``failed`` names the chunk and the reason (checks and counts, never
+   values), and the replayed summary is that of the chunks before it.
 5. Judge the replayed summary against the stored one with the carry guard's check.
 6. Read the summary version again: if it moved, a compression ran meanwhile and may have moved events
    from ``user_memory`` to the archive under the replay's reads (one seen twice or not at all), so
@@ -43,7 +45,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from memcompress.jobs.compress import chunk_events, summarise_carried, summary_request
+from memcompress.jobs.compress import chunk_events, summarise_guarded, summary_request
 from memcompress.jobs.services import Services
 from memcompress.models import StoredEvent, UserOverrides
 from memcompress.summarizers.base import SummarizerError
@@ -131,7 +133,7 @@ async def replay_user(services: Services, user_id: str) -> ReplayResult:
     try:
         async for chunk in chunk_events(counted(), policy.chunk_chars, policy.batch_size):
             request = summary_request(policy, summary, chunk, language, overrides.model)
-            summary, _ = await summarise_carried(request, services.summarizer.summarize)
+            summary = (await summarise_guarded(request, services.summarizer.summarize)).text
             chunks += 1
     except SummarizerError as error:
         failed = f"chunk {chunks + 1}: {type(error).__name__}: {error}"

@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from memcompress.jobs.boundary import Limits
@@ -42,6 +42,7 @@ class FoldPolicy:
     target_tokens: int | None
     min_fold: int
     max_compactions_per_day: int
+    max_llm_calls_per_user_day: int = 100
 
     @classmethod
     def from_settings(cls, settings: Settings) -> FoldPolicy:
@@ -57,7 +58,12 @@ class FoldPolicy:
             target_tokens=settings.target_tokens,
             min_fold=settings.min_fold,
             max_compactions_per_day=settings.max_compactions_per_day,
+            max_llm_calls_per_user_day=settings.max_llm_calls_per_user_day,
         )
+
+    def calls_per_day(self, overrides: UserOverrides | None = None) -> int:
+        """The LLM requests one user's runs may make in any 24 hours."""
+        return (overrides.max_llm_calls_per_day if overrides else None) or self.max_llm_calls_per_user_day
 
     def limits(self, overrides: UserOverrides | None = None) -> Limits:
         """This policy's limits for one user, with that user's overrides applied."""
@@ -93,6 +99,21 @@ class JobPolicy:
 
 
 @dataclass(slots=True)
+class ContextLimit:
+    """What this process has learned of the LLM server's context window: a request of more than
+    ``chunk_chars`` transcript characters overflowed it (None: none has). Chunks and event parts are
+    capped at it from then on, so the same overflow is not paid for again."""
+
+    chunk_chars: int | None = None
+
+    def cap(self, chars: int) -> int:
+        return chars if self.chunk_chars is None else min(chars, self.chunk_chars)
+
+    def lower(self, chars: int) -> None:
+        self.chunk_chars = self.cap(chars)
+
+
+@dataclass(slots=True)
 class Services:
     memory: UserMemoryRepository
     profiles: UserProfileRepository
@@ -107,3 +128,4 @@ class Services:
     job_policy: JobPolicy
     metrics: Metrics
     llm_budget: LLMBudget | None = None  # MEMCOMPRESS_LLM_RPM / _TPM, for a summariser that calls an LLM
+    context: ContextLimit = field(default_factory=ContextLimit)

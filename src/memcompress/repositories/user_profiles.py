@@ -14,8 +14,8 @@ from memcompress.metrics import Metrics
 from memcompress.models import (
     PROFILE_FIELDS,
     FoldState,
-    Outcome,
     ProfileDefaults,
+    RunNote,
     UserOverrides,
     UserProfile,
     Watermark,
@@ -35,16 +35,18 @@ from memcompress.repositories.errors import ProfileBusy
 
 SUMMARY_HISTORY = 5  # hashes of the worker's recent summaries kept on the profile
 # Keys under which `find_for_fold` returns the documents of the other collections it reads.
-OVERRIDES_KEY, COMPRESSIONS_KEY = "__overrides", "__compressions"
+OVERRIDES_KEY, RUNS_KEY = "__overrides", "__runs"
+RUNS_READ = 1_000  # at most this many runs of the period are read (the daily cap keeps them far fewer)
 
 
 def fold_state_pipeline(
     summary_stages: list[Document], user_id: str, compressed_since: datetime
 ) -> list[Document]:
     """What the fold knows of a user in one aggregation: the document ``summary_stages`` select (the
-    profile; a conversation's summary fields), with the user's overrides and count of compressions
-    since ``compressed_since`` added by ``$unionWith``, each under a key of its own."""
-    compressed = {"user_id": user_id, "finished_at": {"$gte": compressed_since}}
+    profile; a conversation's summary fields), with the user's overrides and its runs since
+    ``compressed_since`` (newest first: outcome, error class, LLM calls, when) added by ``$unionWith``,
+    each under a key of its own."""
+    since = {"user_id": user_id, "finished_at": {"$gte": compressed_since}}
     return [
         *summary_stages,
         {
@@ -57,8 +59,22 @@ def fold_state_pipeline(
             "$unionWith": {
                 "coll": COMPACTION_LOG,
                 "pipeline": [
-                    {"$match": {**compressed, "outcome": Outcome.COMPRESSED.value}},
-                    {"$group": {"_id": None, COMPRESSIONS_KEY: {"$sum": 1}}},
+                    {"$match": since},
+                    {"$sort": {"finished_at": -1}},
+                    {"$limit": RUNS_READ},
+                    {
+                        "$group": {
+                            "_id": None,
+                            RUNS_KEY: {
+                                "$push": {
+                                    "outcome": "$outcome",
+                                    "error_class": "$error_class",
+                                    "llm_calls": "$llm_calls",
+                                    "finished_at": "$finished_at",
+                                }
+                            },
+                        }
+                    },
                 ],
             }
         },
@@ -72,15 +88,25 @@ def fold_state(
     row stands for, None when it stands for none)."""
     profile: UserProfile | None = None
     overrides: list[UserOverrides] = []
-    compressions = 0
+    runs: list[RunNote] = []
     for row in rows:
         if OVERRIDES_KEY in row:
             overrides = valid_models(UserOverrides, OVERRIDES, [row[OVERRIDES_KEY]], metrics)
-        elif COMPRESSIONS_KEY in row:
-            compressions = int(row[COMPRESSIONS_KEY])
+        elif RUNS_KEY in row:
+            runs = [_run_note(run) for run in row[RUNS_KEY]]
         else:
             profile = profile_of(row)
-    return FoldState(profile, overrides[0] if overrides else None, compressions)
+    return FoldState.of_runs(profile, overrides[0] if overrides else None, runs)
+
+
+def _run_note(run: Document) -> RunNote:
+    calls = run.get("llm_calls")
+    return RunNote(
+        outcome=str(run.get("outcome")),
+        error_class=run.get("error_class") if isinstance(run.get("error_class"), str) else None,
+        llm_calls=calls if isinstance(calls, int) else 0,
+        finished_at=run.get("finished_at"),
+    )
 
 
 class MongoUserProfileRepository:

@@ -29,6 +29,7 @@ class SummaryResult:
     text: str
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    requests: int = 1  # HTTP requests sent for it (client retries included); 0 for an offline summariser
 
 
 # Cyrillic and other scripts run at ~2-3 characters per token; this caps the answer near the budget.
@@ -75,9 +76,13 @@ def estimate_request_tokens(request: SummaryRequest) -> TokenEstimate:
 
 
 class SummarizerError(Exception):
-    """The summariser produced nothing usable; nothing may be trimmed."""
+    """The summariser produced nothing usable; nothing may be trimmed. ``requests``: the HTTP requests
+    sent before it gave up; the tokens: what the server reported for an answer it then rejected."""
 
     kind: FailureKind = "permanent"
+    requests: int = 1
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
 
     @property
     def retryable(self) -> bool:
@@ -96,10 +101,36 @@ class PermanentSummarizerError(SummarizerError):
     kind: FailureKind = "permanent"
 
 
+class ContextOverflow(PermanentSummarizerError):
+    """The request does not fit the server's context window (an HTTP 400 ``context_length_exceeded``, or
+    a server that silently cut the prompt): the same request will fail again, a smaller one will not.
+    The fold halves the chunk (or splits an oversize event into parts) and goes on."""
+
+    def __init__(
+        self, message: str, *, context_tokens: int | None = None, requested_tokens: int | None = None
+    ) -> None:
+        super().__init__(message)
+        self.context_tokens = context_tokens
+        self.requested_tokens = requested_tokens
+
+
 class RejectedOutput(SummarizerError):
-    """An answer came back but is not a summary (empty, refusal, error text, oversize)."""
+    """An answer came back but is not a summary (empty, refusal, error text, cut off, oversize, or one
+    of the answer guard's checks). ``check`` names which, without quoting the answer."""
 
     kind: FailureKind = "rejected_output"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        check: str = "unusable",
+        prompt_tokens: int | None = None,
+        completion_tokens: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.check = check
+        self.prompt_tokens, self.completion_tokens = prompt_tokens, completion_tokens
 
 
 class Summarizer(Protocol):
@@ -176,9 +207,11 @@ def check_summary(text: str | None, max_chars: int) -> str:
     """Return the stripped summary, or raise :class:`RejectedOutput` (fail closed)."""
     stripped = (text or "").strip()
     if not stripped:
-        raise RejectedOutput("empty summary")
+        raise RejectedOutput("empty summary", check="empty")
     if _ERROR_OPENING.match(stripped) or _looks_like_refusal(stripped):
-        raise RejectedOutput("answer looks like an error or a refusal, not a summary")
+        raise RejectedOutput("answer looks like an error or a refusal, not a summary", check="refusal")
     if len(stripped) > max_chars:
-        raise RejectedOutput(f"summary of {len(stripped)} chars exceeds the {max_chars}-char budget")
+        raise RejectedOutput(
+            f"summary of {len(stripped)} chars exceeds the {max_chars}-char budget", check="oversize"
+        )
     return stripped

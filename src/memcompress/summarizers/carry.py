@@ -378,6 +378,22 @@ def extract_values(text: str) -> dict[ValueKind, set[str]]:
     return _by_kind(_scan(text).found)
 
 
+@dataclass(frozen=True, slots=True)
+class FoundValue:
+    """One value of a text where it stands: ``start`` is an offset into the text after NFC and digit
+    normalisation (the same length as the text for every text but a few rare compositions)."""
+
+    start: int
+    kind: ValueKind
+    value: str  # normalised
+    surface: str  # as written: user content, never for a log line
+
+
+def find_values(text: str) -> list[FoundValue]:
+    """Every value of ``text`` in order of appearance, with where it stands and how it was written."""
+    return [FoundValue(f.start, f.kind, f.value, f.surface) for f in _scan(text).found]
+
+
 # --- matching ------------------------------------------------------------------------------------
 
 

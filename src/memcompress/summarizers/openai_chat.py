@@ -1,24 +1,32 @@
 """Summaries from any OpenAI-compatible chat completions API (OpenAI, Azure-compatible gateways, vLLM,
-Ollama, LiteLLM proxy) through the official ``openai`` client.
+Ollama, LiteLLM proxy, llama.cpp's server) through the official ``openai`` client.
 
-Retries: the client itself retries 408/409/429/5xx, timeouts and connection errors with exponential
-backoff and jitter, honouring ``Retry-After`` (``max_retries``). What still fails is classified here:
-retryable (the job is tried again later) or permanent. Any answer that is not a usable summary is
-rejected, so nothing is trimmed on the strength of it.
+Retries: one policy, the job's (``MEMCOMPRESS_MAX_TRIES``, with backoff and jitter). The client's own
+retries are off by default (``MEMCOMPRESS_LLM_MAX_RETRIES=0``); set above 0, they are counted like any
+request: every HTTP request this summariser sends is counted (``SummaryResult.requests``, and
+``SummarizerError.requests`` on a failure). What fails is classified here: retryable (the job is tried
+again later), permanent, or a context overflow (the fold makes the request smaller). Any answer that is
+not a usable summary is rejected with the name of the check it failed, so nothing is trimmed on the
+strength of it.
 """
 
 from __future__ import annotations
 
 import json
+import re
+from contextvars import ContextVar
+from dataclasses import replace
 
 import openai as openai_sdk
 from openai.types.chat import ChatCompletion
 
 from memcompress.models import DEFAULT_PROFILE, valid_language_tag
 from memcompress.summarizers.base import (
+    ContextOverflow,
     PermanentSummarizerError,
     RejectedOutput,
     RetryableSummarizerError,
+    SummarizerError,
     SummaryRequest,
     SummaryResult,
     check_summary,
@@ -43,6 +51,56 @@ Write the updated memory summary:
 Answer with the summary text only."""
 
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429})
+# How servers say a request is larger than the model's context: OpenAI's error code, and the wording of
+# OpenAI, vLLM, llama.cpp's server and LiteLLM.
+_OVERFLOW_CODE = "context_length_exceeded"
+_OVERFLOW_TEXT = re.compile(
+    r"context[_ ]length|maximum context|context (?:size|window)|exceeds? the (?:available )?context|n_ctx|"
+    r"too many tokens|prompt is too long",
+    re.IGNORECASE,
+)
+_CONTEXT_TOKENS = re.compile(
+    r"(?:maximum context length is|context (?:size|window|length)[^0-9]{0,20}|n_ctx[^0-9]{0,5})(\d+)",
+    re.IGNORECASE,
+)
+_REQUESTED_TOKENS = re.compile(
+    r"(?:requested|you requested|request has|prompt has|got)\D{0,20}(\d+)\s*tokens", re.IGNORECASE
+)
+
+# The HTTP requests of the current summarize() call (a task's own counter: calls run concurrently).
+_SENT: ContextVar[list[int] | None] = ContextVar("memcompress_llm_requests_sent", default=None)
+
+
+async def _count_request(request: object) -> None:  # an httpx (or httpx2) request: the client's
+    # event hook, which sees every request it sends, retries included
+    sent = _SENT.get()
+    if sent is not None:
+        sent[0] += 1
+
+
+def context_overflow(error: openai_sdk.APIStatusError) -> ContextOverflow | None:
+    """The error as a :class:`ContextOverflow` with the sizes the server named, or None when it is not one."""
+    body = error.body if isinstance(error.body, dict) else {}
+    detail = body.get("error", body) if isinstance(body.get("error", body), dict) else {}
+    code = str(detail.get("code") or body.get("code") or "")
+    message = str(detail.get("message") or error.message or "")
+    if code != _OVERFLOW_CODE and not _OVERFLOW_TEXT.search(message):
+        return None
+    context = _CONTEXT_TOKENS.search(message)
+    requested = _REQUESTED_TOKENS.search(message)
+    context_tokens = int(context.group(1)) if context else None
+    requested_tokens = int(requested.group(1)) if requested else None
+    sizes = ", ".join(
+        f"{name} {value} tokens"
+        for name, value in (("context", context_tokens), ("requested", requested_tokens))
+        if value is not None
+    )
+    return ContextOverflow(
+        f"LLM answered HTTP {error.status_code}: the request exceeds the model's context"
+        + (f" ({sizes})" if sizes else ""),
+        context_tokens=context_tokens,
+        requested_tokens=requested_tokens,
+    )
 
 
 def build_messages(request: SummaryRequest) -> list[dict[str, str]]:
@@ -70,16 +128,32 @@ class OpenAISummarizer:
         model: str,
         base_url: str | None = None,
         api_key: str | None = None,
-        timeout_s: float = 60.0,
-        max_retries: int = 3,
+        timeout_s: float = 120.0,
+        max_retries: int = 0,
     ) -> None:
         self.model: str | None = model
         # Self-hosted servers (vLLM, Ollama) accept any key; the client insists on one.
         self._client = openai_sdk.AsyncOpenAI(
-            base_url=base_url, api_key=api_key or "not-needed", timeout=timeout_s, max_retries=max_retries
+            base_url=base_url,
+            api_key=api_key or "not-needed",
+            timeout=timeout_s,
+            max_retries=max_retries,
+            http_client=openai_sdk.DefaultAsyncHttpxClient(event_hooks={"request": [_count_request]}),
         )
 
     async def summarize(self, request: SummaryRequest) -> SummaryResult:
+        sent = [0]
+        token = _SENT.set(sent)
+        try:
+            result = await self._summarize(request)
+        except SummarizerError as error:
+            error.requests = max(sent[0], 1)
+            raise
+        finally:
+            _SENT.reset(token)
+        return replace(result, requests=max(sent[0], 1))
+
+    async def _summarize(self, request: SummaryRequest) -> SummaryResult:
         messages = build_messages(request)
         try:
             response = await self._client.chat.completions.create(
@@ -92,6 +166,9 @@ class OpenAISummarizer:
             raise RetryableSummarizerError(f"{type(error).__name__}: no answer from the LLM") from error
         except openai_sdk.APIStatusError as error:
             status = error.status_code
+            overflow = context_overflow(error) if status in (400, 413, 422) else None
+            if overflow is not None:
+                raise overflow from error
             message = f"LLM answered HTTP {status} ({type(error).__name__})"
             if status in RETRYABLE_STATUS or status >= 500:
                 raise RetryableSummarizerError(message) from error
@@ -104,20 +181,36 @@ class OpenAISummarizer:
         if not choices:
             raise RetryableSummarizerError("LLM response is not a chat completion")
         choice = choices[0]
-        if choice.finish_reason == "length":
-            raise RejectedOutput("LLM answer was cut off at the token limit")
-        if choice.finish_reason == "content_filter":
-            raise RejectedOutput("LLM answer was withheld by a content filter")
         usage = getattr(response, "usage", None)
+        prompt_tokens = usage.prompt_tokens if usage else None
+        completion_tokens = usage.completion_tokens if usage else None
+        if choice.finish_reason == "length":
+            raise RejectedOutput(
+                "LLM answer is incomplete: it stopped at the token limit (finish_reason length)",
+                check="incomplete",
+                prompt_tokens=prompt_tokens,
+                completion_tokens=completion_tokens,
+            )
+        if choice.finish_reason == "content_filter":
+            raise RejectedOutput(
+                "LLM answer was withheld by a content filter",
+                check="content_filter",
+                prompt_tokens=prompt_tokens,
+                completion_tokens=completion_tokens,
+            )
         sent = estimate_prompt_tokens("".join(message["content"] for message in messages))
-        if prompt_was_truncated(sent, usage.prompt_tokens if usage else None):
-            raise PermanentSummarizerError(PROMPT_TRUNCATED)
-        text = check_summary(choice.message.content, request.max_chars)
-        return SummaryResult(
-            text=text,
-            prompt_tokens=usage.prompt_tokens if usage else None,
-            completion_tokens=usage.completion_tokens if usage else None,
-        )
+        if prompt_was_truncated(sent, prompt_tokens):
+            raise ContextOverflow(
+                f"{PROMPT_TRUNCATED} (the server read {prompt_tokens} prompt tokens of about {sent} sent)",
+                context_tokens=prompt_tokens,
+                requested_tokens=sent,
+            )
+        try:
+            text = check_summary(choice.message.content, request.max_chars)
+        except RejectedOutput as rejected:
+            rejected.prompt_tokens, rejected.completion_tokens = prompt_tokens, completion_tokens
+            raise
+        return SummaryResult(text=text, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
 
     async def aclose(self) -> None:
         await self._client.close()

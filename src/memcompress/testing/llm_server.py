@@ -23,6 +23,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from memcompress.summarizers.carry import estimate_prompt_tokens
+from memcompress.testing.answers import honest
 
 # Behaviours a scripted request can have.
 OK = "ok"
@@ -58,8 +59,9 @@ ANSWER_BUDGET_SHARE = 0.95
 
 
 def default_answer(number: int, previous: str, texts: list[str]) -> str:
-    """A summary that carries the previous one (its lines) and adds one line, as a good LLM would."""
-    line = f"summary #{number} of {len(texts)} messages"
+    """A summary that carries the previous one (its lines) and adds one line holding the new messages'
+    values, as a good LLM would."""
+    line = honest(f"summary #{number} of {len(texts)} messages", texts)
     return line if previous == NO_SUMMARY else f"{previous}\n{line}"
 
 
