@@ -82,10 +82,10 @@ def test_day_first_dates_and_impossible_dates() -> None:
     assert values["number"] == {"31", "2", "2026"}
 
 
-def test_dates_in_words_keep_their_numbers_and_no_month_name() -> None:
+def test_dates_in_words_are_dates_and_their_month_names_no_names() -> None:
     values = extract_values("Anna turns 7 on 12 March 2026 and Ольга приедет 5 Мая.")
-    assert values["date"] == set()
-    assert values["number"] == {"7", "12", "2026", "5"}
+    assert values["date"] == {"2026-03-12", "--05-05"}
+    assert values["number"] == {"7"}
     assert values["name"] == {"ольга"}
 
 
