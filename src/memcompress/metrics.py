@@ -100,7 +100,7 @@ class Metrics:
         )
         self.carry_rejections = Counter(
             "memcompress_carry_rejections_total",
-            "Answers rejected by the carry guard, by kind of loss (number, date, code, email, url, name, shrunk).",
+            "Answers rejected by the carry guard, by kind of loss (number, date, time, code, email, url, name, shrunk).",
             ["loss"],
             registry=r,
         )

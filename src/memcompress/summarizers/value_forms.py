@@ -221,7 +221,7 @@ SCALED_NUMBER = re.compile(
     r"(?<![\w.,])(?P<integer>\d{1,3}(?:[ \u00a0\u2009\u202f]\d{3})+|\d+)(?:[.,](?P<fraction>\d+))?"
     r"(?:(?P<letter>[kKM])|[ \u00a0]?(?i:"
     + "|".join(f"(?P<e{exponent}>{words})" for exponent, words in _SCALE_WORDS)
-    + r"))(?!\w)"
+    + r"))(?!\w)(?![-/.#_]\w)"  # part of no code: "5M-2" is one
 )
 
 
