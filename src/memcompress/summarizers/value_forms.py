@@ -62,6 +62,11 @@ phonenumbers 9.0                15 ms         +2 MB RSS    2 ms a summary; 48 MB
 
 Dates, times and scales are a few regular expressions here instead; phone numbers keep the guard's
 own reading plus the trunk-prefix rule above.
+
+With these forms a whole :func:`~memcompress.summarizers.carry.check_carry` of a 4,000-character
+Russian summary against its rewrite takes about 11 ms warm (12 ms before them: the month-then-day
+pattern is tried only before a day number); the first check in a process pays about 85 ms more to load
+the dictionary, and a cold name cache about 50 µs a capitalised Cyrillic word.
 """
 
 from __future__ import annotations
