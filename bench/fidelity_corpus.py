@@ -92,8 +92,8 @@ def recalled(match: str, value: str, summary: Summary) -> bool:
     """Whether ``summary`` holds ``value``:
 
     * ``name``, ``number``, ``date``: by the carry guard's own rule (``carried``): the same normalised
-      number or date; a capitalised word starting like the name (declension allowed: ``Ксения`` is
-      held by ``Ксенией``).
+      number or date (also written in words); a capitalised word starting like the name or sharing
+      its Russian lemma or Latin transliteration (``Ксения`` is held by ``Ксенией``, ``Лев`` by ``Льва``).
     * ``stem`` (preferences): some word of the summary, casefolded with ``ё`` as ``е``, starts with the
       stem (``вегетариан`` is held by ``вегетарианка``, ``jazz`` by ``jazz``).
     """

@@ -82,10 +82,10 @@ def test_day_first_dates_and_impossible_dates() -> None:
     assert values["number"] == {"31", "2", "2026"}
 
 
-def test_dates_in_words_keep_their_numbers_and_no_month_name() -> None:
+def test_dates_in_words_are_dates_and_their_month_names_no_names() -> None:
     values = extract_values("Anna turns 7 on 12 March 2026 and Ольга приедет 5 Мая.")
-    assert values["date"] == set()
-    assert values["number"] == {"7", "12", "2026", "5"}
+    assert values["date"] == {"2026-03-12", "--05-05"}
+    assert values["number"] == {"7"}
     assert values["name"] == {"ольга"}
 
 
@@ -169,6 +169,17 @@ def test_names_fold_yo_and_possessives() -> None:
         ("tom", "Tomorrow is the party.", False),  # too long to be an inflection
         ("anna", "Hanna went home.", False),
         ("boris", "Bought a book.", False),
+        # Russian lemmas (pymorphy3) and Cyrillic-Latin transliteration
+        ("лев", "У брата Льва кот.", True),
+        ("орле", "Он из города Орёл.", True),
+        ("анна", "Met Anna.", True),
+        ("anna", "Встреча с Анной.", True),
+        ("olga", "Встреча с Ольгой.", True),
+        ("марией", "Met Maria.", True),
+        ("julia", "Встреча с Юлией.", True),
+        ("орле", "Он из города Москва.", False),
+        ("anna", "Встреча с Ольгой.", False),
+        ("лев", "У брата кот.", False),
     ],
 )
 def test_names_are_carried_through_inflection(name: str, new_text: str, expected: bool) -> None:
@@ -187,10 +198,108 @@ def test_exact_kinds_need_the_same_normalised_value() -> None:
 
 
 def test_a_number_is_carried_by_the_same_digits_inside_another_value() -> None:
-    index = carry_index("Party on 2026-03-12, order ORD-4471.")
+    index = carry_index("Party on 2026-03-12, order ORD-4471, at 14:30; бюджет 1,5 млн.")
     assert carried("number", "12", index)
     assert carried("number", "4471", index)
     assert not carried("number", "447", index)
+    assert carried("number", "14", index)  # and inside a time
+    assert carried("number", "1.5", index)  # and as written before a scale
+    assert carried("number", "1500000", index)
+    assert carried("time", "14:30", index)
+    assert not carried("time", "14:00", index)
+
+
+# Honest rewrites a real model makes of the previous summary's values: each one was a drop before.
+HONEST_REWRITES = [
+    ("День рождения 2026-03-12.", "День рождения 12 марта 2026."),
+    ("День рождения 2026-03-12.", "День рождения 12 марта 2026 года."),
+    ("Party on 2026-03-12.", "Party on March 12, 2026."),
+    ("Party on 2026-03-12.", "Party on 12 March 2026."),
+    ("День рождения 2026-03-12.", "День рождения 12 марта."),  # no year: month and day agree
+    ("День рождения 12 марта.", "День рождения 2026-03-12."),
+    ("Встреча в 14:30.", "Meeting at 2:30 PM."),
+    ("Бюджет 1 500 000 рублей.", "Budget 1.5 million."),
+    ("Бюджет 1 500 000 рублей.", "Бюджет 1,5 млн рублей."),
+    ("Budget 1 500 000.", "Budget 1.5M."),
+    ("Аванс 12500 рублей.", "Advance 12.5k."),
+    ("Аванс 12500 рублей.", "Аванс 12,5 тыс. рублей."),
+    ("Позвонить +7 915 123-45-67.", "Позвонить 8 915 123-45-67."),  # the trunk prefix
+    ("Кот принадлежит брату Лев.", "Кот брата Льва."),
+    ("Брат живёт в городе Орёл.", "Брат живёт в Орле."),
+    ("My daughter is Anna.", "Встреча с Анной."),
+    ("My daughter is Anna.", "Дочь зовут Анна."),
+    ("Дочь зовут Анна.", "My daughter is Anna."),
+]
+
+
+@pytest.mark.parametrize(("previous", "new"), HONEST_REWRITES)
+def test_honest_rewrites_of_values_are_carried(previous: str, new: str) -> None:
+    verdict = check_carry(previous, new, max_chars=1000)
+    assert verdict.ok, verdict.reason
+    assert dropped_values(previous, new) == []
+
+
+@pytest.mark.parametrize("new", ["Позвонить +79151234567.", "Позвонить +7 (915) 123 45 67."])
+def test_a_regrouped_phone_number_is_carried(new: str) -> None:
+    assert check_carry("Позвонить +7 915 123-45-67.", new, max_chars=1000).ok
+
+
+# Real drops: each must still be caught, with the kind it lost.
+REAL_DROPS = [
+    ("Позвонить Анне: +7 915 123-45-67.", "Позвонить Анне.", {"code": 1}),
+    ("Call Anna at +44 20 7946 0958.", "Call Anna.", {"code": 1}),
+    ("Придут Анна и Борис.", "Придёт Анна.", {"name": 1}),
+    ("We met Anna and Boris.", "We met Anna.", {"name": 1}),
+    ("Paid 1500 EUR.", "Paid 1600 EUR.", {"number": 1}),
+    ("Бюджет 1,5 млн рублей.", "Бюджет 1,6 млн рублей.", {"number": 1}),
+    ("Party on 12 March 2026.", "Party on 13 March 2026.", {"date": 1}),
+    ("Праздник 2026-03-12.", "Праздник 13 марта.", {"date": 1}),
+    ("Встреча в 14:30.", "Meeting at 3:30 PM.", {"time": 1}),
+    ("Мой брат Лев живёт в Орле.", "Мой брат Лев живёт в Москве.", {"name": 1}),
+]
+
+
+@pytest.mark.parametrize(("previous", "new", "dropped"), REAL_DROPS)
+def test_real_drops_are_still_caught(previous: str, new: str, dropped: dict[str, int]) -> None:
+    verdict = check_carry(previous, new, max_chars=1000)
+    assert not verdict.ok
+    assert verdict.dropped == dropped
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "value"),
+    [
+        ("on 12 марта 2026 года", "date", "2026-03-12"),
+        ("on 12-го марта 2026 г.", "date", "2026-03-12"),
+        ("on March 12, 2026", "date", "2026-03-12"),
+        ("on the 12th of March 2026", "date", "2026-03-12"),
+        ("до 12 дек. 2026", "date", "2026-12-12"),
+        ("12 МАРТА", "date", "--03-12"),
+        ("on May 5", "date", "--05-05"),
+        ("at 2:30 PM", "time", "14:30"),
+        ("at 2pm", "time", "14:00"),
+        ("at 12 a.m.", "time", "00:00"),
+        ("at 12:05 pm", "time", "12:05"),
+        ("в 9:05", "time", "09:05"),
+        ("в 14:30:00", "time", "14:30"),
+        ("1,5 млн", "number", "1500000"),
+        ("1.5 Million", "number", "1500000"),
+        ("12,5 тыс.", "number", "12500"),
+        ("1 500 тысяч", "number", "1500000"),
+        ("2 млрд", "number", "2000000000"),
+        ("0.5k", "number", "500"),
+    ],
+)
+def test_other_spellings_give_the_canonical_value(text: str, kind: ValueKind, value: str) -> None:
+    assert _only(text, kind) == {value}
+
+
+def test_forms_that_are_no_date_time_or_scale() -> None:
+    values = extract_values("31 февраля 2026, ran 5km, scored 3:2, version 5M-2, 14.30")
+    assert values["date"] == set()
+    assert values["time"] == set()
+    assert values["number"] == {"31", "2026", "5", "3", "2", "14.3"}
+    assert values["code"] == {"5m-2"}
 
 
 def test_carried_refuses_an_unknown_kind() -> None:

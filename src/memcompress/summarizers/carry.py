@@ -1,12 +1,15 @@
 """The carry guard's building blocks: does a new summary still carry what the previous one held?
 
-Everything here is pure and deterministic: no I/O, no clock, no randomness, standard library only. The
-same texts always give the same values, the same verdict and the same reason.
+Everything here is pure and deterministic: no I/O, no clock, no randomness. The same texts always
+give the same values, the same verdict and the same reason. Other honest spellings of a value (dates
+and times in words, scaled numbers, national phone numbers, declined and transliterated names) are
+read by :mod:`memcompress.summarizers.value_forms`, which says what it accepts and why; it loads
+pymorphy3's Russian dictionary (about 85 ms and 29 MB) once per process, at the first name it matches.
 
 What it guarantees
 ------------------
-* :func:`extract_values` finds the concrete values of a text (numbers, dates, codes, e-mail addresses,
-  URLs, proper names) by the rules below, normalised so that two spellings of one value compare equal.
+* :func:`extract_values` finds the concrete values of a text (numbers, dates, times, codes, e-mail
+  addresses, URLs, proper names) by the rules below, normalised so that two spellings of one value compare equal.
 * :func:`check_carry` says which kinds of the previous summary's values the new summary lost, and how
   many of each, whether it shrank, and whether it is at its character budget. Its :class:`CarryVerdict`
   (fields, ``repr``, ``str`` and ``reason``) holds counts and lengths only, never a value, so it may be
@@ -30,14 +33,17 @@ passes run in this order; each pass claims its spans, and later passes do not se
    followed by an ISO time, which is ignored) and day-first ``DD.MM.YYYY``, ``DD/MM/YYYY``,
    ``DD-MM-YYYY`` (one or two digits for day and month). A real calendar date is normalised to
    ``YYYY-MM-DD``. Day-first is always assumed, so ``03/12/2026`` is 3 December. A date-shaped
-   text that is no calendar date (``31.02.2026``) gives its three parts as numbers. Dates in words
-   (``12 March 2026``) are not dates: their digits are numbers and the month word is nothing.
+   text that is no calendar date (``31.02.2026``) gives its three parts as numbers. Then dates in
+   words, English and Russian (``12 марта 2026 года``, ``March 12, 2026``, ``12 March``): with a
+   year ``YYYY-MM-DD``, without one ``--MM-DD`` (value_forms rule 1).
+   ``time``: ``14:30``, ``2:30 PM``, ``2pm`` become ``HH:MM`` in 24 hours (value_forms rule 2).
 5. ``code``, phone numbers: an optional ``+``, then digits in groups separated by single spaces,
    dots, hyphens or a parenthesised area code, 7 to 15 digits in all, and either a leading ``+``, a
    ``(`` or at least two hyphens. Normalised to ``+`` (when present) and the digits.
 6. ``code``, identifiers: a token of word characters joined by ``-``, ``/``, ``.``, ``#`` or ``_``
    that holds at least one letter and one digit (``ORD-4471``, ``A1B2``, ``COVID-19``, ``x86_64``),
-   casefolded. A number followed by a lowercase word, with or without a hyphen (``5km``, ``3rd``,
+   casefolded. Before this pass, a number with a scale (``1,5 млн``, ``1.5 million``, ``12.5k``,
+   ``12,5 тыс.``) becomes the ``number`` it names (``1500000``, value_forms rule 3). A number followed by a lowercase word, with or without a hyphen (``5km``, ``3rd``,
    ``10-й``, ``1990-х``), is not a code: it is the number.
 7. ``number``: digit groups joined by single separators. Spaces (also no-break and thin spaces) and
    apostrophes only ever group thousands. A ``.`` or ``,`` is the decimal point when it is the last
@@ -68,12 +74,19 @@ Matching rules (:func:`carried`)
 --------------------------------
 * number: the value is any number of the new text, including the digit runs inside its dates, codes,
   e-mail addresses and URLs (``12`` is carried by ``2026-03-12``).
-* date, code, email, url: the same normalised value of the same kind is in the new text.
+  A scaled number's number as written is carried too (``1.5`` by ``1.5 million``).
+* time, email, url: the same normalised value of the same kind is in the new text.
+* date: the same date, or one of the two has no year and the month and day agree (``12 марта``
+  carries ``2026-03-12`` and the other way round); ``13 марта`` carries neither.
+* code: the same code, or the same phone number with and without its trunk prefix
+  (``8 915 123-45-67`` and ``+7 915 123-45-67``, value_forms rule 4).
 * name: some word of the new text that starts with an uppercase letter (anywhere, sentence starts
   included) has the same first ``max(3, len - 2)`` characters as the name (all of them when the name
   is shorter than three), after the same normalisation, and is at most four characters longer. This
   lets declension and possessives through: ``Анна`` is carried by ``Анной`` and ``Анну``, ``Пётр`` by
-  ``Петра``, ``Anna`` by ``Anna's``.
+  ``Петра``, ``Anna`` by ``Anna's``. Or it shares a key with the name (value_forms rule 5): a Russian
+  lemma (``Лев`` is carried by ``Льва``, ``Орёл`` by ``Орле``) or a Latin transliteration (``Anna`` by
+  ``Анной``, ``Анна`` by ``Anna``).
 
 Check rules (:func:`check_carry`)
 ---------------------------------
@@ -103,8 +116,10 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Literal
 
-ValueKind = Literal["number", "date", "code", "email", "url", "name"]
-KINDS: tuple[ValueKind, ...] = ("number", "date", "code", "email", "url", "name")
+from memcompress.summarizers import value_forms
+
+ValueKind = Literal["number", "date", "time", "code", "email", "url", "name"]
+KINDS: tuple[ValueKind, ...] = ("number", "date", "time", "code", "email", "url", "name")
 
 AT_BUDGET_RATIO = 0.9
 # A name is carried by a word that starts like it and is at most this much longer (declension).
@@ -154,17 +169,10 @@ def _forms(stems: Iterable[str], endings: Iterable[str]) -> set[str]:
 _STOP_NAMES = frozenset(
     {
         *_words("i user users assistant system mr mrs ms dr prof sir madam"),
-        *_words("january february march april may june july august september october november december"),
-        *_words("jan feb mar apr jun jul aug sep sept oct nov dec"),
+        *value_forms.MONTH_WORDS,  # English and Russian, every case, ё written as е
         *_words("monday tuesday wednesday thursday friday saturday sunday"),
         *_words("mon tue tues wed thu thur thurs fri sat sun"),
         # Russian, with ё written as е like every name.
-        *_forms(
-            ("январ", "феврал", "апрел", "июн", "июл", "сентябр", "октябр", "ноябр", "декабр"),
-            ("ь", "я", "ю", "е", "ем"),
-        ),
-        *_forms(("март", "август"), ("", "а", "у", "е", "ом")),
-        *_forms(("ма",), ("й", "я", "ю", "е", "ем")),
         *_forms(("понедельник", "вторник", "четверг"), ("", "а", "у", "е", "ом", "и", "ов", "ам")),
         *_forms(("сред", "суббот"), ("а", "у", "ы", "е", "ой", "ам")),
         *_forms(("пятниц",), ("а", "у", "ы", "е", "ей", "ам")),
@@ -302,6 +310,16 @@ class _Scanner:
                     self.claim(match.start(), match.end(), None)
                     continue
                 self.claim(match.start(), match.end(), "date", value)
+        for pattern in (value_forms.DATE_DAY_MONTH, value_forms.DATE_MONTH_DAY):
+            for match in pattern.finditer(self.view()):
+                in_words = value_forms.date_in_words(match)
+                if in_words is not None:
+                    self.claim(match.start(), match.end(), "date", in_words)
+
+    def times(self) -> None:
+        for pattern in (value_forms.TIME_12H, value_forms.TIME_24H):
+            for match in pattern.finditer(self.view()):
+                self.claim(match.start(), match.end(), "time", value_forms.read_time(match))
 
     def phones(self) -> None:
         for match in _PHONE.finditer(self.view()):
@@ -312,6 +330,12 @@ class _Scanner:
             if phone.startswith("+") or "(" in phone or phone.count("-") >= 2:
                 plus = "+" if phone.startswith("+") else ""
                 self.claim(match.start(), match.end(), "code", plus + digits)
+
+    def scaled_numbers(self) -> None:
+        for match in value_forms.SCALED_NUMBER.finditer(self.view()):
+            scaled, written = value_forms.scaled_number(match)
+            self.claim(match.start(), match.end(), "number", scaled)
+            self.embedded.add(written)
 
     def codes(self) -> None:
         for match in _TOKEN.finditer(self.view()):
@@ -354,7 +378,9 @@ class _Scanner:
         self.urls()
         self.emails()
         self.dates()
+        self.times()
         self.phones()
+        self.scaled_numbers()
         self.codes()
         self.numbers()
         capitalised = self.names()
@@ -404,6 +430,7 @@ class CarryIndex:
     values: Mapping[ValueKind, frozenset[str]]
     numbers: frozenset[str]  # reported numbers and the digit runs inside other values
     capitalised: frozenset[str]  # every word that starts uppercase, normalised like names
+    name_keys: frozenset[str] = frozenset()  # the capitalised words' lemmas and Latin skeletons
 
 
 def carry_index(text: str) -> CarryIndex:
@@ -413,13 +440,16 @@ def carry_index(text: str) -> CarryIndex:
         values={kind: frozenset(found) for kind, found in values.items()},
         numbers=frozenset(values["number"] | scan.embedded_numbers),
         capitalised=frozenset(scan.capitalised),
+        name_keys=frozenset().union(*map(value_forms.name_keys, scan.capitalised)),
     )
 
 
-def _name_carried(name: str, words: Iterable[str]) -> bool:
+def _name_carried(name: str, index: CarryIndex) -> bool:
     stem = name[: max(3, len(name) - 2)]
     longest = len(name) + MAX_NAME_SUFFIX
-    return any(word.startswith(stem) and len(word) <= longest for word in words)
+    if any(word.startswith(stem) and len(word) <= longest for word in index.capitalised):
+        return True
+    return not value_forms.name_keys(name).isdisjoint(index.name_keys)
 
 
 def carried(value_kind: ValueKind, value: str, new_text_index: CarryIndex) -> bool:
@@ -427,10 +457,17 @@ def carried(value_kind: ValueKind, value: str, new_text_index: CarryIndex) -> bo
     if value_kind == "number":
         return value in new_text_index.numbers
     if value_kind == "name":
-        return _name_carried(value, new_text_index.capitalised)
+        return _name_carried(value, new_text_index)
     if value_kind not in KINDS:
         raise ValueError(f"unknown value kind {value_kind!r}")
-    return value in new_text_index.values[value_kind]
+    values = new_text_index.values[value_kind]
+    if value in values:
+        return True
+    if value_kind == "date":
+        return any(value_forms.same_day(value, other) for other in values)
+    if value_kind == "code":
+        return any(value_forms.same_phone(value, other) for other in values)
+    return False
 
 
 def _missing(previous: str | None, new: str) -> list[_Found]:
