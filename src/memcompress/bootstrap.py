@@ -21,6 +21,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from memcompress.jobs.services import FoldPolicy, JobPolicy, Services
 from memcompress.keys import llm_budget_key
 from memcompress.metrics import Metrics
+from memcompress.models import MemoryEvent
 from memcompress.repositories import (
     MongoCompactionLog,
     MongoConversationMemory,
@@ -43,8 +44,9 @@ from memcompress.repositories.protocols import (
     UserMemoryRepository,
     UserProfileRepository,
 )
-from memcompress.settings import Settings
+from memcompress.settings import ConfigError, Settings
 from memcompress.summarizers import ExtractiveSummarizer, OpenAISummarizer, Summarizer
+from memcompress.summarizers.base import SummaryRequest, estimate_request_tokens
 
 # Ride out a Redis restart or failover of up to about a minute instead of failing the job.
 REDIS_RETRIES = 30
@@ -88,6 +90,8 @@ def build_llm_budget(settings: Settings, redis: Redis, summarizer: Summarizer) -
     ):
         return None
     window_s = settings.llm_rate_window_s
+    if settings.llm_tpm and window_s < 60:
+        _check_window_holds_a_request(settings.llm_tpm, window_s, _largest_request_tokens(settings))
     return RedisLLMBudget(
         redis,
         llm_budget_key(settings.queue_name),
@@ -95,6 +99,33 @@ def build_llm_budget(settings: Settings, redis: Redis, summarizer: Summarizer) -
         max_tokens=settings.llm_tpm * window_s // 60 if settings.llm_tpm else None,
         window_s=window_s,
     )
+
+
+def _largest_request_tokens(settings: Settings) -> int:
+    """What the budget reserves for a full request: a chunk of ``CHUNK_CHARS`` and a summary at its
+    budget, in the script that costs the most tokens per character, plus the most the answer may use."""
+    text = "ж" * settings.chunk_chars
+    request = SummaryRequest(
+        "ж" * settings.summary_max_chars,
+        [MemoryEvent(user_id="u", role="user", content=text)],
+        settings.default_language,
+        settings.summary_max_chars,
+    )
+    estimate = estimate_request_tokens(request)
+    return estimate.prompt + estimate.completion_max
+
+
+def _check_window_holds_a_request(tpm: int, window_s: int, request_tokens: int) -> None:
+    """A request bigger than one window's share of ``MEMCOMPRESS_LLM_TPM`` would be granted alone in
+    every window (see :mod:`memcompress.repositories.llm_budget`), spending more than the TPM: refused."""
+    share = tpm * window_s // 60
+    if share < request_tokens:
+        needed = min(60, -(-request_tokens * 60 // tpm))
+        raise ConfigError(
+            f"MEMCOMPRESS_LLM_TPM ({tpm}) allows {share} tokens per MEMCOMPRESS_LLM_RATE_WINDOW_S "
+            f"({window_s} s), less than one full request (about {request_tokens}): set "
+            f"MEMCOMPRESS_LLM_RATE_WINDOW_S to at least {needed}, or lower MEMCOMPRESS_CHUNK_CHARS"
+        )
 
 
 def build_history(

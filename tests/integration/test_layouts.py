@@ -256,14 +256,68 @@ async def test_a_message_the_fold_cannot_read_stays_with_everything_after_it(
     services = make_services(layout="conversations", batch_size=10)
     unit = await create_conversation(database, "u-2")
     for i in range(60):
-        content = "" if i == 30 else f"c{i}"  # written by another program: empty content
-        await append_message(database, unit, conversation_message("user", content, T0 + timedelta(seconds=i)))
+        message = conversation_message("user", f"c{i}", T0 + timedelta(seconds=i))
+        if i == 30:  # written by another program: no timestamp
+            del message["timestamp"]
+        await append_message(database, unit, message)
     record = await run_compression(services, unit)
     assert record.outcome is Outcome.COMPRESSED
     doc = await database.collection(CONVERSATIONS).find_one({"_id": _oid(unit)})
-    assert doc["messages"][0]["content"] == ""  # the fold stopped before it
+    assert "timestamp" not in doc["messages"][0]  # the fold stopped before it
     assert len(doc["messages"]) == 30
     assert [t for e in llm.exchanges for t in e.texts] == [f"c{i}" for i in range(30)]
+
+
+@pytest.mark.parametrize(
+    "empty",
+    ["", [{"type": "text", "text": ""}], [{"type": "text", "text": ""}, ""]],
+    ids=["empty string", "one empty text part", "only empty parts"],
+)
+async def test_an_empty_message_is_folded_once_and_the_conversation_ends_at_keep_last(
+    make_services: ServicesFactory, database: MongoDatabase, llm: FakeLLM, empty: object
+) -> None:
+    services = make_services(layout="conversations")
+    unit = await create_conversation(database, "u-5")
+    for i in range(60):
+        content = empty if i == 5 else f"c{i}"
+        message = {"role": "user", "content": content, "timestamp": T0 + timedelta(seconds=i)}
+        await append_message(database, unit, message)
+    assert (await run_compression(services, unit)).outcome is Outcome.COMPRESSED
+    asked = llm.requests
+
+    for _ in range(3):  # later runs: nothing over the threshold, no message sent again
+        assert (await run_compression(services, unit)).outcome is Outcome.SKIPPED
+    assert llm.requests == asked
+    doc = await database.collection(CONVERSATIONS).find_one({"_id": _oid(unit)})
+    assert [m["content"] for m in doc["messages"]] == [f"c{i}" for i in range(40, 60)]
+    sent = [t for e in llm.exchanges for t in e.texts]
+    assert sent == [f"c{i}" for i in range(5)] + ["[empty message]"] + [f"c{i}" for i in range(6, 40)]
+
+
+async def test_an_app_pull_during_the_llm_call_stops_the_cut_and_loses_nothing(
+    make_services: ServicesFactory, database: MongoDatabase, llm: FakeLLM
+) -> None:
+    store = AppStore(database, "conversations", [])
+    services = make_services(layout="conversations")
+    unit = await store.unit()
+    await store.write(unit, 60)
+    llm.latency_s = 1.0
+    run = asyncio.create_task(run_compression(services, unit))
+    await _until_asked(llm)
+    pulled = store.written.pop(5)  # the app removes a message the run is summarising
+    await database.collection(CONVERSATIONS).update_one(
+        {"_id": _oid(unit)}, {"$pull": {"messages": {"content": pulled.content}}}
+    )
+    record = await run
+    assert record.outcome is Outcome.FAILED and not record.retryable
+    assert "changed by another program" in (record.reason or "")
+    assert await store.stored(unit) == 59  # nothing cut
+    await _assert_nothing_lost(database, llm, store)
+
+    asked = llm.requests  # the next run stops the same way: nothing is summarised twice
+    assert (await run_compression(services, unit)).outcome is Outcome.FAILED
+    assert llm.requests == asked and await store.stored(unit) == 59
+    await _assert_nothing_lost(database, llm, store)
 
 
 async def test_forget_status_and_the_cli_in_each_layout(

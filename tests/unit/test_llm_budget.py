@@ -13,7 +13,7 @@ from memcompress.jobs import run_compression
 from memcompress.models import Outcome
 from memcompress.repositories import LLMPermit, RedisLLMBudget
 from memcompress.repositories import llm_budget as module
-from memcompress.settings import Settings
+from memcompress.settings import ConfigError, Settings
 from memcompress.summarizers import SummaryRequest, SummaryResult
 from memcompress.summarizers.base import max_completion_tokens
 from memcompress.testing.factories import make_events
@@ -238,3 +238,17 @@ async def test_a_wait_for_the_budget_ends_at_the_time_limit_with_nothing_trimmed
     assert (record.outcome, record.error_class, record.retryable) == (Outcome.FAILED, "JobTimeout", True)
     assert summarizer.acquired_before == [] and record.llm_calls == 0
     assert await services.memory.count_events("u") == 30
+
+
+def test_a_token_budget_whose_window_share_cannot_hold_one_full_request_is_refused(
+    redis: FakeAsyncRedis,
+) -> None:
+    """A request bigger than the window's share would be granted alone in every window: over the TPM."""
+    settings = Settings(_env_file=None, summarizer="openai", llm_tpm=200_000, llm_rate_window_s=1)  # type: ignore[call-arg]
+    with pytest.raises(ConfigError) as refused:
+        build_llm_budget(settings, redis, build_summarizer(settings))
+    message = str(refused.value)
+    assert "MEMCOMPRESS_LLM_TPM" in message and "MEMCOMPRESS_LLM_RATE_WINDOW_S" in message
+    assert "\n" not in message
+    fits = Settings(_env_file=None, summarizer="openai", llm_tpm=200_000, llm_rate_window_s=10)  # type: ignore[call-arg]
+    assert build_llm_budget(fits, redis, build_summarizer(fits)) is not None

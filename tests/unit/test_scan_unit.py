@@ -107,3 +107,27 @@ async def test_scans_record_their_mode_and_the_next_watermark(services: Services
     assert (await scan_and_enqueue(services, threshold=20)).mode == "full"  # another threshold
     cut = await scan_and_enqueue(services, limit=1)
     assert cut.next_since == cut.since  # cut short: the watermark stays where it was
+
+
+async def test_a_scan_with_another_threshold_moves_neither_the_full_scan_time_nor_the_watermark(
+    services: Services,
+) -> None:
+    """Users between the two thresholds must not wait for the next daily full scan because of it."""
+    memory = services.memory
+    assert isinstance(memory, FakeMemory)
+    old = utc_now() - timedelta(days=2)
+    for i in range(60):
+        await memory.append_events([MemoryEvent(user_id="old", role="user", content=f"{i}", created_at=old)])
+    first = await scan_and_enqueue(services)
+    second = await scan_and_enqueue(services)
+
+    other = await scan_and_enqueue(services, threshold=20)  # `memcompress scan --threshold 20`
+
+    assert other.mode == "full"
+    assert (other.last_full_at, other.next_since) == (first.last_full_at, second.next_since)
+    after = await scan_and_enqueue(services)
+    assert (after.mode, after.since, after.last_full_at) == (
+        "incremental",
+        second.next_since,
+        first.last_full_at,
+    )

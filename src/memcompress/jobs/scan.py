@@ -9,7 +9,9 @@ Two modes, so that a scan costs what was appended, not the whole history:
 
 1. Full: every user's events are counted. When asked (``scan --full``, dry runs, another threshold
    than the policy's), when no earlier scan left a watermark (the first scan, or Redis lost it), and
-   at least every ``full_scan_interval_s`` (``MEMCOMPRESS_FULL_SCAN_INTERVAL_H``, default daily).
+   at least every ``full_scan_interval_s`` (``MEMCOMPRESS_FULL_SCAN_INTERVAL_H``, default daily). A
+   scan with another threshold than the policy's is full but counts as no scan of the policy's: it
+   moves neither the watermark nor the time of the last full scan.
 2. Incremental, otherwise: only users with an event whose ``created_at`` is at or after the watermark
    are counted. The watermark is the previous scan's start less ``scan_overlap_s``
    (``MEMCOMPRESS_SCAN_OVERLAP_S``, for clocks that differ and inserts in flight), kept in the last
@@ -162,8 +164,9 @@ async def scan_and_enqueue(
     scan; so is one with another threshold than the policy's), and record the scan."""
     started, now = time.monotonic(), utc_now()
     used = threshold or services.policy.threshold
-    full = full or used != services.policy.threshold
-    mode = scan_mode(services.job_policy, await services.queue.last_scan(), now, full=full)
+    own_threshold = used == services.policy.threshold
+    last_scan = await services.queue.last_scan()
+    mode = scan_mode(services.job_policy, last_scan, now, full=full or not own_threshold)
     found = await find_candidates(services, threshold=used, limit=limit, since=mode.since)
     enqueued = 0
     for user in found.users:
@@ -172,6 +175,11 @@ async def scan_and_enqueue(
     watermark = now - timedelta(seconds=services.job_policy.scan_overlap_s)
     next_since = mode.since if cut_short else watermark  # a full scan cut short: the next one is full
     last_full_at = now if mode.since is None else mode.last_full_at
+    if not own_threshold:
+        # Another threshold found other users: it stands in for no scan of the policy's threshold, so
+        # the watermark and the time of the last full scan stay as they were.
+        last = last_scan or {}
+        next_since, last_full_at = _time(last.get("next_since")), _time(last.get("last_full_at"))
     result = ScanResult(
         threshold=used,
         users=found.users,

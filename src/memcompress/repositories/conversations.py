@@ -21,22 +21,35 @@ How the guarantees carry over (the fold itself is :mod:`memcompress.jobs.compres
    meanwhile (at the back) is never cut, and a repeated trim cuts nothing (``memory_trimmed`` is
    already past it). It only cuts a run that starts where the front is; the fold never reads past a
    message it cannot use (:meth:`MongoConversationMemory.iter_oldest`), so every run it summarises does.
+   One predicate (:meth:`MongoConversationMemory._parse`) decides for every read whether the fold may
+   use a message, so what is counted, summarised and cut never disagree; an empty message (no text,
+   no tool calls) is used, shown to the summariser as ``[empty message]``, and cut with its run.
 3. Reads are bounded: the newest ``limit`` messages with ``$slice``, older ones page by page, never the
    whole array.
 4. It relies on the app only appending (its repository has no other write to ``messages``): a program
-   that removes or reorders messages would make sequence numbers name other messages.
+   that removes or reorders messages would make sequence numbers name other messages. Each ref
+   carries a hash of its message's role, content and timestamp, and a trim first checks that the
+   messages at the cut's positions are the ones summarised, then cuts on condition that the front is
+   still exactly those messages. When they are not, nothing is cut and the run fails with
+   :class:`ConversationChanged` (not retryable); the summary already holds those messages, and every
+   later run stops at the same check (finishing the pending trim) before any LLM call, so none is
+   summarised twice. The conversation then stays as it is until ``memory_state.pending_trim`` is
+   cleared by hand; the messages still stored are then summarised again (repeated, never lost).
 5. ``RETENTION=archive`` copies the messages to ``conversations_archive`` (``_id`` = conversation id and
    sequence number, so a repeat overwrites) before the cut.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import bson
 from bson import ObjectId
-from pymongo import ReplaceOne, ReturnDocument, UpdateOne
+from pymongo import ReplaceOne, UpdateOne
 
 from memcompress.layouts import StoreLayout
 from memcompress.metrics import Metrics
@@ -55,8 +68,14 @@ from memcompress.models import (
     utc_now,
 )
 from memcompress.repositories.database import Document, MongoDatabase
-from memcompress.repositories.documents import EventRules, document_to_profile, valid_events
+from memcompress.repositories.documents import (
+    EventRules,
+    document_to_event,
+    document_to_profile,
+    report_malformed,
+)
 from memcompress.repositories.erasures import ErasedUsers
+from memcompress.repositories.errors import MalformedDocument
 from memcompress.repositories.user_profiles import SUMMARY_HISTORY, fold_state, fold_state_pipeline
 
 SUMMARY, VERSION, TRIMMED, STATE = (
@@ -67,6 +86,51 @@ SUMMARY, VERSION, TRIMMED, STATE = (
 )
 WORKER_FIELDS = (SUMMARY, VERSION, TRIMMED, STATE)
 _TRIMMED = {"$ifNull": ["$" + TRIMMED, 0]}
+CUT_ATTEMPTS = 3  # a cut whose front changed between its check and its write is checked again this often
+
+
+EMPTY_MESSAGE = "[empty message]"  # what the summariser is shown for a message with no text at all
+
+
+def _blank(part: Any) -> bool:
+    """A content part with no text: an empty or blank string, or a text part whose text is one."""
+    if isinstance(part, dict) and part.get("type", "text") == "text":
+        part = part.get("text")
+    return isinstance(part, str) and not part.strip()
+
+
+def is_empty(message: Document) -> bool:
+    """A message with no text and no tool calls: content missing, blank, or only blank text parts."""
+    content, calls = message.get("content"), message.get("tool_calls")
+    if isinstance(calls, list) and calls:
+        return False
+    return content is None or _blank(content) or (isinstance(content, list) and all(map(_blank, content)))
+
+
+def message_hash(message: Any, order: str) -> str:
+    """What a trim checks a message by before cutting it: its role, content and timestamp, hashed."""
+    doc = message if isinstance(message, dict) else {}
+    fields = {"role": doc.get("role"), "content": doc.get("content"), "at": doc.get(order)}
+    return hashlib.sha256(bson.encode(fields)).hexdigest()[:24]
+
+
+class ConversationChanged(MalformedDocument):
+    """The messages at a trim's cut position are not the ones summarised: another program removed or
+    reordered messages during the run. Nothing is cut."""
+
+    def __init__(self, collection: str, conversation_id: str) -> None:
+        super().__init__(collection, conversation_id, ["messages (changed by another program: not cut)"])
+
+
+@dataclass(frozen=True, slots=True)
+class _Front:
+    """What a trim checked: the front's ``memory_trimmed``, the run's first stored sequence number
+    ``base``, its end, and the messages from ``base`` to ``end`` as read."""
+
+    trimmed: int
+    base: int
+    end: int
+    page: list[Any]
 
 
 def conversation_key(conversation_id: str) -> ObjectId | str:
@@ -122,21 +186,35 @@ class MongoConversationMemory:
         return rows[0] if rows else None
 
     def _as_event(self, conversation_id: str, seq: int, message: Any) -> Document:
-        """A message under the names the fold reads, with its sequence number as ``_id``."""
+        """A message under the names the fold reads, with its sequence number as ``_id`` and its hash;
+        an empty message (see :func:`is_empty`) reads as :data:`EMPTY_MESSAGE`."""
         doc = dict(message) if isinstance(message, dict) else {}
+        ref_hash = message_hash(message, self._layout.order)
         if self._layout.order in doc:
             doc["created_at"] = doc.pop(self._layout.order)
-        return {**doc, "_id": seq, "user_id": conversation_id, "event_id": f"{conversation_id}:{seq}"}
+        if isinstance(message, dict) and is_empty(doc):
+            doc["content"] = EMPTY_MESSAGE
+        ids = {"_id": seq, "user_id": conversation_id, "event_id": f"{conversation_id}:{seq}"}
+        return {**doc, **ids, "hash": ref_hash}
 
     def _events(self, conversation_id: str, first_seq: int, messages: list[Any]) -> list[Document]:
         return [self._as_event(conversation_id, first_seq + i, m) for i, m in enumerate(messages)]
 
-    def _foldable(self, doc: Document) -> bool:
-        return isinstance(doc.get("created_at"), datetime) and self._rules.foldable(doc)
+    def _parse(self, doc: Document) -> StoredEvent | MalformedDocument:
+        """The one test of a message, for every read: the fold uses a message exactly when it parses
+        (dated, a role, text or tool calls; an empty message is text, see :meth:`_as_event`), so what
+        is counted, what is summarised and what a trim may cut never disagree."""
+        if not isinstance(doc.get("created_at"), datetime):
+            return MalformedDocument(self._layout.collection, doc["_id"], ["timestamp (not a date)"])
+        try:
+            stored = document_to_event(self._layout.collection, doc, self._rules)
+        except MalformedDocument as bad:
+            return bad
+        ref = {"seq": doc["_id"], "user_id": stored.event.user_id, "hash": doc["hash"]}
+        return StoredEvent(ref, stored.event)
 
-    def _valid(self, docs: list[Document]) -> list[StoredEvent]:
-        stored = valid_events(self._layout.collection, docs, self._metrics, self._rules)
-        return [StoredEvent({"seq": s.ref["_id"], "user_id": s.event.user_id}, s.event) for s in stored]
+    def _usable(self, docs: list[Document]) -> list[StoredEvent]:
+        return [parsed for parsed in map(self._parse, docs) if isinstance(parsed, StoredEvent)]
 
     async def get_recent_events(self, user_id: str, limit: int) -> list[MemoryEvent]:
         if limit <= 0:
@@ -160,14 +238,13 @@ class MongoConversationMemory:
         row = await self._read(user_id, stage) or {"n": 0, "trimmed": 0, "recent": []}
         total, trimmed, recent = int(row["n"]), int(row["trimmed"]), list(row["recent"])
         docs = self._events(user_id, trimmed + total - len(recent), recent)
-        unusable = [doc for doc in docs if not self._foldable(doc)]
+        events = self._usable(docs)
         # With a message the fold cannot use among them, the fold pages from the front instead
         # (``complete`` False), and stops there (:meth:`iter_oldest`): every trim is a run from the front.
+        unusable = len(docs) - len(events)
         complete = len(recent) == total and not unusable
-        usable = [doc for doc in docs if self._foldable(doc)]
-        events = self._valid(usable)
         size = HistorySize(
-            events=total - len(unusable),
+            events=total - unusable,
             chars=sum(len(doc["content"]) for doc in docs if isinstance(doc.get("content"), str)),
             stored=total,
             pinned=sum(self._rules.pinned(doc) for doc in docs),
@@ -182,7 +259,7 @@ class MongoConversationMemory:
         messages = list(recent.get("recent") or [])
         n = await self.count_events(user_id)
         docs = self._events(user_id, int(recent["trimmed"]) + n - len(messages), messages)
-        return [doc["_id"] for doc in docs if not self._foldable(doc)][:limit]
+        return [doc["_id"] for doc in docs if not isinstance(self._parse(doc), StoredEvent)][:limit]
 
     async def iter_oldest(
         self, user_id: str, *, max_documents: int | None = None, batch_size: int = 500
@@ -210,13 +287,11 @@ class MongoConversationMemory:
             first = int(row["trimmed"]) + int(row["start"])
             docs = self._events(user_id, first, list(row["page"]))
             for doc in docs:
-                if not self._foldable(doc):
-                    self._valid([doc])  # logged and counted as malformed
+                parsed = self._parse(doc)
+                if isinstance(parsed, MalformedDocument):
+                    report_malformed(parsed, self._metrics)
                     return
-                events = self._valid([doc])
-                if not events:
-                    return
-                yield events[0]
+                yield parsed
             if len(docs) < size:
                 return
             next_seq = first + len(docs)
@@ -228,68 +303,98 @@ class MongoConversationMemory:
     ) -> AsyncIterator[StoredEvent]:
         query = {"conversation_id": user_id}
         async for doc in self._archive.find(query).sort([("seq", 1)]).batch_size(batch_size):
-            for stored in self._valid([self._as_event(user_id, int(doc["seq"]), doc.get("message"))]):
-                yield stored
+            parsed = self._parse(self._as_event(user_id, int(doc["seq"]), doc.get("message")))
+            if isinstance(parsed, MalformedDocument):
+                report_malformed(parsed, self._metrics)
+            else:
+                yield parsed
 
     # --- trimming --------------------------------------------------------------------------------
 
-    async def delete_by_refs(self, user_id: str, refs: Sequence[Any]) -> int:
-        """Cut the front of the array through the run ``refs`` names; a repeat cuts nothing."""
+    async def _verified_front(self, user_id: str, refs: Sequence[Any]) -> _Front | None:
+        """The messages still stored of the run ``refs`` covers, read and checked against the hashes
+        the refs carry (refs without one, from before hashes were kept, are taken as they are); None
+        when nothing of the run is stored. Raises :class:`ConversationChanged` when a message at the
+        run's positions is not the one summarised (another program removed or reordered messages)."""
         span = trimmed_through(refs)
         if span is None:
-            return 0
-        first, end = span
-        cut = {"$max": [0, {"$subtract": [end, _TRIMMED]}]}
-        array = self._array
-        before = await self._conversations.find_one_and_update(
-            {
-                "_id": conversation_key(user_id),
-                self._layout.messages_field: {"$type": "array"},
-                "$expr": {"$and": [{"$gte": [_TRIMMED, first]}, {"$lt": [_TRIMMED, end]}]},
-            },
-            [
-                {
-                    "$set": {
-                        self._layout.messages_field: {
-                            "$slice": [array, cut, {"$max": [1, {"$size": array}]}]
-                        },
-                        TRIMMED: {"$max": [end, _TRIMMED]},
-                    }
-                }
-            ],
-            projection={TRIMMED: 1},
-            return_document=ReturnDocument.BEFORE,
-        )
-        return 0 if before is None else end - int(before.get(TRIMMED) or 0)
-
-    async def archive_by_refs(self, user_id: str, refs: Sequence[Any]) -> int:
-        """Copy the run's messages still in the array to the archive, then cut them (a crash in between
-        leaves them in both places, never in neither; copies for a user erased meanwhile are undone)."""
-        span = trimmed_through(refs)
-        if span is None:
-            return 0
+            return None
         first, end = span
         start = {"$max": [0, {"$subtract": [first, _TRIMMED]}]}
         count = {"$max": [1, {"$subtract": [end, {"$max": [first, _TRIMMED]}]}]}
         row = await self._read(
             user_id,
-            {"trimmed": _TRIMMED, "page": {"$slice": [self._array, start, count]}},
+            {
+                "trimmed": _TRIMMED,
+                "is_array": {"$isArray": "$" + self._layout.messages_field},
+                "page": {"$slice": [self._array, start, count]},
+            },
         )
-        if row is None or int(row["trimmed"]) >= end:
+        if row is None or not row["is_array"] or not first <= int(row["trimmed"]) < end:
+            return None
+        trimmed = int(row["trimmed"])
+        base = max(first, trimmed)
+        page = list(row["page"])[: end - base]
+        hashes = {_seq(ref): ref.get("hash") for ref in refs if isinstance(ref, dict)}
+        found = [message_hash(message, self._layout.order) for message in page]
+        if len(page) < end - base or any(
+            hashes.get(seq) not in (None, found[i]) for i, seq in enumerate(range(base, end))
+        ):
+            raise ConversationChanged(self._layout.collection, user_id)
+        return _Front(trimmed, base, end, page)
+
+    async def delete_by_refs(self, user_id: str, refs: Sequence[Any]) -> int:
+        """Cut the front of the array through the run ``refs`` names, after checking it holds the
+        messages summarised (:meth:`_verified_front`); a repeat cuts nothing. The cut is conditional
+        on the front being exactly the messages checked, so a change between the check and the cut
+        is caught too."""
+        for _ in range(CUT_ATTEMPTS):
+            front = await self._verified_front(user_id, refs)
+            if front is None:
+                return 0
+            array = self._array
+            position = front.base - front.trimmed
+            result = await self._conversations.update_one(
+                {
+                    "_id": conversation_key(user_id),
+                    TRIMMED: front.trimmed if front.trimmed else {"$in": [0, None]},
+                    "$expr": {
+                        "$eq": [{"$slice": [array, position, len(front.page)]}, {"$literal": front.page}]
+                    },
+                },
+                [
+                    {
+                        "$set": {
+                            self._layout.messages_field: {
+                                "$slice": [array, front.end - front.trimmed, {"$max": [1, {"$size": array}]}]
+                            },
+                            TRIMMED: front.end,
+                        }
+                    }
+                ],
+            )
+            if result.modified_count == 1:
+                return front.end - front.trimmed
+        raise ConversationChanged(self._layout.collection, user_id)
+
+    async def archive_by_refs(self, user_id: str, refs: Sequence[Any]) -> int:
+        """Copy the run's messages still in the array to the archive, then cut them (a crash in between
+        leaves them in both places, never in neither; copies for a user erased meanwhile are undone).
+        Only checked messages are copied (:meth:`_verified_front`)."""
+        front = await self._verified_front(user_id, refs)
+        if front is None:
             return 0
-        base = max(first, int(row["trimmed"]))
         copies = [
             ReplaceOne(
                 {"_id": f"{user_id}:{seq}"},
                 {"conversation_id": user_id, "seq": seq, "message": message, "archived_at": utc_now()},
                 upsert=True,
             )
-            for seq, message in enumerate(list(row["page"])[: end - base], start=base)
+            for seq, message in enumerate(front.page, start=front.base)
         ]
-        if copies:
-            await self._archive.bulk_write(copies, ordered=False)
-            ids = {"conversation_id": user_id, "seq": {"$gte": base, "$lt": end}}
-            await self._erased.undo_if_erased(user_id, lambda: self._archive.delete_many(ids))
+        await self._archive.bulk_write(copies, ordered=False)
+        ids = {"conversation_id": user_id, "seq": {"$gte": front.base, "$lt": front.end}}
+        await self._erased.undo_if_erased(user_id, lambda: self._archive.delete_many(ids))
         return await self.delete_by_refs(user_id, refs)
 
     # --- the app side (tests, the demo) and the scan -----------------------------------------------
