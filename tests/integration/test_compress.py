@@ -191,9 +191,9 @@ async def test_malformed_documents_are_never_deleted(
         (llm_server.HANG, "RetryableSummarizerError", "retryable"),
         (llm_server.GARBAGE, "RetryableSummarizerError", "retryable"),
         (llm_server.HTTP_400, "PermanentSummarizerError", "permanent"),
-        (llm_server.EMPTY, "RejectedOutput", "rejected_output"),
-        (llm_server.ERROR_TEXT, "RejectedOutput", "rejected_output"),
-        (llm_server.CUT_OFF, "RejectedOutput", "rejected_output"),
+        (llm_server.EMPTY, "RejectedAnswer", "rejected_output"),
+        (llm_server.ERROR_TEXT, "RejectedAnswer", "rejected_output"),
+        (llm_server.CUT_OFF, "RejectedAnswer", "rejected_output"),
     ],
 )
 async def test_llm_failure_trims_nothing_and_is_recorded(
@@ -216,7 +216,8 @@ async def test_llm_failure_trims_nothing_and_is_recorded(
         watermark=Watermark(created_at=T0, event_id=str(uuid.uuid4())),
         folded_refs=[],
     )
-    llm.fail_next(behaviour)
+    # An answer that is no summary gets one repair request: it fails only if that answer is none either.
+    llm.fail_next(*([behaviour] * (2 if kind == "rejected_output" else 1)))
 
     record = await run_compression(services, user)
 

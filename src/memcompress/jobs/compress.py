@@ -117,8 +117,9 @@ class RejectedAnswer(RejectedOutput):
     """An answer that is not a summary, also after its repair request. The message names the check and
     counts, never the answer."""
 
-    def __init__(self, rejection: Rejection) -> None:
+    def __init__(self, rejection: Rejection, checks: Sequence[str]) -> None:
         super().__init__(f"the answer is not a summary: {rejection.reason}", check=rejection.check)
+        self.checks = tuple(checks)  # of every answer rejected on the way, this one's last
 
 
 class _Stop(Exception):
@@ -466,7 +467,7 @@ async def summarise_guarded(
         note = shape_repair_instruction(rejection, request.language)
         text, rejection = await _answer(replace(request, repair_note=note), summarize)
         if rejection is not None:
-            raise RejectedAnswer(rejection)
+            raise RejectedAnswer(rejection, [*rejected, rejection.check])
     assert text is not None
     required = required_values(request.previous_summary, request.events)
     missing = missing_values(required, request.events, text)
@@ -511,7 +512,7 @@ async def _guarded(services: Services, request: SummaryRequest, calls: _Calls) -
     try:
         guarded = await summarise_guarded(request, lambda r: _summarize(services, r, calls))
     except RejectedAnswer as rejected:
-        _count_rejections(services, record, [rejected.check])
+        _count_rejections(services, record, rejected.checks)
         raise
     _count_rejections(services, record, guarded.rejected)
     record.values_patched += guarded.patched

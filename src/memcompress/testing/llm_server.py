@@ -90,6 +90,9 @@ class FakeLLM:
     # A server with a small context window that silently drops the start of a longer prompt (as
     # Ollama's OpenAI-compatible endpoint does): it then sees only the tail and reports that much.
     context_tokens: int | None = None
+    # A server that refuses a longer prompt as OpenAI does: HTTP 400 ``context_length_exceeded`` naming
+    # its context and the tokens the request asked for.
+    max_context_tokens: int | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _server: ThreadingHTTPServer | None = None
     _random: random.Random = field(init=False, repr=False)
@@ -167,6 +170,16 @@ class FakeLLM:
             return
         user = body["messages"][-1]["content"]
         prompt_tokens = estimate_prompt_tokens("".join(m["content"] for m in body["messages"]))
+        if self.max_context_tokens is not None and prompt_tokens > self.max_context_tokens:
+            with self._lock:
+                self.failures["context_length_exceeded"] = self.failures.get("context_length_exceeded", 0) + 1
+            message = (
+                f"This model's maximum context length is {self.max_context_tokens} tokens. However, you "
+                f"requested {prompt_tokens + body.get('max_tokens', 0)} tokens. Please reduce the length."
+            )
+            error = {"message": message, "type": "invalid_request_error", "code": "context_length_exceeded"}
+            _send(handler, 400, {"error": error})
+            return
         if self.context_tokens is not None and prompt_tokens > self.context_tokens:
             # Keep only the tail: the instructions and the summary are gone, and the answer with them.
             user = user[-self.context_tokens * 2 :]
