@@ -85,7 +85,9 @@ def test_russian_names_in_english_text_do_not_make_it_russian() -> None:
 
 
 def test_a_russian_answer_full_of_product_names_is_not_wrong_for_russian_or_english() -> None:
-    text = "Пользователь работает в Google, использует MacBook Pro и Kubernetes, любит Radiohead и Pink Floyd."
+    text = (
+        "Пользователь работает в Google, использует MacBook Pro и Kubernetes, любит Radiohead и Pink Floyd."
+    )
     assert wrong_language(text, {"ru"}) is None
     assert wrong_language(text, {"en"}) is None
 
