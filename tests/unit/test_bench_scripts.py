@@ -12,7 +12,15 @@ from pathlib import Path
 import pytest
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
-SCRIPTS = ["fidelity.py", "fold_memory.py", "per_user_cost.py", "run_all.py", "scan.py", "throughput.py"]
+SCRIPTS = [
+    "fidelity.py",
+    "fold_memory.py",
+    "language_check.py",
+    "per_user_cost.py",
+    "run_all.py",
+    "scan.py",
+    "throughput.py",
+]
 
 
 def test_every_script_is_listed() -> None:
