@@ -110,7 +110,7 @@ def _first(answer: str) -> Any:
         ("<script>document.title = 'summary'</script> The user likes topics.", "markup"),
         ("```python\ndef summary():\n    return 'topics'\n```", "code"),
         ('{"summary": "the user likes topics", "facts": []}', "json"),
-        ('Traceback (most recent call last):\n  File "app.py", line 3, in <module>', "stack_trace"),
+        ('The user said:\nTraceback (most recent call last):\n  File "app.py", line 3', "stack_trace"),
         ("Current memory summary: <summary> null </summary> <transcript>", "prompt_echo"),
         (
             "Anna Karenina met Boris Godunov and Vladimir Lenin on 1999-01-01 about order XK-9911 and 77777.",
@@ -227,15 +227,19 @@ async def test_a_server_that_truncates_the_prompt_is_a_clear_permanent_failure(
     make_services: ServicesFactory, database: MongoDatabase, llm: FakeLLM
 ) -> None:
     user = f"cut-{uuid.uuid4().hex[:8]}"
-    await _seed(database, user)
+    docs = await _seed(database, user)
     llm.context_tokens = 300  # keeps the tail: the instructions and the previous summary are gone
 
     record = await run_compression(make_services(), user)
 
     assert (record.outcome, record.retryable) == (Outcome.FAILED, False)
     assert "the server truncated the prompt: lower MEMCOMPRESS_CHUNK_CHARS" in (record.reason or "")
-    assert llm.requests <= 4  # smaller requests were tried before giving up
-    await _assert_unchanged(database, user)
+    # Halved from CHUNK_CHARS (24,000) down to the smallest request (500): at most 7 requests.
+    assert llm.requests <= 7
+    # What the smaller requests folded before the smallest one was cut too is stored; nothing is lost.
+    remaining = await database.collection(USER_MEMORY).count_documents({"user_id": user})
+    assert remaining == 60 - record.events_folded
+    await _values_all_kept(database, user, docs)
 
 
 async def test_extractive_with_delete_is_refused_unless_acknowledged(

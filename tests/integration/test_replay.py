@@ -185,7 +185,7 @@ def forgetful_llm() -> Iterator[FakeLLM]:
         server.stop()
 
 
-async def test_replay_holds_each_answer_to_the_carry_guard_and_exits_1_when_it_fails(
+async def test_replay_holds_each_answer_to_the_answer_guard_and_exits_1_when_it_fails(
     make_services: ServicesFactory,
     database: MongoDatabase,
     redis: Redis,
@@ -193,9 +193,8 @@ async def test_replay_holds_each_answer_to_the_carry_guard_and_exits_1_when_it_f
     user: str,
     forgetful_llm: FakeLLM,
 ) -> None:
-    """With an LLM whose answers forget the summary so far, the second chunk's answer drops a value,
-    the repair request does too, and the replay stops there: exit 1, the reason (counts only) on
-    stderr, the summaries still shown, nothing stored."""
+    """With an LLM that answers the second chunk with markup (and its repair request too), the replay
+    stops there: exit 1, the reason (a check name, no content) on stderr, nothing stored."""
     await compressed_twice(make_services(ExtractiveSummarizer(), retention="archive", **FOLD), user)
     before = await stored_state(database, redis, user)
     with_llm = env | {
@@ -204,17 +203,21 @@ async def test_replay_holds_each_answer_to_the_carry_guard_and_exits_1_when_it_f
         "MEMCOMPRESS_LLM_API_KEY": "k",
         "MEMCOMPRESS_LLM_MAX_RETRIES": "0",
     }
+    forgetful_llm.answer = lambda number, previous, texts: (
+        f"summary #{number} of {len(texts)} messages" if number == 1 else "<div>summary</div>"
+    )
 
     result = await replay(with_llm, user)
 
     assert await stored_state(database, redis, user) == before
     assert result.exit_code == 1, result.output
     assert result.stderr.startswith(
-        "memcompress: the replay failed at chunk 2: CarryLoss: the summary would lose what it carried: "
-        "dropped 1 number"
+        "memcompress: the replay failed at chunk 2: RejectedAnswer: the answer is not a summary: the answer "
+        "holds markup"
     )
-    assert forgetful_llm.requests == 3  # chunk 1, chunk 2, and chunk 2's repair request
-    repair = forgetful_llm.exchanges[2].body["messages"][-1]["content"]
-    assert "Your last answer dropped values" in repair and '"1"' in repair
+    # Chunk 1 and its repair request (its answer dropped the events' values: they were patched in),
+    # chunk 2 and its repair request.
+    assert forgetful_llm.requests == 4
+    repair = forgetful_llm.exchanges[3].body["messages"][-1]["content"]
+    assert "Your last answer was rejected" in repair
     assert "--- replayed summary (" in result.stdout and "summary #1 of " in result.stdout
-    assert result.stdout.splitlines()[-1].startswith("carry verdict: NOT ok: dropped ")
