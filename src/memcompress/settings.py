@@ -107,8 +107,10 @@ class Settings(BaseSettings):
     summary_max_chars: int = Field(
         4_000, ge=200, description="length budget of a summary; longer answers are rejected"
     )
-    retention: Literal["delete", "archive"] | None = Field(
-        None, description="default: delete with an LLM, archive with the extractive summariser"
+    retention: Literal["delete", "archive"] = Field(
+        "archive",
+        description="archive (the default, every summariser): folded events move to <collection>_archive; "
+        "delete: they are removed, an explicit choice",
     )
     accept_lossy_retention: bool = Field(
         False, description="allow RETENTION=delete with the extractive summariser (folded text is lost)"
@@ -142,7 +144,11 @@ class Settings(BaseSettings):
     )
 
     # --- summariser ---------------------------------------------------------------------------
-    summarizer: Literal["openai", "extractive"] | None = None
+    summarizer: Literal["openai", "extractive"] | None = Field(
+        None,
+        description="default: openai when MEMCOMPRESS_LLM_BASE_URL (or OPENAI_BASE_URL) names an endpoint, "
+        "else extractive; an API key alone selects nothing",
+    )
     llm_base_url: str | None = Field(
         None, validation_alias=AliasChoices("MEMCOMPRESS_LLM_BASE_URL", "OPENAI_BASE_URL"), repr=False
     )
@@ -150,8 +156,18 @@ class Settings(BaseSettings):
         None, validation_alias=AliasChoices("MEMCOMPRESS_LLM_API_KEY", "OPENAI_API_KEY")
     )
     llm_model: str = Field("gpt-4o-mini", min_length=1)
-    llm_timeout_s: float = Field(60.0, gt=0)
-    llm_max_retries: int = Field(3, ge=0, le=10)
+    llm_timeout_s: float = Field(
+        120.0,
+        gt=0,
+        description="one LLM request; a CPU-served model reads a full chunk in tens of seconds",
+    )
+    llm_max_retries: int = Field(
+        0,
+        ge=0,
+        le=10,
+        description="the openai client's own retries (each counted as a request); 0: the job's retry "
+        "policy is the only one",
+    )
     # The LLM budget, shared by every worker process through Redis (unset: no limit).
     llm_rpm: int | None = Field(None, gt=0, description="LLM requests per minute, all workers together")
     llm_tpm: int | None = Field(
@@ -297,15 +313,12 @@ class Settings(BaseSettings):
                 f"MEMCOMPRESS_TRIGGER_TOKENS ({self.trigger_tokens})"
             )
         if self.summarizer is None:
-            llm_configured = self.llm_base_url is not None or self.llm_api_key is not None
-            self.summarizer = "openai" if llm_configured else "extractive"
-        if self.retention is None:
-            # The extractive summariser keeps only the most informative sentences: deleting what it
-            # folded would forget the rest, so its folded events are archived unless told otherwise.
-            self.retention = "archive" if self.summarizer == "extractive" else "delete"
-        elif (
-            self.summarizer == "extractive" and self.retention == "delete" and not self.accept_lossy_retention
-        ):
+            # An endpoint named for us selects the LLM; an API key alone (OPENAI_API_KEY in the
+            # environment or a .env, set for some other program) never does: that would send every
+            # user's history to the public endpoint unasked.
+            self.summarizer = "openai" if self.llm_base_url is not None else "extractive"
+        # Deleting folded events is an explicit choice (MEMCOMPRESS_RETENTION=delete), never a default.
+        if self.summarizer == "extractive" and self.retention == "delete" and not self.accept_lossy_retention:
             raise ValueError(
                 "MEMCOMPRESS_RETENTION=delete with the extractive summariser forgets most folded text "
                 "(it only selects sentences): use archive, configure an LLM, or set "
@@ -336,9 +349,9 @@ class Settings(BaseSettings):
         return self.summarizer
 
     @property
-    def retention_mode(self) -> Literal["delete", "archive"]:
-        assert self.retention is not None  # resolved by the validator
-        return self.retention
+    def unused_api_key(self) -> bool:
+        """An LLM API key is set but no endpoint selects the LLM: the offline summariser is used."""
+        return self.summarizer == "extractive" and self.llm_api_key is not None
 
     def store_layout(self) -> StoreLayout:
         return StoreLayout.default(

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from memcompress.layouts import StoreLayout
@@ -23,21 +25,43 @@ def test_defaults_are_the_documented_contract() -> None:
     assert s.redis_url == "redis://localhost:6379/0"
     assert (s.threshold, s.keep_last) == (50, 20)
     assert s.summarizer_name == "extractive"
-    assert s.retention_mode == "archive"  # the extractive summariser only selects: keep what it folds
+    assert s.retention == "archive"
     assert s.profile_defaults().language == "ru"
 
 
-def test_retention_defaults_to_delete_with_an_llm_and_can_always_be_chosen(
+def test_retention_is_archive_with_every_summariser_and_delete_only_when_chosen(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("MEMCOMPRESS_LLM_BASE_URL", "http://llm:8000/v1")
-    assert load_settings().retention_mode == "delete"
-    assert load_settings(retention="archive").retention_mode == "archive"
+    assert (load_settings().summarizer_name, load_settings().retention) == ("openai", "archive")
+    assert load_settings(retention="delete").retention == "delete"
     monkeypatch.delenv("MEMCOMPRESS_LLM_BASE_URL")
     with pytest.raises(ConfigError, match="MEMCOMPRESS_ACCEPT_LOSSY_RETENTION=true"):
         load_settings(retention="delete")  # the extractive summariser would forget most folded text
     monkeypatch.setenv("MEMCOMPRESS_ACCEPT_LOSSY_RETENTION", "true")
-    assert load_settings(retention="delete").retention_mode == "delete"
+    assert load_settings(retention="delete").retention == "delete"
+
+
+@pytest.mark.parametrize("where", ["env", ".env"])
+def test_an_openai_api_key_alone_selects_neither_the_llm_nor_delete(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, where: str
+) -> None:
+    if where == "env":
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-real-key")
+    else:
+        (tmp_path / ".env").write_text("OPENAI_API_KEY=sk-test-not-a-real-key\n")
+    settings = load_settings()
+    assert (settings.summarizer_name, settings.retention, settings.unused_api_key) == (
+        "extractive",
+        "archive",
+        True,
+    )
+    explicit = load_settings(summarizer="openai")  # the public endpoint, chosen explicitly
+    assert (explicit.summarizer_name, explicit.retention, explicit.llm_base_url) == (
+        "openai",
+        "archive",
+        None,
+    )
 
 
 def test_the_default_language_must_be_a_language_tag() -> None:
@@ -63,9 +87,10 @@ def test_environment_names(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.parametrize(
-    ("variable", "value"), [("OPENAI_API_KEY", "sk-x"), ("MEMCOMPRESS_LLM_BASE_URL", "http://llm:8000/v1")]
+    ("variable", "value"),
+    [("OPENAI_BASE_URL", "https://gateway.example/v1"), ("MEMCOMPRESS_LLM_BASE_URL", "http://llm:8000/v1")],
 )
-def test_summarizer_defaults_to_openai_when_an_llm_is_configured(
+def test_summarizer_defaults_to_openai_when_an_llm_endpoint_is_named(
     monkeypatch: pytest.MonkeyPatch, variable: str, value: str
 ) -> None:
     monkeypatch.setenv(variable, value)

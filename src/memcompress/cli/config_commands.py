@@ -23,6 +23,7 @@ async def _user_config(services: Services, user_id: str) -> dict[str, object]:
         "trigger_tokens": limits.trigger_tokens,
         "target_tokens": limits.target_tokens,
         "min_fold": limits.smallest_fold,
+        "max_llm_calls_per_day": services.policy.calls_per_day(overrides),
         "model": (overrides.model if overrides else None) or services.summarizer.model,
         "language": (overrides.language if overrides else None)
         or (profile.language if profile else None)
@@ -43,6 +44,20 @@ def config(state: CliState, user_id: str | None, as_json: bool) -> None:
         settings = state.settings()
         if user_id is None:
             sources = setting_sources()
+            if sources["summarizer"] == "default":  # derived: say from what
+                endpoint = sources["llm_base_url"]
+                sources["summarizer"] = (
+                    f"default: an LLM endpoint is set (llm_base_url, {endpoint})"
+                    if settings.summarizer == "openai"
+                    else "default: no LLM endpoint is set (MEMCOMPRESS_LLM_BASE_URL)"
+                )
+            if settings.unused_api_key:
+                click.echo(
+                    "note: an LLM API key is set but no LLM endpoint: the offline extractive summariser is "
+                    "used (set MEMCOMPRESS_LLM_BASE_URL, or MEMCOMPRESS_SUMMARIZER=openai for OpenAI's "
+                    "public endpoint)",
+                    err=True,
+                )
             shown = {
                 name: {"value": value, "source": sources[name]} for name, value in settings.describe().items()
             }
@@ -69,6 +84,11 @@ def config(state: CliState, user_id: str | None, as_json: bool) -> None:
 )
 @click.option("--model", help="LLM model for this user.")
 @click.option("--language", help="Summary language for this user (a language tag, e.g. en, ru, pt-BR).")
+@click.option(
+    "--max-llm-calls",
+    type=click.IntRange(min=1),
+    help="LLM requests this user's runs may make in any 24 hours (a parked user resumes under a higher one).",
+)
 @click.option("--clear", is_flag=True, help="Remove every override of the user.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.pass_obj
@@ -81,6 +101,7 @@ def override(
     target_tokens: int | None,
     model: str | None,
     language: str | None,
+    max_llm_calls: int | None,
     clear: bool,
     as_json: bool,
 ) -> None:
@@ -93,6 +114,7 @@ def override(
         "target_tokens": target_tokens,
         "model": model,
         "language": language,
+        "max_llm_calls_per_day": max_llm_calls,
     }
 
     if language is not None and valid_language_tag(language) is None:

@@ -52,7 +52,7 @@ class FoldPolicy:
             batch_size=settings.batch_size,
             chunk_chars=settings.chunk_chars,
             summary_max_chars=settings.summary_max_chars,
-            retention=settings.retention_mode,
+            retention=settings.retention,
             default_language=settings.default_language,
             trigger_tokens=settings.trigger_tokens,
             target_tokens=settings.target_tokens,
