@@ -74,6 +74,9 @@ def shown_user_id(value: object) -> str:
     return type(value).__name__
 
 
+SUMMARY_LINE_ROLE = "summary"  # an archived line a summary gave up when it was over its budget
+
+
 class Role(StrEnum):
     """The roles the app itself writes; stored events may carry any other non-empty role string
     (``tool``, ``developer``, ``function``, ...) and are folded all the same."""
@@ -289,6 +292,7 @@ class CompactionRecord(BaseModel):
     values_patched: int = 0  # values the answer dropped, put back from their source sentences
     answers_rejected: dict[str, int] = Field(default_factory=dict)  # answer guard check -> answers rejected
     event_parts: int = 0  # requests that each held one part of an event too large for one request
+    summary_lines_archived: int = 0  # lines of a summary over its budget, moved to the archive
     summary_repaired: str | None = None  # "restored" or "merged" when the app had overwritten it
     chunks: int = 0
     summary_chars_before: int = 0

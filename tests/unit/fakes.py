@@ -15,6 +15,7 @@ from memcompress.jobs import FoldPolicy, JobPolicy, Services
 from memcompress.metrics import Metrics
 from memcompress.models import (
     PROFILE_FIELDS,
+    SUMMARY_LINE_ROLE,
     Backlog,
     CompactionRecord,
     DeadLetter,
@@ -109,6 +110,13 @@ class FakeMemory:
     async def delete_by_refs(self, user_id: str, refs: Sequence[Any]) -> int:
         mine = [ref for ref in refs if ref in self.events and self.events[ref].user_id == user_id]
         return sum(self.events.pop(ref, None) is not None for ref in mine)
+
+    async def archive_summary_lines(self, user_id: str, lines: Sequence[str]) -> None:
+        _fence(self.erased, user_id)
+        for line in lines:
+            self.archived[next(self._ids)] = MemoryEvent(
+                user_id=user_id, role=SUMMARY_LINE_ROLE, content=line
+            )
 
     async def archive_by_refs(self, user_id: str, refs: Sequence[Any]) -> int:
         """Copy, then delete, as the Mongo adapter does (the archive keeps each event's ref); for an

@@ -16,7 +16,7 @@ from memcompress.summarizers import (
 )
 from memcompress.testing.answers import honest
 from memcompress.testing.factories import make_events
-from tests.unit.fakes import FakeCompactionLog, FakeLocks, fake_services
+from tests.unit.fakes import FakeCompactionLog, FakeLocks, FakeMemory, fake_services
 
 
 class Recording:
@@ -176,3 +176,24 @@ async def test_values_dropped_at_the_budget_are_a_recorded_decision(services: Se
     assert services.metrics.registry.get_sample_value("memcompress_summary_values_dropped_total") == (
         record.values_dropped
     )
+
+
+async def test_a_legacy_summary_over_the_budget_is_shortened_with_its_lines_archived(
+    services: Services,
+) -> None:
+    """A 5,200-character app summary and the offline summariser at a 3,000-character budget: the user
+    is compressed, and every line the summary gave up is in the archive."""
+    services.summarizer = ExtractiveSummarizer()
+    services.policy = replace(services.policy, summary_max_chars=3000)
+    legacy = "\n".join(f"Fact {i}: the user mentioned item {1000 + i} once." for i in range(120))[:5200]
+    await services.memory.append_events(make_events("u", 30))
+    await services.profiles.update_summary_if_version(
+        "u", expected_version=0, summary=legacy, watermark=None, folded_refs=[], create=True
+    )
+    record = await run_compression(services, "u")
+    assert record.outcome is Outcome.COMPRESSED and record.summary_lines_archived > 0
+    summary = (await services.profiles.get("u")).memory_summary or ""
+    assert isinstance(services.memory, FakeMemory)
+    archived = {e.content for e in services.memory.archived.values() if e.role == "summary"}
+    assert len(archived) == record.summary_lines_archived
+    assert all(line in summary or line in archived for line in legacy.splitlines())  # nothing dropped

@@ -7,6 +7,7 @@ import pytest
 from memcompress.models import MemoryEvent, Role, valid_language_tag
 from memcompress.summarizers import ExtractiveSummarizer, RejectedOutput, SummaryRequest
 from memcompress.summarizers.base import check_summary, transcript_line
+from memcompress.summarizers.guard import fit_summary
 from memcompress.summarizers.openai_chat import build_messages
 
 T0 = datetime(2026, 3, 1, 9, tzinfo=UTC)
@@ -79,9 +80,19 @@ async def test_extractive_never_returns_empty() -> None:
     assert result.text.strip()
 
 
-async def test_extractive_refuses_to_drop_an_oversize_previous_summary() -> None:
-    with pytest.raises(RejectedOutput):
-        await ExtractiveSummarizer().summarize(SummaryRequest("x" * 900, CONVERSATION, "en", 500))
+def test_a_summary_over_its_budget_gives_its_least_informative_lines_first() -> None:
+    lines = [f"Line {i} about the weather and nothing else at all." for i in range(10)]
+    lines[3] = "Order ORD-4471 arrives on 2026-03-12 at 14:30."
+    kept, removed = fit_summary("\n".join(lines), 200)
+    assert len(kept) <= 200 and "ORD-4471" in kept
+    assert sorted([*kept.splitlines(), *removed]) == sorted(lines)  # nothing dropped: kept or given back
+    assert removed[0] == lines[0]  # among equals, the oldest goes first
+
+
+def test_a_long_paragraph_is_shortened_by_sentences() -> None:
+    paragraph = " ".join(f"Sentence {i} is filler." for i in range(100)) + " Anna's code is XK-9911."
+    kept, removed = fit_summary(paragraph, 500)
+    assert len(kept) <= 500 and "XK-9911" in kept and len(removed) > 50
 
 
 @pytest.mark.parametrize(

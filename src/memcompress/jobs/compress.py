@@ -89,9 +89,11 @@ from memcompress.summarizers.base import (
     transcript_chars,
 )
 from memcompress.summarizers.guard import (
+    FIT_RATIO,
     Rejection,
     at_budget,
     carry_repair_instruction,
+    fit_summary,
     judge_answer,
     missing_values,
     patch_summary,
@@ -390,6 +392,7 @@ async def _fold(services: Services, user_id: str, lock: HeldLock, record: Compac
     record.summary_version = current.summary_version
 
     summary, version, watermark = current.memory_summary, current.summary_version, current.watermark
+    summary = await _within_budget(services, user_id, summary, record)
     overrides = decision.overrides or UserOverrides()
     language = (
         overrides.language or (profile.language if profile else None) or services.policy.default_language
@@ -599,6 +602,23 @@ def _smaller(
     return [list(piece[:middle]), list(piece[middle:])]
 
 
+async def _within_budget(
+    services: Services, user_id: str, summary: str | None, record: CompactionRecord
+) -> str | None:
+    """A summary over its budget (a legacy app summary, a lowered SUMMARY_MAX_CHARS, a merge) is
+    shortened to :data:`~memcompress.summarizers.guard.FIT_RATIO` of it before it is summarised on, the
+    least informative lines first; they are archived first (a crash in between leaves a copy too many,
+    never one too few). No summariser is then ever asked to keep more than its budget holds."""
+    budget = services.policy.summary_max_chars
+    if summary is None or len(summary) <= budget:
+        return summary
+    kept, removed = fit_summary(summary, int(budget * FIT_RATIO))
+    await services.memory.archive_summary_lines(user_id, removed)
+    record.summary_lines_archived += len(removed)
+    log.info("a summary over its budget gave %d lines to the archive (user_id=%s)", len(removed), user_id)
+    return kept
+
+
 def _overwritten(profile: UserProfile) -> bool:
     """The app replaced the summary the worker stored (it has the worker's copy to compare with)."""
     return profile.summary_copy is not None and profile.memory_summary != profile.summary_copy
@@ -611,6 +631,7 @@ async def _repair_summary(services: Services, profile: UserProfile, record: Comp
         action, repaired = "restored", ours
     else:
         action, repaired = "merged", f"{ours}\n{theirs}"
+        repaired = await _within_budget(services, profile.user_id, repaired, record) or repaired
     won = await services.profiles.update_summary_if_version(
         profile.user_id,
         expected_version=profile.summary_version,

@@ -54,6 +54,7 @@ from pymongo import ReplaceOne, UpdateOne
 from memcompress.layouts import StoreLayout
 from memcompress.metrics import Metrics
 from memcompress.models import (
+    SUMMARY_LINE_ROLE,
     Backlog,
     FoldState,
     HistorySize,
@@ -376,6 +377,28 @@ class MongoConversationMemory:
             if result.modified_count == 1:
                 return front.end - front.trimmed
         raise ConversationChanged(self._layout.collection, user_id)
+
+    async def archive_summary_lines(self, user_id: str, lines: Sequence[str]) -> None:
+        """As archived messages of role ``summary`` at sequence number -1 (before every message)."""
+        if not lines:
+            return
+        now = utc_now()
+        copies = [
+            ReplaceOne(
+                {"_id": f"{user_id}:summary:{hashlib.sha256(line.encode()).hexdigest()[:16]}"},
+                {
+                    "conversation_id": user_id,
+                    "seq": -1,
+                    "message": {"role": SUMMARY_LINE_ROLE, "content": line, "timestamp": now},
+                    "archived_at": now,
+                },
+                upsert=True,
+            )
+            for line in lines
+        ]
+        await self._archive.bulk_write(copies, ordered=False)
+        ids = {"conversation_id": user_id, "seq": -1, "archived_at": now}
+        await self._erased.undo_if_erased(user_id, lambda: self._archive.delete_many(ids))
 
     async def archive_by_refs(self, user_id: str, refs: Sequence[Any]) -> int:
         """Copy the run's messages still in the array to the archive, then cut them (a crash in between

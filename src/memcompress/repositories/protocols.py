@@ -62,6 +62,11 @@ class UserMemoryRepository(Protocol):
         """Remove exactly the documents ``refs`` name, and only documents of ``user_id``."""
         ...
 
+    async def archive_summary_lines(self, user_id: str, lines: Sequence[str]) -> None:
+        """Keep lines a summary gave up (it was over its budget) in the archive, as documents of role
+        ``summary`` dated now; erase-fenced like every archive copy."""
+        ...
+
     async def archive_by_refs(self, user_id: str, refs: Sequence[Any]) -> int:
         """Move exactly the documents ``refs`` name, and only documents of ``user_id``, to the archive.
         Raises ``UserErased``, with no copy left, if the user was erased meanwhile."""

@@ -12,7 +12,9 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import datetime
 from functools import partial
 from typing import Any
+from uuid import uuid4
 
+from bson import ObjectId
 from pymongo import ReplaceOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.command_cursor import AsyncCommandCursor
@@ -20,6 +22,7 @@ from pymongo.asynchronous.command_cursor import AsyncCommandCursor
 from memcompress.layouts import StoreLayout
 from memcompress.metrics import Metrics
 from memcompress.models import (
+    SUMMARY_LINE_ROLE,
     Backlog,
     HistorySize,
     InvalidUserId,
@@ -327,6 +330,26 @@ class MongoUserMemoryRepository:
             result = await self._events.delete_many(query)
             moved += result.deleted_count
         return moved
+
+    async def archive_summary_lines(self, user_id: str, lines: Sequence[str]) -> None:
+        if not lines:
+            return
+        now = utc_now()
+        docs = [
+            {
+                "_id": ObjectId(),
+                self._owner: user_id,
+                "event_id": str(uuid4()),
+                "role": SUMMARY_LINE_ROLE,
+                "content": line,
+                self._order: now,
+                "archived_at": now,
+            }
+            for line in lines
+        ]
+        await self._archive.insert_many(docs)
+        copies = {"_id": {"$in": [doc["_id"] for doc in docs]}, self._owner: user_id}
+        await self._erased.undo_if_erased(user_id, partial(self._archive.delete_many, copies))
 
     async def users_over_threshold(self, threshold: int, limit: int | None = None) -> list[UserBacklog]:
         """Users with more than ``threshold`` foldable events, most first (one aggregation). Counts what

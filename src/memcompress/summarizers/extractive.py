@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 
 from memcompress.models import MemoryEvent, Role
-from memcompress.summarizers.base import RejectedOutput, SummaryRequest, SummaryResult
+from memcompress.summarizers.base import SummaryRequest, SummaryResult
 
 MAX_SENTENCE_CHARS = 240
 MIN_SENTENCE_CHARS = 12
@@ -93,8 +93,6 @@ class ExtractiveSummarizer:
 
     async def summarize(self, request: SummaryRequest) -> SummaryResult:
         kept = [line for line in (request.previous_summary or "").splitlines() if line.strip()]
-        if sum(len(line) + 1 for line in kept) > request.max_chars:
-            raise RejectedOutput("previous summary alone exceeds the budget; refusing to drop its facts")
 
         seen = {line.split("): ", 1)[-1].casefold() for line in kept}
         candidates: list[_Candidate] = []
@@ -125,7 +123,7 @@ class ExtractiveSummarizer:
             # Nothing worth keeping (only small talk): say so rather than store an empty summary.
             first, last = request.events[0], request.events[-1]
             text = f"- {first.created_at:%Y-%m-%d}..{last.created_at:%Y-%m-%d}: small talk only."
-        return SummaryResult(text=text)
+        return SummaryResult(text=text, requests=0)  # no LLM request
 
     async def aclose(self) -> None:
         return None

@@ -470,3 +470,33 @@ def patch_summary(
 
 def at_budget(text: str, max_chars: int) -> bool:
     return len(text.strip()) >= AT_BUDGET_RATIO * max_chars
+
+
+# --- a summary over its budget -------------------------------------------------------------------
+
+FIT_RATIO = 0.75  # a summary over its budget is shortened to this share of it: room for new facts
+_SENTENCE_SPLIT = re.compile(r"(?<=[.!?…])\s+")
+
+
+def fit_summary(text: str, max_chars: int) -> tuple[str, list[str]]:
+    """``text`` shortened to at most ``max_chars`` characters by removing whole lines (sentences, for a
+    paragraph longer than a quarter of the budget), the least informative first: those with the fewest
+    concrete values, the oldest first among equals. Returns what is kept and the removed lines, in
+    their order, for the archive: nothing is dropped silently."""
+    units: list[str] = []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        units.extend(_SENTENCE_SPLIT.split(line.strip()) if len(line) > max_chars // 4 else [line.strip()])
+    size = sum(len(unit) + 1 for unit in units) - 1
+    if size <= max_chars:
+        return text, []
+    ranked = sorted(range(len(units)), key=lambda i: (len(find_values(units[i])), i))
+    removed: set[int] = set()
+    for i in ranked:
+        if size <= max_chars:
+            break
+        removed.add(i)
+        size -= len(units[i]) + 1
+    kept = "\n".join(unit for i, unit in enumerate(units) if i not in removed)
+    return kept, [unit for i, unit in enumerate(units) if i in removed]
