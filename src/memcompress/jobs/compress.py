@@ -320,11 +320,13 @@ def decide(services: Services, state: FoldState, recent: RecentHistory) -> FoldD
             "(MEMCOMPRESS_MAX_LLM_CALLS_PER_USER_DAY, or `memcompress override USER --max-llm-calls N`); "
             "it resumes as the requests age out of the 24 hours",
         )
-    # Each run whose answers were rejected since the user's newest event halves the next one's chunk:
-    # a failed request is never sent again unchanged.
+    # Each run whose answers were rejected since the user's newest event halves the next one's chunk
+    # (from what this history would send at most): a failed request is never sent again unchanged.
     newest = recent.events[-1].event.created_at if recent.events else None
     rejected = sum(newest is None or at >= newest for at in state.rejected_since_compressed)
-    chunk_chars = services.context.cap(services.policy.chunk_chars) >> rejected
+    whole = to_fold * (size.chars // max(size.events, 1) + TRANSCRIPT_LINE_CHARS)
+    chunk_chars = services.context.cap(services.policy.chunk_chars)
+    chunk_chars = min(chunk_chars, whole) >> rejected if rejected else chunk_chars
     if chunk_chars < MIN_PART_CHARS:
         return replace(
             decision,
@@ -558,7 +560,8 @@ async def _summarise_piece(
     return summary
 
 
-TRANSCRIPT_LINE_OVERHEAD = 200  # what a transcript line adds to its text (date, role, quoting)
+TRANSCRIPT_LINE_OVERHEAD = 200  # what a transcript line may add to its text (date, role, quoting)
+TRANSCRIPT_LINE_CHARS = 60  # what it adds to a short line, as a rule
 
 
 def split_text(text: str, max_chars: int) -> list[str]:
