@@ -22,9 +22,9 @@ from memcompress.models import (
     FoldState,
     HistorySize,
     MemoryEvent,
-    Outcome,
     PendingTrim,
     RecentHistory,
+    RunNote,
     StoredEvent,
     TokenUsage,
     UserBacklog,
@@ -165,11 +165,12 @@ class FakeProfiles:
         return None if profile is None else profile.model_copy()
 
     async def find_for_fold(self, user_id: str, compressed_since: datetime) -> FoldState:
-        compressions = sum(
-            r.user_id == user_id and r.outcome is Outcome.COMPRESSED and r.finished_at >= compressed_since
-            for r in self.log.records
-        )
-        return FoldState(await self.find(user_id), await self.overrides.get(user_id), compressions)
+        runs = [
+            RunNote(r.outcome.value, r.error_class, r.llm_calls, r.finished_at)
+            for r in sorted(self.log.records, key=lambda r: r.finished_at, reverse=True)
+            if r.user_id == user_id and r.finished_at >= compressed_since
+        ]
+        return FoldState.of_runs(await self.find(user_id), await self.overrides.get(user_id), runs)
 
     async def save(self, profile: UserProfile) -> None:
         current = await self.get(profile.user_id)

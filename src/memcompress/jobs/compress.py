@@ -4,7 +4,13 @@ The invariant every step keeps:
 
     every event ever appended is, at every moment, either still stored or inside the stored summary.
 
-How the steps keep it:
+And its twin, the liveness property:
+
+    a user over the threshold is, within a bounded number of runs after its last event, either under
+    the threshold or parked with one actionable reason; no message is sent to the LLM as a new event
+    twice; the LLM requests per user are bounded by configuration.
+
+How the steps keep them:
 
 1. Lock. Take the user's lock without waiting; if another worker holds it, stop ("busy").
    The lock only saves duplicate LLM work: correctness comes from step 6's version check.
@@ -27,15 +33,22 @@ How the steps keep it:
    ``(created_at, _id)`` order: taken from step 2's batch when it is the whole history, else streamed
    in bounded batches (the history is never loaded). Pinned events are never folded or counted;
    documents the fold cannot use are kept, never counted, and reported once per run. Folding fewer
-   than ``min_fold`` events, or past the daily cap, is skipped before any LLM call.
-4. Chunk. Cut the stream into chunks that fit one summariser request.
-5. Summarise each chunk together with the summary so far (each chunk's output feeds the next). A
-   failed or unusable answer stops the run here: nothing of that chunk is trimmed. The carry guard
-   checks every answer against the summary so far: the concrete values it held (numbers, dates,
-   codes, e-mails, URLs, names) must still be there, and it may not shrink below half. An answer that
-   drops them gets one repair request naming what it dropped; if that fails too, the run fails like
-   an LLM failure, with the kinds of loss (never the values) as the reason. A summary at its length
-   budget may drop values: that is recorded (``values_dropped``, a metric), never silent.
+   than ``min_fold`` events, or past the daily cap, is skipped before any LLM call. A user whose runs
+   made ``max_llm_calls_per_user_day`` LLM requests in 24 hours is parked (no request); each run since
+   the user's newest event whose answers were rejected halves this run's chunk, and below the smallest
+   chunk the user is parked: a failed request is never sent again unchanged.
+4. Chunk. Cut the stream into chunks that fit one summariser request (and this process's learned
+   context limit). A chunk the server refuses as over its context is halved; one event larger than a
+   request is summarised in parts, in order, and folded with its last part.
+5. Summarise each chunk together with the summary so far (each chunk's output feeds the next), under
+   the answer guard (:mod:`memcompress.summarizers.guard`). An answer that is no summary (markup, code,
+   an echo of the prompt, invented values, the wrong language, cut off, ...) gets one repair request;
+   if that one is none either, the run stops here and nothing of the chunk is trimmed. Every concrete
+   value of the summary so far and of the folded events (numbers, dates, times, codes, e-mails, URLs,
+   names, in any honest form) must be carried unless a later event corrects it; an answer that drops
+   some gets the repair request, and what is still missing is patched in from its source sentences
+   within the budget (a value that does not fit is a recorded drop, never a silent one). A summary
+   over its budget is first shortened, the lines it gives up archived.
 6. Store the new summary and the chunk's refs as ``pending_trim`` in one write, conditional on the
    summary version read before (fencing). A stale writer loses here and trims nothing. A user with
    no profile gets one from this write (with the defaults; erase-fenced like every write that
@@ -113,6 +126,8 @@ CAP_PERIOD = timedelta(days=1)  # max_compactions_per_day counts the runs of thi
 
 
 MIN_PART_CHARS = 500  # an event is never split into parts smaller than this; nor a chunk halved below it
+TRANSCRIPT_LINE_OVERHEAD = 200  # what a transcript line may add to its text (date, role, quoting)
+TRANSCRIPT_LINE_CHARS = 60  # what it adds to a short line, as a rule
 
 
 class RejectedAnswer(RejectedOutput):
@@ -558,10 +573,6 @@ async def _summarise_piece(
         summary = await _guarded(services, request, calls)
     assert summary is not None
     return summary
-
-
-TRANSCRIPT_LINE_OVERHEAD = 200  # what a transcript line may add to its text (date, role, quoting)
-TRANSCRIPT_LINE_CHARS = 60  # what it adds to a short line, as a rule
 
 
 def split_text(text: str, max_chars: int) -> list[str]:
