@@ -193,7 +193,9 @@ def invented_values(text: str, previous: str | None, events: Sequence[MemoryEven
     event's text, not an event's date (nor within :data:`DATE_SLACK` of one: a resolved "tomorrow"),
     not a small number (at most :data:`SMALL_NUMBER`); a name counts when no word of the inputs,
     in any case, starts like it."""
-    inputs = _inputs_text(previous, events)
+    # The transcript dates every message: its dates, years and times are input too.
+    stamps = " ".join(f"on {event.created_at:%Y-%m-%d} at {event.created_at:%H:%M}." for event in events)
+    inputs = _inputs_text(previous, events) + "\n" + stamps
     dates = _event_dates(events)
     words = {word for word in re.findall(r"[^\W\d_]{2,}", inputs)}
     index = carry_index(inputs + "\n" + " ".join(word[:1].upper() + word[1:] for word in words))
