@@ -16,7 +16,7 @@ from redis.asyncio import Redis
 
 from memcompress.embedded import Server, mongo_server, valkey_server
 from memcompress.metrics import Metrics
-from memcompress.repositories import MongoDatabase
+from memcompress.repositories.database import MongoDatabase
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

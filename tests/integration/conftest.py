@@ -14,9 +14,10 @@ from memcompress.bootstrap import build_services
 from memcompress.cli.app import cli
 from memcompress.jobs import Services
 from memcompress.metrics import Metrics
-from memcompress.repositories import MongoDatabase
+from memcompress.repositories.database import MongoDatabase
 from memcompress.settings import load_settings
-from memcompress.summarizers import OpenAISummarizer, Summarizer
+from memcompress.summarizers.base import Summarizer
+from memcompress.summarizers.openai_chat import OpenAISummarizer
 from memcompress.testing.llm_server import FakeLLM
 
 # Short locks so that tests about expiry run quickly; the timeouts stay layered below them. The

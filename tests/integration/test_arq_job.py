@@ -14,8 +14,8 @@ from arq.worker import Worker, func
 from memcompress.jobs import Services
 from memcompress.jobs.queued import retry_delay
 from memcompress.keys import JOB_FUNCTION, job_id, lock_key
-from memcompress.repositories import MongoDeadLetters
 from memcompress.repositories.database import COMPACTION_LOG, MongoDatabase
+from memcompress.repositories.dead_letters import MongoDeadLetters
 from memcompress.testing import llm_server
 from memcompress.testing.factories import make_events
 from memcompress.testing.llm_server import FakeLLM

@@ -22,7 +22,6 @@ from redis.asyncio import Redis
 from memcompress.jobs import Services, forget_user, run_compression
 from memcompress.keys import JOB_FUNCTION, job_id, lock_key
 from memcompress.models import Outcome
-from memcompress.repositories import ensure_indexes
 from memcompress.repositories.database import (
     COMPACTION_LOG,
     DEAD_LETTERS,
@@ -32,6 +31,7 @@ from memcompress.repositories.database import (
     USER_PROFILES,
     MongoDatabase,
 )
+from memcompress.repositories.indexes import ensure_indexes
 from memcompress.testing import llm_server
 from memcompress.testing.app_documents import app_profile, app_save
 from memcompress.testing.factories import make_events

@@ -22,7 +22,7 @@ from memcompress.jobs import Services, run_compression, scan_and_enqueue
 from memcompress.keys import lock_key
 from memcompress.layouts import LayoutName, StoreLayout
 from memcompress.models import MemoryEvent, Outcome
-from memcompress.repositories import MongoDatabase
+from memcompress.repositories.database import MongoDatabase
 from memcompress.testing.factories import T0
 from memcompress.testing.invariant import check_invariant
 from memcompress.testing.layout_documents import (
