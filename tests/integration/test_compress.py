@@ -21,11 +21,13 @@ from memcompress.repositories.database import (
     MongoDatabase,
 )
 from memcompress.summarizers.carry import estimate_prompt_tokens
+from memcompress.summarizers.openai_chat import OpenAISummarizer
 from memcompress.testing import llm_server
 from memcompress.testing.app_documents import app_event
 from memcompress.testing.factories import T0, make_events
 from memcompress.testing.invariant import check_invariant
 from memcompress.testing.llm_server import FakeLLM
+from memcompress.testing.workers import eventually
 from tests.integration.conftest import ServicesFactory
 
 pytestmark = pytest.mark.redis  # the per-user lock: also run against the machine's Redis 7 in CI
@@ -474,17 +476,32 @@ async def test_an_inline_compression_is_time_limited_like_a_job_and_continues_un
 ) -> None:
     """``memcompress compress`` and ``run-once``: each run stops at the job timeout (so the erase fence
     outlasts it), and the command carries on in fresh runs while they move forward."""
-    llm.latency_s = 0.4
-    services = make_services(job_timeout_s=1.0, llm_timeout_s=0.9, chunk_chars=1000)
+    # The first run folds one chunk, then its next LLM call is held until the run's time limit stops
+    # it; the client waits longer than the time limit, so the limit is what stops the run.
+    summarizer = OpenAISummarizer(model="test-model", base_url=llm.base_url, api_key="k", timeout_s=60)
+    services = make_services(summarizer, job_timeout_s=4.0, llm_timeout_s=3.0, chunk_chars=1000)
     events = make_events(user, 80)
     await services.memory.append_events(events)
+    llm.hold(passes=1)
+    llm.quiet_disconnects = True
 
-    record = await compress_now(services, user)
+    async def timed_out() -> bool:
+        query = {"user_id": user, "error_class": "JobTimeout"}
+        return await database.collection(COMPACTION_LOG).count_documents(query) > 0
+
+    async def release_after_the_time_limit() -> None:
+        await eventually(timed_out)
+        llm.release()
+
+    try:
+        record, _ = await asyncio.gather(compress_now(services, user), release_after_the_time_limit())
+    finally:
+        await summarizer.aclose()
 
     assert record.outcome is Outcome.COMPRESSED
     left = await services.memory.count_events(user)
     assert (record.events_before, record.events_folded, record.events_after) == (80, 80 - left, left)
     assert 20 <= left <= 50  # at most the threshold: fresh runs went on while it was over it
     runs = [d async for d in database.collection(COMPACTION_LOG).find({"user_id": user})]
-    assert len(runs) >= 2 and runs[0]["error_class"] == "JobTimeout" and runs[0]["chunks"] > 0
+    assert len(runs) >= 2 and runs[0]["error_class"] == "JobTimeout" and runs[0]["chunks"] == 1
     await _assert_nothing_lost(database, llm, events)

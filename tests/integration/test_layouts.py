@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import signal
 import sys
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
@@ -305,18 +307,25 @@ async def test_after_kill_9_mid_run_the_next_run_finishes_with_nothing_lost(
         "MEMCOMPRESS_LLM_BASE_URL": llm.base_url,
         "MEMCOMPRESS_LLM_API_KEY": "test-key",
         "MEMCOMPRESS_LAYOUT": store.layout,
-        "MEMCOMPRESS_LOCK_TTL_S": "3",
     }
     argv = [sys.executable, "-m", "memcompress", "compress", unit, "--json"]
-    llm.latency_s, llm.quiet_disconnects = 120, True
     quiet = asyncio.subprocess.DEVNULL
+    # The dead run's lock must outlast the start of the next run (so that it finds the unit busy), and
+    # then expire soon: a few times as long as a whole run takes on this machine now.
+    idle_unit = await store.unit()
+    started = time.monotonic()
+    timed = await asyncio.create_subprocess_exec(*argv[:-2], idle_unit, "--json", env=env, stdout=quiet)
+    assert await timed.wait() == 0  # nothing to fold there: a run without the LLM
+    env["MEMCOMPRESS_LOCK_TTL_S"] = str(max(3, math.ceil(6 * (time.monotonic() - started))))
+    llm.hold()  # the run waits for its LLM answer, holding the lock, until it is killed
+    llm.quiet_disconnects = True
     first = await asyncio.create_subprocess_exec(*argv, env=env, stdout=quiet, stderr=quiet)
     try:
         await _until_asked(llm)
         first.send_signal(signal.SIGKILL)
         await first.wait()
         await store.write(unit, 5, start=60, tag="after-kill")
-        llm.latency_s = 0
+        llm.release()
         outcomes: list[str] = []
         for _ in range(60):  # the dead run's lock expires by itself (MEMCOMPRESS_LOCK_TTL_S)
             again = await asyncio.create_subprocess_exec(

@@ -197,8 +197,10 @@ async def test_a_job_killed_mid_llm_call_runs_again_after_the_in_progress_key_ex
 ) -> None:
     user = f"user-{uuid.uuid4().hex[:8]}"
     events = await _seed(memory, [user], 70)
-    llm.latency_s = 1.0
-    timeouts = {"llm_timeout_s": 1.5, "job_timeout_s": 2, "lock_ttl_s": 3}
+    llm.hold()  # the first run's LLM call stays in flight until the worker is killed
+    llm.quiet_disconnects = True
+    # Short, so that the in-progress key soon expires; the second run's LLM answers at once.
+    timeouts = {"llm_timeout_s": 4, "job_timeout_s": 5, "lock_ttl_s": 6}
     first = start(**timeouts)
     assert await enqueue_job(redis, user, queue_name=queue)
 
@@ -206,8 +208,9 @@ async def test_a_job_killed_mid_llm_call_runs_again_after_the_in_progress_key_ex
     first.signal(signal.SIGKILL)
     assert first.wait() == -signal.SIGKILL
     assert await redis.exists(f"arq:in-progress:{job_id(user)}") == 1  # arq still thinks it runs
+    llm.release()
 
-    second = start(burst=True, **timeouts)  # waits out the in-progress key (job timeout + 15 s)
+    second = start(burst=True, **timeouts)  # waits out the in-progress key (the job timeout + 10 s)
     assert second.wait(timeout=120) == 0
     assert await _outcomes(database, user) == Counter({(user, "compressed"): 1})
     assert await memory.count_events(user) == 20
