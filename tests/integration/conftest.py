@@ -19,6 +19,7 @@ from memcompress.settings import load_settings
 from memcompress.summarizers.base import Summarizer
 from memcompress.summarizers.openai_chat import OpenAISummarizer
 from memcompress.testing.llm_server import FakeLLM
+from memcompress.testing.workers import eventually
 
 # Short locks so that tests about expiry run quickly; the timeouts stay layered below them. The
 # summariser the tests pass (the local LLM server's by default) is an OpenAI-compatible one.
@@ -48,6 +49,28 @@ async def openai_summarizer(llm: FakeLLM) -> AsyncIterator[OpenAISummarizer]:
         yield summarizer
     finally:
         await summarizer.aclose()
+
+
+@pytest.fixture
+async def patient_summarizer(llm: FakeLLM) -> AsyncIterator[OpenAISummarizer]:
+    """One that waits for an answer longer than any test's time limit: a held LLM call ends by the
+    job's own time limit, not the client's."""
+    summarizer = OpenAISummarizer(
+        model="test-model", base_url=llm.base_url, api_key="k", timeout_s=120, max_retries=0
+    )
+    try:
+        yield summarizer
+    finally:
+        await summarizer.aclose()
+
+
+async def until_held(llm: FakeLLM, count: int = 1) -> None:
+    """Until ``count`` requests wait at the LLM server's closed gate (their runs are mid-call)."""
+
+    async def held() -> bool:
+        return llm.held >= count
+
+    await eventually(held)
 
 
 ServicesFactory = Callable[..., Services]

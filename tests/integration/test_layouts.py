@@ -25,6 +25,7 @@ from memcompress.keys import lock_key
 from memcompress.layouts import LayoutName, StoreLayout
 from memcompress.models import MemoryEvent, Outcome
 from memcompress.repositories.database import MongoDatabase
+from memcompress.summarizers.openai_chat import OpenAISummarizer
 from memcompress.testing.factories import T0
 from memcompress.testing.invariant import check_invariant
 from memcompress.testing.layout_documents import (
@@ -134,15 +135,20 @@ async def test_units_over_the_threshold_are_found_and_folded_to_keep_last(
 
 
 async def test_messages_appended_during_a_slow_summary_are_all_kept(
-    make_services: ServicesFactory, database: MongoDatabase, llm: FakeLLM, store: AppStore
+    make_services: ServicesFactory,
+    database: MongoDatabase,
+    llm: FakeLLM,
+    store: AppStore,
+    patient_summarizer: OpenAISummarizer,
 ) -> None:
-    services = make_services(layout=store.layout)
+    services = make_services(patient_summarizer, layout=store.layout)  # its LLM call ends when released
     unit = await store.unit()
     await store.write(unit, 60)
-    llm.latency_s = 1.0
+    llm.hold()
     run = asyncio.create_task(run_compression(services, unit))
     await _until_asked(llm)
     await store.write(unit, 7, start=60, tag="late")  # while the LLM works
+    llm.release()
     record = await run
     assert record.outcome is Outcome.COMPRESSED
     assert await store.stored(unit) == 20 + 7
@@ -155,8 +161,12 @@ async def test_duplicate_runs_at_once_fold_once(
     first, second = make_services(layout=store.layout), make_services(layout=store.layout)
     unit = await store.unit()
     await store.write(unit, 70)
-    llm.latency_s = 0.5
-    records = await asyncio.gather(run_compression(first, unit), run_compression(second, unit))
+    llm.hold()  # the run that takes the lock keeps it until the other has been turned away
+    runs = [asyncio.create_task(run_compression(services, unit)) for services in (first, second)]
+    done, _ = await asyncio.wait(runs, return_when=asyncio.FIRST_COMPLETED)
+    assert [run.result().outcome.value for run in done] == ["busy"]
+    llm.release()
+    records = await asyncio.gather(*runs)
     assert sorted(r.outcome.value for r in records) == ["busy", "compressed"]
     assert await store.stored(unit) == 20
     await _assert_nothing_lost(database, llm, store)

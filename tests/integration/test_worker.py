@@ -229,13 +229,17 @@ async def test_sigterm_during_a_job_finishes_it_or_requeues_it(
 ) -> None:
     user = f"user-{uuid.uuid4().hex[:8]}"
     events = await _seed(memory, [user], 70)
-    llm.latency_s = 1.0
+    llm.hold()  # the job is in its LLM call when the worker is told to stop
+    llm.quiet_disconnects = True
     worker = start(job_completion_wait_s=completion_wait_s)
     assert await enqueue_job(redis, user, queue_name=queue)
 
     await eventually(_called(llm))
     worker.signal(signal.SIGTERM)
+    if completion_wait_s:
+        llm.release()  # the answer comes while the worker waits for the job
     assert worker.wait(timeout=60) == 0
+    llm.release()
     if completion_wait_s:
         assert await _outcomes(database, user) == Counter({(user, "compressed"): 1})
     else:
