@@ -273,7 +273,7 @@ async def test_two_runs_together_one_compresses_the_other_finds_it_busy(
     await services.memory.append_events(events)
     llm.hold()  # the run that takes the lock keeps it until the other has been turned away
     runs = [asyncio.create_task(run_compression(services, user)) for _ in range(2)]
-    done, _ = await asyncio.wait(runs, return_when=asyncio.FIRST_COMPLETED)
+    done, _ = await asyncio.wait(runs, timeout=60, return_when=asyncio.FIRST_COMPLETED)
     assert [run.result().outcome.value for run in done] == ["busy"]
     llm.release()
     outcomes = sorted(r.outcome.value for r in await asyncio.gather(*runs))

@@ -163,7 +163,7 @@ async def test_duplicate_runs_at_once_fold_once(
     await store.write(unit, 70)
     llm.hold()  # the run that takes the lock keeps it until the other has been turned away
     runs = [asyncio.create_task(run_compression(services, unit)) for services in (first, second)]
-    done, _ = await asyncio.wait(runs, return_when=asyncio.FIRST_COMPLETED)
+    done, _ = await asyncio.wait(runs, timeout=60, return_when=asyncio.FIRST_COMPLETED)
     assert [run.result().outcome.value for run in done] == ["busy"]
     llm.release()
     records = await asyncio.gather(*runs)
