@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
@@ -31,37 +32,29 @@ TEST_SETTINGS: dict[str, Any] = {
 }
 
 
-@pytest.fixture
-def llm() -> Iterator[FakeLLM]:
-    server = FakeLLM().start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-async def openai_summarizer(llm: FakeLLM) -> AsyncIterator[OpenAISummarizer]:
+@contextlib.asynccontextmanager
+async def _local_summarizer(llm: FakeLLM, timeout_s: float) -> AsyncIterator[OpenAISummarizer]:
     summarizer = OpenAISummarizer(
-        model="test-model", base_url=llm.base_url, api_key="k", timeout_s=2, max_retries=0
+        model="test-model", base_url=llm.base_url, api_key="k", timeout_s=timeout_s, max_retries=0
     )
     try:
         yield summarizer
     finally:
         await summarizer.aclose()
+
+
+@pytest.fixture
+async def openai_summarizer(llm: FakeLLM) -> AsyncIterator[OpenAISummarizer]:
+    async with _local_summarizer(llm, timeout_s=2) as summarizer:
+        yield summarizer
 
 
 @pytest.fixture
 async def patient_summarizer(llm: FakeLLM) -> AsyncIterator[OpenAISummarizer]:
     """One that waits for an answer longer than any test's time limit: a held LLM call ends by the
     job's own time limit, not the client's."""
-    summarizer = OpenAISummarizer(
-        model="test-model", base_url=llm.base_url, api_key="k", timeout_s=120, max_retries=0
-    )
-    try:
+    async with _local_summarizer(llm, timeout_s=120) as summarizer:
         yield summarizer
-    finally:
-        await summarizer.aclose()
 
 
 async def until_held(llm: FakeLLM, count: int = 1) -> None:

@@ -6,20 +6,9 @@ import json
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
-
-import pytest
+from collections.abc import Callable
 
 from memcompress.testing.llm_server import FakeLLM
-
-
-@pytest.fixture
-def llm() -> Iterator[FakeLLM]:
-    server = FakeLLM().start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def _ask(llm: FakeLLM, answers: list[str]) -> None:
