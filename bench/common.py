@@ -25,8 +25,7 @@ from pymongo import monitoring
 
 from memcompress.embedded import Server, mongo_server, valkey_server
 from memcompress.models import MemoryEvent, Role
-from memcompress.repositories import MongoDatabase
-from memcompress.repositories.database import USER_MEMORY
+from memcompress.repositories.database import USER_MEMORY, MongoDatabase
 from memcompress.repositories.documents import event_to_document
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

@@ -42,8 +42,8 @@ from memcompress.jobs import Services, run_compression
 from memcompress.metrics import Metrics
 from memcompress.models import ProfileDefaults, UserProfile
 from memcompress.redaction import redact_url
-from memcompress.repositories import MongoDatabase, ensure_indexes
-from memcompress.repositories.database import USER_MEMORY
+from memcompress.repositories.database import USER_MEMORY, MongoDatabase
+from memcompress.repositories.indexes import ensure_indexes
 from memcompress.settings import Settings, load_settings
 
 DEFAULT_BUDGET: int = Settings.model_fields["summary_max_chars"].default

@@ -27,7 +27,8 @@ from common import table
 from fidelity_corpus import generate
 
 from memcompress.models import MemoryEvent
-from memcompress.summarizers import ExtractiveSummarizer, SummaryRequest
+from memcompress.summarizers.base import SummaryRequest
+from memcompress.summarizers.extractive import ExtractiveSummarizer
 from memcompress.summarizers.language import detect_language, wrong_language
 
 Detect = Callable[[str], tuple[str, float]]

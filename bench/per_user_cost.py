@@ -46,10 +46,12 @@ from redis.asyncio import Redis
 from memcompress.bootstrap import build_services
 from memcompress.jobs import run_compression
 from memcompress.metrics import Metrics
-from memcompress.repositories import MongoDatabase, ensure_indexes
+from memcompress.repositories.database import MongoDatabase
+from memcompress.repositories.indexes import ensure_indexes
 from memcompress.settings import load_settings
-from memcompress.summarizers import ExtractiveSummarizer, OpenAISummarizer
 from memcompress.summarizers.base import Summarizer
+from memcompress.summarizers.extractive import ExtractiveSummarizer
+from memcompress.summarizers.openai_chat import OpenAISummarizer
 from memcompress.testing.llm_server import FakeLLM
 
 USER = "bench-user"

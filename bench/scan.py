@@ -47,10 +47,10 @@ from memcompress.bootstrap import build_services
 from memcompress.jobs import scan_and_enqueue
 from memcompress.keys import job_id
 from memcompress.metrics import Metrics
-from memcompress.repositories import MongoDatabase, ensure_indexes
-from memcompress.repositories.database import USER_MEMORY
+from memcompress.repositories.database import USER_MEMORY, MongoDatabase
+from memcompress.repositories.indexes import ensure_indexes
 from memcompress.settings import load_settings
-from memcompress.summarizers import ExtractiveSummarizer
+from memcompress.summarizers.extractive import ExtractiveSummarizer
 
 THRESHOLD = 50
 SIZES = (20, 40, 60, 80, 100)

@@ -50,10 +50,11 @@ from tl08_baseline import run_tl08
 from memcompress.bootstrap import build_services
 from memcompress.jobs import scan_and_enqueue
 from memcompress.metrics import Metrics
-from memcompress.repositories import MongoDatabase, ensure_indexes
-from memcompress.repositories.database import COMPACTION_LOG, USER_MEMORY
+from memcompress.repositories.database import COMPACTION_LOG, USER_MEMORY, MongoDatabase
+from memcompress.repositories.indexes import ensure_indexes
 from memcompress.settings import Settings, load_settings
-from memcompress.summarizers import ExtractiveSummarizer, OpenAISummarizer
+from memcompress.summarizers.extractive import ExtractiveSummarizer
+from memcompress.summarizers.openai_chat import OpenAISummarizer
 from memcompress.testing.llm_server import FakeLLM
 from memcompress.testing.workers import start_worker, worker_env
 

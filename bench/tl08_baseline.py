@@ -26,8 +26,7 @@ from dataclasses import dataclass, field
 from redis.asyncio import Redis
 
 from memcompress.metrics import Metrics
-from memcompress.repositories import MongoDatabase
-from memcompress.repositories.database import USER_MEMORY, USER_PROFILES
+from memcompress.repositories.database import USER_MEMORY, USER_PROFILES, MongoDatabase
 from memcompress.repositories.documents import valid_events
 from memcompress.repositories.user_memory import MongoUserMemoryRepository
 from memcompress.summarizers.base import Summarizer, SummaryRequest

@@ -16,7 +16,8 @@ from redis.asyncio import Redis
 
 from memcompress.embedded import Server, mongo_server, valkey_server
 from memcompress.metrics import Metrics
-from memcompress.repositories import MongoDatabase
+from memcompress.repositories.database import MongoDatabase
+from memcompress.testing.llm_server import FakeLLM
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -83,3 +84,13 @@ async def redis(redis_url: str) -> AsyncIterator[Redis]:
         yield client
     finally:
         await client.aclose()
+
+
+@pytest.fixture
+def llm() -> Iterator[FakeLLM]:
+    """The local OpenAI-compatible server (:mod:`memcompress.testing.llm_server`), one per test."""
+    server = FakeLLM().start()
+    try:
+        yield server
+    finally:
+        server.stop()

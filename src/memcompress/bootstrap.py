@@ -3,6 +3,10 @@
 The only module that names concrete adapters (the Mongo repositories, the Redis locks and queue, the
 summarisers). Entry points (the worker, the CLI, the demo) call :func:`open_services` or
 :func:`open_queue` and never build an adapter themselves.
+
+Each adapter is imported by the function that builds it, so importing this module (as every CLI
+command module does) loads no MongoDB driver, no arq and no LLM client: ``memcompress --help`` starts
+without them, and ``memcompress pause`` loads arq but never pymongo or openai.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import contextlib
 import os
 import socket
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
@@ -22,22 +27,6 @@ from memcompress.jobs.services import FoldPolicy, JobPolicy, Services
 from memcompress.keys import llm_budget_key
 from memcompress.metrics import Metrics
 from memcompress.models import MemoryEvent
-from memcompress.repositories import (
-    MongoCompactionLog,
-    MongoConversationMemory,
-    MongoConversationSummaries,
-    MongoDatabase,
-    MongoDeadLetters,
-    MongoMaintenance,
-    MongoUserMemoryRepository,
-    MongoUserOverrides,
-    MongoUserProfileRepository,
-    RedisJobQueue,
-    RedisLLMBudget,
-    RedisUserLocks,
-)
-from memcompress.repositories.documents import EventRules
-from memcompress.repositories.job_queue import health_check_key
 from memcompress.repositories.protocols import (
     JobQueue,
     LLMBudget,
@@ -45,8 +34,10 @@ from memcompress.repositories.protocols import (
     UserProfileRepository,
 )
 from memcompress.settings import ConfigError, Settings
-from memcompress.summarizers import ExtractiveSummarizer, OpenAISummarizer, Summarizer
-from memcompress.summarizers.base import SummaryRequest, estimate_request_tokens
+from memcompress.summarizers.base import Summarizer, SummaryRequest, estimate_request_tokens
+
+if TYPE_CHECKING:
+    from memcompress.repositories.database import MongoDatabase
 
 # Ride out a Redis restart or failover of up to about a minute instead of failing the job.
 REDIS_RETRIES = 30
@@ -67,12 +58,18 @@ def connect_redis(settings: Settings, retries: int = REDIS_RETRIES) -> Redis:
 
 def worker_health_check_key(settings: Settings) -> str:
     """The key this worker process writes its health line to (``status`` and ``worker --check`` read it)."""
+    from memcompress.repositories.job_queue import health_check_key
+
     return health_check_key(settings.queue_name, socket.gethostname(), os.getpid())
 
 
 def build_summarizer(settings: Settings) -> Summarizer:
     if settings.summarizer_name == "extractive":
+        from memcompress.summarizers.extractive import ExtractiveSummarizer
+
         return ExtractiveSummarizer()
+    from memcompress.summarizers.openai_chat import OpenAISummarizer
+
     return OpenAISummarizer(
         model=settings.llm_model,
         base_url=settings.llm_base_url,
@@ -85,6 +82,9 @@ def build_summarizer(settings: Settings) -> Summarizer:
 def build_llm_budget(settings: Settings, redis: Redis, summarizer: Summarizer) -> LLMBudget | None:
     """The shared LLM budget, when one is set and the summariser calls an LLM (the offline extractive
     summariser makes no requests, so nothing limits it)."""
+    from memcompress.repositories.llm_budget import RedisLLMBudget
+    from memcompress.summarizers.extractive import ExtractiveSummarizer
+
     if isinstance(summarizer, ExtractiveSummarizer) or (
         settings.llm_rpm is None and settings.llm_tpm is None
     ):
@@ -133,6 +133,11 @@ def build_history(
 ) -> tuple[UserMemoryRepository, UserProfileRepository]:
     """The history and where its summaries go, by ``MEMCOMPRESS_LAYOUT`` (:mod:`memcompress.layouts`):
     one document per event with summaries in ``user_profiles``, or conversations holding both."""
+    from memcompress.repositories.conversations import MongoConversationMemory, MongoConversationSummaries
+    from memcompress.repositories.documents import EventRules
+    from memcompress.repositories.user_memory import MongoUserMemoryRepository
+    from memcompress.repositories.user_profiles import MongoUserProfileRepository
+
     layout = settings.store_layout()
     rules = EventRules(settings.pinned_tag, settings.pinned_roles)
     if layout.per_conversation:
@@ -150,6 +155,13 @@ def build_services(
     settings: Settings, database: MongoDatabase, redis: Redis, metrics: Metrics, summarizer: Summarizer
 ) -> Services:
     """The services over clients that are already connected (``open_services`` connects them)."""
+    from memcompress.repositories.compaction_log import MongoCompactionLog
+    from memcompress.repositories.dead_letters import MongoDeadLetters
+    from memcompress.repositories.job_queue import RedisJobQueue
+    from memcompress.repositories.locks import RedisUserLocks
+    from memcompress.repositories.maintenance import MongoMaintenance
+    from memcompress.repositories.overrides import MongoUserOverrides
+
     memory, profiles = build_history(settings, database, metrics)
     return Services(
         memory=memory,
@@ -181,6 +193,8 @@ async def open_services(
 
     Long-running workers ride out Redis restarts (``REDIS_RETRIES``); the CLI asks for few retries so
     that a wrong URL fails in seconds."""
+    from memcompress.repositories.database import MongoDatabase
+
     database = MongoDatabase.from_settings(settings)
     await database.connect()
     redis = connect_redis(settings, redis_retries)
@@ -197,6 +211,8 @@ async def open_services(
 @contextlib.asynccontextmanager
 async def open_queue(settings: Settings, redis_retries: int = REDIS_RETRIES) -> AsyncIterator[JobQueue]:
     """The job queue alone (Redis only): enough to queue users and check workers' health."""
+    from memcompress.repositories.job_queue import RedisJobQueue
+
     redis = connect_redis(settings, redis_retries)
     try:
         yield RedisJobQueue(redis, settings.queue_name, settings.requests_key)

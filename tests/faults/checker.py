@@ -24,13 +24,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from memcompress.models import MemoryEvent
-from memcompress.repositories import MongoDatabase
 from memcompress.repositories.database import (
     COMPACTION_LOG,
     DEAD_LETTERS,
     USER_MEMORY,
     USER_MEMORY_ARCHIVE,
     USER_PROFILES,
+    MongoDatabase,
 )
 from memcompress.repositories.documents import MalformedDocument, document_to_event
 from memcompress.testing.llm_server import FakeLLM

@@ -44,9 +44,9 @@ from redis.asyncio import Redis
 from memcompress.embedded import EmbeddedServer, Server, free_port, mongo_server, valkey_server
 from memcompress.models import MemoryEvent, Role, utc_now
 from memcompress.queue import request_compression
-from memcompress.repositories import MongoDatabase, ensure_indexes
-from memcompress.repositories.database import DEAD_LETTERS, USER_MEMORY, USER_PROFILES
+from memcompress.repositories.database import DEAD_LETTERS, USER_MEMORY, USER_PROFILES, MongoDatabase
 from memcompress.repositories.documents import event_to_document
+from memcompress.repositories.indexes import ensure_indexes
 from memcompress.testing.invariant import InvariantReport, check_invariant
 from memcompress.testing.llm_server import EMPTY, HANG, HTTP_429, HTTP_500, FakeLLM
 from memcompress.testing.workers import WorkerProcess, requests_key, start_worker, worker_env

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
@@ -14,10 +15,12 @@ from memcompress.bootstrap import build_services
 from memcompress.cli.app import cli
 from memcompress.jobs import Services
 from memcompress.metrics import Metrics
-from memcompress.repositories import MongoDatabase
+from memcompress.repositories.database import MongoDatabase
 from memcompress.settings import load_settings
-from memcompress.summarizers import OpenAISummarizer, Summarizer
+from memcompress.summarizers.base import Summarizer
+from memcompress.summarizers.openai_chat import OpenAISummarizer
 from memcompress.testing.llm_server import FakeLLM
+from memcompress.testing.workers import eventually
 
 # Short locks so that tests about expiry run quickly; the timeouts stay layered below them. The
 # summariser the tests pass (the local LLM server's by default) is an OpenAI-compatible one.
@@ -29,24 +32,38 @@ TEST_SETTINGS: dict[str, Any] = {
 }
 
 
-@pytest.fixture
-def llm() -> Iterator[FakeLLM]:
-    server = FakeLLM().start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-async def openai_summarizer(llm: FakeLLM) -> AsyncIterator[OpenAISummarizer]:
+@contextlib.asynccontextmanager
+async def _local_summarizer(llm: FakeLLM, timeout_s: float) -> AsyncIterator[OpenAISummarizer]:
     summarizer = OpenAISummarizer(
-        model="test-model", base_url=llm.base_url, api_key="k", timeout_s=2, max_retries=0
+        model="test-model", base_url=llm.base_url, api_key="k", timeout_s=timeout_s, max_retries=0
     )
     try:
         yield summarizer
     finally:
         await summarizer.aclose()
+
+
+@pytest.fixture
+async def openai_summarizer(llm: FakeLLM) -> AsyncIterator[OpenAISummarizer]:
+    async with _local_summarizer(llm, timeout_s=2) as summarizer:
+        yield summarizer
+
+
+@pytest.fixture
+async def patient_summarizer(llm: FakeLLM) -> AsyncIterator[OpenAISummarizer]:
+    """One that waits for an answer longer than any test's time limit: a held LLM call ends by the
+    job's own time limit, not the client's."""
+    async with _local_summarizer(llm, timeout_s=120) as summarizer:
+        yield summarizer
+
+
+async def until_held(llm: FakeLLM, count: int = 1) -> None:
+    """Until ``count`` requests wait at the LLM server's closed gate (their runs are mid-call)."""
+
+    async def held() -> bool:
+        return llm.held >= count
+
+    await eventually(held)
 
 
 ServicesFactory = Callable[..., Services]

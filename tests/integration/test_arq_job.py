@@ -14,8 +14,9 @@ from arq.worker import Worker, func
 from memcompress.jobs import Services
 from memcompress.jobs.queued import retry_delay
 from memcompress.keys import JOB_FUNCTION, job_id, lock_key
-from memcompress.repositories import MongoDeadLetters
 from memcompress.repositories.database import COMPACTION_LOG, MongoDatabase
+from memcompress.repositories.dead_letters import MongoDeadLetters
+from memcompress.summarizers.openai_chat import OpenAISummarizer
 from memcompress.testing import llm_server
 from memcompress.testing.factories import make_events
 from memcompress.testing.llm_server import FakeLLM
@@ -128,21 +129,31 @@ async def test_the_jobs_own_time_limit_is_a_retry_then_a_dead_letter(
 
 
 async def test_out_of_time_but_moving_forward_continues_in_a_fresh_job(
-    make_services: ServicesFactory, database: MongoDatabase, llm: FakeLLM, pool: ArqRedis
+    make_services: ServicesFactory,
+    database: MongoDatabase,
+    llm: FakeLLM,
+    pool: ArqRedis,
+    patient_summarizer: OpenAISummarizer,
 ) -> None:
-    llm.latency_s = 0.4
-    # ~12 events per chunk: several LLM calls; max_tries=1: a retry would have been a dead letter
-    services = _queued(make_services, max_tries=1, job_timeout_s=1.0, chunk_chars=1000)
+    # ~12 events per chunk: several LLM calls; max_tries=1: a retry would have been a dead letter.
+    # The first chunk is answered, the second held until the job's time limit (one chunk keeps within
+    # it on a loaded machine) stops the job.
+    services = _queued(
+        make_services, max_tries=1, job_timeout_s=4.0, chunk_chars=1000, summarizer=patient_summarizer
+    )
     user = f"user-{uuid.uuid4().hex[:8]}"
     await services.memory.append_events(make_events(user, 80))
     ctx = {"services": services, "job_try": 1}
+    llm.hold(passes=1)
+    llm.quiet_disconnects = True
     result = await compress_user(ctx, user)
+    llm.release()
     assert result["outcome"] == "failed" and result["events_folded"] > 0
     assert await MongoDeadLetters(database).count() == 0
     await after_job_end(ctx)  # what arq runs after the job: the user is queued again
     assert await pool.zscore(services.queue.name, job_id(user)) is not None
     [run] = [d async for d in database.collection(COMPACTION_LOG).find({"user_id": user})]
-    assert (run["error_class"], run["chunks"] > 0) == ("JobTimeout", True)
+    assert (run["error_class"], run["chunks"]) == ("JobTimeout", 1)
 
 
 async def test_a_permanent_failure_is_dead_lettered_at_once(

@@ -13,8 +13,7 @@ import pytest
 
 from memcompress.jobs import find_users, run_compression, run_queued_compression
 from memcompress.models import Outcome, utc_now
-from memcompress.repositories import MongoDatabase
-from memcompress.repositories.database import USER_MEMORY, USER_PROFILES
+from memcompress.repositories.database import USER_MEMORY, USER_PROFILES, MongoDatabase
 from memcompress.testing.app_documents import app_event, app_profile, app_save, create_app_indexes
 from memcompress.testing.llm_server import FakeLLM
 from tests.integration.conftest import ServicesFactory, run_cli

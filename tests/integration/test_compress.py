@@ -21,12 +21,14 @@ from memcompress.repositories.database import (
     MongoDatabase,
 )
 from memcompress.summarizers.carry import estimate_prompt_tokens
+from memcompress.summarizers.openai_chat import OpenAISummarizer
 from memcompress.testing import llm_server
 from memcompress.testing.app_documents import app_event
 from memcompress.testing.factories import T0, make_events
 from memcompress.testing.invariant import check_invariant
 from memcompress.testing.llm_server import FakeLLM
-from tests.integration.conftest import ServicesFactory
+from memcompress.testing.workers import eventually
+from tests.integration.conftest import ServicesFactory, until_held
 
 pytestmark = pytest.mark.redis  # the per-user lock: also run against the machine's Redis 7 in CI
 
@@ -99,19 +101,24 @@ async def test_at_threshold_is_skipped_and_recorded(
 
 
 async def test_concurrent_appends_during_a_slow_summary_are_kept(
-    make_services: ServicesFactory, database: MongoDatabase, llm: FakeLLM, user: str
+    make_services: ServicesFactory,
+    database: MongoDatabase,
+    llm: FakeLLM,
+    user: str,
+    patient_summarizer: OpenAISummarizer,
 ) -> None:
-    llm.latency_s = 1.2
-    services = make_services()
+    services = make_services(patient_summarizer)  # a held call ends when the test says
     events = make_events(user, 60)
     await services.memory.append_events(events)
+    llm.hold()
 
     async def append_meanwhile() -> list[Any]:
-        await asyncio.sleep(0.4)
+        await until_held(llm)  # the run has read what it folds and waits for its summary
         late = make_events(user, 10, start=T0 + timedelta(hours=1), tag="late")
         # Clock skew: stamped before the newest event being folded.
         skewed = make_events(user, 5, start=T0 + timedelta(seconds=5), tag="skewed")
         await services.memory.append_events(late + skewed)
+        llm.release()
         return late + skewed
 
     record, added = await asyncio.gather(run_compression(services, user), append_meanwhile())
@@ -256,16 +263,21 @@ async def test_failure_mid_chain_keeps_the_chunks_already_stored(
 
 
 async def test_two_runs_together_one_compresses_the_other_finds_it_busy(
-    make_services: ServicesFactory, database: MongoDatabase, llm: FakeLLM, user: str
+    make_services: ServicesFactory,
+    database: MongoDatabase,
+    llm: FakeLLM,
+    user: str,
+    patient_summarizer: OpenAISummarizer,
 ) -> None:
-    llm.latency_s = 0.5
-    services = make_services()
+    services = make_services(patient_summarizer)  # a held call ends when the test says
     events = make_events(user, 70)
     await services.memory.append_events(events)
-    outcomes = sorted(
-        r.outcome.value
-        for r in await asyncio.gather(run_compression(services, user), run_compression(services, user))
-    )
+    llm.hold()  # the run that takes the lock keeps it until the other has been turned away
+    runs = [asyncio.create_task(run_compression(services, user)) for _ in range(2)]
+    done, _ = await asyncio.wait(runs, timeout=60, return_when=asyncio.FIRST_COMPLETED)
+    assert [run.result().outcome.value for run in done] == ["busy"]
+    llm.release()
+    outcomes = sorted(r.outcome.value for r in await asyncio.gather(*runs))
     assert outcomes == ["busy", "compressed"]
     assert llm.requests == 1
     assert services.metrics.registry.get_sample_value("memcompress_lock_contention_total") == 1
@@ -273,16 +285,20 @@ async def test_two_runs_together_one_compresses_the_other_finds_it_busy(
 
 
 async def test_a_stale_writer_is_fenced_and_deletes_nothing(
-    make_services: ServicesFactory, database: MongoDatabase, llm: FakeLLM, user: str
+    make_services: ServicesFactory,
+    database: MongoDatabase,
+    llm: FakeLLM,
+    user: str,
+    patient_summarizer: OpenAISummarizer,
 ) -> None:
-    llm.latency_s = 0.8
-    services = make_services()
+    services = make_services(patient_summarizer)  # a held call ends when the test says
     events = make_events(user, 70)
     await services.memory.append_events(events)
     await services.profiles.get(user)
+    llm.hold()
 
     async def another_writer_moves_the_version() -> None:
-        await asyncio.sleep(0.3)
+        await until_held(llm)  # the run has read version 0 and waits for its summary
         won = await services.profiles.update_summary_if_version(
             user,
             expected_version=0,
@@ -291,6 +307,7 @@ async def test_a_stale_writer_is_fenced_and_deletes_nothing(
             folded_refs=[],
         )
         assert won
+        llm.release()
 
     record, _ = await asyncio.gather(run_compression(services, user), another_writer_moves_the_version())
     assert record.outcome is Outcome.CONFLICT
@@ -300,15 +317,21 @@ async def test_a_stale_writer_is_fenced_and_deletes_nothing(
 
 
 async def test_a_run_that_lost_its_lock_writes_nothing(
-    make_services: ServicesFactory, database: MongoDatabase, redis: Redis, llm: FakeLLM, user: str
+    make_services: ServicesFactory,
+    database: MongoDatabase,
+    redis: Redis,
+    llm: FakeLLM,
+    user: str,
+    patient_summarizer: OpenAISummarizer,
 ) -> None:
-    llm.latency_s = 0.8
-    services = make_services()
+    services = make_services(patient_summarizer)  # a held call ends when the test says
     await services.memory.append_events(make_events(user, 70))
+    llm.hold()
 
     async def lock_taken_over() -> None:
-        await asyncio.sleep(0.3)
+        await until_held(llm)  # the run holds the lock and waits for its summary
         await redis.set(lock_key(user), b"someone-else")
+        llm.release()
 
     record, _ = await asyncio.gather(run_compression(services, user), lock_taken_over())
     assert record.outcome is Outcome.CONFLICT
@@ -471,21 +494,36 @@ async def test_a_pending_trim_spares_documents_that_took_over_a_summarised_id(
 
 
 async def test_an_inline_compression_is_time_limited_like_a_job_and_continues_until_done(
-    make_services: ServicesFactory, database: MongoDatabase, llm: FakeLLM, user: str
+    make_services: ServicesFactory,
+    database: MongoDatabase,
+    llm: FakeLLM,
+    user: str,
+    patient_summarizer: OpenAISummarizer,
 ) -> None:
     """``memcompress compress`` and ``run-once``: each run stops at the job timeout (so the erase fence
     outlasts it), and the command carries on in fresh runs while they move forward."""
-    llm.latency_s = 0.4
-    services = make_services(job_timeout_s=1.0, llm_timeout_s=0.9, chunk_chars=1000)
+    # The first run folds one chunk, then its next LLM call is held until the run's time limit stops
+    # it (a limit that one chunk keeps within on a loaded machine).
+    services = make_services(patient_summarizer, job_timeout_s=4.0, llm_timeout_s=3.0, chunk_chars=1000)
     events = make_events(user, 80)
     await services.memory.append_events(events)
+    llm.hold(passes=1)
+    llm.quiet_disconnects = True
 
-    record = await compress_now(services, user)
+    async def timed_out() -> bool:
+        query = {"user_id": user, "error_class": "JobTimeout"}
+        return await database.collection(COMPACTION_LOG).count_documents(query) > 0
+
+    async def release_after_the_time_limit() -> None:
+        await eventually(timed_out)
+        llm.release()
+
+    record, _ = await asyncio.gather(compress_now(services, user), release_after_the_time_limit())
 
     assert record.outcome is Outcome.COMPRESSED
     left = await services.memory.count_events(user)
     assert (record.events_before, record.events_folded, record.events_after) == (80, 80 - left, left)
     assert 20 <= left <= 50  # at most the threshold: fresh runs went on while it was over it
     runs = [d async for d in database.collection(COMPACTION_LOG).find({"user_id": user})]
-    assert len(runs) >= 2 and runs[0]["error_class"] == "JobTimeout" and runs[0]["chunks"] > 0
+    assert len(runs) >= 2 and runs[0]["error_class"] == "JobTimeout" and runs[0]["chunks"] == 1
     await _assert_nothing_lost(database, llm, events)

@@ -14,8 +14,7 @@ from click.testing import CliRunner
 from memcompress.cli.app import cli
 from memcompress.jobs import find_users, run_compression
 from memcompress.models import Outcome, UserOverrides, utc_now
-from memcompress.repositories import MongoDatabase
-from memcompress.repositories.database import USER_MEMORY
+from memcompress.repositories.database import USER_MEMORY, MongoDatabase
 from memcompress.testing.app_documents import app_event
 from memcompress.testing.llm_server import FakeLLM
 from tests.integration.conftest import ServicesFactory, run_cli

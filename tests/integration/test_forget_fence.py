@@ -22,7 +22,6 @@ from redis.asyncio import Redis
 from memcompress.jobs import Services, forget_user, run_compression
 from memcompress.keys import JOB_FUNCTION, job_id, lock_key
 from memcompress.models import Outcome
-from memcompress.repositories import ensure_indexes
 from memcompress.repositories.database import (
     COMPACTION_LOG,
     DEAD_LETTERS,
@@ -32,12 +31,15 @@ from memcompress.repositories.database import (
     USER_PROFILES,
     MongoDatabase,
 )
+from memcompress.repositories.indexes import ensure_indexes
+from memcompress.summarizers.openai_chat import OpenAISummarizer
 from memcompress.testing import llm_server
 from memcompress.testing.app_documents import app_profile, app_save
 from memcompress.testing.factories import make_events
 from memcompress.testing.llm_server import FakeLLM
+from memcompress.testing.workers import eventually
 from memcompress.worker.tasks import after_job_end, compress_user
-from tests.integration.conftest import ServicesFactory
+from tests.integration.conftest import ServicesFactory, until_held
 
 pytestmark = pytest.mark.redis
 
@@ -137,9 +139,12 @@ async def test_forget_right_after_the_summary_write_leaves_nothing(
     await services.memory.append_events(make_events(user, 60))
     forgetting: list[asyncio.Task[dict[str, int]]] = []
 
+    async def tombstone_written() -> bool:
+        return await database.collection(ERASED_USERS).count_documents({"_id": user}) == 1
+
     async def start_forget() -> None:
         forgetting.append(asyncio.create_task(forget_user(services, user, wait_s=10)))
-        await asyncio.sleep(0.3)  # its tombstone is written; it waits for the lock
+        await eventually(tombstone_written)  # then it waits for the lock
 
     async def slowly() -> None:
         await asyncio.sleep(0.5)
@@ -224,6 +229,7 @@ async def test_forget_right_after_the_job_released_its_lock_leaves_nothing(
     user: str,
     ending: str,
     monkeypatch: pytest.MonkeyPatch,
+    patient_summarizer: OpenAISummarizer,
 ) -> None:
     """A queued job, run by a real arq worker; ``forget`` runs the moment the job's lock is released.
     What the job decided (a dead letter, arq's re-queue of a retry, a re-check request) and its record
@@ -235,8 +241,19 @@ async def test_forget_right_after_the_job_released_its_lock_leaves_nothing(
     elif ending == "retry":
         llm.fail_next(llm_server.HTTP_500)
     else:  # out of time after some chunks: continued in a fresh job through a re-check request
-        llm.latency_s = 0.4
-        settings |= {"job_timeout_s": 1.0, "llm_timeout_s": 0.9, "chunk_chars": 1000}
+        # One chunk is answered; the next is held until the time limit (which one chunk keeps within
+        # on a loaded machine) has stopped the job.
+        llm.hold(passes=1)
+        llm.quiet_disconnects = True
+        settings |= {"job_timeout_s": 4.0, "llm_timeout_s": 3.0, "chunk_chars": 1000}
+        settings["summarizer"] = patient_summarizer
+
+        async def release_after_the_time_limit() -> None:
+            await until_held(llm)
+            await asyncio.sleep(settings["job_timeout_s"])  # later is safe: the job is over by then
+            llm.release()
+
+        releasing = asyncio.create_task(release_after_the_time_limit())
     services = make_services(queue_name=f"test:{uuid.uuid4().hex}", **settings)
     await services.memory.append_events(make_events(user, 80))
     services.locks = ForgetAfterRelease(services.locks, _forget(services, user, redis, lose_lock=False))  # type: ignore[assignment]
@@ -256,6 +273,8 @@ async def test_forget_right_after_the_job_released_its_lock_leaves_nothing(
     )
     await worker.main()
     await worker.close()
+    if ending == "re-check":
+        await releasing
 
     assert worker.jobs_retried == (1 if ending == "retry" else 0)
     assert await _traces(database, redis, services, user) == {}

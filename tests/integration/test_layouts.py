@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import signal
 import sys
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
@@ -22,7 +24,8 @@ from memcompress.jobs import Services, run_compression, scan_and_enqueue
 from memcompress.keys import lock_key
 from memcompress.layouts import LayoutName, StoreLayout
 from memcompress.models import MemoryEvent, Outcome
-from memcompress.repositories import MongoDatabase
+from memcompress.repositories.database import MongoDatabase
+from memcompress.summarizers.openai_chat import OpenAISummarizer
 from memcompress.testing.factories import T0
 from memcompress.testing.invariant import check_invariant
 from memcompress.testing.layout_documents import (
@@ -132,15 +135,20 @@ async def test_units_over_the_threshold_are_found_and_folded_to_keep_last(
 
 
 async def test_messages_appended_during_a_slow_summary_are_all_kept(
-    make_services: ServicesFactory, database: MongoDatabase, llm: FakeLLM, store: AppStore
+    make_services: ServicesFactory,
+    database: MongoDatabase,
+    llm: FakeLLM,
+    store: AppStore,
+    patient_summarizer: OpenAISummarizer,
 ) -> None:
-    services = make_services(layout=store.layout)
+    services = make_services(patient_summarizer, layout=store.layout)  # its LLM call ends when released
     unit = await store.unit()
     await store.write(unit, 60)
-    llm.latency_s = 1.0
+    llm.hold()
     run = asyncio.create_task(run_compression(services, unit))
     await _until_asked(llm)
     await store.write(unit, 7, start=60, tag="late")  # while the LLM works
+    llm.release()
     record = await run
     assert record.outcome is Outcome.COMPRESSED
     assert await store.stored(unit) == 20 + 7
@@ -153,8 +161,12 @@ async def test_duplicate_runs_at_once_fold_once(
     first, second = make_services(layout=store.layout), make_services(layout=store.layout)
     unit = await store.unit()
     await store.write(unit, 70)
-    llm.latency_s = 0.5
-    records = await asyncio.gather(run_compression(first, unit), run_compression(second, unit))
+    llm.hold()  # the run that takes the lock keeps it until the other has been turned away
+    runs = [asyncio.create_task(run_compression(services, unit)) for services in (first, second)]
+    done, _ = await asyncio.wait(runs, timeout=60, return_when=asyncio.FIRST_COMPLETED)
+    assert [run.result().outcome.value for run in done] == ["busy"]
+    llm.release()
+    records = await asyncio.gather(*runs)
     assert sorted(r.outcome.value for r in records) == ["busy", "compressed"]
     assert await store.stored(unit) == 20
     await _assert_nothing_lost(database, llm, store)
@@ -359,18 +371,25 @@ async def test_after_kill_9_mid_run_the_next_run_finishes_with_nothing_lost(
         "MEMCOMPRESS_LLM_BASE_URL": llm.base_url,
         "MEMCOMPRESS_LLM_API_KEY": "test-key",
         "MEMCOMPRESS_LAYOUT": store.layout,
-        "MEMCOMPRESS_LOCK_TTL_S": "3",
     }
     argv = [sys.executable, "-m", "memcompress", "compress", unit, "--json"]
-    llm.latency_s, llm.quiet_disconnects = 120, True
     quiet = asyncio.subprocess.DEVNULL
+    # The dead run's lock must outlast the start of the next run (so that it finds the unit busy), and
+    # then expire soon: a few times as long as a whole run takes on this machine now.
+    idle_unit = await store.unit()
+    started = time.monotonic()
+    timed = await asyncio.create_subprocess_exec(*argv[:-2], idle_unit, "--json", env=env, stdout=quiet)
+    assert await timed.wait() == 0  # nothing to fold there: a run without the LLM
+    env["MEMCOMPRESS_LOCK_TTL_S"] = str(max(3, math.ceil(6 * (time.monotonic() - started))))
+    llm.hold()  # the run waits for its LLM answer, holding the lock, until it is killed
+    llm.quiet_disconnects = True
     first = await asyncio.create_subprocess_exec(*argv, env=env, stdout=quiet, stderr=quiet)
     try:
         await _until_asked(llm)
         first.send_signal(signal.SIGKILL)
         await first.wait()
         await store.write(unit, 5, start=60, tag="after-kill")
-        llm.latency_s = 0
+        llm.release()
         outcomes: list[str] = []
         for _ in range(60):  # the dead run's lock expires by itself (MEMCOMPRESS_LOCK_TTL_S)
             again = await asyncio.create_subprocess_exec(

@@ -14,8 +14,7 @@ import pytest
 
 from memcompress.jobs import run_compression
 from memcompress.models import Outcome, utc_now
-from memcompress.repositories import MongoDatabase
-from memcompress.repositories.database import USER_MEMORY, USER_PROFILES
+from memcompress.repositories.database import USER_MEMORY, USER_PROFILES, MongoDatabase
 from memcompress.summarizers.carry import carried, carry_index, find_values
 from memcompress.testing.answers import honest
 from memcompress.testing.app_documents import app_event, app_profile

@@ -9,7 +9,9 @@ from collections.abc import Iterator
 import pytest
 
 from memcompress.jobs import scan_and_enqueue
-from memcompress.repositories import MongoDatabase, MongoUserMemoryRepository, ensure_indexes
+from memcompress.repositories.database import MongoDatabase
+from memcompress.repositories.indexes import ensure_indexes
+from memcompress.repositories.user_memory import MongoUserMemoryRepository
 from memcompress.testing.factories import make_events
 from memcompress.testing.llm_server import FakeLLM
 from memcompress.testing.workers import WorkerProcess, eventually, start_worker, worker_env

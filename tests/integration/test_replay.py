@@ -19,9 +19,8 @@ from redis.asyncio import Redis
 
 from memcompress.jobs import Services, run_compression
 from memcompress.models import MemoryEvent, Outcome, Role
-from memcompress.repositories import MongoDatabase
-from memcompress.repositories.database import USER_MEMORY, USER_MEMORY_ARCHIVE
-from memcompress.summarizers import ExtractiveSummarizer
+from memcompress.repositories.database import USER_MEMORY, USER_MEMORY_ARCHIVE, MongoDatabase
+from memcompress.summarizers.extractive import ExtractiveSummarizer
 from memcompress.testing.factories import T0
 from memcompress.testing.llm_server import FakeLLM
 from tests.integration.conftest import ServicesFactory, run_cli

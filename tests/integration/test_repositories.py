@@ -23,18 +23,20 @@ from memcompress.models import (
     Watermark,
     utc_now,
 )
-from memcompress.repositories import (
-    MongoCompactionLog,
+from memcompress.repositories.compaction_log import MongoCompactionLog
+from memcompress.repositories.database import (
+    ERASED_USERS,
+    USER_MEMORY,
+    USER_MEMORY_ARCHIVE,
+    USER_PROFILES,
     MongoDatabase,
-    MongoUserMemoryRepository,
-    MongoUserOverrides,
-    MongoUserProfileRepository,
-    StoreUnavailable,
-    ensure_indexes,
 )
-from memcompress.repositories.database import ERASED_USERS, USER_MEMORY, USER_MEMORY_ARCHIVE, USER_PROFILES
 from memcompress.repositories.erasures import ErasedUsers
-from memcompress.repositories.user_profiles import ProfileBusy
+from memcompress.repositories.errors import StoreUnavailable
+from memcompress.repositories.indexes import ensure_indexes
+from memcompress.repositories.overrides import MongoUserOverrides
+from memcompress.repositories.user_memory import MongoUserMemoryRepository
+from memcompress.repositories.user_profiles import MongoUserProfileRepository, ProfileBusy
 from memcompress.testing.factories import T0, make_events
 
 
@@ -205,7 +207,7 @@ async def test_recent_history_says_whether_a_pending_trims_events_may_still_be_s
 async def test_malformed_profile_is_a_clear_error_and_left_alone(
     profiles: MongoUserProfileRepository, database: MongoDatabase
 ) -> None:
-    from memcompress.repositories import MalformedDocument
+    from memcompress.repositories.errors import MalformedDocument
 
     await database.collection(USER_PROFILES).insert_one({"user_id": "bad", "summary_version": "seven"})
     with pytest.raises(MalformedDocument, match="summary_version"):
@@ -467,7 +469,7 @@ async def test_every_per_user_read_of_a_compression_uses_the_index(
     from memcompress.bootstrap import build_services
     from memcompress.jobs import run_compression
     from memcompress.settings import load_settings
-    from memcompress.summarizers import ExtractiveSummarizer
+    from memcompress.summarizers.extractive import ExtractiveSummarizer
 
     reads = _Reads()
     database = MongoDatabase(mongo_uri, db_name, event_listeners=[reads])

@@ -20,8 +20,10 @@ from redis.asyncio import Redis
 
 from memcompress.keys import job_id
 from memcompress.models import MemoryEvent
-from memcompress.repositories import MongoDatabase, MongoUserMemoryRepository, RedisJobQueue, ensure_indexes
-from memcompress.repositories.database import COMPACTION_LOG
+from memcompress.repositories.database import COMPACTION_LOG, MongoDatabase
+from memcompress.repositories.indexes import ensure_indexes
+from memcompress.repositories.job_queue import RedisJobQueue
+from memcompress.repositories.user_memory import MongoUserMemoryRepository
 from memcompress.testing.factories import T0, make_events
 from memcompress.testing.invariant import check_invariant
 from memcompress.testing.llm_server import FakeLLM

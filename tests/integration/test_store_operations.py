@@ -16,10 +16,10 @@ from memcompress.bootstrap import build_services
 from memcompress.jobs import run_compression
 from memcompress.metrics import Metrics
 from memcompress.models import Outcome
-from memcompress.repositories import MongoDatabase, ensure_indexes
-from memcompress.repositories.database import USER_PROFILES
+from memcompress.repositories.database import USER_PROFILES, MongoDatabase
+from memcompress.repositories.indexes import ensure_indexes
 from memcompress.settings import load_settings
-from memcompress.summarizers import ExtractiveSummarizer
+from memcompress.summarizers.extractive import ExtractiveSummarizer
 from memcompress.testing.app_documents import app_profile, app_save
 from memcompress.testing.factories import make_events
 

@@ -22,8 +22,10 @@ from memcompress.jobs import scan_and_enqueue
 from memcompress.keys import job_id
 from memcompress.models import MemoryEvent
 from memcompress.queue import request_compression
-from memcompress.repositories import MongoDatabase, MongoUserMemoryRepository, RedisJobQueue, ensure_indexes
-from memcompress.repositories.database import COMPACTION_LOG
+from memcompress.repositories.database import COMPACTION_LOG, MongoDatabase
+from memcompress.repositories.indexes import ensure_indexes
+from memcompress.repositories.job_queue import RedisJobQueue
+from memcompress.repositories.user_memory import MongoUserMemoryRepository
 from memcompress.testing.factories import make_events
 from memcompress.testing.invariant import check_invariant
 from memcompress.testing.llm_server import FakeLLM
@@ -195,8 +197,10 @@ async def test_a_job_killed_mid_llm_call_runs_again_after_the_in_progress_key_ex
 ) -> None:
     user = f"user-{uuid.uuid4().hex[:8]}"
     events = await _seed(memory, [user], 70)
-    llm.latency_s = 1.0
-    timeouts = {"llm_timeout_s": 1.5, "job_timeout_s": 2, "lock_ttl_s": 3}
+    llm.hold()  # the first run's LLM call stays in flight until the worker is killed
+    llm.quiet_disconnects = True
+    # Short, so that the in-progress key soon expires; the second run's LLM answers at once.
+    timeouts = {"llm_timeout_s": 4, "job_timeout_s": 5, "lock_ttl_s": 6}
     first = start(**timeouts)
     assert await enqueue_job(redis, user, queue_name=queue)
 
@@ -204,8 +208,9 @@ async def test_a_job_killed_mid_llm_call_runs_again_after_the_in_progress_key_ex
     first.signal(signal.SIGKILL)
     assert first.wait() == -signal.SIGKILL
     assert await redis.exists(f"arq:in-progress:{job_id(user)}") == 1  # arq still thinks it runs
+    llm.release()
 
-    second = start(burst=True, **timeouts)  # waits out the in-progress key (job timeout + 15 s)
+    second = start(burst=True, **timeouts)  # waits out the in-progress key (the job timeout + 10 s)
     assert second.wait(timeout=120) == 0
     assert await _outcomes(database, user) == Counter({(user, "compressed"): 1})
     assert await memory.count_events(user) == 20
@@ -224,13 +229,17 @@ async def test_sigterm_during_a_job_finishes_it_or_requeues_it(
 ) -> None:
     user = f"user-{uuid.uuid4().hex[:8]}"
     events = await _seed(memory, [user], 70)
-    llm.latency_s = 1.0
+    llm.hold()  # the job is in its LLM call when the worker is told to stop
+    llm.quiet_disconnects = True
     worker = start(job_completion_wait_s=completion_wait_s)
     assert await enqueue_job(redis, user, queue_name=queue)
 
     await eventually(_called(llm))
     worker.signal(signal.SIGTERM)
+    if completion_wait_s:
+        llm.release()  # the answer comes while the worker waits for the job
     assert worker.wait(timeout=60) == 0
+    llm.release()
     if completion_wait_s:
         assert await _outcomes(database, user) == Counter({(user, "compressed"): 1})
     else:

@@ -1,9 +1,17 @@
 """The package's shape, checked from its import graph: no cycles, no import from a lower layer to a
-higher one, the use cases free of drivers, and only the composition root naming adapters."""
+higher one, the use cases free of drivers, and only the composition root naming adapters.
+
+The layers must also hold at run time: importing a module runs its packages' ``__init__``s and every
+module-level import below it, so a port imported from a package whose ``__init__`` re-exports an
+adapter loads that adapter's driver. The run-time checks follow that closure (statically, and once
+for real in a subprocess)."""
 
 from __future__ import annotations
 
 import ast
+import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -64,10 +72,13 @@ def _is_type_checking(node: ast.If) -> bool:
     return isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING"
 
 
-def _imports(tree: ast.AST) -> Iterator[str]:
-    """Every module named by an import statement, at any depth, outside ``if TYPE_CHECKING:``."""
+def _imports(tree: ast.AST, *, at_import: bool = False) -> Iterator[str]:
+    """Every module named by an import statement, at any depth, outside ``if TYPE_CHECKING:``;
+    ``at_import``: only those run when the module is imported (not inside a function)."""
     for node in ast.iter_child_nodes(tree):
         if isinstance(node, ast.If) and _is_type_checking(node):
+            continue
+        if at_import and isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
             continue
         if isinstance(node, ast.Import):
             yield from (alias.name for alias in node.names)
@@ -75,10 +86,32 @@ def _imports(tree: ast.AST) -> Iterator[str]:
             for alias in node.names:  # `from pkg import module` names the module itself
                 full = f"{node.module}.{alias.name}"
                 yield full if full in MODULES else node.module
-        yield from _imports(node)
+        yield from _imports(node, at_import=at_import)
 
 
-GRAPH = {name: set(_imports(ast.parse(path.read_text(encoding="utf-8")))) for name, path in MODULES.items()}
+TREES = {name: ast.parse(path.read_text(encoding="utf-8")) for name, path in MODULES.items()}
+GRAPH = {name: set(_imports(tree)) for name, tree in TREES.items()}
+AT_IMPORT = {name: set(_imports(tree, at_import=True)) for name, tree in TREES.items()}
+
+
+def _with_packages(module: str) -> list[str]:
+    """``a.b.c`` → ``a``, ``a.b``, ``a.b.c``: importing a module first runs its packages' ``__init__``s."""
+    parts = module.split(".")
+    return [".".join(parts[: i + 1]) for i in range(len(parts))]
+
+
+def _loaded_by(module: str) -> set[str]:
+    """Every module importing ``module`` runs (ours followed, others by name only)."""
+    loaded: set[str] = set()
+    pending = _with_packages(module)
+    while pending:
+        name = pending.pop()
+        if name in loaded:
+            continue
+        loaded.add(name)
+        if name in AT_IMPORT:
+            pending.extend(p for target in AT_IMPORT[name] for p in _with_packages(target))
+    return loaded
 
 
 def _layer(module: str) -> int:
@@ -146,6 +179,51 @@ def test_drivers_stay_out_of(package: str, forbidden: tuple[str, ...]) -> None:
         if target.split(".")[0] in forbidden
     ]
     assert found == []
+
+
+# Drivers a package must not load when imported, for all that its import lines say.
+AT_IMPORT_FORBIDDEN = {
+    "memcompress.jobs": ("pymongo", "bson", "motor", "redis", "arq", "openai"),
+    "memcompress.bootstrap": ("pymongo", "bson", "motor", "arq", "openai"),
+    "memcompress.cli": ("pymongo", "bson", "motor", "arq", "openai"),
+}
+
+
+@pytest.mark.parametrize(("package", "forbidden"), AT_IMPORT_FORBIDDEN.items())
+def test_importing_loads_no_driver(package: str, forbidden: tuple[str, ...]) -> None:
+    found = sorted(
+        f"{module} loads {target}"
+        for module in MODULES
+        if module == package or module.startswith(package + ".")
+        for target in _loaded_by(module)
+        if target.split(".")[0] in forbidden
+    )
+    assert found == []
+
+
+def test_the_cli_starts_without_drivers() -> None:
+    """The same, for real: the use cases imported and ``memcompress --help`` run in a fresh process."""
+    code = (
+        "import json, sys\n"
+        "import memcompress.jobs\n"
+        "from memcompress.cli.app import cli\n"
+        "cli(['--help'], standalone_mode=False)\n"
+        "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    lines = result.stdout.splitlines()
+    assert "Usage: " in result.stdout
+    loaded = set(json.loads(lines[-1]))
+    assert loaded.isdisjoint(AT_IMPORT_FORBIDDEN["memcompress.cli"])
+    assert {"click", "memcompress"} <= loaded  # the list is the real one
+
+
+def test_the_run_time_check_follows_package_inits() -> None:
+    """A guard on the guard: importing a port runs its package's ``__init__``, and function bodies
+    (``bootstrap``'s adapter imports) are left out."""
+    assert "memcompress.repositories" in _loaded_by("memcompress.repositories.protocols")
+    assert "memcompress.repositories.database" in GRAPH["memcompress.bootstrap"]
+    assert "memcompress.repositories.database" not in _loaded_by("memcompress.bootstrap")
 
 
 def test_only_the_composition_root_names_adapters() -> None:

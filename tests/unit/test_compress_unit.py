@@ -8,12 +8,8 @@ import pytest
 
 from memcompress.jobs import Services, run_compression
 from memcompress.models import Outcome
-from memcompress.summarizers import (
-    ExtractiveSummarizer,
-    RetryableSummarizerError,
-    SummaryRequest,
-    SummaryResult,
-)
+from memcompress.summarizers.base import RetryableSummarizerError, SummaryRequest, SummaryResult
+from memcompress.summarizers.extractive import ExtractiveSummarizer
 from memcompress.testing.answers import honest
 from memcompress.testing.factories import make_events
 from tests.unit.fakes import FakeCompactionLog, FakeLocks, FakeMemory, fake_services

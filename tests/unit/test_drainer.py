@@ -10,7 +10,7 @@ import pytest
 
 from memcompress.jobs.drainer import DrainResult, drain_due_requests, run_request_drainer
 from memcompress.repositories.protocols import ClaimedRequests
-from memcompress.summarizers import ExtractiveSummarizer
+from memcompress.summarizers.extractive import ExtractiveSummarizer
 from tests.unit.fakes import FakeQueue, fake_services
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from memcompress.jobs import Services, forget_user, recheck_after_job, run_compression, run_queued_compression
 from memcompress.models import CompactionRecord, Outcome
-from memcompress.summarizers import PermanentSummarizerError, SummaryRequest, SummaryResult
+from memcompress.summarizers.base import PermanentSummarizerError, SummaryRequest, SummaryResult
 from memcompress.testing.factories import make_events
 from tests.unit.fakes import FakeCompactionLog, FakeDeadLetters, FakeLocks, FakeQueue, fake_services
 

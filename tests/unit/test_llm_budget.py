@@ -11,11 +11,11 @@ from fakeredis import FakeAsyncRedis
 from memcompress.bootstrap import build_llm_budget, build_summarizer
 from memcompress.jobs import run_compression
 from memcompress.models import Outcome
-from memcompress.repositories import LLMPermit, RedisLLMBudget
 from memcompress.repositories import llm_budget as module
+from memcompress.repositories.llm_budget import RedisLLMBudget
+from memcompress.repositories.protocols import LLMPermit
 from memcompress.settings import ConfigError, Settings
-from memcompress.summarizers import SummaryRequest, SummaryResult
-from memcompress.summarizers.base import max_completion_tokens
+from memcompress.summarizers.base import SummaryRequest, SummaryResult, max_completion_tokens
 from memcompress.testing.factories import make_events
 from tests.unit.conftest import T0, Clock
 from tests.unit.fakes import fake_services

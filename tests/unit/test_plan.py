@@ -7,7 +7,7 @@ import pytest
 
 from memcompress.jobs import LLMPrices, Services, estimate_backlog, plan_compression
 from memcompress.models import UserBacklog
-from memcompress.summarizers import ExtractiveSummarizer
+from memcompress.summarizers.extractive import ExtractiveSummarizer
 from memcompress.testing.factories import make_events
 from tests.unit.fakes import fake_services
 

@@ -11,13 +11,13 @@ import pytest
 
 from memcompress.jobs import Services, replay_user, run_compression
 from memcompress.models import MemoryEvent, Outcome, Role, UserOverrides
-from memcompress.summarizers import (
-    ExtractiveSummarizer,
+from memcompress.summarizers.base import (
     RetryableSummarizerError,
     SummaryRequest,
     SummaryResult,
+    transcript_chars,
 )
-from memcompress.summarizers.base import transcript_chars
+from memcompress.summarizers.extractive import ExtractiveSummarizer
 from memcompress.testing.answers import honest
 from memcompress.testing.factories import T0, make_events
 from tests.unit.fakes import FakeCompactionLog, FakeLocks, FakeMemory, FakeProfiles, FakeQueue, fake_services

@@ -12,7 +12,7 @@ from memcompress.jobs import Services, run_queued_compression, scan_and_enqueue
 from memcompress.jobs.scan import ScanMode, scan_mode
 from memcompress.jobs.services import JobPolicy
 from memcompress.models import Backlog, InvalidUserId, MemoryEvent, UserBacklog, shown_user_id, utc_now
-from memcompress.summarizers import ExtractiveSummarizer
+from memcompress.summarizers.extractive import ExtractiveSummarizer
 from tests.unit.fakes import FakeCompactionLog, FakeDeadLetters, FakeMemory, FakeQueue, fake_services
 
 

@@ -5,8 +5,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from memcompress.models import MemoryEvent, Role, valid_language_tag
-from memcompress.summarizers import ExtractiveSummarizer, RejectedOutput, SummaryRequest
-from memcompress.summarizers.base import check_summary, transcript_line
+from memcompress.summarizers.base import RejectedOutput, SummaryRequest, check_summary, transcript_line
+from memcompress.summarizers.extractive import ExtractiveSummarizer
 from memcompress.summarizers.guard import fit_summary
 from memcompress.summarizers.openai_chat import build_messages
 

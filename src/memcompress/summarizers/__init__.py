@@ -1,25 +1,6 @@
-"""Summarisers behind one interface (:class:`Summarizer`): OpenAI-compatible LLMs or offline extraction."""
+"""Summarisers behind one interface (:class:`memcompress.summarizers.base.Summarizer`): OpenAI-compatible
+LLMs (:mod:`~memcompress.summarizers.openai_chat`) or offline extraction
+(:mod:`~memcompress.summarizers.extractive`).
 
-from memcompress.summarizers.base import (
-    PermanentSummarizerError,
-    RejectedOutput,
-    RetryableSummarizerError,
-    Summarizer,
-    SummarizerError,
-    SummaryRequest,
-    SummaryResult,
-)
-from memcompress.summarizers.extractive import ExtractiveSummarizer
-from memcompress.summarizers.openai_chat import OpenAISummarizer
-
-__all__ = [
-    "ExtractiveSummarizer",
-    "OpenAISummarizer",
-    "PermanentSummarizerError",
-    "RejectedOutput",
-    "RetryableSummarizerError",
-    "Summarizer",
-    "SummarizerError",
-    "SummaryRequest",
-    "SummaryResult",
-]
+This package re-exports nothing: importing the interface loads no LLM client. Import a summariser from
+its own module; openai loads only with :mod:`~memcompress.summarizers.openai_chat`."""

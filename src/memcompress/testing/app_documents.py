@@ -18,8 +18,7 @@ from typing import Any
 from pymongo import ASCENDING, DESCENDING
 
 from memcompress.models import DEFAULT_PROFILE, utc_now
-from memcompress.repositories import MongoDatabase
-from memcompress.repositories.database import USER_MEMORY, USER_PROFILES
+from memcompress.repositories.database import USER_MEMORY, USER_PROFILES, MongoDatabase
 
 APP_TTL_SECONDS = 7_776_000  # the app's 90-day TTL on user_memory.created_at
 

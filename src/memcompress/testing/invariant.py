@@ -10,9 +10,8 @@ from typing import Any
 
 from memcompress.layouts import StoreLayout
 from memcompress.models import MemoryEvent
-from memcompress.repositories import MongoDatabase
 from memcompress.repositories.conversations import conversation_key
-from memcompress.repositories.database import USER_PROFILES
+from memcompress.repositories.database import USER_PROFILES, MongoDatabase
 from memcompress.testing.llm_server import FakeLLM
 
 

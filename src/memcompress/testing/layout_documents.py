@@ -19,7 +19,7 @@ from bson import ObjectId
 from pymongo import ASCENDING, DESCENDING
 
 from memcompress.models import utc_now
-from memcompress.repositories import MongoDatabase
+from memcompress.repositories.database import MongoDatabase
 
 MESSAGES = "messages"
 CONVERSATIONS = "conversations"

@@ -6,6 +6,11 @@ Besides the script, random failures: ``FakeLLM(failure_rate=0.3, failure_kinds=(
 answers each unscripted request with a failure of a kind picked at random (reproducible with ``seed``);
 ``failure_rate`` may be changed while the server runs. ``failures`` counts every failure by kind.
 ``per_second`` counts the requests that arrived in each second of the server's clock (Unix time).
+
+A gate holds answers for as long as a test needs, however loaded the machine: after ``hold()`` every
+request waits (counted in ``held``) before it is answered, until ``release()``; ``hold(passes=n)`` lets
+the next ``n`` requests through first. A test that needs a call in flight (to kill its client, to let a
+time limit expire) holds it there instead of betting on a latency.
 """
 
 from __future__ import annotations
@@ -81,6 +86,7 @@ class FakeLLM:
     script: deque[str] = field(default_factory=deque)
     exchanges: list[Exchange] = field(default_factory=list)
     requests: int = 0
+    held: int = 0  # requests waiting at the closed gate now
     per_second: Counter[int] = field(default_factory=Counter)
     failures: dict[str, int] = field(default_factory=dict)
     failure_rate: float = 0.0
@@ -94,6 +100,9 @@ class FakeLLM:
     # its context and the tokens the request asked for.
     max_context_tokens: int | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    # The gate: None while open, else how many more requests may pass before the rest wait.
+    _passes: int | None = field(default=None, init=False, repr=False)
+    _gate: threading.Condition = field(init=False, repr=False)
     _server: ThreadingHTTPServer | None = None
     _random: random.Random = field(init=False, repr=False)
 
@@ -103,6 +112,7 @@ class FakeLLM:
         if self.failure_rate and not self.failure_kinds:
             raise ValueError("failure_rate needs at least one failure kind")
         self._random = random.Random(self.seed)
+        self._gate = threading.Condition(self._lock)
 
     @property
     def base_url(self) -> str:
@@ -111,6 +121,27 @@ class FakeLLM:
 
     def fail_next(self, *behaviours: str) -> None:
         self.script.extend(behaviours)
+
+    def hold(self, passes: int = 0) -> None:
+        """Close the gate: after the next ``passes`` requests, each waits until :meth:`release`."""
+        with self._gate:
+            self._passes = passes
+            self._gate.notify_all()
+
+    def release(self) -> None:
+        """Open the gate: the held requests are answered (a gone client's answer goes nowhere)."""
+        with self._gate:
+            self._passes = None
+            self._gate.notify_all()
+
+    def _through_the_gate(self) -> None:
+        """Wait while the gate is closed; a pass, while any is left, goes to this request."""
+        with self._gate:
+            self.held += 1
+            self._gate.wait_for(lambda: self._passes is None or self._passes > 0)
+            self.held -= 1
+            if self._passes is not None:
+                self._passes -= 1
 
     def start(self) -> FakeLLM:
         llm = self
@@ -134,6 +165,7 @@ class FakeLLM:
         return self
 
     def stop(self) -> None:
+        self.release()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -151,6 +183,7 @@ class FakeLLM:
             behaviour = self.script.popleft() if self.script else self._random_behaviour()
             if behaviour != OK:
                 self.failures[behaviour] = self.failures.get(behaviour, 0) + 1
+        self._through_the_gate()
         if self.latency_s:
             time.sleep(self.latency_s)
         if behaviour == HANG:
