@@ -13,7 +13,8 @@ whatever else runs on it: they are printed, never asserted.
 the TL-08 design at 16 jobs, the fraction of the ideal users/s at 1 and 4 jobs, the store operations
 of one single-chunk user, the peak RSS growth from a 1k- to a 100k-event history (full runs only;
 null with ``--quick``), how much cheaper the incremental scan is than the full one at 100k events,
-and the machine's load average before and after.
+the users/s of ``memcompress demo`` in its own configuration (null when it failed), and the
+machine's load average before and after.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ def steps(quick: bool, chart: Path | None, rows: Path) -> list[tuple[str, list[s
         ("throughput: ours vs TL-08", ["throughput.py", *throughput]),
         ("per-user cost vs history length", ["per_user_cost.py", *mode]),
         ("scan cost vs total events", ["scan.py", *mode]),
+        ("memcompress demo: users/s", ["demo_rate.py", *mode]),
     ]
     if not quick:
         planned.append(("fold memory: 1k vs 100k events", ["fold_memory.py", "--events", "1000", "100000"]))
@@ -84,6 +86,7 @@ def headline(rows: Path, load_before: str, load_after: str) -> dict[str, Any]:
     fold = {r["events"]: r["rss_peak_mb"] - r["rss_baseline_mb"] for r in _rows(rows, "fold_memory")}
     scan = {r["events"]: r for r in _rows(rows, "scan")}
     at_100k = scan.get(100_000, {})
+    demo = next((r for r in _rows(rows, "demo_rate") if r["exit"] == 0), None)
     return {
         "ratio_vs_tl08_j16": round(j16["users_per_s"] / tl08["users_per_s"], 2) if j16 and tl08 else None,
         "fraction_of_ideal_j1": _fraction_of_ideal(_ours(throughput, 1)),
@@ -93,6 +96,7 @@ def headline(rows: Path, load_before: str, load_after: str) -> dict[str, Any]:
         if 1000 in fold and 100_000 in fold
         else None,
         "scan_incremental_vs_full_100k": at_100k.get("full_vs_incremental"),
+        "demo_users_per_s": demo["users_per_s"] if demo else None,
         "load_average_before": load_before,
         "load_average_after": load_after,
     }

@@ -13,6 +13,7 @@ import pytest
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 SCRIPTS = [
+    "demo_rate.py",
     "fidelity.py",
     "fold_memory.py",
     "language_check.py",
@@ -72,6 +73,7 @@ def test_the_headline_is_computed_from_the_rows_the_scripts_wrote(tmp_path: Path
     for name, rows in {"throughput": throughput, "per_user_cost": cost, "fold_memory": fold}.items():
         (tmp_path / f"{name}.json").write_text(json.dumps(rows))
     (tmp_path / "scan.json").write_text(json.dumps([{"events": 100_000, "full_vs_incremental": 12.5}]))
+    (tmp_path / "demo_rate.json").write_text(json.dumps([{"users": 100, "users_per_s": 4.2, "exit": 0}]))
 
     result = run_all.headline(tmp_path, "0.10/0.20/0.30", "1.00/0.50/0.30")
     assert result == {
@@ -81,8 +83,11 @@ def test_the_headline_is_computed_from_the_rows_the_scripts_wrote(tmp_path: Path
         "store_ops_per_user": 6,
         "rss_growth_mb_1k_100k": 14.5,
         "scan_incremental_vs_full_100k": 12.5,
+        "demo_users_per_s": 4.2,
         "load_average_before": "0.10/0.20/0.30",
         "load_average_after": "1.00/0.50/0.30",
     }
     (tmp_path / "fold_memory.json").unlink()  # --quick runs no fold_memory
     assert run_all.headline(tmp_path, "", "")["rss_growth_mb_1k_100k"] is None
+    (tmp_path / "demo_rate.json").write_text(json.dumps([{"users": 100, "users_per_s": 0.1, "exit": 1}]))
+    assert run_all.headline(tmp_path, "", "")["demo_users_per_s"] is None  # a failed demo has no rate

@@ -8,7 +8,7 @@ default names (:meth:`MongoUserMemoryRepository._as_event`), so one fold serves 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Hashable, Iterable, Sequence
 from datetime import datetime
 from functools import partial
 from typing import Any
@@ -38,8 +38,6 @@ from memcompress.repositories.database import Document, MongoDatabase
 from memcompress.repositories.documents import DATED, EventRules, event_to_document, valid_events
 from memcompress.repositories.erasures import ErasedUsers
 
-# A trim reads by _id: the index every collection has, and the one that fits a list of refs.
-BY_ID = [("_id", 1)]
 # Upper bound on ids per delete/archive command, to keep each command small.
 REFS_PER_COMMAND = 1000
 # Users per aggregation of an incremental scan (their ids are in the command).
@@ -90,6 +88,32 @@ def _trim_queries(
     for part in _chunks(by_kind["bare"]):
         queries.append({"_id": {"$in": part}, owner: user})
     return queries
+
+
+def _own_refs(user_id: str, refs: Sequence[Any]) -> list[Any]:
+    """The refs ``_trim_queries`` may match: bare ``_id``s and refs of ``user_id``."""
+    return [ref for ref in refs if not isinstance(ref, dict) or ref.get("user_id") == user_id]
+
+
+def _key(value: Any) -> Hashable:
+    return value if isinstance(value, Hashable) else repr(value)
+
+
+def _names(ref: Any, doc: Document, order: str) -> bool:
+    """Whether ``doc`` (one of the ref's user, with the ref's ``_id``) is the document ``ref`` names:
+    the check ``_trim_queries`` makes on the server, made in code (the same cases, in the same order)."""
+    if not isinstance(ref, dict):
+        return True
+    if "event_id" in ref:
+        return bool(doc.get("event_id") == ref["event_id"])
+    if "event_id" in doc:
+        return False
+    return "created_at" not in ref or bool(doc.get(order) == ref["created_at"])
+
+
+def _named_by(refs: Iterable[Any], doc: Document, order: str) -> Any | None:
+    """The first of ``refs`` (those with the document's ``_id``) that names ``doc``, if any."""
+    return next((ref for ref in refs if _names(ref, doc, order)), None)
 
 
 # Characters of a string `content` (content-part lists and tool calls count as 0: an estimate).
@@ -308,27 +332,44 @@ class MongoUserMemoryRepository:
         crash in between leaves the event in both places, never in neither. Copies made for a user
         erased meanwhile (``memcompress forget``) are removed again before anything is deleted, and
         :class:`~memcompress.repositories.errors.UserErased` raised (the erase fence).
+
+        The documents to copy are read by ``_id`` and user only, with no hint, and the rest of each ref
+        (``event_id``, or ``created_at``) is checked in code (:func:`_names`). On MongoDB the planner
+        serves that read from the ``_id`` index, one point bound per ref (the user's index would read the
+        user's whole history); SecantusDB looks each ``_id`` up. (Hinting ``{_id: 1}`` made SecantusDB
+        decode and sort every document of the collection, ~3 s a call at the demo's size, and an
+        ``event_id`` ``$in`` in the read doubles its cost.) The delete then takes only what was copied,
+        with the exact filters of ``_trim_queries``: a document that takes a summarised ``_id`` over
+        between the read and the delete is neither copied nor deleted.
         """
         moved = 0
         archived_at = utc_now()
-        for query in _trim_queries(user_id, refs, self._owner, self._order):
-            docs = await self._events.find(query).hint(BY_ID).to_list()
-            if docs:
-                await self._archive.bulk_write(
-                    [
-                        ReplaceOne(
-                            {"_id": d["_id"], self._owner: user_id},
-                            {**d, "archived_at": archived_at},
-                            upsert=True,
-                        )
-                        for d in docs
-                    ],
-                    ordered=False,
-                )
-                copies = {"_id": {"$in": [d["_id"] for d in docs]}, self._owner: user_id}
-                await self._erased.undo_if_erased(user_id, partial(self._archive.delete_many, copies))
-            result = await self._events.delete_many(query)
-            moved += result.deleted_count
+        user = {"$in": [user_id]}  # as in _trim_queries: SecantusDB plans by the first usable index
+        for part in _chunks(_own_refs(user_id, refs)):
+            by_id: dict[Hashable, list[Any]] = {}
+            for ref in part:
+                by_id.setdefault(_key(ref["_id"] if isinstance(ref, dict) else ref), []).append(ref)
+            ids = [ref["_id"] if isinstance(ref, dict) else ref for ref in part]
+            found = await self._events.find({"_id": {"$in": ids}, self._owner: user}).to_list()
+            named = ((doc, _named_by(by_id.get(_key(doc["_id"]), []), doc, self._order)) for doc in found)
+            copied = [(doc, ref) for doc, ref in named if ref is not None]
+            if not copied:
+                continue
+            await self._archive.bulk_write(
+                [
+                    ReplaceOne(
+                        {"_id": doc["_id"], self._owner: user_id},
+                        {**doc, "archived_at": archived_at},
+                        upsert=True,
+                    )
+                    for doc, _ in copied
+                ],
+                ordered=False,
+            )
+            copies = {"_id": {"$in": [doc["_id"] for doc, _ in copied]}, self._owner: user_id}
+            await self._erased.undo_if_erased(user_id, partial(self._archive.delete_many, copies))
+            for query in _trim_queries(user_id, [ref for _, ref in copied], self._owner, self._order):
+                moved += (await self._events.delete_many(query)).deleted_count
         return moved
 
     async def archive_summary_lines(self, user_id: str, lines: Sequence[str]) -> None:
