@@ -8,7 +8,7 @@ import pytest
 
 from memcompress import demo
 from memcompress.models import CompactionRecord, DeadLetter, Outcome
-from memcompress.summarizers import ExtractiveSummarizer
+from memcompress.summarizers.extractive import ExtractiveSummarizer
 from tests.unit.fakes import fake_services
 
 
