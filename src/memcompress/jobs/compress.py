@@ -421,10 +421,20 @@ async def _fold(services: Services, user_id: str, lock: HeldLock, record: Compac
         pieces = deque([chunk])
         while pieces:
             piece = pieces.popleft()
+            limit = services.context.cap(decision.chunk_chars)
+            if len(piece) > 1 and _transcript_size(piece) > limit:
+                pieces.extendleft(reversed(_halves(piece)))  # the context limit was lowered meanwhile
+                continue
             # Step 5: summarise the piece together with the summary so far.
             try:
                 summary = await _summarise_piece(
-                    services, summary, piece, language, overrides.model, _Calls(record, decision.calls_left)
+                    services,
+                    summary,
+                    piece,
+                    limit,
+                    language,
+                    overrides.model,
+                    _Calls(record, decision.calls_left),
                 )
             except ContextOverflow as overflow:
                 pieces.extendleft(reversed(_smaller(services, piece, overflow)))
@@ -553,15 +563,16 @@ async def _summarise_piece(
     services: Services,
     summary: str | None,
     piece: Sequence[StoredEvent],
+    limit: int,
     language: str,
     model: str | None,
     calls: _Calls,
 ) -> str:
-    """Step 5 for one piece: one request, or, for one event larger than a request may be, one request
-    per part of it in order (each part's summary feeds the next; the event is stored as folded only
-    with the last part, so it is trimmed only once all of it is inside the summary)."""
-    limit = services.context.cap(services.policy.chunk_chars)
-    if len(piece) > 1 or transcript_chars(piece[0].event) <= limit:
+    """Step 5 for one piece: one request, or, for one event larger than a request may be (``limit``
+    transcript characters), one request per part of it in order (each part's summary feeds the next;
+    the event is stored as folded only with the last part, so it is trimmed only once all of it is
+    inside the summary)."""
+    if len(piece) > 1 or _transcript_size(piece) <= limit:
         request = summary_request(services.policy, summary, piece, language, model)
         return await _guarded(services, request, calls)
     event = piece[0].event
@@ -598,7 +609,7 @@ def _smaller(
     """After a context overflow: the piece as smaller pieces, and this process's chunks capped at half
     the size that overflowed (:class:`~memcompress.jobs.services.ContextLimit`). A piece that cannot be
     made smaller (one part of :data:`MIN_PART_CHARS`) fails with the overflow."""
-    chars = sum(transcript_chars(stored.event) for stored in piece)
+    chars = _transcript_size(piece)
     limit = min(services.context.cap(services.policy.chunk_chars), chars) // 2
     if limit < MIN_PART_CHARS:
         raise overflow
@@ -610,10 +621,18 @@ def _smaller(
         overflow,
         limit,
     )
-    if len(piece) == 1:
-        return [list(piece)]  # one event: split into parts under the lower limit
+    return _halves(piece)
+
+
+def _halves(piece: Sequence[StoredEvent]) -> list[list[StoredEvent]]:
+    """Two pieces of about half the events each; one event stays one piece (it is then summarised in
+    parts under the lowered limit)."""
     middle = len(piece) // 2
-    return [list(piece[:middle]), list(piece[middle:])]
+    return [list(piece[:middle]), list(piece[middle:])] if middle else [list(piece)]
+
+
+def _transcript_size(piece: Sequence[StoredEvent]) -> int:
+    return sum(transcript_chars(stored.event) for stored in piece)
 
 
 async def _within_budget(
