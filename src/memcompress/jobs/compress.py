@@ -576,31 +576,38 @@ async def _summarise_piece(
         request = summary_request(services.policy, summary, piece, language, model)
         return await _guarded(services, request, calls)
     event = piece[0].event
-    parts = split_text(event.content, max(limit - TRANSCRIPT_LINE_OVERHEAD, MIN_PART_CHARS))
-    calls.record.event_parts += len(parts)
-    for part in parts:
-        part_event = event.model_copy(update={"content": part})
-        request = SummaryRequest(summary, [part_event], language, services.policy.summary_max_chars, model)
-        summary = await _guarded(services, request, calls)
+    rest = event.content
+    while rest:
+        part, rest = next_part(rest, max(limit - TRANSCRIPT_LINE_OVERHEAD, MIN_PART_CHARS))
+        request = SummaryRequest(
+            summary,
+            [event.model_copy(update={"content": part})],
+            language,
+            services.policy.summary_max_chars,
+            model,
+        )
+        try:
+            summary = await _guarded(services, request, calls)
+        except ContextOverflow as overflow:  # this part again, smaller; the parts before it are done
+            limit = _lower_limit(services, len(part) + TRANSCRIPT_LINE_OVERHEAD, overflow)
+            rest = part + rest
+            continue
+        calls.record.event_parts += 1
     assert summary is not None
     return summary
 
 
-def split_text(text: str, max_chars: int) -> list[str]:
-    """``text`` in consecutive parts of at most ``max_chars`` characters, cut after a sentence end, a
-    newline or a space where one falls in the part's last quarter (else mid-word)."""
-    parts: list[str] = []
-    rest = text
-    while len(rest) > max_chars:
-        window = rest[:max_chars]
-        cut = max(window.rfind(mark) for mark in (". ", "\n", "! ", "? ", "。"))
-        if cut < max_chars * 3 // 4:
-            cut = window.rfind(" ")
-        cut = cut + 1 if cut >= max_chars * 3 // 4 else max_chars
-        parts.append(rest[:cut])
-        rest = rest[cut:]
-    parts.append(rest)
-    return [part for part in parts if part.strip()]
+def next_part(text: str, max_chars: int) -> tuple[str, str]:
+    """The first part of ``text`` of at most ``max_chars`` characters, cut after a sentence end, a
+    newline or a space that falls in the part's last quarter (else mid-word), and the rest."""
+    if len(text) <= max_chars:
+        return text, ""
+    window = text[:max_chars]
+    cut = max(window.rfind(mark) for mark in (". ", "\n", "! ", "? ", "。"))
+    if cut < max_chars * 3 // 4:
+        cut = window.rfind(" ")
+    cut = cut + 1 if cut >= max_chars * 3 // 4 else max_chars
+    return text[:cut], text[cut:]
 
 
 def _smaller(
@@ -609,7 +616,13 @@ def _smaller(
     """After a context overflow: the piece as smaller pieces, and this process's chunks capped at half
     the size that overflowed (:class:`~memcompress.jobs.services.ContextLimit`). A piece that cannot be
     made smaller (one part of :data:`MIN_PART_CHARS`) fails with the overflow."""
-    chars = _transcript_size(piece)
+    _lower_limit(services, _transcript_size(piece), overflow)
+    return _halves(piece)
+
+
+def _lower_limit(services: Services, chars: int, overflow: ContextOverflow) -> int:
+    """This process's requests capped at half of ``chars``, which overflowed; the overflow raised
+    again when that would be under :data:`MIN_PART_CHARS`."""
     limit = min(services.context.cap(services.policy.chunk_chars), chars) // 2
     if limit < MIN_PART_CHARS:
         raise overflow
@@ -621,7 +634,7 @@ def _smaller(
         overflow,
         limit,
     )
-    return _halves(piece)
+    return limit
 
 
 def _halves(piece: Sequence[StoredEvent]) -> list[list[StoredEvent]]:
