@@ -194,13 +194,29 @@ async def test_override_and_config_user_commands(database: MongoDatabase, cli_en
 def test_config_shows_where_each_setting_comes_from(
     tmp_path: Any, monkeypatch: pytest.MonkeyPatch, mongo_uri: str
 ) -> None:
-    """A .env that happens to hold OPENAI_API_KEY switches the summariser: config makes it visible."""
+    """A .env that happens to hold OPENAI_API_KEY switches nothing (neither the summariser nor the
+    retention): config shows each setting's source, and says why the key is not used."""
     (tmp_path / ".env").write_text("OPENAI_API_KEY=sk-from-dotenv-secret\n")
     monkeypatch.chdir(tmp_path)
     env = {"MEMCOMPRESS_MONGODB_URI": mongo_uri, "MEMCOMPRESS_THRESHOLD": "70"}
     result = CliRunner().invoke(cli, ["config", "--json"], env=env, catch_exceptions=False)
-    shown = json.loads(result.output)
+    shown = json.loads(result.stdout)
     assert shown["threshold"] == {"value": 70, "source": "env"}
     assert shown["llm_api_key"] == {"value": "***", "source": ".env"}
-    assert shown["summarizer"]["value"] == "openai" and shown["keep_last"]["source"] == "default"
+    assert shown["summarizer"] == {
+        "value": "extractive",
+        "source": "default: no LLM endpoint is set (MEMCOMPRESS_LLM_BASE_URL)",
+    }
+    assert shown["retention"] == {"value": "archive", "source": "default"}
+    assert shown["keep_last"]["source"] == "default"
+    assert "an LLM API key is set but no LLM endpoint" in result.stderr
     assert "sk-from-dotenv-secret" not in result.output
+
+    with_endpoint = env | {"MEMCOMPRESS_LLM_BASE_URL": "http://llm.internal:8000/v1"}
+    result = CliRunner().invoke(cli, ["config", "--json"], env=with_endpoint, catch_exceptions=False)
+    shown = json.loads(result.stdout)
+    assert shown["summarizer"] == {
+        "value": "openai",
+        "source": "default: an LLM endpoint is set (llm_base_url, env)",
+    }
+    assert shown["retention"]["value"] == "archive" and result.stderr == ""

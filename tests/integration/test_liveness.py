@@ -156,7 +156,18 @@ async def test_a_60k_event_with_a_30k_server_context_is_compressed_in_parts_with
 ) -> None:
     user = f"huge-{uuid.uuid4().hex[:8]}"
     await _seed(database, user, "Works at a bank.", count=59)
-    words = "alpha beta gamma delta epsilon zeta eta theta iota kappa".split()  # no values: prose only
+    words = [
+        "alpha",
+        "beta",
+        "gamma",
+        "delta",
+        "epsilon",
+        "zeta",
+        "eta",
+        "theta",
+        "iota",
+        "kappa",
+    ]  # no values: prose only
     pasted = " ".join(f"The pasted document goes on about the {words[i % 10]} weather." for i in range(1500))
     pasted = pasted[:60_000]
     await database.collection(USER_MEMORY).insert_one(
