@@ -16,6 +16,7 @@ from memcompress.jobs import run_compression
 from memcompress.models import Outcome, utc_now
 from memcompress.repositories.database import USER_MEMORY, USER_PROFILES, MongoDatabase
 from memcompress.summarizers.carry import carried, carry_index, find_values
+from memcompress.summarizers.extractive import ExtractiveSummarizer
 from memcompress.testing.answers import honest
 from memcompress.testing.app_documents import app_event, app_profile
 from memcompress.testing.llm_server import FakeLLM
@@ -226,3 +227,51 @@ async def test_the_per_user_call_budget_parks_a_user_before_it_pays_more(
     assert llm.requests == 3  # the budget, never more
     assert records[-1].outcome is Outcome.PARKED and "per-user budget" in (records[-1].reason or "")
     assert records[-1].error_class == "Parked" and records[-1].llm_calls == 0
+
+
+async def test_a_legacy_5200_char_app_summary_with_the_offline_summariser_at_3000_is_compressed(
+    make_services: ServicesFactory, database: MongoDatabase
+) -> None:
+    user = f"legacy-{uuid.uuid4().hex[:8]}"
+    legacy = "\n".join(f"Note {i}: the user once mentioned item {1000 + i} and a trip." for i in range(120))[
+        :5200
+    ]
+    await _seed(database, user, legacy)
+    services = make_services(ExtractiveSummarizer(), summary_max_chars=3000)
+
+    record = await run_compression(services, user)
+
+    assert record.outcome is Outcome.COMPRESSED, record.reason
+    assert record.summary_lines_archived > 0
+    summary = await _summary(database, user)
+    assert len(summary) <= 3000
+    archive = database.collection(USER_MEMORY + "_archive")
+    given_up = {d["content"] async for d in archive.find({"user_id": user, "role": "summary"})}
+    assert all(line in summary or line in given_up for line in legacy.splitlines())  # nothing dropped
+
+
+@pytest.mark.parametrize("retention", ["delete", "archive"])
+async def test_a_generic_first_summary_is_patched_and_no_value_is_lost(
+    make_services: ServicesFactory, database: MongoDatabase, llm: FakeLLM, retention: str
+) -> None:
+    user = f"generic-{uuid.uuid4().hex[:8]}"
+    docs = [
+        app_event(
+            user,
+            "user",
+            f"My order ORD-{4400 + i} ships on 2026-03-{10 + i % 9:02d}.",
+            utc_now() - timedelta(days=1, seconds=-i),
+        )
+        for i in range(60)
+    ]
+    await database.collection(USER_MEMORY).insert_many(docs)
+    llm.answer = lambda number, previous, texts: "The user talked about various orders."
+
+    record = await run_compression(make_services(retention=retention), user)
+
+    assert record.outcome is Outcome.COMPRESSED and record.values_patched > 0
+    summary = carry_index(await _summary(database, user))
+    kept = {d["_id"] async for d in database.collection(USER_MEMORY).find({"user_id": user})}
+    for doc in docs:
+        if doc["_id"] not in kept:
+            assert all(carried(v.kind, v.value, summary) for v in find_values(doc["content"])), doc["content"]

@@ -476,6 +476,7 @@ class GuardedSummary:
     repaired: bool = False  # a repair request was sent
     patched: int = 0  # values put back by appending their source sentences
     dropped: int = 0  # missing values whose sentences did not fit the budget
+    unfit: tuple[str, ...] = ()  # those sentences (user content: for the archive only)
 
 
 async def summarise_guarded(
@@ -513,7 +514,9 @@ async def summarise_guarded(
             if len(again) <= len(missing):
                 text, missing = second, again
     patched = patch_summary(text, missing, request.events, request.max_chars)
-    return GuardedSummary(patched.text, tuple(rejected), repaired, patched.patched, patched.dropped)
+    return GuardedSummary(
+        patched.text, tuple(rejected), repaired, patched.patched, patched.dropped, patched.unfit
+    )
 
 
 async def _answer(
@@ -547,9 +550,11 @@ async def _guarded(services: Services, request: SummaryRequest, calls: _Calls) -
     _count_rejections(services, record, guarded.rejected)
     record.values_patched += guarded.patched
     services.metrics.values_patched.inc(guarded.patched)
-    if guarded.dropped:  # at its budget: a recorded decision
+    if guarded.dropped:  # at its budget: a recorded decision, and the sentences kept in the archive
         record.values_dropped += guarded.dropped
         services.metrics.values_dropped.inc(guarded.dropped)
+        await services.memory.archive_summary_lines(record.user_id, guarded.unfit)
+        record.summary_lines_archived += len(guarded.unfit)
     return guarded.text
 
 

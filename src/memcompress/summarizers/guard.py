@@ -20,7 +20,8 @@ What it guarantees (the fold's step 5 runs these on every answer, of every summa
 * **Patch** (:func:`patch_summary`): what is still missing after the one repair request is put back
   deterministically: the source sentence that holds each missing value is appended verbatim (an
   event's sentence dated and attributed like the offline summariser's lines), within the character
-  budget. What does not fit is a drop at the budget, counted, never silent.
+  budget. What does not fit is a drop at the budget, counted, and its sentences are returned for the
+  archive: never silent.
 
 Why events of other roles are not value-checked: tool results and system text are machine output
 (JSON payloads, search results) whose every number a summary cannot and should not carry; the user's
@@ -433,12 +434,13 @@ def shrunk(previous: str | None, new: str) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class Patched:
-    """A summary with the missing values' sentences appended: how many values that put back, and how
-    many did not fit the budget (drops at the budget)."""
+    """A summary with the missing values' sentences appended: how many values that put back, how many
+    did not fit the budget (drops at the budget), and the lines that did not fit (for the archive)."""
 
     text: str
     patched: int
     dropped: int
+    unfit: tuple[str, ...] = ()
 
 
 def _patch_line(value: Required, events: Sequence[MemoryEvent]) -> str:
@@ -454,20 +456,21 @@ def patch_summary(
     """``text`` with the sentence of each missing value appended once, oldest source first, while the
     result fits ``max_chars``; values whose sentence does not fit are counted as dropped."""
     lines: list[str] = []
+    unfit: list[str] = []
     patched = dropped = 0
     size = len(text)
     for value in missing:
         line = _patch_line(value, events)
         if line in lines:
             patched += 1
-            continue
-        if size + 1 + len(line) > max_chars:
+        elif line in unfit or size + 1 + len(line) > max_chars:
             dropped += 1
-            continue
-        lines.append(line)
-        size += 1 + len(line)
-        patched += 1
-    return Patched("\n".join([text, *lines]) if lines else text, patched, dropped)
+            unfit += [] if line in unfit else [line]
+        else:
+            lines.append(line)
+            size += 1 + len(line)
+            patched += 1
+    return Patched("\n".join([text, *lines]) if lines else text, patched, dropped, tuple(unfit))
 
 
 def at_budget(text: str, max_chars: int) -> bool:
