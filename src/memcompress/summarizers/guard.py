@@ -10,7 +10,8 @@ What it guarantees (the fold's step 5 runs these on every answer, of every summa
   ``prompt_echo`` (it repeats the prompt's own markers or instructions), ``markup`` (HTML/XML tags,
   script or style), ``code`` (fenced code, lines of program code), ``json`` (a JSON document),
   ``stack_trace``, ``invented_values`` (more than :data:`MAX_INVENTED` concrete values that appear in no
-  input: dates, numbers, codes, names the model made up), ``wrong_language`` (confidently in a
+  input — dates, numbers, codes, names the model made up — and more than :data:`INVENTED_SHARE` of
+  the answer's values), ``wrong_language`` (confidently in a
   language that is neither the profile's nor the one the user wrote in). Markup, code, JSON and
   stack traces are allowed when the folded events or the previous summary hold that kind themselves.
 * **Carry** (:func:`missing_values`): every concrete value (number, date, time, code, e-mail, URL, name)
@@ -49,7 +50,8 @@ from memcompress.summarizers.carry import (
 )
 
 CHECKED_ROLES = frozenset({"user", "assistant"})
-MAX_INVENTED = 3  # an answer may hold this many values found in no input (computed dates, counts)
+MAX_INVENTED = 3  # an answer may hold this many values found in no input (computed dates, counts),
+INVENTED_SHARE = 0.2  # or more, when they are at most this share of its values (a long honest summary)
 SMALL_NUMBER = 12  # numbers up to this are never "invented" ("two children" written as 2)
 DATE_SLACK = timedelta(days=31)  # a date this close to an event's date is a resolved relative date
 MAX_PATCH_SENTENCE_CHARS = 240
@@ -75,8 +77,8 @@ _ECHO = re.compile(
     re.IGNORECASE,
 )
 _MARKUP = re.compile(
-    r"<\s*/?\s*(?:script|style|html|head|body|div|span|iframe|svg|table|tr|td|ul|ol|li|p|br|a|img|meta|"
-    r"link|form|input|button|h[1-6]|\?xml|!doctype|!--)\b",
+    r"</?(?:script|style|html|head|body|div|span|iframe|svg|table|tr|td|ul|ol|li|p|br|a|img|meta|link|form|"
+    r"input|button|h[1-6]|b|i|em|strong|code|pre)\b[^<>]{0,200}>|<\?xml|<!doctype|<!--",
     re.IGNORECASE,
 )
 _FENCE = re.compile(r"^\s*(?:```|~~~)", re.MULTILINE)
@@ -146,8 +148,8 @@ def judge_answer(
             return Rejection(
                 check, f"the answer holds {check.replace('_', ' ')}, which the folded text does not"
             )
-    invented = invented_values(text, previous, events)
-    if invented > MAX_INVENTED:
+    invented, values = invented_values(text, previous, events)
+    if invented > MAX_INVENTED and invented > INVENTED_SHARE * values:
         return Rejection(
             "invented_values", f"the answer holds {invented} values that appear in no folded text or summary"
         )
@@ -189,8 +191,8 @@ def _event_dates(events: Iterable[MemoryEvent]) -> list[date]:
     return [event.created_at.date() for event in events]
 
 
-def invented_values(text: str, previous: str | None, events: Sequence[MemoryEvent]) -> int:
-    """How many distinct values of ``text`` appear in no input: not in the previous summary, not in an
+def invented_values(text: str, previous: str | None, events: Sequence[MemoryEvent]) -> tuple[int, int]:
+    """How many distinct values of ``text`` appear in no input, and how many distinct values it has: not in the previous summary, not in an
     event's text, not an event's date (nor within :data:`DATE_SLACK` of one: a resolved "tomorrow"),
     not a small number (at most :data:`SMALL_NUMBER`); a name counts when no word of the inputs,
     in any case, starts like it."""
@@ -210,7 +212,7 @@ def invented_values(text: str, previous: str | None, events: Sequence[MemoryEven
         if carried(found.kind, found.value, index) or _explained(found, dates):
             continue
         invented += 1
-    return invented
+    return invented, len(seen)
 
 
 def _explained(found: FoundValue, dates: Sequence[date]) -> bool:
