@@ -179,7 +179,8 @@ async def run_demo(
                 f"\n{workers} worker process{'es' if workers > 1 else ''}, "
                 f"{len(ended) / max(elapsed, 1e-9):.1f} users/s in {elapsed:.0f} s; "
                 f"events folded {int(metrics.get(('memcompress_events_folded_total', ''), 0))}; "
-                f"summariser calls {int(calls)}; outcomes {dict(sorted(outcomes.items()))}"
+                + (f"LLM requests {int(calls)}; " if settings.summarizer_name == "openai" else "")
+                + f"outcomes {dict(sorted(outcomes.items()))}"
                 + (f"; tries retried {retried}" if retried else "")
             )
             for user_id, end in sorted(ended.items()):
