@@ -275,3 +275,18 @@ async def test_a_generic_first_summary_is_patched_and_no_value_is_lost(
     for doc in docs:
         if doc["_id"] not in kept:
             assert all(carried(v.kind, v.value, summary) for v in find_values(doc["content"])), doc["content"]
+
+
+async def test_a_request_cut_short_by_the_time_limit_counts_towards_the_budget(
+    make_services: ServicesFactory, database: MongoDatabase, llm: FakeLLM
+) -> None:
+    user = f"slow-{uuid.uuid4().hex[:8]}"
+    await _seed(database, user, "Works at a bank.")
+    llm.hold()  # every request stays unanswered until the run's time limit cuts it
+    services = make_services(max_llm_calls_per_user_day=2, job_timeout_s=8.0)
+    try:
+        records = [await run_compression(services, user, time_limit_s=0.5) for _ in range(3)]
+    finally:
+        llm.release()
+    assert [r.llm_calls for r in records] == [1, 1, 0]
+    assert records[-1].outcome is Outcome.PARKED  # two paid requests, then no more

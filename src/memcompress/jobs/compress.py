@@ -765,6 +765,9 @@ async def _summarize(services: Services, request: SummaryRequest, calls: _Calls)
         services.metrics.llm_failures.labels(summarizer=name, error_class=error.kind).inc()
         _count_usage(services, record, error.requests, error.prompt_tokens, error.completion_tokens)
         raise
+    except asyncio.CancelledError:  # the run's time limit (or a shutdown) cut a request short: it was sent
+        _count_usage(services, record, 1, None, None)  # (an offline summariser never awaits: never cut)
+        raise
     finally:
         services.metrics.llm_duration.labels(summarizer=name).observe(time.monotonic() - started)
     _count_usage(services, record, result.requests, result.prompt_tokens, result.completion_tokens)
