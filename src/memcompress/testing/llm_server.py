@@ -6,6 +6,8 @@ Besides the script, random failures: ``FakeLLM(failure_rate=0.3, failure_kinds=(
 answers each unscripted request with a failure of a kind picked at random (reproducible with ``seed``);
 ``failure_rate`` may be changed while the server runs. ``failures`` counts every failure by kind.
 ``per_second`` counts the requests that arrived in each second of the server's clock (Unix time).
+``received`` holds the transcript texts of every request, answered or not (a test attributes requests to
+users by them).
 """
 
 from __future__ import annotations
@@ -81,6 +83,7 @@ class FakeLLM:
     script: deque[str] = field(default_factory=deque)
     exchanges: list[Exchange] = field(default_factory=list)
     requests: int = 0
+    received: list[list[str]] = field(default_factory=list)  # each request's transcript texts, in order
     per_second: Counter[int] = field(default_factory=Counter)
     failures: dict[str, int] = field(default_factory=dict)
     failure_rate: float = 0.0
@@ -146,6 +149,7 @@ class FakeLLM:
         body = json.loads(raw)
         with self._lock:
             self.requests += 1
+            self.received.append(_texts(body["messages"][-1]["content"]))
             self.per_second[int(time.time())] += 1
             number = self.requests
             behaviour = self.script.popleft() if self.script else self._random_behaviour()
@@ -185,8 +189,7 @@ class FakeLLM:
             user = user[-self.context_tokens * 2 :]
             prompt_tokens = self.context_tokens
         previous = json.loads(_between(_SUMMARY, user) or "null") or NO_SUMMARY
-        lines = _between(_TRANSCRIPT, user)
-        texts = [json.loads(line)["text"] for line in lines.splitlines() if line.startswith("{")]
+        texts = _texts(user)
         text, finish = {
             EMPTY: ("   ", "stop"),
             ERROR_TEXT: ("Error: upstream model overloaded, please retry", "stop"),
@@ -232,6 +235,12 @@ class FakeLLM:
             chain.append(exchange)
             current = exchange.previous_summary if exchange.previous_summary != NO_SUMMARY else None
         return chain
+
+
+def _texts(prompt: str) -> list[str]:
+    """The texts of a request's transcript lines."""
+    lines = _between(_TRANSCRIPT, prompt)
+    return [json.loads(line)["text"] for line in lines.splitlines() if line.startswith("{")]
 
 
 def _between(pattern: re.Pattern[str], text: str) -> str:
