@@ -59,7 +59,8 @@ bench-fold: $(STAMP)
 fidelity: $(STAMP)
 	$(PY) bench/fidelity.py --sweep
 
-## The fault-injection suite at 5x: 150 users, >= 100 SIGKILLs, 5 Redis + 5 Mongo restarts (~8 min).
-## `make test` runs it at its default size (~2 min). MEMCOMPRESS_FAULT_SCALE=N for other sizes.
+## The fault-injection suite at 5x in each layout: 150 users, >= 100 SIGKILLs, 5 Redis + 5 Mongo
+## restarts (~8 min per layout). `make test` runs it at its default size (~3-4 min for the three layouts).
+## MEMCOMPRESS_FAULT_SCALE=N for other sizes.
 faults: $(STAMP)
 	MEMCOMPRESS_FAULT_SCALE=5 $(PY) -m pytest tests/faults -q -s -p no:cacheprovider

@@ -12,7 +12,18 @@ test appended, and the :class:`FakeLLM` record, so the unit tests can feed it ma
     user's Redis lock both exclude that, except when Redis itself restarts and forgets both: an overlap
     whose earlier run was under way during a Redis restart is counted as excused, not as a violation;
 (c) every user with more than ``threshold`` well-formed events stored is dead-lettered with a reason;
-(d) every malformed document put into ``user_memory`` is still there, unchanged.
+(d) every malformed document put into ``user_memory`` is still there, unchanged;
+(e) liveness, given :class:`Liveness` bounds: a user left over the threshold is dead-lettered for a
+    reason the faults explain (its ``error_class`` in the allowed set; parked users are counted), no user
+    took more than ``max_runs`` runs (busy and skipped ones aside) once the faults stopped, and no user
+    made more than ``max_calls`` LLM requests, counted both by the LLM server (a request belongs to the
+    user whose events its transcript holds) and by ``compaction_log`` (``llm_calls``).
+
+The history may be in any layout (:mod:`memcompress.layouts`): :func:`take_snapshot` reads it into one
+shape, a document per stored or archived message (``user_id`` the unit of compression, ``_id`` what a
+pending trim names), and profiles with ``memory_summary``, ``summary_version``, ``events_summarized``
+and ``pending_trim``. Outside ``user_memory`` messages have no ids of their own: an event is found by
+its content (the tests give each a distinct one).
 """
 
 from __future__ import annotations
@@ -23,7 +34,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from memcompress.layouts import StoreLayout
 from memcompress.models import MemoryEvent
+from memcompress.repositories.conversations import STATE, SUMMARY, TRIMMED, VERSION
 from memcompress.repositories.database import (
     COMPACTION_LOG,
     DEAD_LETTERS,
@@ -40,6 +53,8 @@ NO_SUMMARY = "(none yet)"  # what the summariser sends as the previous summary o
 # How long after a Redis restart ended a run may have started and still have been hit by it: the test
 # notes the restart's end from its own process, a moment after the server is back.
 RESTART_SLACK = timedelta(seconds=1)
+PARKED = "Parked"  # the error_class of a parked run and its dead letter (memcompress.jobs.compress)
+SETTLING = frozenset({"compressed", "failed", "conflict", "parked"})  # outcomes of runs that tried
 
 
 @dataclass
@@ -51,19 +66,73 @@ class Snapshot:
     profiles: dict[str, Document] = field(default_factory=dict)
     runs: list[Document] = field(default_factory=list)
     dead_letters: dict[str, Document] = field(default_factory=dict)
+    layout: StoreLayout = field(default_factory=StoreLayout)
+
+    def key(self, doc: Document) -> str:
+        """What identifies a stored message: its ``event_id`` in ``user_memory``, else its content."""
+        return str(doc["event_id"]) if self.layout == StoreLayout() else str(doc.get("content"))
+
+    def event_key(self, event: MemoryEvent) -> str:
+        return str(event.event_id) if self.layout == StoreLayout() else event.content
 
 
-async def take_snapshot(database: MongoDatabase) -> Snapshot:
+async def take_snapshot(database: MongoDatabase, layout: StoreLayout | None = None) -> Snapshot:
     async def everything(name: str) -> list[Document]:
         return await database.collection(name).find({}).to_list()
 
-    return Snapshot(
-        memory=await everything(USER_MEMORY),
-        archive=await everything(USER_MEMORY_ARCHIVE),
-        profiles={doc["user_id"]: doc for doc in await everything(USER_PROFILES)},
+    layout = layout or StoreLayout()
+    snapshot = Snapshot(
         runs=await everything(COMPACTION_LOG),
         dead_letters={doc["_id"]: doc for doc in await everything(DEAD_LETTERS)},
+        layout=layout,
     )
+    if layout.per_conversation:
+        for conversation in await everything(layout.collection):
+            _read_conversation(snapshot, conversation)
+        for copy in await everything(layout.archive):
+            message = copy.get("message") or {}
+            snapshot.archive.append(_as_event(copy["conversation_id"], copy["seq"], message, layout))
+        return snapshot
+    profiles = await everything(USER_PROFILES)
+    snapshot.profiles = {doc["user_id"]: doc for doc in profiles}
+    if layout == StoreLayout():
+        snapshot.memory = await everything(USER_MEMORY)
+        snapshot.archive = await everything(USER_MEMORY_ARCHIVE)
+    else:
+        snapshot.memory = [_renamed(doc, layout) for doc in await everything(layout.collection)]
+        snapshot.archive = [_renamed(doc, layout) for doc in await everything(layout.archive)]
+    return snapshot
+
+
+def _renamed(doc: Document, layout: StoreLayout) -> Document:
+    """A document of the ``messages`` layout under ``user_memory``'s names."""
+    return _as_event(doc.get(layout.owner), doc["_id"], doc, layout)
+
+
+def _as_event(user: Any, ref: Any, message: Document, layout: StoreLayout) -> Document:
+    fields = {"_id": ref, "user_id": user, "role": message.get("role"), "content": message.get("content")}
+    return fields | {"created_at": message.get(layout.order)}
+
+
+def _read_conversation(snapshot: Snapshot, doc: Document) -> None:
+    """A conversation's messages (their refs: ``memory_trimmed`` + position) and its summary fields as a
+    profile (its pending trim's refs as ``{_id: seq}``)."""
+    user, layout = str(doc["_id"]), snapshot.layout
+    first = int(doc.get(TRIMMED) or 0)
+    messages = doc.get(layout.messages_field) or []
+    snapshot.memory += [_as_event(user, first + i, m, layout) for i, m in enumerate(messages)]
+    state = doc.get(STATE) or {}
+    pending = state.get("pending_trim")
+    if pending:
+        pending = pending | {"refs": [{"_id": ref.get("seq")} for ref in pending.get("refs") or []]}
+    if doc.get(VERSION) is not None:
+        snapshot.profiles[user] = {
+            "user_id": user,
+            "memory_summary": doc.get(SUMMARY),
+            "summary_version": doc.get(VERSION),
+            "events_summarized": state.get("events_summarized"),
+            "pending_trim": pending,
+        }
 
 
 def is_well_formed(doc: Document) -> bool:
@@ -83,6 +152,16 @@ class Window:
     end: datetime
 
 
+@dataclass(frozen=True)
+class Liveness:
+    """The bounds of check (e). ``faults_over``: when the faults (and the appends) stopped."""
+
+    faults_over: datetime
+    max_runs: int  # runs (busy and skipped ones aside) a user may take once the faults stopped
+    max_calls: int  # LLM requests a user may make in all (the per-user daily budget)
+    letters: frozenset[str]  # error classes a user over the threshold may be left dead-lettered with
+
+
 @dataclass
 class FaultReport:
     checked: int = 0
@@ -95,6 +174,15 @@ class FaultReport:
     compressed_runs: int = 0
     overlaps_excused: int = 0
     malformed_checked: int = 0
+    # Liveness figures (e): of the users over the threshold, those dead-lettered and those parked; per
+    # user, the runs after the faults stopped and the LLM requests (served: by the LLM server's record;
+    # recorded: compaction_log's llm_calls); requests whose transcript names no appended event.
+    dead_lettered_over: int = 0
+    parked: list[str] = field(default_factory=list)
+    runs_after_faults: Counter[str] = field(default_factory=Counter)
+    calls_served: Counter[str] = field(default_factory=Counter)
+    calls_recorded: Counter[str] = field(default_factory=Counter)
+    calls_unattributed: int = 0
     # Problems: each list names what is wrong; all must stay empty.
     lost: list[str] = field(default_factory=list)
     summarised_twice: list[str] = field(default_factory=list)
@@ -106,6 +194,9 @@ class FaultReport:
     malformed_missing: list[str] = field(default_factory=list)
     malformed_changed: list[str] = field(default_factory=list)
     unexpected_malformed: list[str] = field(default_factory=list)
+    unexplained_letters: list[str] = field(default_factory=list)
+    slow_to_settle: list[str] = field(default_factory=list)
+    over_call_bound: list[str] = field(default_factory=list)
 
     PROBLEMS = (
         "lost",
@@ -118,6 +209,9 @@ class FaultReport:
         "malformed_missing",
         "malformed_changed",
         "unexpected_malformed",
+        "unexplained_letters",
+        "slow_to_settle",
+        "over_call_bound",
     )
 
     def problems(self) -> dict[str, list[str]]:
@@ -134,8 +228,10 @@ def check(
     *,
     threshold: int,
     redis_restarts: Iterable[Window] = (),
+    liveness: Liveness | None = None,
 ) -> FaultReport:
-    """Run checks (a)-(d) on ``snapshot``. ``malformed``: the malformed documents inserted, by ``_id``."""
+    """Run checks (a)-(d) on ``snapshot``, and (e) when given its bounds. ``malformed``: the malformed
+    documents inserted, by ``_id``."""
     report = FaultReport()
     events_by_user: dict[str, list[MemoryEvent]] = {}
     owner: dict[str, str] = {}  # content -> user (contents are unique in these tests)
@@ -151,7 +247,7 @@ def check(
         if not is_well_formed(doc):
             report.unexpected_malformed.append(repr(doc.get("_id")))
             continue
-        stored_by_user.setdefault(doc["user_id"], {})[str(doc["event_id"])] = doc["_id"]
+        stored_by_user.setdefault(doc["user_id"], {})[snapshot.key(doc)] = doc["_id"]
     for doc in snapshot.memory:
         if doc.get("_id") not in malformed and is_well_formed(doc):
             well_formed_count[doc["user_id"]] += 1
@@ -169,6 +265,10 @@ def check(
             letter = snapshot.dead_letters.get(user)
             if letter is None or not str(letter.get("reason") or "").strip():
                 report.unsettled.append(f"{user}: {well_formed_count[user]} events, not dead-lettered")
+            elif liveness is not None:
+                _check_letter(report, user, letter, liveness)
+    if liveness is not None:
+        _check_effort(report, snapshot, llm, owner, liveness)
 
     present = {doc["_id"]: doc for doc in snapshot.memory if doc.get("_id") in malformed}  # (d)
     for ref, original in malformed.items():
@@ -221,7 +321,7 @@ def _check_user(
     stored = stored_by_user.get(user, {})
     for event in events:
         report.checked += 1
-        ref = stored.get(str(event.event_id))
+        ref = stored.get(snapshot.event_key(event))
         if in_chain[event.content] > 1:
             report.summarised_twice.append(event.content[:60])
         if ref is not None:
@@ -235,6 +335,40 @@ def _check_user(
             report.summarised += 1
         else:
             report.lost.append(event.content[:60])
+
+
+def _check_letter(report: FaultReport, user: str, letter: Document, liveness: Liveness) -> None:
+    """(e) for a user over the threshold with a dead letter: a reason the faults explain; parked counted."""
+    error_class = str(letter.get("error_class"))
+    report.dead_lettered_over += 1
+    if error_class == PARKED:
+        report.parked.append(f"{user}: {str(letter.get('reason'))[:80]}")
+    if error_class not in liveness.letters:
+        report.unexplained_letters.append(f"{user}: dead-lettered for {error_class}")
+
+
+def _check_effort(
+    report: FaultReport, snapshot: Snapshot, llm: FakeLLM, owner: dict[str, str], liveness: Liveness
+) -> None:
+    """(e): the runs of each user once the faults stopped, and its LLM requests, within their bounds."""
+    for run in snapshot.runs:
+        user = str(run["user_id"])
+        report.calls_recorded[user] += int(run.get("llm_calls") or 0)
+        if run.get("outcome") in SETTLING and run["started_at"] >= liveness.faults_over:
+            report.runs_after_faults[user] += 1
+    for texts in llm.received:
+        users = {owner[text] for text in texts if text in owner}
+        if len(users) == 1:
+            report.calls_served[users.pop()] += 1
+        else:  # no appended event (or, which check (a) reports, another user's events too)
+            report.calls_unattributed += 1
+    for user, runs in sorted(report.runs_after_faults.items()):
+        if runs > liveness.max_runs:
+            report.slow_to_settle.append(f"{user}: {runs} runs after the faults stopped")
+    for name, calls in (("served", report.calls_served), ("recorded", report.calls_recorded)):
+        for user, count in sorted(calls.items()):
+            if count > liveness.max_calls:
+                report.over_call_bound.append(f"{user}: {count} LLM requests ({name})")
 
 
 def _check_overlaps(report: FaultReport, runs: list[Document], redis_restarts: list[Window]) -> None:

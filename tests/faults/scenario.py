@@ -14,10 +14,19 @@ compressions through the app-side API, the run
 
 Then the faults stop, the workers drain until every user over the threshold is compressed or
 dead-lettered (bounded by a deadline), the workers are stopped, and :mod:`tests.faults.checker` checks
-the stores against everything appended.
+the stores against everything appended, and liveness (check (e)): once the faults stopped, every user
+got under the threshold within ``max_tries`` runs of its own (one successful run folds a whole backlog;
+the bound leaves a job's every try for transient failures such as a time limit hit under load) or is
+dead-lettered for a reason the faults explain, and no user made more LLM requests than the per-user
+daily budget (MEMCOMPRESS_MAX_LLM_CALLS_PER_USER_DAY, 100 here as by default), counted by the LLM
+server and by ``compaction_log``.
 
-``MEMCOMPRESS_FAULT_SCALE`` (default 1) multiplies users, run length, kills and restarts;
-``MEMCOMPRESS_FAULT_SEED`` fixes the random choices (timings still vary).
+The run works in any layout (``MEMCOMPRESS_LAYOUT``, see :mod:`tests.faults.stores`); malformed
+documents are put into ``user_memory`` only (their kinds are that layout's document shapes).
+
+``MEMCOMPRESS_FAULT_SCALE`` (default 1) multiplies users, run length, kills and restarts; at the default
+the layouts other than ``user_memory`` run smaller, 8 users and 20 s of faults (a scale set in the
+environment runs every layout at it). ``MEMCOMPRESS_FAULT_SEED`` fixes the random choices (timings still vary).
 """
 
 from __future__ import annotations
@@ -34,6 +43,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -42,15 +52,17 @@ from pymongo.errors import DuplicateKeyError, PyMongoError
 from redis.asyncio import Redis
 
 from memcompress.embedded import EmbeddedServer, Server, free_port, mongo_server, valkey_server
+from memcompress.layouts import LayoutName, StoreLayout
 from memcompress.models import MemoryEvent, Role, utc_now
 from memcompress.queue import request_compression
-from memcompress.repositories.database import DEAD_LETTERS, USER_MEMORY, USER_PROFILES, MongoDatabase
+from memcompress.repositories.conversations import STATE
+from memcompress.repositories.database import DEAD_LETTERS, USER_PROFILES, MongoDatabase
 from memcompress.repositories.documents import event_to_document
-from memcompress.repositories.indexes import ensure_indexes
 from memcompress.testing.invariant import InvariantReport, check_invariant
 from memcompress.testing.llm_server import EMPTY, HANG, HTTP_429, HTTP_500, FakeLLM
 from memcompress.testing.workers import WorkerProcess, requests_key, start_worker, worker_env
-from tests.faults.checker import FaultReport, Snapshot, Window, check, take_snapshot
+from tests.faults import stores
+from tests.faults.checker import PARKED, FaultReport, Liveness, Snapshot, Window, check, take_snapshot
 
 Document = dict[str, Any]
 
@@ -78,10 +90,16 @@ EXPECTED_FAILURES = frozenset(
         "VersionConflict",
     }
 )
+# What a user over the threshold may be left dead-lettered for at the end: a failure above on its last
+# try, an answer rejected twice in a row (the random empty answers), a job whose every try was killed
+# (no error class), or parked (counted: with these transient faults none is expected).
+EXPECTED_LETTERS = EXPECTED_FAILURES | {"RejectedAnswer", "None", PARKED}
+MAX_LLM_CALLS_PER_USER_DAY = 100  # the setting's default, stated: the liveness check's call bound
 
 
 @dataclass(frozen=True)
 class Scale:
+    layout: LayoutName
     factor: int
     users: int
     fault_phase_s: float
@@ -95,11 +113,25 @@ class Scale:
     llm_failure_rate: float = 0.3
 
     @classmethod
-    def from_env(cls) -> Scale:
-        factor = int(os.environ.get("MEMCOMPRESS_FAULT_SCALE", "1") or 1)
+    def from_env(cls, layout: LayoutName = "user_memory") -> Scale:
+        given = os.environ.get("MEMCOMPRESS_FAULT_SCALE")
+        factor = int(given or 1)
         if factor < 1:
             raise ValueError("MEMCOMPRESS_FAULT_SCALE must be a positive integer")
+        if layout != "user_memory" and not given:  # the default run stays short: these smaller
+            return cls(
+                layout,
+                1,
+                users=8,
+                fault_phase_s=20.0,
+                min_kills=5,
+                sigterms=1,
+                redis_restarts=1,
+                mongo_restarts=1,
+                drain_deadline_s=150.0,
+            )
         return cls(
+            layout=layout,
             factor=factor,
             users=30 * factor,
             fault_phase_s=80.0 * factor,
@@ -130,6 +162,8 @@ def worker_settings(llm: FakeLLM, scale: Scale) -> dict[str, Any]:
         "chunk_chars": 4000,
         "max_jobs": scale.max_jobs,
         "job_completion_wait_s": 5,
+        "max_llm_calls_per_user_day": MAX_LLM_CALLS_PER_USER_DAY,
+        "layout": scale.layout,
     }
 
 
@@ -160,6 +194,7 @@ class Stats:
     drain_s: float = 0.0
     total_s: float = 0.0
     unsettled_at_deadline: list[str] = field(default_factory=list)
+    faults_over: datetime | None = None  # when the faults and the appends stopped
     pending_after_kills: set[str] = field(default_factory=set)  # users whose run a kill cut after storing
 
 
@@ -352,7 +387,8 @@ class FaultRun:
         self.stats = Stats(seed=self.seed)
         self.db_name = f"mc_faults_{uuid.uuid4().hex[:10]}"
         self.queue = f"faults:{uuid.uuid4().hex[:8]}"
-        self.users = [f"user-{i:03d}-{uuid.uuid4().hex[:6]}" for i in range(scale.users)]
+        self.layout = StoreLayout.default(scale.layout)
+        self.users = stores.unit_ids(self.layout, scale.users, uuid.uuid4().hex[:6])
         self.malformed_per_user: Counter[str] = Counter()
         self._sequence = 0
         self.mongo: EmbeddedServer = mongo_server(free_port(), data_dir=workdir / "mongo-data")
@@ -385,7 +421,7 @@ class FaultRun:
             self.database = MongoDatabase(self.mongo.url, self.db_name, server_selection_timeout_ms=2000)
             await self.database.connect()
             self.redis = Redis.from_url(self.valkey.url, socket_timeout=2, socket_connect_timeout=2)
-            await ensure_indexes(self.database)
+            await stores.prepare(self.database, self.layout)
             await self._seed()
             settings = worker_settings(self.llm, self.scale)
             env = worker_env(self.mongo.url, self.db_name, self.valkey.url, self.queue, **settings)
@@ -399,6 +435,7 @@ class FaultRun:
                 faults.create_task(self._kills())
                 faults.create_task(self._scheduled_faults(phase))
             self.llm.failure_rate = 0.0
+            self.stats.faults_over = utc_now()
             self.stats.fault_phase_s = time.monotonic() - phase
 
             drain = time.monotonic()
@@ -408,8 +445,10 @@ class FaultRun:
             await self.workers.stop_all()
             self.workers.collect_job_results()
 
-            self.snapshot = await take_snapshot(self.database)
-            self.support_report = await check_invariant(self.database, self.llm, self.stats.appended)
+            self.snapshot = await take_snapshot(self.database, self.layout)
+            self.support_report = await check_invariant(
+                self.database, self.llm, self.stats.appended, self.layout
+            )
             self.report = check(
                 self.snapshot,
                 self.llm,
@@ -417,6 +456,7 @@ class FaultRun:
                 self.stats.malformed,
                 threshold=THRESHOLD,
                 redis_restarts=self.stats.redis_windows,
+                liveness=self.liveness(),
             )
             self.stats.total_s = time.monotonic() - started
             return self.report
@@ -440,6 +480,16 @@ class FaultRun:
         if self.workers is not None:
             self.workers.remove_logs()
 
+    def liveness(self) -> Liveness:
+        """Check (e)'s bounds, from the settings (see the module's docstring)."""
+        assert self.stats.faults_over is not None
+        return Liveness(
+            faults_over=self.stats.faults_over,
+            max_runs=int(worker_settings(self.llm, self.scale)["max_tries"]),
+            max_calls=MAX_LLM_CALLS_PER_USER_DAY,
+            letters=EXPECTED_LETTERS,
+        )
+
     # -- data
 
     def _event(self, user: str, created_at: Any) -> MemoryEvent:
@@ -453,7 +503,7 @@ class FaultRun:
         """Insert documents with their own ``_id``s; through a restart, a retry of a document that was
         in fact written gets a duplicate key error, so each is stored exactly once."""
         assert self.database is not None
-        collection = self.database.collection(USER_MEMORY)
+        collection = self.database.collection(self.layout.collection)
         try:
             await collection.insert_many(docs, ordered=True)
             return
@@ -468,16 +518,25 @@ class FaultRun:
             await _retry(insert_one, self.stats)
 
     async def _seed(self) -> None:
+        assert self.database is not None
         base = utc_now() - timedelta(days=2)
         events: list[MemoryEvent] = []
         for index, user in enumerate(self.users):
             count = self.rng.randint(0, THRESHOLD + 15)
-            events += [self._event(user, base + timedelta(minutes=index, seconds=i)) for i in range(count)]
-        docs = [event_to_document(e) | {"_id": ObjectId()} for e in events]
-        for i in range(0, len(docs), 2000):
-            await self._insert(docs[i : i + 2000])
+            mine = [self._event(user, base + timedelta(minutes=index, seconds=i)) for i in range(count)]
+            if self.layout.per_conversation:
+                await self.database.collection(self.layout.collection).insert_one(
+                    stores.conversation(user, mine)
+                )
+            events += mine
+        if not self.layout.per_conversation:
+            docs = [stores.document(self.layout, e) for e in events]
+            for i in range(0, len(docs), 2000):
+                await self._insert(docs[i : i + 2000])
         self.stats.appended += events
         self.stats.seeded = len(events)
+        if self.layout != StoreLayout():
+            return  # malformed documents are user_memory's shapes (see the module's docstring)
         for user in self.rng.sample(self.users, max(1, len(self.users) // 3)):
             await self._add_malformed(user)
         # A user with nothing but malformed documents.
@@ -497,6 +556,15 @@ class FaultRun:
 
     # -- the concurrent appender (the app)
 
+    async def _append(self, events: list[MemoryEvent]) -> None:
+        if not self.layout.per_conversation:
+            await self._insert([stores.document(self.layout, e) for e in events])
+            return
+        database = self.database
+        assert database is not None
+        for event in events:
+            await _retry(partial(stores.push, database, self.layout, event), self.stats)
+
     async def _appender(self) -> None:
         assert self.redis is not None
         appends = 0
@@ -508,10 +576,10 @@ class FaultRun:
                 # Some events arrive stamped in the past (clock skew, late delivery).
                 skew = timedelta(seconds=self.rng.uniform(0, 30)) if self.rng.random() < 0.15 else timedelta()
                 events.append(self._event(user, now - skew))
-            await self._insert([event_to_document(e) | {"_id": ObjectId()} for e in events])
+            await self._append(events)
             self.stats.appended += events
             appends += 1
-            if appends % 40 == 0:
+            if appends % 40 == 0 and self.layout == StoreLayout():
                 await self._add_malformed(self.rng.choice(self.users))
             if self.rng.random() < 0.3:
                 try:
@@ -542,11 +610,13 @@ class FaultRun:
         """Users with a pending trim right after a kill: mostly runs the kill cut between storing the
         summary and trimming (a live run holds its mark for milliseconds only)."""
         assert self.database is not None
+        if self.layout.per_conversation:
+            where, name, field = self.layout.collection, "_id", f"{STATE}.pending_trim"
+        else:
+            where, name, field = USER_PROFILES, "user_id", "pending_trim"
         with contextlib.suppress(PyMongoError):
-            docs = self.database.collection(USER_PROFILES).find(
-                {"pending_trim": {"$ne": None}}, {"user_id": 1}
-            )
-            self.stats.pending_after_kills |= {doc["user_id"] async for doc in docs}
+            docs = self.database.collection(where).find({field: {"$ne": None}}, {name: 1})
+            self.stats.pending_after_kills |= {str(doc[name]) async for doc in docs}
 
     async def _scheduled_faults(self, phase_start: float) -> None:
         """SIGTERMs, Redis restarts and Mongo restarts, spread over the fault phase."""
@@ -600,10 +670,8 @@ class FaultRun:
     async def unsettled(self) -> list[str]:
         """Users over the threshold (well-formed events) that are not dead-lettered with a reason."""
         assert self.database is not None
-        rows = await self.database.collection(USER_MEMORY).aggregate(
-            [{"$group": {"_id": "$user_id", "n": {"$sum": 1}}}]
-        )
-        counts = {row["_id"]: row["n"] - self.malformed_per_user[row["_id"]] async for row in rows}
+        sizes = await stores.sizes(self.database, self.layout)
+        counts = {user: n - self.malformed_per_user[user] for user, n in sizes.items()}
         letters = await self.database.collection(DEAD_LETTERS).find({}, {"reason": 1}).to_list()
         lettered = {doc["_id"] for doc in letters if str(doc.get("reason") or "").strip()}
         return sorted(u for u, n in counts.items() if n > THRESHOLD and u not in lettered)
@@ -639,9 +707,13 @@ def table(run: FaultRun) -> str:
     unused = sum(e.answer not in in_chains for e in llm.exchanges)
     pending_left = {u for u, doc in snapshot.profiles.items() if doc.get("pending_trim")}
     finished = len(stats.pending_after_kills - pending_left)
+    bounds = run.liveness()
+    served = list(report.calls_served.values())
+    recorded = [n for n in report.calls_recorded.values() if n]
+    unrecorded = sum(max(n - report.calls_recorded[u], 0) for u, n in report.calls_served.items())
     rows: list[tuple[str, object]] = [
-        ("scale / seed", f"{run.scale.factor} / {stats.seed}"),
-        ("users (+ one with malformed documents only)", f"{run.scale.users} + 1"),
+        ("layout / scale / seed", f"{run.scale.layout} / {run.scale.factor} / {stats.seed}"),
+        ("users (+ one with malformed documents only)", f"{run.scale.users} + {int(bool(stats.malformed))}"),
         (
             "worker processes (concurrent / started)",
             f"{run.scale.workers} / {len(run.workers.all if run.workers else [])}",
@@ -696,6 +768,27 @@ def table(run: FaultRun) -> str:
             f"{len(report.overlapping_runs)} ({report.overlaps_excused})",
         ),
         ("users over threshold at the end, not dead-lettered", len(report.unsettled)),
+        ("-- liveness, once the faults stopped", ""),
+        (
+            "users left over the threshold / dead-lettered / parked",
+            f"{len(report.unsettled)} / {report.dead_lettered_over} / {len(report.parked)}",
+        ),
+        (
+            f"runs per user after the faults, max (bound {bounds.max_runs})",
+            f"{max(report.runs_after_faults.values(), default=0)} "
+            f"({len(report.runs_after_faults)} users ran)",
+        ),
+        (
+            f"LLM requests per user served, max / mean (bound {bounds.max_calls})",
+            f"{max(served, default=0)} / {sum(served) / max(len(served), 1):.1f}",
+        ),
+        (
+            "LLM requests per user recorded (compaction_log), max / mean",
+            f"{max(recorded, default=0)} / {sum(recorded) / max(len(recorded), 1):.1f}",
+        ),
+        ("  served but never recorded (run killed or cut off)", unrecorded),
+        ("LLM requests naming no single user's events", report.calls_unattributed),
+        ("scans until settled (drain s / 2 s scan period)", f"{stats.drain_s / 2:.0f}"),
         (
             "malformed documents still present, unchanged",
             f"{report.malformed_checked - len(report.malformed_missing) - len(report.malformed_changed)} / {report.malformed_checked}",

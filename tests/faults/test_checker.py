@@ -9,11 +9,12 @@ from typing import Any
 import pytest
 from bson import ObjectId
 
+from memcompress.layouts import StoreLayout
 from memcompress.models import MemoryEvent
 from memcompress.repositories.documents import event_to_document
 from memcompress.testing.factories import make_events
 from memcompress.testing.llm_server import Exchange, FakeLLM
-from tests.faults.checker import FaultReport, Snapshot, Window, check
+from tests.faults.checker import PARKED, FaultReport, Liveness, Snapshot, Window, check
 
 T = datetime(2026, 3, 1, 12, tzinfo=UTC)
 THRESHOLD = 30
@@ -30,6 +31,12 @@ class Situation:
     snapshot: Snapshot = field(default_factory=Snapshot)
     malformed: dict[Any, dict[str, Any]] = field(default_factory=dict)
     restarts: list[Window] = field(default_factory=list)
+    # The faults stopped at T + 4 s: the run from 5 to 7 s is u1's one run after them (3 allowed); each
+    # of its two LLM requests (2 allowed) is on the server's record and in compaction_log. A user over
+    # the threshold may be left dead-lettered with no error class (abandoned), or parked.
+    liveness: Liveness = field(
+        default_factory=lambda: Liveness(T + timedelta(seconds=4), 3, 2, frozenset({"None", PARKED}))
+    )
 
     def __post_init__(self) -> None:
         texts = [e.content for e in self.events]
@@ -37,6 +44,7 @@ class Situation:
             Exchange("(none yet)", texts[:15], "summary one", {}),
             Exchange("summary one", texts[15:25], "summary two", {}),
         ]
+        self.llm.received += [exchange.texts for exchange in self.llm.exchanges]
         self.snapshot.memory = [self.doc(e) for e in self.events[25:] + self.others]
         self.snapshot.profiles["u1"] = {
             "user_id": "u1",
@@ -45,7 +53,11 @@ class Situation:
             "events_summarized": 25,
             "pending_trim": None,
         }
-        self.snapshot.runs = [self.run("u1", 0, 2), self.run("u1", 5, 7), self.run("u1", 1, 3, "skipped")]
+        self.snapshot.runs = [
+            self.run("u1", 0, 2, calls=1),
+            self.run("u1", 5, 7, calls=1),
+            self.run("u1", 1, 3, "skipped"),
+        ]
         bad = self.doc(self.others[0]) | {"role": "", "content": "not a valid event"}
         self.malformed[bad["_id"]] = dict(bad)
         self.snapshot.memory.append(bad)
@@ -55,12 +67,15 @@ class Situation:
         return event_to_document(event) | {"_id": ObjectId()}
 
     @staticmethod
-    def run(user: str, start_s: float, end_s: float, outcome: str = "compressed") -> dict[str, Any]:
+    def run(
+        user: str, start_s: float, end_s: float, outcome: str = "compressed", calls: int = 0
+    ) -> dict[str, Any]:
         return {
             "user_id": user,
             "outcome": outcome,
             "started_at": T + timedelta(seconds=start_s),
             "finished_at": T + timedelta(seconds=end_s),
+            "llm_calls": calls,
         }
 
     def check(self) -> FaultReport:
@@ -71,6 +86,7 @@ class Situation:
             self.malformed,
             threshold=THRESHOLD,
             redis_restarts=self.restarts,
+            liveness=self.liveness,
         )
 
 
@@ -200,3 +216,63 @@ def test_a_malformed_document_nobody_inserted_is_reported() -> None:
     stray = situation.doc(situation.events[39]) | {"created_at": "yesterday"}
     situation.snapshot.memory.append(stray)
     assert situation.check().problems() == {"unexpected_malformed": [repr(stray["_id"])]}
+
+
+def test_liveness_figures_of_a_sound_situation() -> None:
+    report = Situation().check()
+    assert report.runs_after_faults == {"u1": 1}
+    assert report.calls_served == report.calls_recorded == {"u1": 2}
+    assert (report.dead_lettered_over, report.parked, report.calls_unattributed) == (0, [], 0)
+
+
+def test_a_user_left_over_the_threshold_for_an_unexplained_reason_is_reported() -> None:
+    situation = Situation()
+    extra = make_events("u2", 30, start=T, tag="u2-more")
+    situation.others += extra
+    situation.snapshot.memory += [situation.doc(e) for e in extra]
+    letter = {"_id": "u2", "reason": "a bug", "error_class": "KeyError"}
+    situation.snapshot.dead_letters["u2"] = letter
+    report = situation.check()
+    assert report.problems() == {"unexplained_letters": ["u2: dead-lettered for KeyError"]}
+    assert report.dead_lettered_over == 1
+
+    situation.snapshot.dead_letters["u2"] = letter | {"reason": "parked: budget", "error_class": PARKED}
+    report = situation.check()
+    assert (report.problems(), report.parked) == ({}, ["u2: parked: budget"])  # allowed, and counted
+
+
+def test_a_user_needing_more_runs_than_the_bound_after_the_faults_is_reported() -> None:
+    situation = Situation()
+    situation.snapshot.runs += [
+        *(situation.run("u1", 8 + i, 8.5 + i, "failed") for i in range(3)),
+        situation.run("u1", 12, 12.5, "busy"),  # runs that did not try are not counted
+        situation.run("u2", 12, 12.5, "skipped"),
+    ]
+    report = situation.check()
+    assert report.problems() == {"slow_to_settle": ["u1: 4 runs after the faults stopped"]}
+
+
+def test_a_user_over_the_call_bound_is_reported_by_either_count() -> None:
+    situation = Situation()
+    situation.llm.received.append(situation.llm.exchanges[1].texts)  # a request no run recorded (killed)
+    situation.llm.received.append(["no appended event", "has this text"])
+    report = situation.check()
+    assert report.problems() == {"over_call_bound": ["u1: 3 LLM requests (served)"]}
+    assert report.calls_unattributed == 1
+
+    situation.llm.received.pop(-2)
+    situation.snapshot.runs.append(situation.run("u1", 8, 8.5, "failed", calls=1))
+    assert situation.check().problems() == {"over_call_bound": ["u1: 3 LLM requests (recorded)"]}
+
+
+def test_a_layout_without_event_ids_is_checked_by_content() -> None:
+    """The ``messages`` layout, as :func:`take_snapshot` reads it: no ``event_id`` on the documents."""
+    situation = Situation()
+    situation.snapshot.layout = StoreLayout.default("messages")
+    for doc in situation.snapshot.memory:
+        if doc["_id"] not in situation.malformed:
+            doc.pop("event_id")
+    assert situation.check().problems() == {}
+
+    lost = situation.snapshot.memory.pop(0)
+    assert situation.check().problems() == {"lost": [lost["content"][:60]]}

@@ -11,6 +11,8 @@ A gate holds answers for as long as a test needs, however loaded the machine: af
 request waits (counted in ``held``) before it is answered, until ``release()``; ``hold(passes=n)`` lets
 the next ``n`` requests through first. A test that needs a call in flight (to kill its client, to let a
 time limit expire) holds it there instead of betting on a latency.
+``received`` holds the transcript texts of every request, answered or not (a test attributes requests to
+users by them).
 """
 
 from __future__ import annotations
@@ -87,6 +89,7 @@ class FakeLLM:
     exchanges: list[Exchange] = field(default_factory=list)
     requests: int = 0
     held: int = 0  # requests waiting at the closed gate now
+    received: list[list[str]] = field(default_factory=list)  # each request's transcript texts, in order
     per_second: Counter[int] = field(default_factory=Counter)
     failures: dict[str, int] = field(default_factory=dict)
     failure_rate: float = 0.0
@@ -178,6 +181,7 @@ class FakeLLM:
         body = json.loads(raw)
         with self._lock:
             self.requests += 1
+            self.received.append(_texts(body["messages"][-1]["content"]))
             self.per_second[int(time.time())] += 1
             number = self.requests
             behaviour = self.script.popleft() if self.script else self._random_behaviour()
@@ -218,8 +222,7 @@ class FakeLLM:
             user = user[-self.context_tokens * 2 :]
             prompt_tokens = self.context_tokens
         previous = json.loads(_between(_SUMMARY, user) or "null") or NO_SUMMARY
-        lines = _between(_TRANSCRIPT, user)
-        texts = [json.loads(line)["text"] for line in lines.splitlines() if line.startswith("{")]
+        texts = _texts(user)
         text, finish = {
             EMPTY: ("   ", "stop"),
             ERROR_TEXT: ("Error: upstream model overloaded, please retry", "stop"),
@@ -265,6 +268,12 @@ class FakeLLM:
             chain.append(exchange)
             current = exchange.previous_summary if exchange.previous_summary != NO_SUMMARY else None
         return chain
+
+
+def _texts(prompt: str) -> list[str]:
+    """The texts of a request's transcript lines."""
+    lines = _between(_TRANSCRIPT, prompt)
+    return [json.loads(line)["text"] for line in lines.splitlines() if line.startswith("{")]
 
 
 def _between(pattern: re.Pattern[str], text: str) -> str:
