@@ -81,6 +81,7 @@ from memcompress.models import (
     CompactionRecord,
     FoldState,
     Outcome,
+    PendingTrim,
     RecentHistory,
     StoredEvent,
     UserOverrides,
@@ -90,7 +91,7 @@ from memcompress.models import (
     utc_now,
 )
 from memcompress.redaction import describe_error, format_exception
-from memcompress.repositories.errors import LockBusy, LockLost, MalformedDocument, UserErased
+from memcompress.repositories.errors import HistoryChanged, LockBusy, LockLost, MalformedDocument, UserErased
 from memcompress.repositories.protocols import HeldLock
 from memcompress.summarizers.base import (
     ContextOverflow,
@@ -121,6 +122,10 @@ TIME_LIMIT = "JobTimeout"  # CompactionRecord.error_class of a run stopped by it
 VERSION_CONFLICT = "VersionConflict"  # CompactionRecord.error_class of a fenced write that lost
 USER_ERASED = "UserErased"  # CompactionRecord.error_class of a run whose user `forget` erased (not stored)
 PARKED = "Parked"  # CompactionRecord.error_class of a run that may make no LLM request (see decide)
+HISTORY_CHANGED = (
+    "another program removed or reordered summarised messages before they were cut: nothing was cut, and "
+    "the next run summarises what is still stored again"
+)
 UNFOLDABLE_LOGGED = 20  # at most this many _ids of documents the fold cannot use, logged per run
 CAP_PERIOD = timedelta(days=1)  # max_compactions_per_day counts the runs of this period
 
@@ -389,7 +394,7 @@ async def _fold(services: Services, user_id: str, lock: HeldLock, record: Compac
     state, recent = await read_user(services, user_id)
     profile = state.profile
     pending = profile.pending_trim if profile is not None else None
-    if pending is not None and recent.pending_stored and await _trim(services, user_id, pending.refs):
+    if pending is not None and recent.pending_stored and await _finish_trim(services, user_id, pending):
         recent = await read_history(services, user_id, state.overrides)
     if profile is not None and _overwritten(profile):
         await lock.ensure_held()
@@ -459,7 +464,11 @@ async def _fold(services: Services, user_id: str, lock: HeldLock, record: Compac
             version, create = version + 1, False
 
             # Step 7: trim exactly what was summarised (the mark stays; see the module's step 7).
-            trimmed += await _trim(services, user_id, refs)
+            try:
+                trimmed += await _trim(services, user_id, refs)
+            except HistoryChanged:
+                await services.profiles.clear_pending_trim(user_id, version)
+                raise _Stop(Outcome.CONFLICT, HISTORY_CHANGED) from None
             _count_chunk(services, record, len(piece), summary, version)
 
     if record.chunks == 0:
@@ -790,6 +799,18 @@ def _count_usage(
     if completion is not None:
         record.completion_tokens = (record.completion_tokens or 0) + completion
         services.metrics.llm_tokens.labels(summarizer=name, kind="completion").inc(completion)
+
+
+async def _finish_trim(services: Services, user_id: str, pending: PendingTrim) -> int:
+    """Step 2: trim what an earlier run summarised but may not have trimmed. When another program has
+    changed those events meanwhile (:class:`HistoryChanged`), the mark is dropped instead: what is
+    still stored is summarised again by this run (repeated in the summary, never lost)."""
+    try:
+        return await _trim(services, user_id, pending.refs)
+    except HistoryChanged:
+        log.warning("user_id=%s: %s; its pending trim is dropped", user_id, HISTORY_CHANGED)
+        await services.profiles.clear_pending_trim(user_id, pending.summary_version)
+        return 1  # read the history again
 
 
 async def _trim(services: Services, user_id: str, refs: Sequence[Any]) -> int:

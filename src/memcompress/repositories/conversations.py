@@ -30,11 +30,11 @@ How the guarantees carry over (the fold itself is :mod:`memcompress.jobs.compres
    that removes or reorders messages would make sequence numbers name other messages. Each ref
    carries a hash of its message's role, content and timestamp, and a trim first checks that the
    messages at the cut's positions are the ones summarised, then cuts on condition that the front is
-   still exactly those messages. When they are not, nothing is cut and the run fails with
-   :class:`ConversationChanged` (not retryable); the summary already holds those messages, and every
-   later run stops at the same check (finishing the pending trim) before any LLM call, so none is
-   summarised twice. The conversation then stays as it is until ``memory_state.pending_trim`` is
-   cleared by hand; the messages still stored are then summarised again (repeated, never lost).
+   still exactly those messages. When they are not, nothing is cut and the trim raises
+   :class:`ConversationChanged`: the fold drops its pending trim and stops with that reason, and the
+   next run summarises the messages still stored again (repeated in the summary, never lost; the one
+   case where a message is sent to the LLM twice, caused by a program that broke the append-only
+   rule).
 5. ``RETENTION=archive`` copies the messages to ``conversations_archive`` (``_id`` = conversation id and
    sequence number, so a repeat overwrites) before the cut.
 """
@@ -76,7 +76,7 @@ from memcompress.repositories.documents import (
     report_malformed,
 )
 from memcompress.repositories.erasures import ErasedUsers
-from memcompress.repositories.errors import MalformedDocument
+from memcompress.repositories.errors import HistoryChanged, MalformedDocument
 from memcompress.repositories.user_profiles import SUMMARY_HISTORY, fold_state, fold_state_pipeline
 
 SUMMARY, VERSION, TRIMMED, STATE = (
@@ -115,7 +115,7 @@ def message_hash(message: Any, order: str) -> str:
     return hashlib.sha256(bson.encode(fields)).hexdigest()[:24]
 
 
-class ConversationChanged(MalformedDocument):
+class ConversationChanged(HistoryChanged):
     """The messages at a trim's cut position are not the ones summarised: another program removed or
     reordered messages during the run. Nothing is cut."""
 

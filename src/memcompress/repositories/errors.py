@@ -21,6 +21,11 @@ class MalformedDocument(Exception):
         self.fields = fields
 
 
+class HistoryChanged(MalformedDocument):
+    """The events a trim would remove are not the ones summarised: another program removed or reordered
+    them (a conversation's messages). Nothing was removed."""
+
+
 class ProfileBusy(Exception):
     """The profile cannot be reset right now: a compression is finishing a trim."""
 
