@@ -23,7 +23,7 @@ from redis import Redis
 
 from memcompress.cli.app import cli
 from memcompress.embedded import free_port
-from memcompress.keys import job_id, lock_key
+from memcompress.keys import job_id
 from memcompress.repositories.database import (
     COMPACTION_LOG,
     DEAD_LETTERS,
@@ -44,25 +44,6 @@ def sync_redis(redis_url: str) -> Iterator[Redis]:
         yield client
     finally:
         client.close()
-
-
-# User ids these tests queue. arq's job keys (arq:job:compress:<user>) are not per queue, so leftovers
-# from an earlier run on a shared Redis would make "queued" read "already queued": clear them.
-QUEUED_USERS = ("a", "c", "gone", "stays", "u1", "dl")
-
-
-@pytest.fixture(autouse=True)
-def no_leftover_jobs(sync_redis: Redis) -> Iterator[None]:
-    def clear() -> None:
-        for user in QUEUED_USERS:
-            sync_redis.delete(
-                *(prefix + job_id(user) for prefix in ("arq:job:", "arq:retry:", "arq:in-progress:"))
-            )
-            sync_redis.delete(lock_key(user))
-
-    clear()
-    yield
-    clear()
 
 
 @pytest.fixture
@@ -214,7 +195,9 @@ def test_the_scan_reports_invalid_user_ids_and_never_queues_them(
     ]
     assert sorted(report["invalid_examples"][2:]) == ["int 42", "null or missing"]
     assert long_id not in result.output
-    assert [m.decode() for m in sync_redis.zrange(env["MEMCOMPRESS_QUEUE_NAME"], 0, -1)] == [job_id("a")]
+    assert [m.decode() for m in sync_redis.zrange(env["MEMCOMPRESS_QUEUE_NAME"], 0, -1)] == [
+        job_id("a", env["MEMCOMPRESS_QUEUE_NAME"])
+    ]
     last_scan = json.loads(invoke(env, "status", "--json").stdout)["last_scan"]
     assert last_scan["invalid_user_ids"] == 4
     assert (
@@ -371,13 +354,19 @@ def test_forget_leaves_nothing_of_the_user_anywhere(
     for name in COLLECTIONS:
         assert mongo[name].count_documents({"$or": [{"user_id": "gone"}, {"_id": "gone"}]}) == 0, name
     assert not [k for k in sync_redis.scan_iter(count=1000) if b"gone" in k]
-    assert sync_redis.zscore(env["MEMCOMPRESS_QUEUE_NAME"], job_id("gone")) is None
+    assert (
+        sync_redis.zscore(env["MEMCOMPRESS_QUEUE_NAME"], job_id("gone", env["MEMCOMPRESS_QUEUE_NAME"]))
+        is None
+    )
     assert sync_redis.zscore(env["MEMCOMPRESS_REQUESTS_KEY"], "gone") is None
     assert mongo[USER_MEMORY].count_documents({"user_id": "stays"}) == 20  # nobody else touched
     assert invoke(env, "compress", "gone").exit_code == 0  # a late job for the erased user ...
     for name in COLLECTIONS:  # ... leaves no trace: no profile, no compaction record
         assert mongo[name].count_documents({"$or": [{"user_id": "gone"}, {"_id": "gone"}]}) == 0, name
-    assert sync_redis.zscore(env["MEMCOMPRESS_QUEUE_NAME"], job_id("stays")) is not None
+    assert (
+        sync_redis.zscore(env["MEMCOMPRESS_QUEUE_NAME"], job_id("stays", env["MEMCOMPRESS_QUEUE_NAME"]))
+        is not None
+    )
 
 
 def test_enqueue_status_and_migrate(env: dict[str, str], mongo: Database[dict[str, Any]]) -> None:

@@ -215,7 +215,9 @@ async def test_a_crash_at_any_step_is_finished_by_the_next_run(
     setattr(services, target, CrashingProxy(original, method, **options))
     with pytest.raises(Crash):
         await run_compression(services, unit)
-    await redis.delete(lock_key(unit))  # the dead process's lock would expire; skip the wait
+    await redis.delete(
+        lock_key(unit, services.queue.name)
+    )  # the dead process's lock would expire; skip the wait
     await _assert_nothing_lost(database, llm, store)
 
     setattr(services, target, original)
