@@ -5,8 +5,10 @@ synchronous pymongo and redis clients."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+import logging
 import subprocess
 import sys
 import threading
@@ -31,6 +33,8 @@ from memcompress.repositories.database import (
     USER_MEMORY_ARCHIVE,
     USER_PROFILES,
 )
+from memcompress.settings import load_settings
+from memcompress.worker.lifecycle import lifecycle_hooks
 
 pytestmark = pytest.mark.redis
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
@@ -367,6 +371,45 @@ def test_forget_leaves_nothing_of_the_user_anywhere(
         sync_redis.zscore(env["MEMCOMPRESS_QUEUE_NAME"], job_id("stays", env["MEMCOMPRESS_QUEUE_NAME"]))
         is not None
     )
+
+
+def test_status_and_the_workers_start_name_a_missing_unique_profile_index(
+    env: dict[str, str], mongo: Database[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mongo[USER_PROFILES].create_index("user_id")  # an app's index, but not unique
+    missing = "user_profiles has no unique index on user_id"
+    status = invoke(env, "status")
+    assert f"AT RISK: {missing}" in status.output and "Fix: memcompress migrate" in status.output
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert f"AT RISK: {missing}: two profiles" in "\n".join(_worker_start_errors())
+
+    mongo[USER_PROFILES].drop_indexes()
+    assert invoke(env, "migrate").exit_code == 0
+    assert "AT RISK" not in invoke(env, "status").output
+    assert json.loads(invoke(env, "status", "--json").output)["risks"] == []
+    assert _worker_start_errors() == []
+
+
+def _worker_start_errors() -> list[str]:
+    """What a worker process logs as errors around its jobs (arq's on_startup, then its on_shutdown)."""
+    on_startup, on_shutdown = lifecycle_hooks(load_settings(metrics_port=0))
+    errors: list[str] = []
+    handler = logging.Handler(logging.ERROR)
+    handler.emit = lambda record: errors.append(record.getMessage())  # type: ignore[method-assign]
+    logger = logging.getLogger("memcompress")
+    logger.addHandler(handler)
+    ctx: dict[str, Any] = {}
+
+    async def start_and_stop() -> None:
+        await on_startup(ctx)
+        await on_shutdown(ctx)
+
+    try:
+        asyncio.run(start_and_stop())
+    finally:
+        logger.removeHandler(handler)
+    return errors
 
 
 def test_enqueue_status_and_migrate(env: dict[str, str], mongo: Database[dict[str, Any]]) -> None:

@@ -298,7 +298,7 @@ class FakeMaintenance:
     async def ensure_indexes(self) -> list[str]:
         return []
 
-    async def memory_ttl_risks(self) -> list[str]:
+    async def index_risks(self) -> list[str]:
         return []
 
     async def count_user_data(self, user_id: str) -> dict[str, int]:
