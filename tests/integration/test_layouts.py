@@ -180,8 +180,17 @@ async def test_a_stale_writer_loses_and_cuts_nothing(
         unit, expected_version=version, summary="stale", watermark=None, folded_refs=[], create=False
     )
     assert not won
+    # At the right version, a writer that read another summary text (an app's save came between) loses.
+    write = {"expected_version": version + 1, "watermark": None, "folded_refs": [], "create": False}
+    for read in ("an older text", None):
+        assert not await services.profiles.update_summary_if_version(
+            unit, summary="stale", expected_summary=read, **write
+        )
     assert (await services.profiles.get(unit)).memory_summary == "another writer"
     assert await store.stored(unit) == 60
+    assert await services.profiles.update_summary_if_version(
+        unit, summary="next", expected_summary="another writer", **write
+    )
 
 
 @pytest.mark.parametrize(
