@@ -172,7 +172,7 @@ def build_services(
         maintenance=MongoMaintenance(
             database, memory_ttl_days=settings.memory_ttl_days, layout=settings.store_layout()
         ),
-        locks=RedisUserLocks(redis, settings.lock_ttl_s),
+        locks=RedisUserLocks(redis, settings.lock_ttl_s, settings.queue_name),
         queue=RedisJobQueue(redis, settings.queue_name, settings.requests_key),
         summarizer=summarizer,
         policy=FoldPolicy.from_settings(settings),

@@ -306,12 +306,12 @@ async def _delete_redis_keys(settings: Settings, users: list[str]) -> None:
             async for key in redis.scan_iter(match=pattern, count=1000)
         }
         for user_id in users:
-            job = job_id(user_id)
+            job = job_id(user_id, queue)
             keys.update(
                 prefix + job
                 for prefix in (job_key_prefix, in_progress_key_prefix, retry_key_prefix, result_key_prefix)
             )
-            keys.add(lock_key(user_id))
+            keys.add(lock_key(user_id, queue))
         for start in range(0, len(keys), 500):
             await redis.delete(*list(keys)[start : start + 500])
     finally:

@@ -30,14 +30,41 @@ def llm_budget_key(queue_name: str) -> str:
     return queue_name + LLM_BUDGET_SUFFIX
 
 
-def job_id(user_id: str) -> str:
-    """The arq job id of a user's compression: one queued job per user, duplicates collapse."""
-    return JOB_ID_PREFIX + user_id
+# Job ids and lock keys are per queue, so that deployments sharing a Redis (one queue name each) never
+# block or take each other's users. The default queue keeps the names it always had (``compress:<user>``,
+# ``memcompress:lock:<user>``); any other queue puts ``|<queue>|`` in their place. They cannot collide:
+# every default name starts with ``compress:`` (``memcompress:lock:``) and no other queue's does, whatever
+# the user id; and two other queues' names part at their first ``|`` after the prefix, since a queue name
+# has no ``|`` (the settings refuse one), so the queue part of a name is the queue's alone.
+QUEUE_SEPARATOR = "|"
 
 
-def lock_key(user_id: str) -> str:
-    return LOCK_KEY_PREFIX + user_id
+def _queue_part(queue_name: str) -> str:
+    return ":" if queue_name == DEFAULT_QUEUE_NAME else f"{QUEUE_SEPARATOR}{queue_name}{QUEUE_SEPARATOR}"
 
 
-def user_from_job_id(job_id_: str) -> str | None:
-    return job_id_.removeprefix(JOB_ID_PREFIX) if job_id_.startswith(JOB_ID_PREFIX) else None
+def job_id_prefix(queue_name: str) -> str:
+    """What every compression job id of the queue starts with."""
+    return JOB_ID_PREFIX.removesuffix(":") + _queue_part(queue_name)
+
+
+def job_id(user_id: str, queue_name: str) -> str:
+    """The arq job id of a user's compression on the queue: one queued job per user and queue,
+    duplicates collapse."""
+    return job_id_prefix(queue_name) + user_id
+
+
+def lock_key_prefix(queue_name: str) -> str:
+    """What every per-user lock key of the queue starts with."""
+    return LOCK_KEY_PREFIX.removesuffix(":") + _queue_part(queue_name)
+
+
+def lock_key(user_id: str, queue_name: str) -> str:
+    return lock_key_prefix(queue_name) + user_id
+
+
+def user_from_job_id(job_id_: str, queue_name: str) -> str | None:
+    """The user of one of the queue's compression job ids; None for any other id (the scan's, another
+    queue's)."""
+    prefix = job_id_prefix(queue_name)
+    return job_id_.removeprefix(prefix) if job_id_.startswith(prefix) else None

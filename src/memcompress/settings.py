@@ -27,7 +27,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from memcompress.cron import CronError, CronSchedule
-from memcompress.keys import DEFAULT_QUEUE_NAME, DEFAULT_REQUESTS_KEY
+from memcompress.keys import DEFAULT_QUEUE_NAME, DEFAULT_REQUESTS_KEY, QUEUE_SEPARATOR
 from memcompress.layouts import LayoutName, StoreLayout
 from memcompress.models import DEFAULT_PROFILE, ProfileDefaults, valid_language_tag
 from memcompress.redaction import MASK, redact_url
@@ -248,6 +248,13 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"MEMCOMPRESS_DEFAULT_LANGUAGE must be a language tag like ru, en or pt-BR, got {value!r}"
             )
+        return value
+
+    @field_validator("queue_name")
+    @classmethod
+    def _queue_name(cls, value: str) -> str:
+        if QUEUE_SEPARATOR in value:  # it parts the queue from the user in job ids and lock keys
+            raise ValueError(f"MEMCOMPRESS_QUEUE_NAME must not contain {QUEUE_SEPARATOR!r}")
         return value
 
     @field_validator("mongodb_uri")

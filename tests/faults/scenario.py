@@ -258,8 +258,8 @@ def _jobs_in_flight(worker: WorkerProcess) -> int:
         log = worker.log
     except OSError:
         return 0
-    started = log.count("→ compress:")
-    return started - sum(log.count(f"{mark} compress:") for mark in "←↻!")
+    started = log.count("→ compress")  # job ids compress:<user>, or compress|<queue>|<user>
+    return started - sum(log.count(f"{mark} compress") for mark in "←↻!")
 
 
 class Workers:
@@ -352,7 +352,7 @@ class Workers:
         """From arq's logs: jobs that raised, and jobs that ended in a dead letter."""
         for worker in self.all:
             log = worker.log
-            for name in re.findall(r"! compress:\S+ failed, (\w+)", log):
+            for name in re.findall(r"! compress\S+ failed, (\w+)", log):
                 self._stats.job_failures[name] += 1
             self._stats.dead_lettered_jobs += log.count("'outcome': 'dead_letter'")
 

@@ -15,6 +15,7 @@ import pytest
 from redis.asyncio import Redis
 
 from memcompress.embedded import Server, free_port, mongo_server, valkey_server
+from memcompress.keys import job_id
 from memcompress.queue import request_compression
 from memcompress.testing.workers import WorkerProcess, eventually, requests_key, start_worker, worker_env
 
@@ -62,7 +63,7 @@ async def test_a_worker_outlives_two_seconds_of_redis_refusing_connections(
             await redis.aclose()
 
         async def ran_the_job() -> bool:
-            return "← compress:someone:compress_user" in worker.log
+            return f"← {job_id('someone', queue)}:compress_user" in worker.log
 
         await eventually(ran_the_job, within_s=30)
     finally:

@@ -56,9 +56,16 @@ def _queued(
 
 async def _run(pool: ArqRedis, services: Services, user: str) -> Worker:
     queue, max_tries = services.queue.name, services.job_policy.max_tries
-    job = await pool.enqueue_job(JOB_FUNCTION, user, _job_id=job_id(user), _queue_name=queue)
+    job = await pool.enqueue_job(
+        JOB_FUNCTION, user, _job_id=job_id(user, services.queue.name), _queue_name=queue
+    )
     assert job is not None
-    assert await pool.enqueue_job(JOB_FUNCTION, user, _job_id=job_id(user), _queue_name=queue) is None
+    assert (
+        await pool.enqueue_job(
+            JOB_FUNCTION, user, _job_id=job_id(user, services.queue.name), _queue_name=queue
+        )
+        is None
+    )
     worker = Worker(
         functions=[func(compress_user, name=JOB_FUNCTION)],
         redis_pool=pool,
@@ -87,7 +94,9 @@ async def test_a_retryable_failure_is_retried_and_completes(
     assert (worker.jobs_complete, worker.jobs_retried, worker.jobs_failed) == (1, 1, 0)
     assert await services.memory.count_events(user) == 20
     assert llm.requests == 2
-    assert await pool.exists(job_id(user)) == 0  # keep_result=0: the user can be queued again at once
+    assert (
+        await pool.exists(job_id(user, services.queue.name)) == 0
+    )  # keep_result=0: the user can be queued again at once
 
 
 async def test_exhausted_retries_end_as_a_dead_letter_with_the_reason(
@@ -125,7 +134,7 @@ async def test_the_jobs_own_time_limit_is_a_retry_then_a_dead_letter(
     [letter] = await MongoDeadLetters(database).list()
     assert (letter.error_class, letter.tries) == ("JobTimeout", 2)
     assert await services.memory.count_events(user) == 60
-    assert await pool.exists(lock_key(user)) == 0  # the cancelled run released its lock
+    assert await pool.exists(lock_key(user, services.queue.name)) == 0  # the cancelled run released its lock
 
 
 async def test_out_of_time_but_moving_forward_continues_in_a_fresh_job(
@@ -151,7 +160,7 @@ async def test_out_of_time_but_moving_forward_continues_in_a_fresh_job(
     assert result["outcome"] == "failed" and result["events_folded"] > 0
     assert await MongoDeadLetters(database).count() == 0
     await after_job_end(ctx)  # what arq runs after the job: the user is queued again
-    assert await pool.zscore(services.queue.name, job_id(user)) is not None
+    assert await pool.zscore(services.queue.name, job_id(user, services.queue.name)) is not None
     [run] = [d async for d in database.collection(COMPACTION_LOG).find({"user_id": user})]
     assert (run["error_class"], run["chunks"]) == ("JobTimeout", 1)
 
@@ -181,7 +190,7 @@ async def test_a_held_lock_is_retried_after_it_expires(
     services = _queued(make_services)
     user = f"user-{uuid.uuid4().hex[:8]}"
     await services.memory.append_events(make_events(user, 60))
-    await pool.set(lock_key(user), b"a crashed worker", px=600)
+    await pool.set(lock_key(user, services.queue.name), b"a crashed worker", px=600)
     worker = await _run(pool, services, user)
     assert (worker.jobs_complete, worker.jobs_retried) == (1, 1)
     outcomes = [d["outcome"] async for d in database.collection(COMPACTION_LOG).find({"user_id": user})]

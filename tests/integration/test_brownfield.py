@@ -5,6 +5,7 @@ writing a stale summary back between two runs."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -16,6 +17,7 @@ from memcompress.models import Outcome, utc_now
 from memcompress.repositories.database import USER_MEMORY, USER_PROFILES, MongoDatabase
 from memcompress.testing.app_documents import app_event, app_profile, app_save, create_app_indexes
 from memcompress.testing.llm_server import FakeLLM
+from memcompress.testing.workers import eventually
 from tests.integration.conftest import ServicesFactory, run_cli
 
 pytestmark = pytest.mark.redis
@@ -203,3 +205,42 @@ async def test_a_summary_the_app_wrote_itself_is_merged_not_dropped(
     assert (record.outcome, record.summary_repaired) == (Outcome.SKIPPED, "merged")
     merged = (await profiles.find_one({"user_id": user}) or {})["memory_summary"]
     assert ours in merged and PRIOR in merged
+
+
+async def test_an_app_save_of_the_summary_during_the_llm_call_wins_and_is_merged_next_run(
+    make_services: ServicesFactory, database: MongoDatabase, llm: FakeLLM
+) -> None:
+    user = f"racer-{uuid.uuid4().hex[:8]}"
+    services = make_services()
+    profiles, memory = database.collection(USER_PROFILES), database.collection(USER_MEMORY)
+    await profiles.insert_one(app_profile(user))
+    await memory.insert_many(_turns(user, 60))
+    assert (await run_compression(services, user)).outcome is Outcome.COMPRESSED
+    ours = (await profiles.find_one({"user_id": user}) or {})["memory_summary"]
+    later = [app_event(user, "user", f"later turn {i}: I like {i}.", _recent(100 + i)) for i in range(60)]
+    await memory.insert_many(later)
+    llm.latency_s = 1.0
+
+    async def app_saves_during_the_llm_call() -> None:
+        async def asked() -> bool:
+            return llm.requests == 2
+
+        await eventually(asked, within_s=30)
+        app = await profiles.find_one({"user_id": user})
+        assert app is not None
+        await app_save(database, app | {"memory_summary": PRIOR})  # no summary_version bump
+
+    record, _ = await asyncio.gather(run_compression(services, user), app_saves_during_the_llm_call())
+    assert record.outcome is Outcome.CONFLICT and record.events_folded == 0
+    assert await memory.count_documents({"user_id": user}) == 80  # nothing trimmed
+    assert (await profiles.find_one({"user_id": user}) or {})["memory_summary"] == PRIOR  # the app's stands
+
+    llm.latency_s = 0
+    record = await run_compression(services, user)
+    assert (record.outcome, record.summary_repaired) == (Outcome.COMPRESSED, "merged")
+    summary = (await profiles.find_one({"user_id": user}) or {})["memory_summary"]
+    assert ours in summary and PRIOR in summary  # both texts kept
+    last = llm.exchanges[-1]
+    assert PRIOR in last.previous_summary  # summarised on
+    stored = await _stored_texts(database, user)
+    assert all(doc["content"] in stored or doc["content"] in last.texts for doc in later)

@@ -5,8 +5,10 @@ synchronous pymongo and redis clients."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+import logging
 import subprocess
 import sys
 import threading
@@ -23,7 +25,7 @@ from redis import Redis
 
 from memcompress.cli.app import cli
 from memcompress.embedded import free_port
-from memcompress.keys import job_id, lock_key
+from memcompress.keys import job_id
 from memcompress.repositories.database import (
     COMPACTION_LOG,
     DEAD_LETTERS,
@@ -31,6 +33,8 @@ from memcompress.repositories.database import (
     USER_MEMORY_ARCHIVE,
     USER_PROFILES,
 )
+from memcompress.settings import load_settings
+from memcompress.worker.lifecycle import lifecycle_hooks
 
 pytestmark = pytest.mark.redis
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
@@ -44,25 +48,6 @@ def sync_redis(redis_url: str) -> Iterator[Redis]:
         yield client
     finally:
         client.close()
-
-
-# User ids these tests queue. arq's job keys (arq:job:compress:<user>) are not per queue, so leftovers
-# from an earlier run on a shared Redis would make "queued" read "already queued": clear them.
-QUEUED_USERS = ("a", "c", "gone", "stays", "u1", "dl")
-
-
-@pytest.fixture(autouse=True)
-def no_leftover_jobs(sync_redis: Redis) -> Iterator[None]:
-    def clear() -> None:
-        for user in QUEUED_USERS:
-            sync_redis.delete(
-                *(prefix + job_id(user) for prefix in ("arq:job:", "arq:retry:", "arq:in-progress:"))
-            )
-            sync_redis.delete(lock_key(user))
-
-    clear()
-    yield
-    clear()
 
 
 @pytest.fixture
@@ -214,7 +199,9 @@ def test_the_scan_reports_invalid_user_ids_and_never_queues_them(
     ]
     assert sorted(report["invalid_examples"][2:]) == ["int 42", "null or missing"]
     assert long_id not in result.output
-    assert [m.decode() for m in sync_redis.zrange(env["MEMCOMPRESS_QUEUE_NAME"], 0, -1)] == [job_id("a")]
+    assert [m.decode() for m in sync_redis.zrange(env["MEMCOMPRESS_QUEUE_NAME"], 0, -1)] == [
+        job_id("a", env["MEMCOMPRESS_QUEUE_NAME"])
+    ]
     last_scan = json.loads(invoke(env, "status", "--json").stdout)["last_scan"]
     assert last_scan["invalid_user_ids"] == 4
     assert (
@@ -371,13 +358,58 @@ def test_forget_leaves_nothing_of_the_user_anywhere(
     for name in COLLECTIONS:
         assert mongo[name].count_documents({"$or": [{"user_id": "gone"}, {"_id": "gone"}]}) == 0, name
     assert not [k for k in sync_redis.scan_iter(count=1000) if b"gone" in k]
-    assert sync_redis.zscore(env["MEMCOMPRESS_QUEUE_NAME"], job_id("gone")) is None
+    assert (
+        sync_redis.zscore(env["MEMCOMPRESS_QUEUE_NAME"], job_id("gone", env["MEMCOMPRESS_QUEUE_NAME"]))
+        is None
+    )
     assert sync_redis.zscore(env["MEMCOMPRESS_REQUESTS_KEY"], "gone") is None
     assert mongo[USER_MEMORY].count_documents({"user_id": "stays"}) == 20  # nobody else touched
     assert invoke(env, "compress", "gone").exit_code == 0  # a late job for the erased user ...
     for name in COLLECTIONS:  # ... leaves no trace: no profile, no compaction record
         assert mongo[name].count_documents({"$or": [{"user_id": "gone"}, {"_id": "gone"}]}) == 0, name
-    assert sync_redis.zscore(env["MEMCOMPRESS_QUEUE_NAME"], job_id("stays")) is not None
+    assert (
+        sync_redis.zscore(env["MEMCOMPRESS_QUEUE_NAME"], job_id("stays", env["MEMCOMPRESS_QUEUE_NAME"]))
+        is not None
+    )
+
+
+def test_status_and_the_workers_start_name_a_missing_unique_profile_index(
+    env: dict[str, str], mongo: Database[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mongo[USER_PROFILES].create_index("user_id")  # an app's index, but not unique
+    missing = "user_profiles has no unique index on user_id"
+    status = invoke(env, "status")
+    assert f"AT RISK: {missing}" in status.output and "Fix: memcompress migrate" in status.output
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert f"AT RISK: {missing}: two profiles" in "\n".join(_worker_start_errors())
+
+    mongo[USER_PROFILES].drop_indexes()
+    assert invoke(env, "migrate").exit_code == 0
+    assert "AT RISK" not in invoke(env, "status").output
+    assert json.loads(invoke(env, "status", "--json").output)["risks"] == []
+    assert _worker_start_errors() == []
+
+
+def _worker_start_errors() -> list[str]:
+    """What a worker process logs as errors around its jobs (arq's on_startup, then its on_shutdown)."""
+    on_startup, on_shutdown = lifecycle_hooks(load_settings(metrics_port=0))
+    errors: list[str] = []
+    handler = logging.Handler(logging.ERROR)
+    handler.emit = lambda record: errors.append(record.getMessage())  # type: ignore[method-assign]
+    logger = logging.getLogger("memcompress")
+    logger.addHandler(handler)
+    ctx: dict[str, Any] = {}
+
+    async def start_and_stop() -> None:
+        await on_startup(ctx)
+        await on_shutdown(ctx)
+
+    try:
+        asyncio.run(start_and_stop())
+    finally:
+        logger.removeHandler(handler)
+    return errors
 
 
 def test_enqueue_status_and_migrate(env: dict[str, str], mongo: Database[dict[str, Any]]) -> None:

@@ -330,14 +330,14 @@ async def test_a_run_that_lost_its_lock_writes_nothing(
 
     async def lock_taken_over() -> None:
         await until_held(llm)  # the run holds the lock and waits for its summary
-        await redis.set(lock_key(user), b"someone-else")
+        await redis.set(lock_key(user, services.queue.name), b"someone-else")
         llm.release()
 
     record, _ = await asyncio.gather(run_compression(services, user), lock_taken_over())
     assert record.outcome is Outcome.CONFLICT
     assert "lock lost" in (record.reason or "")
     assert await services.memory.count_events(user) == 70
-    assert await redis.get(lock_key(user)) == b"someone-else"  # not ours: never deleted
+    assert await redis.get(lock_key(user, services.queue.name)) == b"someone-else"  # not ours: never deleted
 
 
 async def test_the_lock_is_renewed_while_the_llm_works(
@@ -349,7 +349,7 @@ async def test_the_lock_is_renewed_while_the_llm_works(
     await services.memory.append_events(events)
     record = await run_compression(services, user)
     assert record.outcome is Outcome.COMPRESSED
-    assert await redis.exists(lock_key(user)) == 0  # released at the end
+    assert await redis.exists(lock_key(user, services.queue.name)) == 0  # released at the end
 
 
 async def _still_stored(database: MongoDatabase, profile: UserProfile) -> int:
@@ -422,7 +422,9 @@ async def test_a_crash_at_any_step_is_finished_by_the_next_run(
 
     with pytest.raises(Crash):
         await run_compression(services, user)
-    await redis.delete(lock_key(user))  # the dead process's lock would expire; skip the wait
+    await redis.delete(
+        lock_key(user, services.queue.name)
+    )  # the dead process's lock would expire; skip the wait
     await _assert_nothing_lost(database, llm, events)
 
     setattr(services, target, original)
@@ -462,7 +464,7 @@ async def test_a_pending_trim_spares_documents_that_took_over_a_summarised_id(
     with pytest.raises(Crash):
         await run_compression(services, user)
     services.profiles = original
-    await redis.delete(lock_key(user))
+    await redis.delete(lock_key(user, services.queue.name))
     profile = await database.collection(USER_PROFILES).find_one({"user_id": user})
     assert profile is not None and len(profile["pending_trim"]["refs"]) == 40
     if pending_refs.startswith("bare"):

@@ -41,7 +41,7 @@ def test_after_kill_9_mid_llm_call_the_user_can_be_compressed_again_within_a_min
         "MEMCOMPRESS_MONGODB_URI": mongo_uri,
         "MEMCOMPRESS_MONGODB_DB": db_name,
         "MEMCOMPRESS_REDIS_URL": redis_url,
-        "MEMCOMPRESS_QUEUE_NAME": f"test:{uuid.uuid4().hex[:10]}",
+        "MEMCOMPRESS_QUEUE_NAME": (queue := f"test:{uuid.uuid4().hex[:10]}"),
         "MEMCOMPRESS_LLM_BASE_URL": llm.base_url,
         "MEMCOMPRESS_LLM_API_KEY": "test-key",
     }
@@ -56,7 +56,7 @@ def test_after_kill_9_mid_llm_call_the_user_can_be_compressed_again_within_a_min
                 "the first compress never asked the LLM"
             )
             time.sleep(0.1)
-        assert redis.exists(lock_key(user)) == 1
+        assert redis.exists(lock_key(user, queue)) == 1
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=10)
         killed_at = time.monotonic()

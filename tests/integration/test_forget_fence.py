@@ -108,7 +108,9 @@ async def _traces(database: MongoDatabase, redis: Redis, services: Services, use
         for name in (USER_MEMORY, USER_MEMORY_ARCHIVE, USER_PROFILES, COMPACTION_LOG, DEAD_LETTERS)
     }
     found["redis keys"] = len([key async for key in redis.scan_iter(match=f"*{user}*", count=1000)])
-    found["queued"] = int(await redis.zscore(services.queue.name, job_id(user)) is not None)
+    found["queued"] = int(
+        await redis.zscore(services.queue.name, job_id(user, services.queue.name)) is not None
+    )
     return {name: count for name, count in found.items() if count}
 
 
@@ -118,7 +120,7 @@ def _forget(services: Services, user: str, redis: Redis, *, lose_lock: bool) -> 
 
     async def forget() -> None:
         if lose_lock:
-            await redis.delete(lock_key(user))
+            await redis.delete(lock_key(user, services.queue.name))
         await forget_user(services, user, wait_s=10)
 
     return forget
@@ -258,7 +260,9 @@ async def test_forget_right_after_the_job_released_its_lock_leaves_nothing(
     await services.memory.append_events(make_events(user, 80))
     services.locks = ForgetAfterRelease(services.locks, _forget(services, user, redis, lose_lock=False))  # type: ignore[assignment]
     queue = services.queue.name
-    assert await pool.enqueue_job(JOB_FUNCTION, user, _job_id=job_id(user), _queue_name=queue)
+    assert await pool.enqueue_job(
+        JOB_FUNCTION, user, _job_id=job_id(user, services.queue.name), _queue_name=queue
+    )
     worker = Worker(
         functions=[func(compress_user, name=JOB_FUNCTION)],
         redis_pool=pool,

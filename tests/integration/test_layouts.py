@@ -192,8 +192,17 @@ async def test_a_stale_writer_loses_and_cuts_nothing(
         unit, expected_version=version, summary="stale", watermark=None, folded_refs=[], create=False
     )
     assert not won
+    # At the right version, a writer that read another summary text (an app's save came between) loses.
+    write = {"expected_version": version + 1, "watermark": None, "folded_refs": [], "create": False}
+    for read in ("an older text", None):
+        assert not await services.profiles.update_summary_if_version(
+            unit, summary="stale", expected_summary=read, **write
+        )
     assert (await services.profiles.get(unit)).memory_summary == "another writer"
     assert await store.stored(unit) == 60
+    assert await services.profiles.update_summary_if_version(
+        unit, summary="next", expected_summary="another writer", **write
+    )
 
 
 @pytest.mark.parametrize(
@@ -227,7 +236,9 @@ async def test_a_crash_at_any_step_is_finished_by_the_next_run(
     setattr(services, target, CrashingProxy(original, method, **options))
     with pytest.raises(Crash):
         await run_compression(services, unit)
-    await redis.delete(lock_key(unit))  # the dead process's lock would expire; skip the wait
+    await redis.delete(
+        lock_key(unit, services.queue.name)
+    )  # the dead process's lock would expire; skip the wait
     await _assert_nothing_lost(database, llm, store)
 
     setattr(services, target, original)
@@ -345,7 +356,7 @@ async def test_a_pending_trim_of_messages_the_app_removed_meanwhile_is_dropped_n
     services.memory = CrashingProxy(original, "archive_by_refs")  # type: ignore[assignment]
     with pytest.raises(Crash):
         await run_compression(services, unit)  # the summary is stored, the cut never happens
-    await redis.delete(lock_key(unit))
+    await redis.delete(lock_key(unit, services.queue.name))
     services.memory = original
     pulled = store.written.pop(3)  # then the app removes a summarised message
     await database.collection(CONVERSATIONS).update_one(
@@ -509,7 +520,8 @@ async def test_the_messages_ttl_index_is_reported_with_a_fix_that_exists(
 ) -> None:
     await create_message_indexes(database)
     await database.collection(MESSAGES).create_index([("created_at", 1)], expireAfterSeconds=365 * 86_400)
-    risks = await make_services(layout="messages").maintenance.memory_ttl_risks()
+    risks = await make_services(layout="messages").maintenance.index_risks()
+    risks = [risk for risk in risks if "TTL index" in risk]  # not the profiles' index (none here)
     assert len(risks) == 1
     assert "db.messages.dropIndex('created_at_1')" in risks[0] and "messages_archive" in risks[0]
     assert "MEMCOMPRESS_MEMORY_TTL_DAYS=365" not in risks[0]  # refused outside user_memory

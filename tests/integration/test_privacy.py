@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 import pytest
 from pymongo.database import Database
 
+from memcompress.keys import job_id
 from memcompress.repositories.database import COMPACTION_LOG, DEAD_LETTERS, USER_MEMORY, USER_MEMORY_ARCHIVE
 from memcompress.testing import llm_server
 from memcompress.testing.app_documents import app_event
@@ -148,20 +149,20 @@ def test_no_content_summary_or_credential_in_any_output_even_verbose(
     letter = mongo[DEAD_LETTERS].find_one({"_id": users["llm"]})
     assert letter is not None and "HTTP 400" in letter["reason"]
     assert f"llmuser:***@{host}" in outputs[3].stderr  # the worker's settings line, redacted
-    job_id = f"compress:{users['llm']}"
+    job_id_ = job_id(users["llm"], env["MEMCOMPRESS_QUEUE_NAME"])
     job_lines = [  # but the poll loop's lines about the job, which are not the job's own
-        line for line in outputs[3].stderr.splitlines() if job_id in line and "already running" not in line
+        line for line in outputs[3].stderr.splitlines() if job_id_ in line and "already running" not in line
     ]
     assert len(job_lines) >= 3  # arq's start and end, and the job's own lines between them
     if log_format == "json":
         entries = [json.loads(line) for line in outputs[3].stderr.splitlines()]
         assert all(datetime.fromisoformat(entry["time"]).utcoffset() is not None for entry in entries)
         assert all(
-            (entry["user_id"], entry["job_id"]) == (users["llm"], job_id)
+            (entry["user_id"], entry["job_id"]) == (users["llm"], job_id_)
             for entry in map(json.loads, job_lines)
         )
     else:
-        assert all(line.endswith(f"user_id={users['llm']} job_id={job_id}") for line in job_lines)
+        assert all(line.endswith(f"user_id={users['llm']} job_id={job_id_}") for line in job_lines)
     assert "compressed       1" in outputs[4].stdout
     expected_auth = "Basic " + base64.b64encode(f"ops:{push_password}".encode()).decode()
     assert Gateway.auth == [expected_auth]

@@ -37,6 +37,7 @@ from memcompress.repositories.indexes import ensure_indexes
 from memcompress.repositories.overrides import MongoUserOverrides
 from memcompress.repositories.user_memory import MongoUserMemoryRepository
 from memcompress.repositories.user_profiles import MongoUserProfileRepository, ProfileBusy
+from memcompress.testing.app_documents import app_profile
 from memcompress.testing.factories import T0, make_events
 
 
@@ -151,6 +152,28 @@ async def test_version_guarded_update_loses_cleanly(profiles: MongoUserProfileRe
     assert not await profiles.clear_pending_trim("v", summary_version=7)
     assert await profiles.clear_pending_trim("v", summary_version=1)
     assert (await profiles.get("v")).pending_trim is None
+
+
+async def test_a_summary_write_loses_when_the_summary_is_not_the_one_read(
+    profiles: MongoUserProfileRepository, database: MongoDatabase
+) -> None:
+    """The app writes ``memory_summary`` without bumping the version: the text read is the fence."""
+    collection = database.collection(USER_PROFILES)
+    await collection.insert_many(
+        [
+            {"user_id": "missing"},
+            {"user_id": "null", "memory_summary": None},
+            app_profile("apps", memory_summary="a"),
+        ]
+    )
+    write = {"expected_version": 0, "summary": "ours", "watermark": None, "folded_refs": []}
+    for user in ("missing", "null"):  # both read as no summary
+        assert await profiles.update_summary_if_version(user, expected_summary=None, **write)
+    assert not await profiles.update_summary_if_version("apps", expected_summary=None, **write)
+    assert not await profiles.update_summary_if_version("apps", expected_summary="b", **write)
+    assert (await profiles.get("apps")).memory_summary == "a"
+    assert await profiles.update_summary_if_version("apps", expected_summary="a", **write)
+    assert [(await profiles.get(u)).memory_summary for u in ("missing", "null", "apps")] == ["ours"] * 3
 
 
 async def test_a_summary_write_creates_a_missing_profile_and_no_second_one(

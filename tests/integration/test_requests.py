@@ -100,8 +100,8 @@ async def _settled(redis: Redis, queue: str, user: str) -> bool:
     workers never scan)."""
     return (
         await redis.zscore(requests_key(queue), user) is None
-        and await redis.zscore(queue, job_id(user)) is None
-        and not await redis.exists(f"arq:in-progress:{job_id(user)}")
+        and await redis.zscore(queue, job_id(user, queue)) is None
+        and not await redis.exists(f"arq:in-progress:{job_id(user, queue)}")
     )
 
 
@@ -202,6 +202,6 @@ async def test_many_clients_claiming_at_once_queue_each_request_exactly_once(
         assert {member.decode() for member in await clients[0].zrange(key, 0, -1)} == set(busy)
         assert await clients[0].zcard(queue) == len(users)
     finally:
-        await clients[0].delete(key, queue, *(f"arq:job:{job_id(user)}" for user in users))
+        await clients[0].delete(key, queue, *(f"arq:job:{job_id(user, queue)}" for user in users))
         for client in clients:
             await client.aclose()

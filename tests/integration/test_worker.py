@@ -13,6 +13,7 @@ import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
+from unittest.mock import ANY
 
 import pytest
 from redis.asyncio import Redis
@@ -132,6 +133,33 @@ async def test_three_workers_compress_300_users_exactly_once(
     assert sum("compress_user" in w.log for w in workers) >= 2  # the work was shared
 
 
+async def test_two_queues_on_one_redis_queue_lock_and_run_the_same_user_apart(
+    start: Start,
+    memory: MongoUserMemoryRepository,
+    database: MongoDatabase,
+    llm: FakeLLM,
+    queue: str,
+    make_services: ServicesFactory,
+) -> None:
+    """Two deployments on one Redis (a queue name each): neither blocks nor takes the other's user."""
+    user = f"user-{uuid.uuid4().hex[:8]}"
+    events = await _seed(memory, [user], 70)
+    ours, theirs = make_services(queue_name=queue), make_services(queue_name=f"test:{uuid.uuid4().hex[:10]}")
+    assert await ours.queue.enqueue(user) and await theirs.queue.enqueue(user)
+    async with ours.locks.hold(user), theirs.locks.hold(user):  # both held at once
+        for services in (ours, theirs):
+            status = await services.queue.status()
+            assert (status["queue_depth"], status["held_locks"][0]["user_id"]) == (1, user)
+            assert status["held_locks_count"] == 1  # its own lock only
+            assert await services.queue.jobs(10) == [{"user_id": user, "due_at": ANY, "due": True}]
+
+    assert start(burst=True).wait(timeout=120) == 0  # a worker of our queue
+    assert await _outcomes(database, user) == Counter({(user, "compressed"): 1})
+    assert await ours.queue.depth() == 0
+    assert [job["user_id"] for job in await theirs.queue.jobs(10)] == [user]  # never taken
+    await _assert_nothing_lost(database, llm, events)
+
+
 async def enqueue_job(redis: Redis, user: str, *, queue_name: str) -> bool:
     """Queue the user's job directly, as the scan does."""
     return await RedisJobQueue(redis, queue_name).enqueue(user)
@@ -207,7 +235,7 @@ async def test_a_job_killed_mid_llm_call_runs_again_after_the_in_progress_key_ex
     await eventually(_called(llm))
     first.signal(signal.SIGKILL)
     assert first.wait() == -signal.SIGKILL
-    assert await redis.exists(f"arq:in-progress:{job_id(user)}") == 1  # arq still thinks it runs
+    assert await redis.exists(f"arq:in-progress:{job_id(user, queue)}") == 1  # arq still thinks it runs
     llm.release()
 
     second = start(burst=True, **timeouts)  # waits out the in-progress key (the job timeout + 10 s)
@@ -244,7 +272,7 @@ async def test_sigterm_during_a_job_finishes_it_or_requeues_it(
         assert await _outcomes(database, user) == Counter({(user, "compressed"): 1})
     else:
         assert await _outcomes(database, user) == Counter()  # cancelled before it wrote anything
-        assert await redis.zscore(queue, job_id(user)) is not None  # still queued
+        assert await redis.zscore(queue, job_id(user, queue)) is not None  # still queued
         assert start(burst=True).wait(timeout=60) == 0
         assert await _outcomes(database, user) == Counter({(user, "compressed"): 1})
     assert await memory.count_events(user) == 20

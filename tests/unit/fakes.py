@@ -34,7 +34,7 @@ from memcompress.models import (
     summary_hash,
 )
 from memcompress.repositories.errors import LockBusy, ProfileBusy, UserErased
-from memcompress.repositories.protocols import ClaimedRequests
+from memcompress.repositories.protocols import ANY_SUMMARY, ClaimedRequests, ExpectedSummary
 from memcompress.settings import Settings
 from memcompress.summarizers.base import Summarizer
 
@@ -199,11 +199,14 @@ class FakeProfiles:
         folded_refs: Sequence[Any],
         profile_ref: Any = None,
         create: bool = False,
+        expected_summary: ExpectedSummary = ANY_SUMMARY,
     ) -> bool:
         if (user_id in self.profiles) is create:  # creates only a profile there is none of
             return False
         current = await self.get(user_id)
         if current.summary_version != expected_version:
+            return False
+        if expected_summary is not ANY_SUMMARY and current.memory_summary != expected_summary:
             return False
         pending = (
             PendingTrim(summary_version=expected_version + 1, refs=list(folded_refs)) if folded_refs else None
@@ -299,7 +302,7 @@ class FakeMaintenance:
     async def ensure_indexes(self) -> list[str]:
         return []
 
-    async def memory_ttl_risks(self) -> list[str]:
+    async def index_risks(self) -> list[str]:
         return []
 
     async def count_user_data(self, user_id: str) -> dict[str, int]:

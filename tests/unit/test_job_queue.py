@@ -11,7 +11,7 @@ from arq.constants import expires_extra_ms, in_progress_key_prefix, job_key_pref
 from arq.jobs import deserialize_job_raw
 from fakeredis import FakeAsyncRedis
 
-from memcompress.keys import JOB_FUNCTION, job_id
+from memcompress.keys import DEFAULT_QUEUE_NAME, JOB_FUNCTION, job_id, lock_key, user_from_job_id
 from memcompress.repositories.job_queue import LOOK_AGAIN_S, RedisJobQueue
 from tests.unit.conftest import T0, Clock
 
@@ -24,6 +24,24 @@ def queue(redis: FakeAsyncRedis, clock: Clock) -> RedisJobQueue:
     return RedisJobQueue(redis, QUEUE, REQUESTS, clock=clock)
 
 
+def test_job_ids_and_lock_keys_are_per_queue_and_the_default_queue_keeps_its_names() -> None:
+    assert (job_id("u", DEFAULT_QUEUE_NAME), lock_key("u", DEFAULT_QUEUE_NAME)) == (
+        "compress:u",
+        "memcompress:lock:u",
+    )
+    assert (job_id("u", "q"), lock_key("u", "q")) == ("compress|q|u", "memcompress:lock|q|u")
+    # A default-queue user id shaped like another queue's names, and queue names that are prefixes of
+    # each other: every (queue, user) has names of its own.
+    pairs = [(DEFAULT_QUEUE_NAME, "q:u"), (DEFAULT_QUEUE_NAME, "|q|u"), (DEFAULT_QUEUE_NAME, "q|u")]
+    pairs += [("q", "u"), ("q", "a:u"), ("q:a", "u"), ("q", "|u"), (DEFAULT_QUEUE_NAME, "u")]
+    assert len({job_id(user, queue) for queue, user in pairs}) == len(pairs)
+    assert len({lock_key(user, queue) for queue, user in pairs}) == len(pairs)
+    for queue, user in pairs:
+        assert user_from_job_id(job_id(user, queue), queue) == user
+    assert user_from_job_id(job_id("u", "q"), DEFAULT_QUEUE_NAME) is None
+    assert user_from_job_id(job_id("u", DEFAULT_QUEUE_NAME), "q") is None
+
+
 async def _requests(redis: FakeAsyncRedis) -> dict[str, float]:
     return {member.decode(): score for member, score in await redis.zrange(REQUESTS, 0, -1, withscores=True)}
 
@@ -34,8 +52,8 @@ async def _queued(redis: FakeAsyncRedis) -> list[str]:
 
 async def _finish_job(redis: FakeAsyncRedis, user: str) -> None:
     """What arq's finish_job removes when a job ends."""
-    await redis.delete(job_key_prefix + job_id(user), in_progress_key_prefix + job_id(user))
-    await redis.zrem(QUEUE, job_id(user))
+    await redis.delete(job_key_prefix + job_id(user, QUEUE), in_progress_key_prefix + job_id(user, QUEUE))
+    await redis.zrem(QUEUE, job_id(user, QUEUE))
 
 
 async def test_a_due_request_becomes_the_job_arq_itself_would_queue(
@@ -45,16 +63,16 @@ async def test_a_due_request_becomes_the_job_arq_itself_would_queue(
     claimed = await queue.claim_due_requests(limit=10)
     assert (claimed.queued, claimed.waiting) == (["u1"], [])
     assert await _requests(redis) == {"later": T0 + 1}
-    assert await redis.zscore(QUEUE, job_id("u1")) == T0 * 1000
-    ours = await redis.get(job_key_prefix + job_id("u1"))
+    assert await redis.zscore(QUEUE, job_id("u1", QUEUE)) == T0 * 1000
+    ours = await redis.get(job_key_prefix + job_id("u1", QUEUE))
     assert deserialize_job_raw(ours) == (JOB_FUNCTION, ("u1",), {}, None, int(T0 * 1000))
-    assert 0 < await redis.pttl(job_key_prefix + job_id("u1")) <= expires_extra_ms
+    assert 0 < await redis.pttl(job_key_prefix + job_id("u1", QUEUE)) <= expires_extra_ms
 
     # arq's own enqueue of the same job writes the same data and sees ours as the same job
     pool = ArqRedis(redis.connection_pool)
-    assert await pool.enqueue_job(JOB_FUNCTION, "u1", _job_id=job_id("u1"), _queue_name=QUEUE) is None
-    await pool.enqueue_job(JOB_FUNCTION, "u2", _job_id=job_id("u2"), _queue_name=QUEUE)
-    theirs = deserialize_job_raw(await redis.get(job_key_prefix + job_id("u2")))
+    assert await pool.enqueue_job(JOB_FUNCTION, "u1", _job_id=job_id("u1", QUEUE), _queue_name=QUEUE) is None
+    await pool.enqueue_job(JOB_FUNCTION, "u2", _job_id=job_id("u2", QUEUE), _queue_name=QUEUE)
+    theirs = deserialize_job_raw(await redis.get(job_key_prefix + job_id("u2", QUEUE)))
     assert theirs[:4] == (JOB_FUNCTION, ("u2",), {}, None)
 
 
@@ -68,15 +86,15 @@ async def test_a_request_waits_while_the_job_is_queued_or_running_and_is_queued_
     assert await _requests(redis) == {"u1": T0 + LOOK_AGAIN_S}  # due again a moment later
     assert (await queue.claim_due_requests(limit=10)).count == 0  # not due until then
 
-    await redis.zrem(QUEUE, job_id("u1"))  # only arq's in-progress key left: running
-    await redis.set(in_progress_key_prefix + job_id("u1"), b"1")
+    await redis.zrem(QUEUE, job_id("u1", QUEUE))  # only arq's in-progress key left: running
+    await redis.set(in_progress_key_prefix + job_id("u1", QUEUE), b"1")
     clock.now += LOOK_AGAIN_S
     assert (await queue.claim_due_requests(limit=10)).waiting == ["u1"]
 
     await _finish_job(redis, "u1")
     clock.now += LOOK_AGAIN_S
     assert (await queue.claim_due_requests(limit=10)).queued == ["u1"]
-    assert await _queued(redis) == [job_id("u1")] and await _requests(redis) == {}
+    assert await _queued(redis) == [job_id("u1", QUEUE)] and await _requests(redis) == {}
 
 
 async def test_a_starting_job_covers_the_requests_made_before_it_and_not_those_after(
@@ -91,7 +109,7 @@ async def test_a_starting_job_covers_the_requests_made_before_it_and_not_those_a
 
     await _finish_job(redis, "u1")
     assert await queue.take_recheck("u1") is None  # the job's after_job_end: served at once
-    assert await _queued(redis) == [job_id("u1")] and await _requests(redis) == {}
+    assert await _queued(redis) == [job_id("u1", QUEUE)] and await _requests(redis) == {}
 
 
 async def test_after_a_job_a_request_not_yet_due_stays_for_its_time(
@@ -112,7 +130,7 @@ async def test_a_burst_of_100_requests_is_one_job(
     clock.now += 2
     assert (await queue.claim_due_requests(limit=10)).queued == ["u1"]
     assert (await queue.claim_due_requests(limit=10)).count == 0
-    assert await _queued(redis) == [job_id("u1")]
+    assert await _queued(redis) == [job_id("u1", QUEUE)]
 
 
 async def test_claims_take_the_earliest_due_first_and_at_most_the_limit(
@@ -140,20 +158,20 @@ async def test_concurrent_claims_queue_each_request_once(redis: FakeAsyncRedis, 
     shares = await asyncio.gather(*(drain(q) for q in queues))
     everyone = [user for share in shares for user in share]
     assert sorted(everyone) == users  # once each
-    assert sorted(await _queued(redis)) == [job_id(u) for u in users]
+    assert sorted(await _queued(redis)) == [job_id(u, QUEUE) for u in users]
 
 
 async def test_an_operator_request_is_queued_at_once_due_then_or_waits_for_the_users_job(
     redis: FakeAsyncRedis, queue: RedisJobQueue, clock: Clock
 ) -> None:
     assert await queue.request("u1") is True  # no job: queued, due now
-    assert await _queued(redis) == [job_id("u1")] and await _requests(redis) == {}
+    assert await _queued(redis) == [job_id("u1", QUEUE)] and await _requests(redis) == {}
     assert await queue.request("u1") is False  # waits for that job
     assert await _requests(redis) == {"u1": T0 + LOOK_AGAIN_S}
 
     assert await queue.request("u2", delay_s=60) is True  # no job: queued, deferred by the delay
-    assert await redis.zscore(QUEUE, job_id("u2")) == (T0 + 60) * 1000
-    assert 60_000 < await redis.pttl(job_key_prefix + job_id("u2")) <= 60_000 + expires_extra_ms
+    assert await redis.zscore(QUEUE, job_id("u2", QUEUE)) == (T0 + 60) * 1000
+    assert 60_000 < await redis.pttl(job_key_prefix + job_id("u2", QUEUE)) <= 60_000 + expires_extra_ms
     assert await queue.request("u2", delay_s=90) is False  # waits for the deferred job, at its time
     assert (await _requests(redis))["u2"] == T0 + 90
     assert await queue.request("u2", delay_s=10) is False  # brought forward, still behind the job
@@ -169,7 +187,7 @@ async def test_a_request_pushed_back_while_a_job_ran_is_queued_due_at_its_time(
 ) -> None:
     await redis.zadd(REQUESTS, {"u1": T0 + 0.5})
     assert await queue.take_recheck("u1") is None  # due within LOOK_AGAIN_S: queued, not early
-    assert await redis.zscore(QUEUE, job_id("u1")) == (T0 + 0.5) * 1000
+    assert await redis.zscore(QUEUE, job_id("u1", QUEUE)) == (T0 + 0.5) * 1000
     assert await _requests(redis) == {}
 
 

@@ -25,7 +25,7 @@ def migrate(state: CliState, as_json: bool) -> None:
         settings = state.settings()
         async with open_services(settings, redis_retries=CLI_REDIS_RETRIES) as services:
             indexes = await services.maintenance.ensure_indexes()
-            risks = await services.maintenance.memory_ttl_risks()
+            risks = await services.maintenance.index_risks()
         if as_json:
             echo_report({"indexes": indexes, "risks": risks}, as_json)
         for name in [] if as_json else indexes:

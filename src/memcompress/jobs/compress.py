@@ -414,6 +414,7 @@ async def _fold(services: Services, user_id: str, lock: HeldLock, record: Compac
     record.summary_version = current.summary_version
 
     summary, version, watermark = current.memory_summary, current.summary_version, current.watermark
+    stored = summary  # the summary as stored: a write lands only over it (an app's save() makes it lose)
     summary = await _within_budget(services, user_id, summary, record)
     overrides = decision.overrides or UserOverrides()
     language = (
@@ -457,11 +458,12 @@ async def _fold(services: Services, user_id: str, lock: HeldLock, record: Compac
                 folded_refs=refs,
                 profile_ref=current.ref,
                 create=create,
+                expected_summary=stored,
             )
             if not won:
                 services.metrics.version_conflicts.inc()
                 raise _Stop(Outcome.CONFLICT, f"summary version moved past {version}; nothing trimmed")
-            version, create = version + 1, False
+            version, create, stored = version + 1, False, summary
 
             # Step 7: trim exactly what was summarised (the mark stays; see the module's step 7).
             try:
@@ -699,6 +701,7 @@ async def _repair_summary(services: Services, profile: UserProfile, record: Comp
         watermark=profile.watermark,
         folded_refs=[],
         profile_ref=profile.ref,
+        expected_summary=profile.memory_summary,  # a second save() meanwhile makes the repair lose
     )
     if not won:
         services.metrics.version_conflicts.inc()

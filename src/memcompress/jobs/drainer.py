@@ -9,9 +9,9 @@ compression. How, in steps:
    batches of ``BATCH``. The queue decides and acts on each request in one atomic step
    (:meth:`~memcompress.repositories.protocols.JobQueue.claim_due_requests`), so any number of
    processes drain together and each request is handed over once.
-2. **Queue** a request whose user has no job queued or running: job ``compress:<user_id>``, due now,
-   and the request goes in the same step. The job reads the user's history when it runs, after the
-   request (and the messages the app appended before it) was made.
+2. **Queue** a request whose user has no job queued or running: job ``compress:<user_id>`` (per queue:
+   :func:`memcompress.keys.job_id`), due now, and the request goes in the same step. The job reads the
+   user's history when it runs, after the request (and the messages the app appended before it) was made.
 3. **Wait** when the user's job is queued or running: the request stays, due again a moment later.
    A job covers exactly what was asked before it *started*: on starting it removes the user's waiting
    request (``clear_recheck`` in :mod:`memcompress.jobs.queued`). A request made after that stays, and

@@ -14,13 +14,13 @@ LIST_AT_MOST = 50
 
 
 async def store_report(services: Services) -> dict[str, Any]:
-    """What the store tells: TTL risks, dead letters, the LLM tokens of the last 24 hours, the last
-    compactions."""
+    """What the store tells: index risks (a TTL index nobody asked for, the profiles' unique index
+    missing), dead letters, the LLM tokens of the last 24 hours, the last compactions."""
     letters = await services.dead_letters.list(LIST_AT_MOST)
     recent = await services.compaction_log.recent(10)
     usage = await services.compaction_log.token_usage_since(utc_now() - timedelta(days=1))
     return {
-        "risks": await services.maintenance.memory_ttl_risks(),
+        "risks": await services.maintenance.index_risks(),
         "llm_usage_24h": asdict(usage),
         "dead_letters_count": await services.dead_letters.count(),
         "dead_letters": [letter.model_dump(mode="json") for letter in letters],

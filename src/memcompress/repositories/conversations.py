@@ -77,6 +77,7 @@ from memcompress.repositories.documents import (
 )
 from memcompress.repositories.erasures import ErasedUsers
 from memcompress.repositories.errors import HistoryChanged, MalformedDocument
+from memcompress.repositories.protocols import ANY_SUMMARY, ExpectedSummary
 from memcompress.repositories.user_profiles import SUMMARY_HISTORY, fold_state, fold_state_pipeline
 
 SUMMARY, VERSION, TRIMMED, STATE = (
@@ -555,11 +556,15 @@ class MongoConversationSummaries:
         folded_refs: Sequence[Any],
         profile_ref: Any = None,
         create: bool = False,
+        expected_summary: ExpectedSummary = ANY_SUMMARY,
     ) -> bool:
-        """The fenced write into the conversation document (``create`` is moot: the document is the
-        app's, and a conversation that is gone takes no summary)."""
+        """The fenced write into the conversation document, on the version and, given
+        ``expected_summary``, on the summary text read (``create`` is moot: the document is the app's,
+        and a conversation that is gone takes no summary)."""
         fence = expected_version if expected_version else {"$in": [0, None]}
         query: Document = {"_id": conversation_key(user_id), VERSION: fence}
+        if expected_summary is not ANY_SUMMARY:  # None matches a missing field and a null alike
+            query[SUMMARY] = expected_summary
         new_version = expected_version + 1
         pending = {"summary_version": new_version, "refs": list(folded_refs)} if folded_refs else None
         update = {

@@ -1,5 +1,5 @@
 """The compression queue on Redis: the apps' requests (a sorted set of user id -> due time), arq's
-queue of ``compress:<user_id>`` jobs, the last scan, and what ``status`` and ``forget`` read or remove
+queue of ``compress:<user_id>`` jobs (job ids per queue: :func:`memcompress.keys.job_id`), the last scan, and what ``status`` and ``forget`` read or remove
 there.
 
 A request becomes a job in one Lua script (:data:`CLAIM_SCRIPT`), so that deciding and acting are one
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -31,10 +32,10 @@ from redis.asyncio import Redis
 from memcompress.keys import (
     DEFAULT_REQUESTS_KEY,
     JOB_FUNCTION,
-    JOB_ID_PREFIX,
-    LOCK_KEY_PREFIX,
     job_id,
+    job_id_prefix,
     last_scan_key,
+    lock_key_prefix,
     paused_key,
     user_from_job_id,
 )
@@ -91,6 +92,11 @@ return 1
 """
 
 
+def _glob_escape(text: str) -> str:
+    """``text`` matched literally in a SCAN pattern (a queue name may hold ``*``, ``?`` or ``[``)."""
+    return re.sub(r"([\\*?\[\]])", r"\\\1", text)
+
+
 def health_check_key(queue_name: str, host: str, pid: int | str) -> str:
     """Each worker process writes its own health-check key (host and pid), so ``status`` shows every
     process and a probe run on a host (a pod, a container) checks that host's workers, not any worker
@@ -117,7 +123,11 @@ class RedisJobQueue:
     async def enqueue(self, user_id: str, *, delay_s: float = 0.0) -> bool:
         pool = self._redis if isinstance(self._redis, ArqRedis) else ArqRedis(self._redis.connection_pool)
         job = await pool.enqueue_job(
-            JOB_FUNCTION, user_id, _job_id=job_id(user_id), _defer_by=delay_s, _queue_name=self.name
+            JOB_FUNCTION,
+            user_id,
+            _job_id=job_id(user_id, self.name),
+            _defer_by=delay_s,
+            _queue_name=self.name,
         )
         return job is not None
 
@@ -167,7 +177,7 @@ class RedisJobQueue:
             expires_extra_ms,
         ]
         for user in users:
-            job = job_id(user)
+            job = job_id(user, self.name)
             keys += [job_key_prefix + job, in_progress_key_prefix + job]
             args += [user, job, serialize_job(JOB_FUNCTION, (user,), {}, None, now_ms)]
         queued, waiting = await self._claim_script(keys=keys, args=args)
@@ -200,7 +210,7 @@ class RedisJobQueue:
         rows = await self._redis.zrange(self.name, 0, limit - 1, withscores=True)
         return [
             {
-                "user_id": user_from_job_id(member.decode()) or member.decode(),
+                "user_id": user_from_job_id(member.decode(), self.name) or member.decode(),
                 "due_at": datetime.fromtimestamp(score / 1000, UTC).isoformat(),
                 "due": score <= now_ms,
             }
@@ -234,15 +244,14 @@ class RedisJobQueue:
         ready = await self._redis.zcount(self.name, "-inf", now * 1000)
         in_progress = sorted(
             user
-            for key in await self._keys(in_progress_key_prefix + JOB_ID_PREFIX + "*")
-            if (user := user_from_job_id(key.removeprefix(in_progress_key_prefix))) is not None
+            for key in await self._keys(_glob_escape(in_progress_key_prefix + job_id_prefix(self.name)) + "*")
+            if (user := user_from_job_id(key.removeprefix(in_progress_key_prefix), self.name)) is not None
         )
         locks = []
-        for key in await self._keys(LOCK_KEY_PREFIX + "*"):
+        lock_prefix = lock_key_prefix(self.name)
+        for key in await self._keys(_glob_escape(lock_prefix) + "*"):
             ttl_ms = await self._redis.pttl(key)
-            locks.append(
-                {"user_id": key.removeprefix(LOCK_KEY_PREFIX), "expires_in_s": round(ttl_ms / 1000, 1)}
-            )
+            locks.append({"user_id": key.removeprefix(lock_prefix), "expires_in_s": round(ttl_ms / 1000, 1)})
         return {
             "queue": self.name,
             "paused": await self.paused(),
@@ -270,7 +279,7 @@ class RedisJobQueue:
         return health
 
     async def erase_user(self, user_id: str) -> dict[str, int]:
-        job = job_id(user_id)
+        job = job_id(user_id, self.name)
         return {
             "queued_job": await self._redis.zrem(self.name, job),
             "request": await self._redis.zrem(self.requests_key, user_id),

@@ -1,5 +1,6 @@
 """Per-user locks on Redis: redis-py's ``Lock`` (a random token; extend and release are Lua scripts,
-never a bare ``DEL``), renewed in the background while held."""
+never a bare ``DEL``), renewed in the background while held. One lock per user and queue
+(:func:`memcompress.keys.lock_key`): deployments sharing a Redis never wait on each other."""
 
 from __future__ import annotations
 
@@ -53,14 +54,15 @@ class _RenewedLock:
 
 
 class RedisUserLocks:
-    def __init__(self, redis: Redis, ttl_s: float) -> None:
+    def __init__(self, redis: Redis, ttl_s: float, queue_name: str) -> None:
         self._redis = redis
         self._ttl_s = ttl_s
+        self._queue_name = queue_name
 
     @contextlib.asynccontextmanager
     async def hold(self, user_id: str, *, wait_s: float = 0.0) -> AsyncIterator[_RenewedLock]:
         lock = self._redis.lock(
-            lock_key(user_id),
+            lock_key(user_id, self._queue_name),
             timeout=self._ttl_s,
             blocking=wait_s > 0,
             blocking_timeout=wait_s or None,
@@ -75,5 +77,5 @@ class RedisUserLocks:
             await held.release()
 
     async def expires_in_s(self, user_id: str) -> float:
-        remaining_ms: int = await self._redis.pttl(lock_key(user_id))
+        remaining_ms: int = await self._redis.pttl(lock_key(user_id, self._queue_name))
         return max(remaining_ms, 0) / 1000

@@ -47,9 +47,29 @@ class MongoMaintenance:
             self._database, memory_ttl_days=self._memory_ttl_days, layout=self._layout
         )
 
-    async def memory_ttl_risks(self) -> list[str]:
+    async def index_risks(self) -> list[str]:
+        """What the store's indexes put at risk, one line each naming the fix: TTL indexes on the
+        history's collection that nobody asked for, and a missing unique index on the profiles'
+        ``user_id``."""
+        return await self._memory_ttl_risks() + await self._profile_index_risks()
+
+    async def _profile_index_risks(self) -> list[str]:
+        """The worker creates a user's profile trusting the unique index on ``user_id`` to refuse a second
+        one (the app's, or another worker's, made meanwhile): without it a user can end up with two
+        profiles, and the summary written into one of them is not the one the app reads."""
+        if USER_PROFILES not in self._collections:  # per conversation: the summary is in the conversation
+            return []
+        async for index in await self._database.collection(USER_PROFILES).list_indexes():
+            if list(index["key"]) == ["user_id"] and index.get("unique"):
+                return []
+        return [
+            f"{USER_PROFILES} has no unique index on user_id: two profiles of one user can be created, and "
+            "a summary written into the one the app does not read. Fix: memcompress migrate"
+        ]
+
+    async def _memory_ttl_risks(self) -> list[str]:
         """TTL indexes on the history's collection that nobody asked for: each deletes events whether or
-        not they were summarised. One line per index, naming it and the fix."""
+        not they were summarised."""
         risks = []
         history = self._layout.collection
         async for index in await self._database.collection(history).list_indexes():

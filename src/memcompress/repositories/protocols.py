@@ -15,7 +15,8 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from enum import Enum
+from typing import Any, Final, Literal, Protocol
 
 from memcompress.models import (
     Backlog,
@@ -31,6 +32,15 @@ from memcompress.models import (
     UserProfile,
     Watermark,
 )
+
+
+class _Unchecked(Enum):
+    ANY_SUMMARY = "any summary"
+
+
+# ``expected_summary`` of a summary write that does not check the stored text (the version alone).
+ANY_SUMMARY: Final = _Unchecked.ANY_SUMMARY
+ExpectedSummary = str | None | Literal[_Unchecked.ANY_SUMMARY]
 
 
 class UserMemoryRepository(Protocol):
@@ -111,10 +121,15 @@ class UserProfileRepository(Protocol):
         folded_refs: Sequence[Any],
         profile_ref: Any = None,
         create: bool = False,
+        expected_summary: ExpectedSummary = ANY_SUMMARY,
     ) -> bool:
         """The fenced write: the summary and ``folded_refs`` as the pending trim of the new version,
-        only if the version is still ``expected_version`` (and the document is ``profile_ref``). With
-        ``create``, a missing profile is created by this write (erase-fenced: ``UserErased``)."""
+        only if the version is still ``expected_version`` (and the document is ``profile_ref``) and,
+        given ``expected_summary`` (the summary as the run read it; None: none, a missing field or a
+        null), the stored summary is still that text. The app never bumps the version, so the text is
+        what makes a write lose to an app that saved ``memory_summary`` meanwhile; the next run's
+        overwrite repair then keeps both texts. With ``create``, a missing profile is created by this
+        write (erase-fenced: ``UserErased``)."""
         ...
 
     async def clear_pending_trim(self, user_id: str, summary_version: int) -> bool: ...
@@ -159,7 +174,10 @@ class Maintenance(Protocol):
 
     async def ensure_indexes(self) -> list[str]: ...
 
-    async def memory_ttl_risks(self) -> list[str]: ...
+    async def index_risks(self) -> list[str]:
+        """What the store's indexes put at risk (a TTL index deleting unsummarised events, a missing
+        unique index the worker relies on): one line each, naming the fix."""
+        ...
 
     async def count_user_data(self, user_id: str) -> dict[str, int]: ...
 

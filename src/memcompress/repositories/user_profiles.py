@@ -32,6 +32,7 @@ from memcompress.repositories.database import (
 from memcompress.repositories.documents import document_to_profile, valid_models
 from memcompress.repositories.erasures import ErasedUsers
 from memcompress.repositories.errors import ProfileBusy
+from memcompress.repositories.protocols import ANY_SUMMARY, ExpectedSummary
 
 SUMMARY_HISTORY = 5  # hashes of the worker's recent summaries kept on the profile
 # Keys under which `find_for_fold` returns the documents of the other collections it reads.
@@ -207,9 +208,13 @@ class MongoUserProfileRepository:
         folded_refs: Sequence[Any],
         profile_ref: Any = None,
         create: bool = False,
+        expected_summary: ExpectedSummary = ANY_SUMMARY,
     ) -> bool:
         """Store a new summary only if the version is still ``expected_version`` (fencing; a profile
-        the app created has no version yet, which counts as 0) and, given ``profile_ref``
+        the app created has no version yet, which counts as 0), given ``expected_summary`` only if
+        ``memory_summary`` is still that text (``None`` matches a missing field and a null alike: both
+        read as no summary; the app writes the summary without bumping the version), and, given
+        ``profile_ref``
         (``UserProfile.ref``), only into that very profile document: a profile created after the one
         read (after a ``forget``, say) is another document, and a summary of the erased history never
         lands in it. With ``create`` (the user had no profile when read), this write creates the
@@ -251,6 +256,8 @@ class MongoUserProfileRepository:
             query = {"user_id": user_id, "summary_version": fence}
             if profile_ref is not None:
                 query["_id"] = profile_ref
+            if expected_summary is not ANY_SUMMARY:
+                query["memory_summary"] = expected_summary
         try:
             result = await self._profiles.update_one(query, update, upsert=create)
         except DuplicateKeyError:  # the user has a profile by now: this writer lost

@@ -1,6 +1,7 @@
-"""The worker process's start-up and shut-down: services in ``ctx``, the ``/metrics`` endpoint, a
-sampler that keeps the queue-depth and dead-letter gauges current, and the drainer that turns the apps'
-compression requests into jobs (:mod:`memcompress.jobs.drainer`)."""
+"""The worker process's start-up and shut-down: services in ``ctx``, what the store's indexes put at
+risk (logged as errors at start), the ``/metrics`` endpoint, a sampler that keeps the queue-depth and
+dead-letter gauges current, and the drainer that turns the apps' compression requests into jobs
+(:mod:`memcompress.jobs.drainer`)."""
 
 from __future__ import annotations
 
@@ -32,6 +33,8 @@ def lifecycle_hooks(settings: Settings) -> tuple[Hook, Hook]:
         ctx["exit_stack"] = stack
         services = await stack.enter_async_context(open_services(settings))
         ctx["services"] = services
+        for risk in await services.maintenance.index_risks():  # the worker runs, but not safely
+            log.error("AT RISK: %s", risk)
         if settings.metrics_port:
             server, thread = start_http_server(settings.metrics_port, registry=services.metrics.registry)
             stack.callback(thread.join, 5)

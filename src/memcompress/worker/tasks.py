@@ -18,7 +18,8 @@ SCAN_FUNCTION = "scan_and_enqueue"
 async def on_job_start(ctx: dict[str, Any]) -> None:
     """arq's ``on_job_start`` runs in the task that then logs the job's start, runs it (in a task that
     inherits the context) and logs its end: every line of the job names its user and job id."""
-    set_job(user_id=user_from_job_id(ctx["job_id"]), job_id=ctx["job_id"])
+    services: Services = ctx["services"]
+    set_job(user_id=user_from_job_id(ctx["job_id"], services.queue.name), job_id=ctx["job_id"])
 
 
 async def compress_user(ctx: dict[str, Any], user_id: str) -> dict[str, Any]:
