@@ -239,15 +239,19 @@ def check(
         events_by_user.setdefault(event.user_id, []).append(event)
         owner[event.content] = event.user_id
 
-    stored_by_user: dict[str, dict[str, Any]] = {}  # user -> event_id -> _id
+    stored_by_user: dict[str, dict[str, Any]] = {}  # user -> event_id -> _id, in the live collection
+    archived_by_user: dict[str, set[Any]] = {}  # user -> event_id, in the archive (RETENTION=archive)
     well_formed_count: Counter[str] = Counter()
-    for doc in snapshot.memory + snapshot.archive:
-        if doc.get("_id") in malformed:
-            continue
-        if not is_well_formed(doc):
-            report.unexpected_malformed.append(repr(doc.get("_id")))
-            continue
-        stored_by_user.setdefault(doc["user_id"], {})[snapshot.key(doc)] = doc["_id"]
+    for docs, archived in ((snapshot.memory, False), (snapshot.archive, True)):
+        for doc in docs:
+            if doc.get("_id") in malformed:
+                continue
+            if not is_well_formed(doc):
+                report.unexpected_malformed.append(repr(doc.get("_id")))
+            elif archived:
+                archived_by_user.setdefault(doc["user_id"], set()).add(snapshot.key(doc))
+            else:
+                stored_by_user.setdefault(doc["user_id"], {})[snapshot.key(doc)] = doc["_id"]
     for doc in snapshot.memory:
         if doc.get("_id") not in malformed and is_well_formed(doc):
             well_formed_count[doc["user_id"]] += 1
@@ -255,7 +259,9 @@ def check(
     users = set(events_by_user) | set(snapshot.profiles) | set(stored_by_user)
     report.users = len(users)
     for user in sorted(users):
-        _check_user(report, user, snapshot, llm, events_by_user.get(user, []), stored_by_user, owner)
+        _check_user(
+            report, user, snapshot, llm, events_by_user.get(user, []), stored_by_user, archived_by_user, owner
+        )
 
     _check_overlaps(report, snapshot.runs, list(redis_restarts))
 
@@ -287,6 +293,7 @@ def _check_user(
     llm: FakeLLM,
     events: list[MemoryEvent],
     stored_by_user: dict[str, dict[str, Any]],
+    archived_by_user: dict[str, set[Any]],
     owner: dict[str, str],
 ) -> None:
     profile = snapshot.profiles.get(user) or {}
@@ -319,12 +326,18 @@ def _check_user(
     pending = profile.get("pending_trim") or {}
     pending_refs = {str(ref["_id"] if isinstance(ref, dict) else ref) for ref in pending.get("refs") or []}
     stored = stored_by_user.get(user, {})
+    archived = archived_by_user.get(user, set())
     for event in events:
         report.checked += 1
-        ref = stored.get(snapshot.event_key(event))
+        key = snapshot.event_key(event)
+        ref = stored.get(key)
         if in_chain[event.content] > 1:
             report.summarised_twice.append(event.content[:60])
-        if ref is not None:
+        if ref is None and key in archived:  # summarised (it must be in the chain), and kept verbatim
+            report.summarised += 1
+            if not in_chain[event.content]:
+                report.lost.append(f"archived but never summarised: {event.content[:40]}")
+        elif ref is not None:
             report.stored += 1
             if in_chain[event.content]:
                 if str(ref) in pending_refs:

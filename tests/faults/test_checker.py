@@ -135,6 +135,13 @@ def test_a_summarised_event_still_stored_needs_a_pending_trim() -> None:
     assert (report.problems(), report.pending_trim) == ({}, 1)
 
 
+def test_an_archived_event_in_the_summary_is_summarised_not_kept_by_mistake() -> None:
+    situation = Situation()
+    situation.snapshot.archive.append(situation.doc(situation.events[24]))  # RETENTION=archive
+    report = situation.check()
+    assert report.problems() == {} and report.summarised == 25
+
+
 def test_another_users_event_in_a_summary_is_reported() -> None:
     situation = Situation()
     situation.llm.exchanges[1].texts.append(situation.others[1].content)
