@@ -77,7 +77,7 @@ PROBE = "fault_probe"  # documents written just before a Mongo restart and count
 EXPECTED_FAILURES = frozenset(
     {
         "RetryableSummarizerError",
-        "RejectedOutput",
+        "RejectedAnswer",  # an empty answer, and an empty answer to its repair request
         "AutoReconnect",
         "NetworkTimeout",
         "ServerSelectionTimeoutError",
