@@ -10,6 +10,7 @@ import click
 from memcompress.cli import (
     admin_commands,
     config_commands,
+    inspect_commands,
     ops_commands,
     queue_commands,
     replay_commands,
@@ -54,6 +55,7 @@ for module in (
     user_commands,
     replay_commands,
     queue_commands,
+    inspect_commands,
     ops_commands,
     config_commands,
     admin_commands,
