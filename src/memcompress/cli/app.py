@@ -16,6 +16,7 @@ from memcompress.cli import (
     replay_commands,
     scan_commands,
     user_commands,
+    web_commands,
 )
 from memcompress.cli.context import CliState
 from memcompress.logs import setup_logging
@@ -59,6 +60,7 @@ for module in (
     ops_commands,
     config_commands,
     admin_commands,
+    web_commands,
 ):
     for command in module.COMMANDS:
         cli.add_command(command)
