@@ -10,8 +10,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from redis.asyncio import Redis
 
+from memcompress.embedded import free_port
 from memcompress.jobs import run_queued_compression
-from memcompress.keys import job_id
+from memcompress.keys import job_id, lock_key
 from memcompress.repositories.database import USER_MEMORY, MongoDatabase
 from memcompress.testing.app_documents import app_event, app_profile, app_save
 from memcompress.testing.llm_server import HTTP_400, FakeLLM
@@ -120,3 +121,30 @@ async def test_an_unknown_user_is_exit_1_with_a_hint(env: dict[str, str]) -> Non
     result = await run_cli(env, "user", "nobody-" + uuid.uuid4().hex)
     assert result.exit_code == 1
     assert "nothing stored for this id — check the id" in result.output
+
+
+async def test_a_lock_its_holder_stopped_renewing_shows_as_stale(redis: Redis, env: dict[str, str]) -> None:
+    user = f"u-{uuid.uuid4().hex[:8]}"
+    await redis.set(lock_key(user), uuid.uuid4().hex, px=3000)  # TTL 10 s, last renewed 7 s ago
+    try:
+        report = json.loads((await run_cli(env, "user", user, "--json")).output)
+    finally:
+        await redis.delete(lock_key(user))
+    assert report["lock"]["stale"] is True and report["lock"]["renewed_s_ago"] >= 6
+    assert report["profile"] is None and report["events"]["stored"] == 0
+
+
+async def test_queue_list_with_mongodb_down_lists_the_jobs_without_last_errors(env: dict[str, str]) -> None:
+    down = env | {
+        "MEMCOMPRESS_MONGODB_URI": f"mongodb://127.0.0.1:{free_port()}/?directConnection=true",
+        "MEMCOMPRESS_MONGODB_SERVER_SELECTION_TIMEOUT_MS": "300",
+    }
+    user = f"u-{uuid.uuid4().hex[:8]}"
+    assert (await run_cli(down, "enqueue", user, "--delay", "600")).exit_code == 0
+    listed = await run_cli(down, "queue", "list", "--json")
+    assert listed.exit_code == 0
+    report = json.loads(listed.output)
+    [job] = report["jobs"]
+    assert job["user_id"] == user and job["tries"] == 0 and "last_error" not in job
+    assert "cannot reach MongoDB" in report["store_error"]
+    await run_cli(down, "queue", "purge", "--yes")

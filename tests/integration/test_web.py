@@ -108,6 +108,7 @@ async def test_the_pages_show_a_dead_letter_and_a_retry_with_the_token_queues_it
     llm: FakeLLM,
     queue: str,
     web: str,
+    tmp_path: Path,
 ) -> None:
     user = f"u-{uuid.uuid4().hex[:8]}"
     await app_save(database, app_profile(user, memory_summary=SUMMARY, language="en"))
@@ -117,7 +118,7 @@ async def test_the_pages_show_a_dead_letter_and_a_retry_with_the_token_queues_it
     services = make_services(queue_name=queue, requests_key=requests_key(queue))
     llm.fail_next(HTTP_400)  # the LLM rejects the request: the user is dead-lettered
     assert (await run_queued_compression(services, user, 1)).result["outcome"] == "dead_letter"
-    shots = Path(os.environ.get("MEMCOMPRESS_TEST_SCREENSHOTS") or tempfile.mkdtemp())
+    shots = Path(os.environ.get("MEMCOMPRESS_TEST_SCREENSHOTS") or tmp_path)
 
     overview = browse(web + "/", screenshot=shots / "web-overview.png")
     dead = browse(web + "/dead", screenshot=shots / "web-dead-letters.png")
