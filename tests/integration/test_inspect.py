@@ -71,7 +71,7 @@ async def test_user_shows_what_happened_to_a_user_whose_llm_failed(
     decision = await run_queued_compression(services, user, 1)
     assert decision.result["outcome"] == "dead_letter"
     assert await services.queue.request(user) is True
-    await redis.set(f"arq:retry:{job_id(user)}", 2)  # two tries started (arq counts them there)
+    await redis.set(f"arq:retry:{job_id(user, queue)}", 2)  # two tries started (arq counts them there)
     try:
         async with services.locks.hold(user):
             result = await run_cli(env, "user", user, "--json")
@@ -79,7 +79,7 @@ async def test_user_shows_what_happened_to_a_user_whose_llm_failed(
             listed = await run_cli(env, "queue", "list", "--json")
             listed_text = await run_cli(env, "queue", "list")
     finally:
-        await redis.delete(f"arq:retry:{job_id(user)}", f"arq:job:{job_id(user)}")
+        await redis.delete(f"arq:retry:{job_id(user, queue)}", f"arq:job:{job_id(user, queue)}")
 
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
@@ -123,13 +123,15 @@ async def test_an_unknown_user_is_exit_1_with_a_hint(env: dict[str, str]) -> Non
     assert "nothing stored for this id — check the id" in result.output
 
 
-async def test_a_lock_its_holder_stopped_renewing_shows_as_stale(redis: Redis, env: dict[str, str]) -> None:
+async def test_a_lock_its_holder_stopped_renewing_shows_as_stale(
+    redis: Redis, env: dict[str, str], queue: str
+) -> None:
     user = f"u-{uuid.uuid4().hex[:8]}"
-    await redis.set(lock_key(user), uuid.uuid4().hex, px=3000)  # TTL 10 s, last renewed 7 s ago
+    await redis.set(lock_key(user, queue), uuid.uuid4().hex, px=3000)  # TTL 10 s, last renewed 7 s ago
     try:
         report = json.loads((await run_cli(env, "user", user, "--json")).output)
     finally:
-        await redis.delete(lock_key(user))
+        await redis.delete(lock_key(user, queue))
     assert report["lock"]["stale"] is True and report["lock"]["renewed_s_ago"] >= 6
     assert report["profile"] is None and report["events"]["stored"] == 0
 

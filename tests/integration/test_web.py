@@ -134,15 +134,15 @@ async def test_the_pages_show_a_dead_letter_and_a_retry_with_the_token_queues_it
         assert TOKEN not in html
     assert (shots / "web-user.png").stat().st_size > 0
 
-    job = f"arq:job:{job_id(user)}"
+    job = f"arq:job:{job_id(user, queue)}"
     try:
         assert post(web + "/actions/retry", {"user_id": user}) == 403
         assert post(web + "/actions/retry", {"user_id": user, "token": "wrong"}) == 403
-        assert await redis.zscore(queue, job_id(user)) is None  # refused: nothing queued
+        assert await redis.zscore(queue, job_id(user, queue)) is None  # refused: nothing queued
         assert post(web + "/actions/retry", {"user_id": user, "token": TOKEN}) == 303
 
         async def queued() -> bool:
-            return await redis.zscore(queue, job_id(user)) is not None
+            return await redis.zscore(queue, job_id(user, queue)) is not None
 
         await eventually(queued, within_s=5)
         assert "queue paused" not in browse(web + "/")

@@ -219,7 +219,7 @@ class RedisJobQueue:
         ]
 
     async def user_job(self, user_id: str) -> dict[str, Any]:
-        job = job_id(user_id)
+        job = job_id(user_id, self.name)
         due_ms = await self._redis.zscore(self.name, job)
         request_due = await self._redis.zscore(self.requests_key, user_id)
         keys = await self._job_keys(job)

@@ -78,7 +78,7 @@ class RedisUserLocks:
             await held.release()
 
     async def holder(self, user_id: str) -> dict[str, Any] | None:
-        key = lock_key(user_id)
+        key = lock_key(user_id, self._queue_name)
         if not await self._redis.exists(key):  # the token: present while someone holds the lock
             return None
         remaining_s = max(await self._redis.pttl(key), 0) / 1000
