@@ -282,6 +282,9 @@ class FakeDeadLetters:
     async def list(self, limit: int = 100) -> list[DeadLetter]:
         return list(self.letters.values())[:limit]
 
+    async def find(self, user_id: str) -> DeadLetter | None:
+        return self.letters.get(user_id)
+
     async def count(self) -> int:
         return len(self.letters)
 
@@ -346,6 +349,9 @@ class FakeLocks:
 
     async def expires_in_s(self, user_id: str) -> float:
         return 0.0
+
+    async def holder(self, user_id: str) -> dict[str, Any] | None:
+        return {"expires_in_s": 0.0, "renewed_s_ago": 0.0, "stale": False} if user_id in self.held else None
 
 
 class FakeQueue:
@@ -423,9 +429,23 @@ class FakeQueue:
         return count
 
     async def jobs(self, limit: int) -> list[dict[str, Any]]:
-        return [{"user_id": user, "due_at": "", "due": delay == 0} for user, delay in self.queued.items()][
-            :limit
-        ]
+        return [{"user_id": user} | self._job(delay) for user, delay in self.queued.items()][:limit]
+
+    async def user_job(self, user_id: str) -> dict[str, Any]:
+        delay = self.queued.get(user_id)
+        due = self.requests.get(user_id)
+        return {"job": None if delay is None else self._job(delay), "request_due_at": due}
+
+    @staticmethod
+    def _job(delay: float) -> dict[str, Any]:
+        return {
+            "due_at": "",
+            "due": delay == 0,
+            "running": False,
+            "tries": 0,
+            "enqueued_at": None,
+            "age_s": None,
+        }
 
     async def waiting_requests(self, limit: int) -> list[dict[str, Any]]:
         return []

@@ -39,7 +39,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("memcompress.repositories", "memcompress.summarizers"),
     ("memcompress.jobs",),
     ("memcompress.bootstrap",),
-    ("memcompress.worker", "memcompress.cli", "memcompress.demo", "memcompress.__main__"),
+    ("memcompress.worker", "memcompress.cli", "memcompress.web", "memcompress.demo", "memcompress.__main__"),
     ("memcompress.testing",),  # test support: tests and benchmarks only
 ]
 # What a module outside the adapter packages and the composition root may import from them.

@@ -10,11 +10,13 @@ import click
 from memcompress.cli import (
     admin_commands,
     config_commands,
+    inspect_commands,
     ops_commands,
     queue_commands,
     replay_commands,
     scan_commands,
     user_commands,
+    web_commands,
 )
 from memcompress.cli.context import CliState
 from memcompress.logs import setup_logging
@@ -54,9 +56,11 @@ for module in (
     user_commands,
     replay_commands,
     queue_commands,
+    inspect_commands,
     ops_commands,
     config_commands,
     admin_commands,
+    web_commands,
 ):
     for command in module.COMMANDS:
         cli.add_command(command)

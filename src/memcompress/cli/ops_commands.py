@@ -4,11 +4,14 @@ dead letters (``dead list|retry|delete``)."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import click
 
 from memcompress.bootstrap import open_queue, open_services
 from memcompress.cli.context import CLI_REDIS_RETRIES, EXIT_FAILED, CliState, run
+from memcompress.jobs.inspect import queued_jobs
+from memcompress.repositories.errors import StoreUnavailable
 
 LIST_AT_MOST = 1000
 
@@ -68,8 +71,17 @@ def queue_list(state: CliState, limit: int, as_json: bool) -> None:
     that no worker has taken yet."""
 
     async def work() -> int:
-        async with open_queue(state.settings(), CLI_REDIS_RETRIES) as queue:
-            jobs, depth, paused = await queue.jobs(limit), await queue.depth(), await queue.paused()
+        settings = state.settings()
+        try:  # the last errors are in MongoDB; without it the queue is still listed
+            async with open_services(settings, redis_retries=CLI_REDIS_RETRIES) as services:
+                jobs = await queued_jobs(services.queue, services.compaction_log, limit)
+            store_error = None
+        except StoreUnavailable as error:
+            store_error = str(error)
+        async with open_queue(settings, CLI_REDIS_RETRIES) as queue:
+            if store_error is not None:
+                jobs = await queued_jobs(queue, None, limit)
+            depth, paused = await queue.depth(), await queue.paused()
             requests = await queue.waiting_requests(limit)
         report = {
             "queue": queue.name,
@@ -77,15 +89,24 @@ def queue_list(state: CliState, limit: int, as_json: bool) -> None:
             "queue_depth": depth,
             "jobs": jobs,
             "requests": requests,
-        }
+        } | ({"store_error": store_error} if store_error else {})
         lines = [f"queue {queue.name}: {depth} jobs{' (paused)' if paused else ''}"]
-        lines += [f"  {j['user_id']}  {'due' if j['due'] else 'deferred to'} {j['due_at']}" for j in jobs]
+        lines += [_job_line(j) for j in jobs]
+        lines += [f"store: {store_error} (last errors not shown)"] if store_error else []
         lines += [f"requests waiting: {len(requests)}"]
         lines += [f"  {r['user_id']}  {'due' if r['due'] else 'due at'} {r['due_at']}" for r in requests]
         _print(report, as_json, lines)
         return 0
 
     run(state, work())
+
+
+def _job_line(job: dict[str, Any]) -> str:
+    when = "running" if job["running"] else ("due" if job["due"] else "deferred to") + f" {job['due_at']}"
+    age = f", queued {job['age_s']}s ago" if job["age_s"] is not None else ""
+    error = job.get("last_error")
+    last = f", last error {error['error_class']}: {error['reason']}" if error else ""
+    return f"  {job['user_id']}  {when}, tries {job['tries']}{age}{last}"
 
 
 @queue_group.command("purge")

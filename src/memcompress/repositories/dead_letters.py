@@ -31,6 +31,15 @@ class MongoDeadLetters:
         docs = await self._letters.find().sort([("failed_at", -1), ("_id", 1)]).limit(limit).to_list()
         return valid_models(DeadLetter, DEAD_LETTERS, docs, self._metrics)
 
+    async def find(self, user_id: str) -> DeadLetter | None:
+        letters = valid_models(
+            DeadLetter,
+            DEAD_LETTERS,
+            [doc] if (doc := await self._letters.find_one({"_id": user_id})) else [],
+            self._metrics,
+        )
+        return letters[0] if letters else None
+
     async def count(self) -> int:
         return await self._letters.count_documents({})
 

@@ -26,7 +26,7 @@ from arq.constants import (
     job_key_prefix,
     retry_key_prefix,
 )
-from arq.jobs import serialize_job
+from arq.jobs import DeserializationError, deserialize_job_raw, serialize_job
 from redis.asyncio import Redis
 
 from memcompress.keys import (
@@ -214,8 +214,42 @@ class RedisJobQueue:
                 "due_at": datetime.fromtimestamp(score / 1000, UTC).isoformat(),
                 "due": score <= now_ms,
             }
+            | await self._job_keys(member.decode())
             for member, score in rows
         ]
+
+    async def user_job(self, user_id: str) -> dict[str, Any]:
+        job = job_id(user_id, self.name)
+        due_ms = await self._redis.zscore(self.name, job)
+        request_due = await self._redis.zscore(self.requests_key, user_id)
+        keys = await self._job_keys(job)
+        shown: dict[str, Any] = {"job": None, "request_due_at": None}
+        if due_ms is not None or keys["running"]:
+            due_at = None if due_ms is None else datetime.fromtimestamp(due_ms / 1000, UTC).isoformat()
+            shown["job"] = {"due_at": due_at} | keys
+        if request_due is not None:
+            shown["request_due_at"] = datetime.fromtimestamp(request_due, UTC).isoformat()
+        return shown
+
+    async def _job_keys(self, job: str) -> dict[str, Any]:
+        """What arq's keys tell of one job: running (its in-progress key), tries started (its retry
+        key), and when it was queued (in its payload) and how long ago."""
+        payload = await self._redis.get(job_key_prefix + job)
+        tries = await self._redis.get(retry_key_prefix + job)
+        enqueued_ms: int | None = None
+        if payload is not None:
+            try:
+                enqueued_ms = deserialize_job_raw(payload)[4]
+            except DeserializationError:  # written by something else than arq: its time is unknown
+                enqueued_ms = None
+        return {
+            "running": bool(await self._redis.exists(in_progress_key_prefix + job)),
+            "tries": int(tries) if tries is not None else 0,
+            "enqueued_at": None
+            if enqueued_ms is None
+            else datetime.fromtimestamp(enqueued_ms / 1000, UTC).isoformat(),
+            "age_s": None if enqueued_ms is None else round(self._clock() - enqueued_ms / 1000, 1),
+        }
 
     async def waiting_requests(self, limit: int) -> list[dict[str, Any]]:
         now = self._clock()

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 from redis.asyncio import Redis
 from redis.asyncio.lock import Lock
@@ -75,6 +76,18 @@ class RedisUserLocks:
             yield held
         finally:
             await held.release()
+
+    async def holder(self, user_id: str) -> dict[str, Any] | None:
+        key = lock_key(user_id, self._queue_name)
+        if not await self._redis.exists(key):  # the token: present while someone holds the lock
+            return None
+        remaining_s = max(await self._redis.pttl(key), 0) / 1000
+        renewed_s_ago = max(self._ttl_s - remaining_s, 0.0)
+        return {
+            "expires_in_s": round(remaining_s, 1),
+            "renewed_s_ago": round(renewed_s_ago, 1),
+            "stale": renewed_s_ago > self._ttl_s / 2,
+        }
 
     async def expires_in_s(self, user_id: str) -> float:
         remaining_ms: int = await self._redis.pttl(lock_key(user_id, self._queue_name))

@@ -164,6 +164,8 @@ class DeadLetters(Protocol):
 
     async def list(self, limit: int = 100) -> list[DeadLetter]: ...
 
+    async def find(self, user_id: str) -> DeadLetter | None: ...
+
     async def count(self) -> int: ...
 
     async def remove(self, user_id: str) -> bool: ...
@@ -212,6 +214,14 @@ class UserLocks(Protocol):
 
     async def expires_in_s(self, user_id: str) -> float:
         """Seconds until the user's lock expires (0 when it is free)."""
+        ...
+
+    async def holder(self, user_id: str) -> dict[str, Any] | None:
+        """The user's lock as Redis holds it (None when it is free): ``{"expires_in_s",
+        "renewed_s_ago", "stale"}``. A live holder renews it every third of its TTL; ``stale`` says it
+        has not been renewed for longer than half of it (the holder stopped or was killed; it expires
+        on its own). Both are read against this process's TTL (``MEMCOMPRESS_LOCK_TTL_S``), which is
+        the workers' when they share the settings."""
         ...
 
 
@@ -309,7 +319,14 @@ class JobQueue(Protocol):
         ...
 
     async def jobs(self, limit: int) -> list[dict[str, Any]]:
-        """Queued jobs, soonest first: ``{"user_id", "due_at" (ISO), "due": bool}``."""
+        """Queued jobs, soonest first: ``{"user_id", "due_at" (ISO), "due": bool, "running": bool,
+        "tries": int (started so far), "enqueued_at" (ISO or None), "age_s" (since queued, or None)}``."""
+        ...
+
+    async def user_job(self, user_id: str) -> dict[str, Any]:
+        """The user's job, queued or running (``{"due_at", "running", "tries", "enqueued_at", "age_s"}``,
+        None when there is none), and its waiting request's due time (ISO; None when none waits):
+        ``{"job", "request_due_at"}``."""
         ...
 
     async def waiting_requests(self, limit: int) -> list[dict[str, Any]]:
