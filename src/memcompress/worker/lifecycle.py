@@ -1,6 +1,8 @@
 """The worker process's start-up and shut-down: services in ``ctx``, the ``/metrics`` endpoint, a
 sampler that keeps the queue-depth and dead-letter gauges current, and the drainer that turns the apps'
-compression requests into jobs (:mod:`memcompress.jobs.drainer`)."""
+compression requests into jobs (:mod:`memcompress.jobs.drainer`). Every MongoDB command's
+duration goes to ``ctx[STORE_COMMAND_OBSERVER]`` when the worker put one there (the job limit's
+latency samples, :mod:`memcompress.worker.runner`)."""
 
 from __future__ import annotations
 
@@ -21,6 +23,9 @@ from memcompress.settings import Settings
 log = logging.getLogger(__name__)
 
 SAMPLE_EVERY_S = 5.0
+STORE_COMMAND_OBSERVER = (
+    "store_command_observer"  # ctx key: called with each store command's name and seconds
+)
 Hook = Callable[[dict[str, Any]], Awaitable[None]]
 
 
@@ -30,7 +35,9 @@ def lifecycle_hooks(settings: Settings) -> tuple[Hook, Hook]:
     async def on_startup(ctx: dict[str, Any]) -> None:
         stack = contextlib.AsyncExitStack()
         ctx["exit_stack"] = stack
-        services = await stack.enter_async_context(open_services(settings))
+        services = await stack.enter_async_context(
+            open_services(settings, on_store_command=ctx.get(STORE_COMMAND_OBSERVER))
+        )
         ctx["services"] = services
         if settings.metrics_port:
             server, thread = start_http_server(settings.metrics_port, registry=services.metrics.registry)
