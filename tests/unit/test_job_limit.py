@@ -13,16 +13,25 @@ def feed(limit: AdaptiveJobLimit, seconds: float, *, in_flight: int | None = Non
         limit.observe("find", seconds, limit.limit if in_flight is None else in_flight)
 
 
-def test_it_starts_low_and_grows_to_max_jobs_while_the_store_keeps_its_latency() -> None:
+def test_it_starts_low_and_doubles_to_max_jobs_while_the_store_keeps_its_latency() -> None:
     limit = AdaptiveJobLimit(16)
-    assert limit.limit == INITIAL_LIMIT
+    assert limit.limit == INITIAL_LIMIT == 4
     seen = [limit.limit]
-    for _ in range(10):
+    for _ in range(3):
         feed(limit, 0.010)
         seen.append(limit.limit)
-    assert seen == sorted(seen) and seen[-1] == 16
+    assert seen == [4, 8, 16, 16]
     feed(limit, 0.010, windows=20)
     assert limit.limit == 16  # never past max_jobs
+
+
+def test_after_its_first_fall_it_grows_by_about_its_square_root() -> None:
+    limit = AdaptiveJobLimit(64, initial=32)
+    feed(limit, 0.010)  # the baseline; 32 -> 64
+    feed(limit, 0.040)  # 4x: halved to 32
+    assert limit.limit == 32
+    feed(limit, 0.010)
+    assert limit.limit == 37  # 32 + sqrt(32)
 
 
 def test_a_max_jobs_under_the_initial_limit_is_where_it_starts() -> None:
@@ -74,13 +83,12 @@ def test_each_command_is_measured_against_its_own_baseline() -> None:
 
 
 def test_one_slow_command_in_a_window_is_not_a_slow_store() -> None:
-    limit = AdaptiveJobLimit(16, initial=8)
-    feed(limit, 0.010)
-    before = limit.limit
-    for _ in range(5):
+    limit = AdaptiveJobLimit(64, initial=8)
+    feed(limit, 0.010, in_flight=0)  # the baseline
+    for _ in range(2):
         for i in range(limit.window):
             limit.observe("find", 1.0 if i == 0 else 0.010, limit.limit)  # the odd stall of a busy machine
-    assert limit.limit > before
+    assert limit.limit == 32  # still doubling
 
 
 def test_it_settles_near_what_a_saturated_store_can_serve() -> None:

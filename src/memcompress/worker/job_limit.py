@@ -12,9 +12,9 @@ What it guarantees:
 - ``limit`` is always an integer from 1 to ``max_jobs``; it starts at ``min(max_jobs, INITIAL_LIMIT)``.
 - It falls, at most to half per window, when the store's commands take more than ``tolerance`` times
   what each of them takes on a store that is not queueing; it never falls while they do not.
-- It grows (by about the square root of the limit per window) only while the latency is within
-  ``tolerance`` and the process uses at least half of its limit: a process that does not use its
-  limit learns nothing about a larger one.
+- It grows only while the latency is within ``tolerance`` and the process uses at least half of its
+  limit (a process that does not use its limit learns nothing about a larger one): doubling per
+  window until it first falls (a slow start, as TCP's), then by about its square root per window.
 - It is a pure function of the samples and in-flight counts it is given, in order: no clock, no
   randomness (so its tests are exact). The worker feeds it every MongoDB command's duration (timed by
   the client, :class:`memcompress.repositories.command_timing.CommandTimer`).
@@ -30,7 +30,8 @@ How, in steps:
 2. Every ``window`` samples, the median of their ratios (duration ÷ baseline) is the window's
    latency ratio; the median ignores the odd slow command of a busy machine.
 3. ``gradient = clamp(tolerance / ratio, 0.5, 1)``; the limit becomes ``limit × gradient``, and when
-   the gradient is 1 and at least half the limit was in use, ``+ sqrt(limit)``; then it is clamped.
+   the gradient is 1 and at least half the limit was in use, ``+ limit`` before it first fell,
+   ``+ sqrt(limit)`` after; then it is clamped.
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ class AdaptiveJobLimit:
         self._baselines: dict[str, float] = {}
         self._ratios: list[float] = []
         self._busiest = 0  # the most jobs in flight seen during the window
+        self._slow_start = True  # until the limit first falls
 
     @property
     def limit(self) -> int:
@@ -86,6 +88,8 @@ class AdaptiveJobLimit:
     def _decide(self, ratio: float, busiest: int) -> None:
         gradient = min(1.0, max(MIN_GRADIENT, self.tolerance / ratio)) if ratio > 0 else 1.0
         limit = self._limit * gradient
-        if gradient == 1.0 and busiest * 2 >= self.limit:
-            limit += math.sqrt(limit)
+        if gradient < 1.0:
+            self._slow_start = False
+        elif busiest * 2 >= self.limit:
+            limit += limit if self._slow_start else math.sqrt(limit)
         self._limit = min(float(self.max_jobs), max(1.0, limit))
