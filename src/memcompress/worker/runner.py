@@ -85,6 +85,9 @@ class MemcompressWorker(Worker):
         self._wake.clear()
         self._found_due = False
         self.max_jobs = self.job_limit.limit
+        services = self.ctx.get("services")
+        if services is not None:
+            services.metrics.job_limit.set(self.max_jobs)
         await super()._poll_iteration()
         self.next_poll_s = self.busy_poll_s if self._found_due else min(self.next_poll_s * 2, IDLE_POLL_S)
 
