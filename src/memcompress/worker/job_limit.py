@@ -22,11 +22,12 @@ What it guarantees:
 How, in steps:
 
 1. Every store command's duration is compared with that command's own baseline (a 30 ms delete and a
-   2 ms lookup count alike): the baseline follows a faster sample at once (halfway per sample) and a
-   slower one only while the process runs one job under a limit of one, i.e. when its own load
-   cannot be what made the command slow. So it stays what the command costs without queueing while
-   the limit holds a queue at the tolerance, and a store that became slower for good (or busy with
-   other processes' work) is learnt once the limit has fallen to one.
+   2 ms lookup count alike): the baseline follows a faster sample by a quarter of the difference (a
+   low quantile, not the single luckiest sample of a busy machine) and a slower one only while the
+   process runs one job under a limit of one, when its own load cannot be what made the command slow:
+   halfway per sample. So it stays what the command costs without queueing while the limit holds a
+   queue at the tolerance, and a store that became slower for good (or busy with other processes'
+   work) is learnt once the limit has fallen to one.
 2. Every ``window`` samples, the median of their ratios (duration ÷ baseline) is the window's
    latency ratio; the median ignores the odd slow command of a busy machine.
 3. ``gradient = clamp(tolerance / ratio, 0.5, 1)``; the limit becomes ``limit × gradient``, and when
@@ -41,7 +42,7 @@ import statistics
 
 INITIAL_LIMIT = 4  # a new process starts here (or at MAX_JOBS if lower), then grows while the store keeps up
 WINDOW_SAMPLES = 8  # store commands per decision: about one single-chunk fold's
-TOLERANCE = 2.0  # the latency ratio over which the limit falls: about one command queued ahead of each
+TOLERANCE = 3.0  # the latency ratio over which the limit falls: commands queued ahead, past the noise
 MIN_GRADIENT = 0.5  # the limit falls at most to half per window
 
 
@@ -76,7 +77,9 @@ class AdaptiveJobLimit:
         baseline = self._baselines.get(command)
         if baseline is None or baseline <= 0:
             baseline = self._baselines[command] = seconds
-        elif seconds < baseline or (self.limit == 1 and in_flight <= 1):
+        elif seconds < baseline:
+            self._baselines[command] = baseline + (seconds - baseline) / 4
+        elif self.limit == 1 and in_flight <= 1:
             self._baselines[command] = baseline + (seconds - baseline) / 2
         self._ratios.append(seconds / baseline if baseline > 0 else 1.0)
         self._busiest = max(self._busiest, in_flight)
