@@ -10,7 +10,9 @@ MEMCOMPRESS_BENCH_MONGODB_URI / MEMCOMPRESS_BENCH_REDIS_URL). Numbers depend on 
 whatever else runs on it: they are printed, never asserted.
 
 ``--json PATH`` writes one object computed from this run's rows (see :func:`headline`): the ratio to
-the TL-08 design at 16 jobs, the fraction of the ideal users/s at 1 and 4 jobs, the store operations
+the TL-08 design at 16 jobs, the fraction of the ideal users/s at 1 and 4 jobs, how far throughput
+falls at the most processes × jobs from the best configuration (``collapse_ratio``), the store's CPU
+per user against TL-08's, the fraction of the ideal at 16 jobs with a 2 s LLM, the store operations
 of one single-chunk user, the peak RSS growth from a 1k- to a 100k-event history (full runs only;
 null with ``--quick``), how much cheaper the incremental scan is than the full one at 100k events,
 the users/s of ``memcompress demo`` in its own configuration (null when it failed), and the
@@ -30,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 BENCH = Path(__file__).resolve().parent
+SLOW_LATENCY_S = 2.0  # throughput.py's --slow-latency default: the store is not the limit there
 
 
 def steps(quick: bool, chart: Path | None, rows: Path) -> list[tuple[str, list[str]]]:
@@ -59,16 +62,38 @@ def _rows(rows: Path, name: str) -> list[dict[str, Any]]:
     return loaded
 
 
-def _ours(throughput: list[dict[str, Any]], max_jobs: int) -> dict[str, Any] | None:
-    """The product's own row (one process, the default poll delay, 200 ms-class latency) at ``max_jobs``."""
-    return next(
-        (
-            r
-            for r in throughput
-            if r["design"] == "ours" and r["processes"] == 1 and r["max_jobs"] == max_jobs and r["latency_s"]
-        ),
-        None,
-    )
+def _ours_at(throughput: list[dict[str, Any]], latency_s: float | None) -> list[dict[str, Any]]:
+    """The product's own rows (the default poll delay) measured at ``latency_s``."""
+    return [r for r in throughput if r["design"] == "ours" and latency_s and r["latency_s"] == latency_s]
+
+
+def _ours(rows: list[dict[str, Any]], max_jobs: int) -> dict[str, Any] | None:
+    """The row of one process at ``max_jobs``."""
+    return next((r for r in rows if r["processes"] == 1 and r["max_jobs"] == max_jobs), None)
+
+
+def _collapse_ratio(rows: list[dict[str, Any]]) -> float | None:
+    """Best users/s of any processes × jobs ÷ users/s at the most processes × jobs (1.0: no collapse)."""
+    if not rows:
+        return None
+    largest = max(rows, key=lambda r: (r["processes"] * r["max_jobs"], r["processes"]))
+    best = max(r["users_per_s"] for r in rows)
+    return round(best / largest["users_per_s"], 2) if largest["users_per_s"] else None
+
+
+def _store_ms_per_user(row: dict[str, Any] | None) -> float | None:
+    if row is None or row.get("mongo_cpu_s") is None or not row["compressed"]:
+        return None
+    return float(row["mongo_cpu_s"]) * 1000 / int(row["compressed"])
+
+
+def _fraction_of_ideal_in_span(row: dict[str, Any] | None) -> float | None:
+    """Users/s between the first job's start and the last one's end ÷ the ideal: the steady rate,
+    without the worker process's start-up and exit."""
+    if row is None or not row["latency_s"] or not row.get("job_span_s"):
+        return None
+    ideal = row["processes"] * row["max_jobs"] / row["latency_s"]
+    return round(row["compressed"] / row["job_span_s"] / ideal, 3)
 
 
 def _fraction_of_ideal(row: dict[str, Any] | None) -> float | None:
@@ -81,7 +106,10 @@ def headline(rows: Path, load_before: str, load_after: str) -> dict[str, Any]:
     """The machine-readable result, every number computed from the rows the scripts wrote."""
     throughput = _rows(rows, "throughput")
     tl08 = next((r for r in throughput if r["design"] == "tl08" and r["latency_s"]), None)
-    j16 = _ours(throughput, 16)
+    ours = _ours_at(throughput, tl08["latency_s"] if tl08 else None)
+    j16 = _ours(ours, 16)
+    slow = _ours(_ours_at(throughput, SLOW_LATENCY_S), 16)
+    ours_ms, tl08_ms = _store_ms_per_user(j16), _store_ms_per_user(tl08)
     single_chunk = next((r for r in _rows(rows, "per_user_cost") if r["chunks"] == 1), None)
     fold = {r["events"]: r["rss_peak_mb"] - r["rss_baseline_mb"] for r in _rows(rows, "fold_memory")}
     scan = {r["events"]: r for r in _rows(rows, "scan")}
@@ -89,8 +117,12 @@ def headline(rows: Path, load_before: str, load_after: str) -> dict[str, Any]:
     demo = next((r for r in _rows(rows, "demo_rate") if r["exit"] == 0), None)
     return {
         "ratio_vs_tl08_j16": round(j16["users_per_s"] / tl08["users_per_s"], 2) if j16 and tl08 else None,
-        "fraction_of_ideal_j1": _fraction_of_ideal(_ours(throughput, 1)),
-        "fraction_of_ideal_j4": _fraction_of_ideal(_ours(throughput, 4)),
+        "fraction_of_ideal_j1": _fraction_of_ideal(_ours(ours, 1)),
+        "fraction_of_ideal_j4": _fraction_of_ideal(_ours(ours, 4)),
+        "collapse_ratio": _collapse_ratio(ours),
+        "store_cpu_ms_per_user_vs_tl08": round(ours_ms / tl08_ms, 2) if ours_ms and tl08_ms else None,
+        "fraction_of_ideal_j16_slow_llm": _fraction_of_ideal_in_span(slow),
+        "fraction_of_ideal_j16_slow_llm_wall": _fraction_of_ideal(slow),
         "store_ops_per_user": single_chunk["round_trips"] if single_chunk else None,
         "rss_growth_mb_1k_100k": round(fold[100_000] - fold[1000], 1)
         if 1000 in fold and 100_000 in fold

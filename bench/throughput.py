@@ -63,6 +63,7 @@ KEEP_LAST = 20
 WORKER_WAIT_S = 1800
 # What the worker uses when MEMCOMPRESS_POLL_DELAY_S is not set (the "ours" rows).
 PRODUCT_POLL_DELAY_S = float(Settings.model_fields["poll_delay_s"].default)
+SLOW_MAX_JOBS = 16  # the slow-LLM row's MAX_JOBS
 ARQ_DEFAULT_POLL_DELAY_S = 0.5  # arq's own default: the worker's behaviour before the setting existed
 
 
@@ -298,6 +299,8 @@ class Plan:
     processes: list[int]
     mongo_only: bool
     poll_delays: list[float]
+    slow_latency_s: float | None = None  # one more row: P=1 J=16, the LLM this slow
+    slow_users: int = 200
 
 
 async def run(plan: Plan) -> list[Row]:
@@ -325,6 +328,11 @@ async def run(plan: Plan) -> list[Row]:
                             )
                         )
                         report(rows[-1])
+            if plan.slow_latency_s:
+                llm.latency_s = plan.slow_latency_s
+                tag = uuid.uuid4().hex[:6]
+                rows.append(await run_ours(servers, llm, plan.slow_users, plan.events, 1, SLOW_MAX_JOBS, tag))
+                report(rows[-1])
             if plan.mongo_only:
                 llm.latency_s = 0.0
                 rows.append(await run_baseline(servers, llm, plan.users, plan.events, uuid.uuid4().hex[:6]))
@@ -500,6 +508,13 @@ def main() -> None:
         help="what-if rows with MEMCOMPRESS_POLL_DELAY_S set to these, s"
         f" (default {ARQ_DEFAULT_POLL_DELAY_S:g} = arq's own default; --quick: none)",
     )
+    parser.add_argument(
+        "--slow-latency",
+        type=float,
+        default=2.0,
+        help=f"one more row: 1 process at J={SLOW_MAX_JOBS}, 200 users, the LLM this slow, s"
+        " (default 2; 0: none)",
+    )
     parser.add_argument("--quick", action="store_true", help="fewer users, no latency-0 or what-if pass")
     parser.add_argument("--no-mongo-only", action="store_true", help="skip the latency-0 pass")
     parser.add_argument("--chart", type=Path, help="draw users/s vs max_jobs to this PNG")
@@ -526,6 +541,7 @@ def main() -> None:
         poll_delays=args.poll_delay
         if args.poll_delay is not None
         else ([] if args.quick else [ARQ_DEFAULT_POLL_DELAY_S]),
+        slow_latency_s=args.slow_latency or None,
     )
     rows = asyncio.run(run(plan))
     print()

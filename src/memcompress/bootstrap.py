@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING
 
 from redis.asyncio import Redis
@@ -188,14 +188,18 @@ async def open_services(
     metrics: Metrics | None = None,
     summarizer: Summarizer | None = None,
     redis_retries: int = REDIS_RETRIES,
+    on_store_command: Callable[[str, float], None] | None = None,
 ) -> AsyncIterator[Services]:
     """Connect Mongo and Redis (pinging both), build every service; close them all on exit.
 
     Long-running workers ride out Redis restarts (``REDIS_RETRIES``); the CLI asks for few retries so
-    that a wrong URL fails in seconds."""
+    that a wrong URL fails in seconds. ``on_store_command`` is called with every MongoDB command's name
+    and duration in seconds (the worker's job limit follows them)."""
+    from memcompress.repositories.command_timing import CommandTimer
     from memcompress.repositories.database import MongoDatabase
 
-    database = MongoDatabase.from_settings(settings)
+    timers = [CommandTimer(on_store_command)] if on_store_command else []
+    database = MongoDatabase.from_settings(settings, event_listeners=timers)
     await database.connect()
     redis = connect_redis(settings, redis_retries)
     summarizer = summarizer or build_summarizer(settings)

@@ -130,6 +130,11 @@ class Metrics:
         self.jobs_in_progress = Gauge(
             "memcompress_jobs_in_progress", "Jobs running in this process.", registry=r
         )
+        self.job_limit = Gauge(
+            "memcompress_job_limit",
+            "Jobs this worker process may run at once now: 1 to MAX_JOBS, following the store's latency.",
+            registry=r,
+        )
         self.queue_depth = Gauge(
             "memcompress_queue_depth", "Jobs waiting in the queue (sampled by the worker).", registry=r
         )

@@ -48,21 +48,28 @@ def test_the_headline_is_computed_from_the_rows_the_scripts_wrote(tmp_path: Path
     run_all = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(run_all)
 
-    def ours(max_jobs: int, users_per_s: float, design: str = "ours") -> dict[str, object]:
+    def ours(
+        max_jobs: int, users_per_s: float, design: str = "ours", processes: int = 1, latency_s: float = 0.2
+    ) -> dict[str, object]:
         return {
             "design": design,
-            "processes": 1,
+            "processes": processes,
             "max_jobs": max_jobs,
-            "latency_s": 0.2,
+            "latency_s": latency_s,
             "users_per_s": users_per_s,
+            "compressed": 100,
+            "mongo_cpu_s": 3.0,
+            "job_span_s": 100 / (users_per_s * 1.25),
         }
 
     throughput = [
-        {"design": "tl08", "processes": 1, "max_jobs": 1, "latency_s": 0.2, "users_per_s": 4.0},
+        {**ours(1, 4.0, design="tl08"), "mongo_cpu_s": 4.0},
         ours(1, 4.0),
         ours(4, 18.0),
         ours(16, 44.0),
+        ours(16, 40.0, processes=2),  # the most processes x jobs at 200 ms
         ours(16, 10.0, design="ours-poll"),  # a what-if row: never the headline
+        ours(16, 7.0, latency_s=2.0),  # the slow LLM
         {"design": "tl08", "processes": 1, "max_jobs": 1, "latency_s": 0.0, "users_per_s": 50.0},
     ]
     cost = [{"events": 60, "chunks": 1, "round_trips": 6}, {"events": 1000, "chunks": 2, "round_trips": 11}]
@@ -80,6 +87,10 @@ def test_the_headline_is_computed_from_the_rows_the_scripts_wrote(tmp_path: Path
         "ratio_vs_tl08_j16": 11.0,
         "fraction_of_ideal_j1": 0.8,
         "fraction_of_ideal_j4": 0.9,
+        "collapse_ratio": 1.1,
+        "store_cpu_ms_per_user_vs_tl08": 0.75,
+        "fraction_of_ideal_j16_slow_llm": 1.094,
+        "fraction_of_ideal_j16_slow_llm_wall": 0.875,
         "store_ops_per_user": 6,
         "rss_growth_mb_1k_100k": 14.5,
         "scan_incremental_vs_full_100k": 12.5,

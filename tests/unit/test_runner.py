@@ -1,4 +1,5 @@
-"""The worker's one repair to arq: a job slot taken while Redis went away is given back."""
+"""The worker's changes to arq: a job slot taken while Redis went away is given back, the poll adapts,
+and no more jobs are claimed than the adaptive job limit allows."""
 
 from __future__ import annotations
 
@@ -8,11 +9,14 @@ from typing import Any
 
 import arq
 import pytest
+from arq import func
+from arq.connections import ArqRedis
 from arq.worker import Worker
 from fakeredis import FakeAsyncRedis
 from redis.exceptions import WatchError
 
 from memcompress.keys import paused_key
+from memcompress.worker.job_limit import AdaptiveJobLimit
 from memcompress.worker.runner import ARQ_CHECKED_VERSION, IDLE_POLL_S, MemcompressWorker
 
 
@@ -81,3 +85,28 @@ async def test_the_poll_backs_off_when_idle_and_a_finished_job_wakes_it() -> Non
     await worker.pool.zadd("q", {"compress:u": 0})  # a due job: the next poll comes at the busy pace
     await worker._poll_iteration()
     assert worker.next_poll_s == 0.01
+
+
+async def test_it_claims_no_more_jobs_than_the_job_limit_and_leaves_the_rest_queued() -> None:
+    release = asyncio.Event()
+
+    async def wait(ctx: dict[str, Any]) -> None:
+        await release.wait()
+
+    limit = AdaptiveJobLimit(4, initial=1, window=1_000_000)  # held at one: no window ever ends
+    worker = MemcompressWorker(
+        functions=[func(wait, name="wait")], handle_signals=False, queue_name="q", max_jobs=4, job_limit=limit
+    )
+    fake = FakeAsyncRedis()
+    worker._pool = pool = ArqRedis(connection_pool=fake.connection_pool)  # what arq's main() connects
+    for i in range(3):
+        await pool.enqueue_job("wait", _job_id=f"job-{i}", _queue_name="q")
+    await worker._poll_iteration()
+    assert worker.job_counter == 1  # arq alone would have claimed all three (max_jobs 4)
+    assert await pool.zcard("q") == 3  # the other two wait in the queue: unclaimed, no time limit runs
+
+    worker.job_limit = AdaptiveJobLimit(4, initial=3)  # as if the store kept up and the limit grew
+    await worker._poll_iteration()
+    assert worker.job_counter == 3
+    release.set()
+    await asyncio.gather(*worker.tasks.values())

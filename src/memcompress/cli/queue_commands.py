@@ -53,7 +53,7 @@ def worker(state: CliState, burst: bool, check: bool) -> None:
     setup_logging(
         state.log_format, logging.DEBUG if state.verbose else logging.INFO, debug_drivers=state.debug_drivers
     )
-    run_worker(worker_settings(ours), burst=burst)
+    run_worker(worker_settings(ours), burst=burst, adaptive=ours.adaptive_jobs)
 
 
 async def _check_health(settings: Settings) -> int:

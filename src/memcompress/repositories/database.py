@@ -49,12 +49,13 @@ class MongoDatabase:
         self._client: AsyncMongoClient[Document] | None = None
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> MongoDatabase:
+    def from_settings(cls, settings: Settings, **client_options: Any) -> MongoDatabase:
         return cls(
             settings.mongodb_uri,
             settings.mongodb_db,
             server_selection_timeout_ms=settings.mongodb_server_selection_timeout_ms,
             max_pool_size=settings.mongodb_max_pool_size,
+            **client_options,
         )
 
     def __repr__(self) -> str:

@@ -1,7 +1,9 @@
 """The worker process's start-up and shut-down: services in ``ctx``, what the store's indexes put at
 risk (logged as errors at start), the ``/metrics`` endpoint, a sampler that keeps the queue-depth and
 dead-letter gauges current, and the drainer that turns the apps' compression requests into jobs
-(:mod:`memcompress.jobs.drainer`)."""
+(:mod:`memcompress.jobs.drainer`). Every MongoDB command's duration goes to
+``ctx[STORE_COMMAND_OBSERVER]`` when the worker put one there (the adaptive job limit's latency
+samples, :mod:`memcompress.worker.runner`)."""
 
 from __future__ import annotations
 
@@ -22,6 +24,9 @@ from memcompress.settings import Settings
 log = logging.getLogger(__name__)
 
 SAMPLE_EVERY_S = 5.0
+STORE_COMMAND_OBSERVER = (
+    "store_command_observer"  # ctx key: called with each store command's name and seconds
+)
 Hook = Callable[[dict[str, Any]], Awaitable[None]]
 
 
@@ -31,7 +36,9 @@ def lifecycle_hooks(settings: Settings) -> tuple[Hook, Hook]:
     async def on_startup(ctx: dict[str, Any]) -> None:
         stack = contextlib.AsyncExitStack()
         ctx["exit_stack"] = stack
-        services = await stack.enter_async_context(open_services(settings))
+        services = await stack.enter_async_context(
+            open_services(settings, on_store_command=ctx.get(STORE_COMMAND_OBSERVER))
+        )
         ctx["services"] = services
         for risk in await services.maintenance.index_risks():  # the worker runs, but not safely
             log.error("AT RISK: %s", risk)

@@ -11,6 +11,14 @@ until then. Here a finished job wakes the poll loop at once, and the poll adapts
 ``busy_poll_s`` while due jobs are found, backing off by doubling to ``IDLE_POLL_S`` when none are, so
 an idle fleet does not hammer Redis. (arq's own loop is given no delay; the waiting happens here.)
 
+With ``MEMCOMPRESS_ADAPTIVE_JOBS`` (off by default: on a machine whose CPUs are busy with other work it
+still throttles a store that is not the bottleneck, docs/benchmarks.md), how many jobs run at once
+follows the store (:mod:`memcompress.worker.job_limit`): the process's
+MongoDB client reports every command's duration to an :class:`AdaptiveJobLimit`, and the worker claims
+a job only while it runs fewer than that limit (1 to ``max_jobs``; arq reads ``max_jobs`` before each
+claim, and its semaphore keeps the configured size). A job waiting for a slot is never claimed, so no
+time limit runs for it and another worker process may take it.
+
 Giving the slot back touches two private attributes of arq's ``Worker`` (``job_counter`` and ``sem``),
 so it lives in one function, :func:`give_back_claim_slot`, checked against ``ARQ_CHECKED_VERSION``;
 ``tests/unit/test_runner.py`` fails when arq's claim code no longer takes the slot that way.
@@ -29,6 +37,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.exceptions import WatchError
 
 from memcompress.keys import paused_key
+from memcompress.worker.job_limit import AdaptiveJobLimit
+from memcompress.worker.lifecycle import STORE_COMMAND_OBSERVER
 
 log = logging.getLogger(__name__)
 
@@ -46,12 +56,32 @@ def give_back_claim_slot(worker: Worker) -> None:
 
 
 class MemcompressWorker(Worker):
-    def __init__(self, *args: Any, poll_delay: float = 0.1, **kwargs: Any) -> None:
-        super().__init__(*args, poll_delay=0, **kwargs)
+    def __init__(
+        self,
+        *args: Any,
+        poll_delay: float = 0.1,
+        max_jobs: int = 10,
+        ctx: dict[str, Any] | None = None,
+        job_limit: AdaptiveJobLimit | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self.job_limit = job_limit  # None: MAX_JOBS at once, always (MEMCOMPRESS_ADAPTIVE_JOBS off)
+        self.ceiling = max_jobs
+        if job_limit is not None:
+            ctx = {**(ctx or {}), STORE_COMMAND_OBSERVER: self._observe_store_command}  # for on_startup
+        super().__init__(*args, poll_delay=0, max_jobs=max_jobs, ctx=ctx, **kwargs)
+        self.max_jobs = self.current_limit()
         self.busy_poll_s = poll_delay
         self.next_poll_s = poll_delay
         self._wake = asyncio.Event()
         self._found_due = False
+
+    def current_limit(self) -> int:
+        return self.ceiling if self.job_limit is None else self.job_limit.limit
+
+    def _observe_store_command(self, command: str, seconds: float) -> None:
+        if self.job_limit is not None:
+            self.job_limit.observe(command, seconds, self.job_counter)
 
     def _release_sem_dec_counter_on_complete(self) -> None:
         super()._release_sem_dec_counter_on_complete()
@@ -62,6 +92,10 @@ class MemcompressWorker(Worker):
             await asyncio.wait_for(self._wake.wait(), self.next_poll_s)
         self._wake.clear()
         self._found_due = False
+        self.max_jobs = self.current_limit()
+        services = self.ctx.get("services")
+        if services is not None:
+            services.metrics.job_limit.set(self.max_jobs)
         await super()._poll_iteration()
         self.next_poll_s = self.busy_poll_s if self._found_due else min(self.next_poll_s * 2, IDLE_POLL_S)
 
@@ -69,6 +103,7 @@ class MemcompressWorker(Worker):
         self._found_due = bool(job_ids)
         if await self.pool.exists(paused_key(self.queue_name)):  # `memcompress pause`: take no job
             return
+        self.max_jobs = self.current_limit()  # arq claims while job_counter < max_jobs
         try:
             await super().start_jobs(job_ids)
         except CLAIM_ERRORS as error:
@@ -78,5 +113,7 @@ class MemcompressWorker(Worker):
             log.warning("lost Redis while claiming a job (%s); will poll again", type(error).__name__)
 
 
-def run(settings: dict[str, Any], *, burst: bool = False) -> None:
-    MemcompressWorker(**settings, burst=burst).run()
+def run(settings: dict[str, Any], *, burst: bool = False, adaptive: bool = False) -> None:
+    """The worker; ``adaptive`` (MEMCOMPRESS_ADAPTIVE_JOBS): the job limit follows the store."""
+    limit = AdaptiveJobLimit(int(settings["max_jobs"])) if adaptive else None
+    MemcompressWorker(**settings, burst=burst, job_limit=limit).run()
