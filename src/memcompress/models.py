@@ -46,6 +46,12 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def iso_utc(value: datetime) -> str:
+    """A time as every JSON output and stored record writes it: ISO 8601 in UTC with ``Z``
+    (``2026-03-01T00:00:00Z``, as pydantic serialises the models' times)."""
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
 def _to_utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
@@ -60,18 +66,23 @@ def valid_user_id(value: object) -> bool:
 
 
 def shown_user_id(value: object) -> str:
-    """A ``user_id`` value that is not a valid id, shown so that it can be found, never quoting text:
-    such a value may be anything, even a message someone wrote in the wrong field."""
-    if isinstance(value, str):
-        if not value:
-            return "'' (empty)"
-        digest = hashlib.sha256(value.encode()).hexdigest()[:12]
-        return f"a string of {len(value)} characters (sha256 {digest}...)"
+    """A ``user_id`` value that is not a valid id, shown so that it can be found, never quoting it:
+    such a value may be anything, even a message someone wrote in the wrong field (or a phone number
+    stored as a number). Its type, its length for a string, and a hash (sha256 of the string, or of
+    the ``repr`` of a number): the same shape in every log line, record and output."""
     if value is None:
         return "null or missing"
+    if isinstance(value, str) and not value:
+        return "'' (empty)"
+    if isinstance(value, str):
+        return f"a string of {len(value)} characters (sha256 {_digest(value)}...)"
     if isinstance(value, bool | int | float):
-        return f"{type(value).__name__} {value!r}"
+        return f"{type(value).__name__} (sha256 {_digest(repr(value))}...)"
     return type(value).__name__
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 SUMMARY_LINE_ROLE = "summary"  # an archived line a summary gave up when it was over its budget

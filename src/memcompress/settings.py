@@ -8,7 +8,9 @@ Secrets never appear in ``repr``: the API key is a ``SecretStr``, the URLs are l
 
 from __future__ import annotations
 
+import difflib
 import os
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
@@ -406,23 +408,61 @@ def load_settings(**overrides: object) -> Settings:
         raise ConfigError(_error_line(error)) from None
 
 
-def setting_sources(env_file: str = ".env") -> dict[str, str]:
-    """Where each setting's value comes from: ``env`` (the process environment), ``.env`` (the file
-    in the working directory) or ``default`` — what ``memcompress config`` shows beside each value,
-    so that a ``.env`` holding, say, ``OPENAI_API_KEY`` cannot switch the summariser unnoticed."""
-    from_file = (
-        {k.upper() for k, v in dotenv_values(env_file).items() if v is not None}
-        if Path(env_file).is_file()
-        else set()
-    )
+def _variables(name: str) -> list[str]:
+    """The environment variables that set the field ``name`` (its ``MEMCOMPRESS_`` name, or its aliases)."""
+    alias = Settings.model_fields[name].validation_alias
+    if isinstance(alias, AliasChoices):
+        return [str(choice).upper() for choice in alias.choices]
+    return [ENV_PREFIX + name.upper()]
+
+
+def _dotenv_names(env_file: str) -> set[str]:
+    if not Path(env_file).is_file():
+        return set()
+    return {k.upper() for k, v in dotenv_values(env_file).items() if v is not None}
+
+
+def setting_sources(env_file: str = ".env", flags: Iterable[str] = ()) -> dict[str, str]:
+    """Where each setting's value comes from: ``flag`` (a command-line option, the names in ``flags``),
+    ``env`` (the process environment), ``.env`` (the file in the working directory) or ``default`` —
+    what ``memcompress config`` shows beside each value, so that a ``.env`` holding, say,
+    ``OPENAI_API_KEY`` cannot switch the summariser unnoticed."""
+    from_file = _dotenv_names(env_file)
     from_env = {k.upper() for k in os.environ}
     sources = {}
-    for name, field in Settings.model_fields.items():
-        alias = field.validation_alias
-        names = (
-            [str(n).upper() for n in alias.choices]
-            if isinstance(alias, AliasChoices)
-            else [ENV_PREFIX + name.upper()]
+    for name in Settings.model_fields:
+        names = set(_variables(name))
+        sources[name] = (
+            "flag"
+            if name in flags
+            else "env"
+            if from_env & names
+            else ".env"
+            if from_file & names
+            else "default"
         )
-        sources[name] = "env" if from_env & set(names) else ".env" if from_file & set(names) else "default"
     return sources
+
+
+# The test suite's and the benchmarks' own variables (MEMCOMPRESS_TEST_MONGODB_URI, ...): not settings.
+TOOL_PREFIXES = ("MEMCOMPRESS_TEST_", "MEMCOMPRESS_BENCH_", "MEMCOMPRESS_FAULT_")
+
+
+def unknown_variables(
+    also_known: Iterable[str] = (), env_file: str = ".env", environ: Mapping[str, str] | None = None
+) -> list[str]:
+    """One line for each ``MEMCOMPRESS_*`` variable of the environment or the ``.env`` that no setting
+    (nor a name in ``also_known``, such as the CLI's own MEMCOMPRESS_LOG_FORMAT) reads, naming the
+    closest known name: a misspelt variable is otherwise ignored without a word (pydantic-settings
+    drops unknown names). Each name once, even when both the environment and the ``.env`` set it."""
+    known = {variable for name in Settings.model_fields for variable in _variables(name)} | set(also_known)
+    given = {k.upper(): "the environment" for k in (os.environ if environ is None else environ)}
+    given |= {k: ".env" for k in _dotenv_names(env_file) if k not in given}
+    lines = []
+    for variable, where in sorted(given.items()):
+        if not variable.startswith(ENV_PREFIX) or variable in known or variable.startswith(TOOL_PREFIXES):
+            continue
+        close = difflib.get_close_matches(variable, sorted(known), n=1)
+        hint = f": did you mean {close[0]}?" if close else " (see the README's settings table)"
+        lines.append(f"{variable} (in {where}) is not a setting and is ignored{hint}")
+    return lines

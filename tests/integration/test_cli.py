@@ -9,6 +9,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import re
 import subprocess
 import sys
 import threading
@@ -64,6 +65,10 @@ def env(mongo_uri: str, db_name: str, redis_url: str) -> dict[str, str]:
     }
 
 
+# An LLM endpoint nobody answers at: dry runs estimate for it without asking it anything.
+LLM_ENV = {"MEMCOMPRESS_SUMMARIZER": "openai", "MEMCOMPRESS_LLM_BASE_URL": "http://127.0.0.1:9/v1"}
+
+
 def invoke(env: dict[str, str], *args: str) -> Result:
     return CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
 
@@ -108,9 +113,13 @@ def test_scan_dry_run_json_matches_the_contract_and_changes_nothing(
 ) -> None:
     seed(mongo, {"a": 51, "b": 50, "c": 80, "d": 3})
     before, keys = snapshot(mongo, sync_redis), set(sync_redis.scan_iter(count=1000))
+    offline = json.loads(invoke(env, "scan", "--dry-run", "--json").output)
+    assert "estimate" not in offline  # the extractive summariser asks no LLM: nothing to estimate
+    env |= LLM_ENV  # a dry run asks nothing: the endpoint is never called
     result = invoke(env, "scan", "--dry-run", "--json")
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
+    assert report == offline | {"estimate": report["estimate"]}
     estimate = report.pop("estimate")
     assert (estimate["users"], estimate["users_planned"], estimate["llm_requests"]) == (2, 2, 2)
     assert estimate["prompt_tokens"] > estimate["completion_tokens"] > 0 and "cost_usd" not in estimate
@@ -145,7 +154,7 @@ def test_scan_queues_one_job_per_user_and_says_how_many(
     seed(mongo, {"a": 51, "c": 80})
     first = json.loads(invoke(env, "scan", "--json").output)
     assert (first["users_found"], first["enqueued"]) == (2, 2)
-    assert "queued 0 jobs (2 were already queued" in invoke(env, "scan", "--full").output
+    assert "queued 0 jobs (2 already queued or running)" in invoke(env, "scan", "--full").output
     assert sync_redis.zcard(env["MEMCOMPRESS_QUEUE_NAME"]) == 2
     status = json.loads(invoke(env, "status", "--json").output)
     assert (status["queue_depth"], status["waiting"], status["last_scan"]["users_found"]) == (2, 2, 2)
@@ -174,7 +183,7 @@ def test_a_scan_after_the_first_reads_only_users_with_new_events_until_a_full_on
     daily = json.loads(invoke({**env, "MEMCOMPRESS_FULL_SCAN_INTERVAL_H": "0"}, "scan", "--json").output)
     assert daily["mode"] == "full"  # the safety net, when due (here: always)
     text = invoke(env, "scan").output
-    assert text.startswith("incremental scan of 1 users with new events: 1 users with more than 50 events")
+    assert text.startswith("incremental scan of 1 user with new events: 1 user with more than 50 events")
 
 
 def test_the_scan_reports_invalid_user_ids_and_never_queues_them(
@@ -197,7 +206,10 @@ def test_the_scan_reports_invalid_user_ids_and_never_queues_them(
         "'' (empty)",
         "a string of 300 characters (sha256 " + hashlib.sha256(long_id.encode()).hexdigest()[:12] + "...)",
     ]
-    assert sorted(report["invalid_examples"][2:]) == ["int 42", "null or missing"]
+    assert sorted(report["invalid_examples"][2:]) == [
+        "int (sha256 " + hashlib.sha256(b"42").hexdigest()[:12] + "...)",  # the hash, never the value
+        "null or missing",
+    ]
     assert long_id not in result.output
     assert [m.decode() for m in sync_redis.zrange(env["MEMCOMPRESS_QUEUE_NAME"], 0, -1)] == [
         job_id("a", env["MEMCOMPRESS_QUEUE_NAME"])
@@ -205,8 +217,7 @@ def test_the_scan_reports_invalid_user_ids_and_never_queues_them(
     last_scan = json.loads(invoke(env, "status", "--json").stdout)["last_scan"]
     assert last_scan["invalid_user_ids"] == 4
     assert (
-        "4 user_id values over the threshold are not valid user ids"
-        in invoke(env, "scan", "--dry-run").output
+        "4 user_id values over the threshold: not valid user ids" in invoke(env, "scan", "--dry-run").output
     )
 
 
@@ -256,19 +267,30 @@ def test_compress_dry_run_shows_the_plan_and_stores_nothing(
     assert result.exit_code == 0, result.output
     plan = json.loads(result.output)
     assert (plan["events"], plan["events_to_fold"], plan["would_compress"]) == (75, 55, True)
-    assert plan["estimated_prompt_tokens"] > 0 and plan["chunk_sizes"] == [55]
+    assert plan["chunk_sizes"] == [55]
+    assert "estimated_prompt_tokens" not in plan  # the extractive summariser asks no LLM
     assert "big message 0" in plan["preview_summary"]
+    with_llm = json.loads(invoke(env | LLM_ENV, "compress", "big", "--dry-run", "--json").output)
+    assert with_llm["estimated_prompt_tokens"] > 0 and "preview_summary" not in with_llm
     assert_unchanged(mongo, sync_redis, before, keys)  # not even a default profile
+    text = invoke(env, "compress", "big", "--dry-run").output
+    assert "reason:" not in text and "None" not in text  # nothing to say: no "reason: None"
+    seed(mongo, {"small": 3})
+    assert "reason: " in invoke(env, "compress", "small", "--dry-run").output
 
 
 def test_dry_runs_show_a_cost_when_the_prices_are_set(
     env: dict[str, str], mongo: Database[dict[str, Any]]
 ) -> None:
     seed(mongo, {"big": 75})
-    priced = env | {
-        "MEMCOMPRESS_LLM_PRICE_PROMPT_PER_1M": "0.15",
-        "MEMCOMPRESS_LLM_PRICE_COMPLETION_PER_1M": "0.60",
-    }
+    priced = (
+        env
+        | LLM_ENV
+        | {
+            "MEMCOMPRESS_LLM_PRICE_PROMPT_PER_1M": "0.15",
+            "MEMCOMPRESS_LLM_PRICE_COMPLETION_PER_1M": "0.60",
+        }
+    )
     plan = json.loads(invoke(priced, "compress", "big", "--dry-run", "--json").output)
     assert "estimated_cost_usd" not in json.loads(
         invoke(env, "compress", "big", "--dry-run", "--json").output
@@ -282,7 +304,7 @@ def test_dry_runs_show_a_cost_when_the_prices_are_set(
     )
     assert estimate["cost_usd"] == plan["estimated_cost_usd"]
     text = invoke(priced, "scan", "--dry-run").output
-    assert f"estimate: 1 LLM requests, {estimate['prompt_tokens']} prompt + " in text
+    assert f"estimate: 1 LLM request, {estimate['prompt_tokens']} prompt + " in text
     assert f"about ${estimate['cost_usd']:.2f}" in text
 
 
@@ -448,6 +470,10 @@ def test_status_adds_up_the_llm_tokens_of_the_last_24_hours(
             for i, (at, calls, prompt, completion) in enumerate(runs)
         ]
     )
+    offline = invoke(env, "status")
+    assert "llm_usage_24h" not in json.loads(invoke(env, "status", "--json").output)
+    assert "LLM" not in offline.output  # the extractive summariser: no LLM figures at all
+    env |= LLM_ENV
     report = json.loads(invoke(env, "status", "--json").output)
     assert report["llm_usage_24h"] == {"llm_calls": 3, "prompt_tokens": 1400, "completion_tokens": 150}
     assert (
@@ -462,7 +488,7 @@ def test_status_with_mongodb_down_shows_the_redis_parts(env: dict[str, str]) -> 
     }
     assert invoke(down, "enqueue", "u1").exit_code == 0
     result = invoke(down, "status")
-    assert result.exit_code == 0 and "1 jobs (0 running, 1 waiting, 0 deferred)" in result.output
+    assert result.exit_code == 0 and ": 1 job (0 running, 1 waiting, 0 deferred)" in result.output
     assert "store: cannot reach MongoDB at" in result.output
     report = json.loads(invoke(down, "status", "--json").output)
     assert report["queue_depth"] == 1 and "cannot reach MongoDB" in report["store_error"]
@@ -493,7 +519,8 @@ def test_pause_queue_and_dead_letter_commands(
     )
     only = json.loads(invoke(env, "dead", "list", "--error-class", "CarryLoss", "--json").output)
     assert [d["user_id"] for d in only["dead_letters"]] == ["gone"]
-    assert invoke(env, "dead", "delete", "gone").exit_code == 2  # needs --yes
+    preview = invoke(env, "dead", "delete", "gone", "--json")  # without --yes: shows, deletes nothing
+    assert (preview.exit_code, json.loads(preview.stdout)) == (1, {"would_delete": ["gone"]})
     assert json.loads(invoke(env, "dead", "delete", "gone", "--yes", "--json").output) == {
         "deleted": ["gone"]
     }
@@ -501,9 +528,106 @@ def test_pause_queue_and_dead_letter_commands(
     assert json.loads(invoke(env, "enqueue", "c", "--json").output) == {"queued": {"c": True}}
     migrated = json.loads(invoke(env, "migrate", "--json").output)
     assert "user_memory.user_created_id" in migrated["indexes"] and migrated["risks"] == []
-    assert json.loads(invoke(env, "forget", "gone", "--json").stdout)["would_remove"]["compaction_log"] == 0
+    assert json.loads(invoke(env, "forget", "dl", "--json").stdout)["would_remove"][DEAD_LETTERS] == 1
     assert json.loads(invoke(env, "run-once", "--dry-run", "--json").output)["users_found"] == 0
     assert mongo[DEAD_LETTERS].count_documents({}) == 1  # retry keeps it until the user compresses
+
+
+def test_unknown_ids_are_errors_and_destructive_commands_need_yes(
+    env: dict[str, str], mongo: Database[dict[str, Any]], sync_redis: Redis
+) -> None:
+    mongo[DEAD_LETTERS].insert_one({"_id": "dl", "user_id": "dl", "reason": "x", "tries": 1, "failed_at": T0})
+    seed(mongo, {"stays": 3})
+    before, keys = snapshot(mongo, sync_redis), set(sync_redis.scan_iter(count=1000))
+    for args in (
+        ("dead", "retry", "nosuch"),
+        ("dead", "retry", "dl", "nosuch"),  # all or nothing: dl is not queued either
+        ("dead", "delete", "nosuch", "--yes"),
+    ):
+        result = invoke(env, *args)
+        assert (result.exit_code, result.stdout) == (1, ""), args
+        assert "no such dead letter: nosuch" in result.stderr
+    for args in (("forget", "nosuch"), ("forget", "nosuch", "--yes")):
+        result = invoke(env, *args)
+        assert (result.exit_code, result.stdout) == (1, ""), args
+        assert "nothing stored for this id — check the id" in result.stderr
+    for args in (("forget", "stays"), ("queue", "purge"), ("dead", "delete", "--all")):  # no --yes
+        result = invoke(env, *args)
+        assert result.exit_code == 1 and "run again with --yes" in result.stderr, args
+        assert result.stdout  # what would go
+    assert_unchanged(mongo, sync_redis, before, keys)
+
+
+def test_unknown_variables_are_named_with_the_closest_setting(
+    env: dict[str, str], tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text("MEMCOMPRESS_THRESHLD=10\nMEMCOMPRESS_KEEPLAST=3\n")
+    result = invoke(env | {"MEMCOMPRESS_THRESHLD": "10"}, "config")
+    assert result.exit_code == 0
+    warnings = [line for line in result.stderr.splitlines() if "is not a setting" in line]
+    assert warnings == [
+        "memcompress: warning: MEMCOMPRESS_KEEPLAST (in .env) is not a setting and is ignored: did you "
+        "mean MEMCOMPRESS_KEEP_LAST?",
+        "memcompress: warning: MEMCOMPRESS_THRESHLD (in the environment) is not a setting and is "
+        "ignored: did you mean MEMCOMPRESS_THRESHOLD?",
+    ]  # once each, though the environment and the .env both set MEMCOMPRESS_THRESHLD
+    (tmp_path / ".env").unlink()
+    assert "is not a setting" not in invoke(env | {"MEMCOMPRESS_LOG_FORMAT": "text"}, "config").stderr
+
+
+def test_the_store_urls_can_be_given_as_options(env: dict[str, str], mongo: Database[dict[str, Any]]) -> None:
+    seed(mongo, {"a": 51})
+    nowhere = env | {
+        "MEMCOMPRESS_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
+        "MEMCOMPRESS_MONGODB_URI": f"mongodb://127.0.0.1:{free_port()}/?directConnection=true",
+    }
+    given = ("--redis-url", env["MEMCOMPRESS_REDIS_URL"], "--mongodb-uri", env["MEMCOMPRESS_MONGODB_URI"])
+    result = invoke(nowhere, *given, "scan", "--dry-run", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["users_found"] == 1
+    shown = json.loads(invoke(nowhere, *given, "config", "--json").stdout)
+    assert shown["redis_url"]["source"] == "flag" and shown["mongodb_db"]["source"] == "env"
+
+
+def _strings(value: object) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+
+
+def test_json_output_writes_every_time_in_iso_8601_with_z(
+    env: dict[str, str], mongo: Database[dict[str, Any]]
+) -> None:
+    seed(mongo, {"a": 51, "c": 55})
+    assert invoke(env, "scan").exit_code == 0
+    assert invoke(env, "compress", "c").exit_code == 0
+    mongo[DEAD_LETTERS].insert_one({"_id": "dl", "user_id": "dl", "reason": "x", "tries": 1, "failed_at": T0})
+    outputs = [
+        invoke(env, *args, "--json").stdout for args in (("status",), ("queue", "list"), ("dead", "list"))
+    ]
+    times = [
+        text
+        for output in outputs
+        for text in _strings(json.loads(output))
+        if re.match(r"\d{4}-\d\d-\d\dT", text)
+    ]
+    assert len(times) >= 5  # the scan's times, the queued jobs', the compaction's, the dead letter's
+    assert all(text.endswith("Z") for text in times), times
+
+
+def test_run_once_warns_about_the_apps_ttl_index(
+    env: dict[str, str], mongo: Database[dict[str, Any]]
+) -> None:
+    mongo[USER_MEMORY].create_index("created_at", name="created_at_ttl", expireAfterSeconds=30 * 86_400)
+    result = invoke(env, "run-once")
+    assert result.exit_code == 0
+    assert "memcompress: at risk: user_memory has TTL index 'created_at_ttl'" in result.stderr
 
 
 def _subprocess(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

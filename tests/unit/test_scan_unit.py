@@ -3,6 +3,7 @@ them, and a job that names one is dropped without a trace."""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -27,13 +28,14 @@ def services() -> Services:
         ("", "'' (empty)"),
         ("secret words " * 30, "a string of 390 characters (sha256 "),
         (None, "null or missing"),
-        (42, "int 42"),
+        (42, "int (sha256 " + hashlib.sha256(b"42").hexdigest()[:12]),
+        (12345, "int (sha256 "),
         (["a", "list"], "list"),
     ],
 )
 def test_invalid_user_ids_are_shown_without_quoting_them(value: object, shown: str) -> None:
     assert shown_user_id(value).startswith(shown)
-    assert "secret" not in shown_user_id(value)
+    assert "secret" not in shown_user_id(value) and "12345" not in shown_user_id(value)
 
 
 async def test_the_scan_reports_invalid_user_ids_and_queues_only_valid_ones(

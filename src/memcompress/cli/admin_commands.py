@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -9,6 +10,7 @@ import click
 from memcompress.bootstrap import open_services
 from memcompress.cli.context import CLI_REDIS_RETRIES, EXIT_FAILED, CliState, echo_report, run
 from memcompress.layouts import LAYOUTS, LayoutName
+from memcompress.settings import ENV_PREFIX
 
 
 @click.command()
@@ -49,12 +51,16 @@ def migrate(state: CliState, as_json: bool) -> None:
     show_default=True,
     help="Where the synthetic history is written (MEMCOMPRESS_LAYOUT).",
 )
-def demo(users: int, workers: int, layout: LayoutName) -> None:
+@click.pass_obj
+def demo(state: CliState, users: int, workers: int, layout: LayoutName) -> None:
     """Seed a synthetic corpus and compress it through the real queue and worker processes, on
-    embedded servers unless MEMCOMPRESS_MONGODB_URI / MEMCOMPRESS_REDIS_URL are set. Uses a database
-    of its own and drops it at the end."""
+    embedded servers unless MEMCOMPRESS_MONGODB_URI / MEMCOMPRESS_REDIS_URL (or --mongodb-uri /
+    --redis-url) are set. Uses a database of its own and drops it at the end."""
     from memcompress.demo import main
 
+    # The demo's worker processes read the environment: the group's options go there (this process
+    # ends with the demo).
+    os.environ.update({ENV_PREFIX + name.upper(): value for name, value in state.overrides.items()})
     sys.exit(main(users=users, workers=workers, layout=layout))
 
 

@@ -20,6 +20,7 @@ from memcompress.cli import (
 )
 from memcompress.cli.context import CliState
 from memcompress.logs import setup_logging
+from memcompress.settings import unknown_variables
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -39,16 +40,35 @@ from memcompress.logs import setup_logging
     help="Also the drivers' own INFO/DEBUG lines (MongoDB commands, HTTP requests). They can hold event "
     "content: for debugging on test data only. Env: MEMCOMPRESS_LOG_DRIVERS=1.",
 )
+@click.option("--redis-url", metavar="URL", help="Instead of MEMCOMPRESS_REDIS_URL.")
+@click.option("--mongodb-uri", metavar="URI", help="Instead of MEMCOMPRESS_MONGODB_URI.")
 @click.version_option(package_name="memcompress")
 @click.pass_context
-def cli(ctx: click.Context, verbose: bool, log_format: str, debug_drivers: bool) -> None:
+def cli(
+    ctx: click.Context,
+    verbose: bool,
+    log_format: str,
+    debug_drivers: bool,
+    redis_url: str | None,
+    mongodb_uri: str | None,
+) -> None:
     """Compress per-user chat memory in MongoDB without forgetting what a user said.
 
     Every command reads the MEMCOMPRESS_* environment variables (and ./.env); see the README's
-    configuration table. Exit codes: 0 done, 1 failed, 2 bad configuration or unreachable store.
+    configuration table. A MEMCOMPRESS_* variable that is no setting gets a warning naming the closest
+    one. Exit codes: 0 done, 1 failed (also: an unknown id, or a destructive command run without
+    --yes, which only shows what would go), 2 bad configuration or unreachable store.
     """
     setup_logging(log_format, logging.DEBUG if verbose else logging.WARNING, debug_drivers=debug_drivers)
-    ctx.obj = CliState(verbose=verbose, log_format=log_format, debug_drivers=debug_drivers)
+    for line in unknown_variables(also_known=[p.envvar for p in cli.params if isinstance(p.envvar, str)]):
+        click.echo(f"memcompress: warning: {line}", err=True)
+    given = {"redis_url": redis_url, "mongodb_uri": mongodb_uri}
+    ctx.obj = CliState(
+        verbose=verbose,
+        log_format=log_format,
+        debug_drivers=debug_drivers,
+        overrides={name: value for name, value in given.items() if value is not None},
+    )
 
 
 for module in (

@@ -43,7 +43,7 @@ def config(state: CliState, user_id: str | None, as_json: bool) -> None:
     async def work() -> int:
         settings = state.settings()
         if user_id is None:
-            sources = setting_sources()
+            sources = setting_sources(flags=state.overrides)
             if sources["summarizer"] == "default":  # derived: say from what
                 endpoint = sources["llm_base_url"]
                 sources["summarizer"] = (

@@ -17,14 +17,15 @@ import json
 import os
 import sys
 from collections.abc import Coroutine, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, NoReturn
 
 import click
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from memcompress.models import MAX_USER_ID_CHARS, valid_user_id
+from memcompress.models import MAX_USER_ID_CHARS, iso_utc, valid_user_id
 from memcompress.redaction import describe_error, format_exception, redact_urls
 from memcompress.repositories.errors import StoreUnavailable
 from memcompress.settings import ConfigError, Settings, load_settings
@@ -39,10 +40,12 @@ class CliState:
     verbose: bool
     log_format: str
     debug_drivers: bool = False
+    # Settings given as group options (--redis-url, --mongodb-uri): they win over the environment.
+    overrides: dict[str, str] = field(default_factory=dict)
 
     def settings(self) -> Settings:
         """Read inside a command's coroutine, so a bad setting becomes exit code 2 via ``run``."""
-        return load_settings()
+        return load_settings(**self.overrides)
 
 
 def valid_user_ids(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
@@ -78,15 +81,44 @@ def run(state: CliState, work: Coroutine[Any, Any, int]) -> NoReturn:
     sys.exit(code)
 
 
+def plural(count: int, noun: str) -> str:
+    """``1 user``, ``2 users`` (the nouns the CLI counts take an ``s``)."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+def _json_value(value: object) -> object:
+    """What JSON output makes of a value it cannot encode: a time in ISO 8601 with ``Z``, as every
+    time in the CLI's JSON is written (:func:`memcompress.models.iso_utc`); anything else as text."""
+    return iso_utc(value) if isinstance(value, datetime) else str(value)
+
+
+def echo_json(report: object) -> None:
+    click.echo(json.dumps(report, ensure_ascii=False, default=_json_value))
+
+
 def echo_report(report: Mapping[str, object], as_json: bool) -> None:
-    """A command's data: one JSON object, or ``name: value`` lines (nested mappings indented)."""
+    """A command's data: one JSON object, or ``name: value`` lines (nested mappings indented; a value
+    of None is not shown)."""
     if as_json:
-        click.echo(json.dumps(report, ensure_ascii=False, default=str))
+        echo_json(report)
         return
     for name, value in report.items():
         if isinstance(value, Mapping):
             click.echo(f"{name}:")
             for key, item in value.items():
                 click.echo(f"  {key}: {item}")
-        else:
+        elif value is not None:
             click.echo(f"{name}: {value}")
+
+
+def refuse(message: str) -> int:
+    """A command's coroutine ending in an error it found itself (an unknown id, no ``--yes``): one line
+    on stderr, and exit code 1 from ``run``."""
+    click.echo(f"memcompress: {message}", err=True)
+    return EXIT_FAILED
+
+
+def not_confirmed(verb: str) -> int:
+    """The end of every destructive command run without ``--yes``: it has shown what would go, does
+    nothing, says so on stderr, and exits 1 (the same for ``forget``, ``queue purge``, ``dead delete``)."""
+    return refuse(f"nothing {verb}: run again with --yes to do it")

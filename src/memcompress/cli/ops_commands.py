@@ -3,14 +3,23 @@ dead letters (``dead list|retry|delete``)."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import click
 
 from memcompress.bootstrap import open_queue, open_services
-from memcompress.cli.context import CLI_REDIS_RETRIES, EXIT_FAILED, CliState, run
+from memcompress.cli.context import (
+    CLI_REDIS_RETRIES,
+    CliState,
+    echo_json,
+    not_confirmed,
+    plural,
+    refuse,
+    run,
+)
+from memcompress.jobs import Services
 from memcompress.jobs.inspect import queued_jobs
+from memcompress.models import shown_user_id, valid_user_id
 from memcompress.repositories.errors import StoreUnavailable
 
 LIST_AT_MOST = 1000
@@ -18,10 +27,16 @@ LIST_AT_MOST = 1000
 
 def _print(report: object, as_json: bool, lines: list[str]) -> None:
     if as_json:
-        click.echo(json.dumps(report, ensure_ascii=False, default=str))
+        echo_json(report)
     else:
         for line in lines:
             click.echo(line)
+
+
+def _shown(user_id: str) -> str:
+    """A user id read from the queue (anyone may have put it there): itself when a job could take it,
+    else only its length and hash (:func:`memcompress.models.shown_user_id`)."""
+    return user_id if valid_user_id(user_id) else shown_user_id(user_id)
 
 
 @click.command()
@@ -83,6 +98,8 @@ def queue_list(state: CliState, limit: int, as_json: bool) -> None:
                 jobs = await queued_jobs(queue, None, limit)
             depth, paused = await queue.depth(), await queue.paused()
             requests = await queue.waiting_requests(limit)
+        for row in (*jobs, *requests):
+            row["user_id"] = _shown(row["user_id"])
         report = {
             "queue": queue.name,
             "paused": paused,
@@ -90,7 +107,7 @@ def queue_list(state: CliState, limit: int, as_json: bool) -> None:
             "jobs": jobs,
             "requests": requests,
         } | ({"store_error": store_error} if store_error else {})
-        lines = [f"queue {queue.name}: {depth} jobs{' (paused)' if paused else ''}"]
+        lines = [f"queue {queue.name}: {plural(depth, 'job')}{' (paused)' if paused else ''}"]
         lines += [_job_line(j) for j in jobs]
         lines += [f"store: {store_error} (last errors not shown)"] if store_error else []
         lines += [f"requests waiting: {len(requests)}"]
@@ -120,11 +137,10 @@ def queue_purge(state: CliState, yes: bool, as_json: bool) -> None:
         async with open_queue(state.settings(), CLI_REDIS_RETRIES) as queue:
             if not yes:
                 depth = await queue.depth()
-                _print({"would_purge": depth}, as_json, [f"would purge {depth} jobs"])
-                click.echo("nothing purged: run again with --yes to purge", err=True)
-                return EXIT_FAILED
+                _print({"would_purge": depth}, as_json, [f"would purge {plural(depth, 'job')}"])
+                return not_confirmed("purged")
             purged = await queue.purge()
-        _print({"purged": purged}, as_json, [f"purged {purged} jobs"])
+        _print({"purged": purged}, as_json, [f"purged {plural(purged, 'job')}"])
         return 0
 
     run(state, work())
@@ -149,7 +165,7 @@ def dead_list(state: CliState, error_class: str | None, as_json: bool) -> None:
                 for letter in await services.dead_letters.list(LIST_AT_MOST)
                 if error_class in (None, letter.error_class)
             ]
-        lines = [f"{len(letters)} dead letters"]
+        lines = [plural(len(letters), "dead letter")]
         lines += [
             f"  {d['user_id']}: {d['reason']} ({d['error_class']}, tries {d['tries']}, {d['failed_at']})"
             for d in letters
@@ -165,18 +181,34 @@ def _chosen(user_ids: tuple[str, ...], all_: bool) -> None:
         raise click.UsageError("give USER_IDs or --all (not both)")
 
 
+async def _dead_lettered(services: Services, user_ids: tuple[str, ...]) -> tuple[list[str], list[str]]:
+    """``(users, unknown)``: the dead-lettered users named (every one with no ``user_ids``: ``--all``),
+    and the ids named that have no dead letter."""
+    if not user_ids:
+        return [d.user_id for d in await services.dead_letters.list(LIST_AT_MOST)], []
+    found = {user for user in set(user_ids) if await services.dead_letters.find(user) is not None}
+    return [u for u in user_ids if u in found], [u for u in dict.fromkeys(user_ids) if u not in found]
+
+
+def _no_such(unknown: list[str]) -> int:
+    return refuse(f"no such dead letter: {', '.join(map(_shown, unknown))} (nothing was done)")
+
+
 @dead_group.command("retry")
 @click.argument("user_ids", nargs=-1)
 @click.option("--all", "all_", is_flag=True, help="Every dead-lettered user.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.pass_obj
 def dead_retry(state: CliState, user_ids: tuple[str, ...], all_: bool, as_json: bool) -> None:
-    """Queue the dead-lettered users again now (their dead letter goes once they compress)."""
+    """Queue the dead-lettered users again now (their dead letter goes once they compress). A USER_ID
+    with no dead letter is an error (exit 1; nothing is queued)."""
     _chosen(user_ids, all_)
 
     async def work() -> int:
         async with open_services(state.settings(), redis_retries=CLI_REDIS_RETRIES) as services:
-            users = list(user_ids) or [d.user_id for d in await services.dead_letters.list(LIST_AT_MOST)]
+            users, unknown = await _dead_lettered(services, user_ids)
+            if unknown:
+                return _no_such(unknown)
             queued = {user: await services.queue.request(user) for user in users}
         lines = [
             f"{user}: {'queued' if ok else 'already queued or running; will re-check'}"
@@ -195,16 +227,22 @@ def dead_retry(state: CliState, user_ids: tuple[str, ...], all_: bool, as_json: 
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.pass_obj
 def dead_delete(state: CliState, user_ids: tuple[str, ...], all_: bool, yes: bool, as_json: bool) -> None:
-    """Delete dead letters (the users' data is untouched; the scan may queue them again)."""
+    """Delete dead letters (the users' data is untouched; the scan may queue them again). Without --yes,
+    shows which would go and exits 1; a USER_ID with no dead letter is an error (exit 1)."""
     _chosen(user_ids, all_)
-    if not yes:
-        raise click.UsageError("deleting dead letters needs --yes")
 
     async def work() -> int:
         async with open_services(state.settings(), redis_retries=CLI_REDIS_RETRIES) as services:
-            users = list(user_ids) or [d.user_id for d in await services.dead_letters.list(LIST_AT_MOST)]
+            users, unknown = await _dead_lettered(services, user_ids)
+            if unknown:
+                return _no_such(unknown)
+            if not yes:
+                _print(
+                    {"would_delete": users}, as_json, [f"would delete {plural(len(users), 'dead letter')}"]
+                )
+                return not_confirmed("deleted")
             deleted = [user for user in users if await services.dead_letters.remove(user)]
-        _print({"deleted": deleted}, as_json, [f"deleted {len(deleted)} dead letters"])
+        _print({"deleted": deleted}, as_json, [f"deleted {plural(len(deleted), 'dead letter')}"])
         return 0
 
     run(state, work())

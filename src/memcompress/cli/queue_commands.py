@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import socket
 import sys
@@ -19,8 +18,10 @@ from memcompress.cli.context import (
     EXIT_CONFIG,
     EXIT_FAILED,
     CliState,
+    echo_json,
     echo_report,
     fail,
+    plural,
     run,
     valid_user_ids,
 )
@@ -116,7 +117,7 @@ def status(state: CliState, as_json: bool, watch: bool, interval: float) -> None
         while True:
             report = await _status(settings)
             if as_json:
-                click.echo(json.dumps(report, ensure_ascii=False, default=str))
+                echo_json(report)
             else:
                 if watch:
                     click.clear()
@@ -136,14 +137,17 @@ async def _status(settings: Settings) -> dict[str, Any]:
         report = await queue.status()
     try:
         async with open_services(settings, redis_retries=CLI_REDIS_RETRIES) as services:
-            return report | await store_report(services)
+            report |= await store_report(services)
     except StoreUnavailable as error:
         return report | {"store_error": str(error)}
+    if settings.summarizer_name == "extractive":  # offline: its "requests" are no LLM's, it has no tokens
+        del report["llm_usage_24h"]
+    return report
 
 
 def _print_status(report: dict[str, Any]) -> None:
     click.echo(
-        f"queue {report['queue']}{' (PAUSED)' if report['paused'] else ''}: {report['queue_depth']} jobs ({report['in_progress_count']} running, {report['waiting']} waiting, {report['deferred']} deferred)"
+        f"queue {report['queue']}{' (PAUSED)' if report['paused'] else ''}: {plural(report['queue_depth'], 'job')} ({report['in_progress_count']} running, {report['waiting']} waiting, {report['deferred']} deferred)"
     )
     click.echo(f"in progress: {report['in_progress_count']} {' '.join(report['in_progress'])}".rstrip())
     click.echo(f"requests from apps: {report['requests']} ({report['requests_due']} due)")
@@ -152,7 +156,7 @@ def _print_status(report: dict[str, Any]) -> None:
         click.echo(f"  {worker}: {line}")
     scan = report["last_scan"]
     click.echo(
-        f"last scan: {scan['finished_at']}, {scan['users_found']} users found, {scan['enqueued']} queued"
+        f"last scan: {scan['finished_at']}, {plural(scan['users_found'], 'user')} found, {scan['enqueued']} queued"
         if scan
         else "last scan: none recorded"
     )
@@ -169,11 +173,12 @@ def _print_status(report: dict[str, Any]) -> None:
         )
     for risk in report["risks"]:
         click.echo(f"AT RISK: {risk}")
-    usage = report["llm_usage_24h"]
-    click.echo(
-        f"LLM, last 24 hours: {usage['llm_calls']} requests, {usage['prompt_tokens']} prompt + "
-        f"{usage['completion_tokens']} completion tokens"
-    )
+    usage = report.get("llm_usage_24h")
+    if usage is not None:
+        click.echo(
+            f"LLM, last 24 hours: {plural(usage['llm_calls'], 'request')}, {usage['prompt_tokens']} prompt + "
+            f"{usage['completion_tokens']} completion tokens"
+        )
     click.echo("last compactions:")
     for record in report["last_compactions"]:
         click.echo(

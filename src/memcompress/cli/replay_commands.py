@@ -3,12 +3,10 @@ the stored summary with the carry guard's verdict. Stores nothing."""
 
 from __future__ import annotations
 
-import json
-
 import click
 
 from memcompress.bootstrap import open_services
-from memcompress.cli.context import CLI_REDIS_RETRIES, EXIT_FAILED, CliState, run
+from memcompress.cli.context import CLI_REDIS_RETRIES, EXIT_FAILED, CliState, echo_json, plural, run
 from memcompress.jobs import ReplayResult, replay_user
 
 
@@ -34,7 +32,7 @@ def replay(state: CliState, user_id: str, as_json: bool) -> None:
         async with open_services(settings, redis_retries=CLI_REDIS_RETRIES) as services:
             result = await replay_user(services, user_id)
         if as_json:
-            click.echo(json.dumps(result.as_dict(), ensure_ascii=False))
+            echo_json(result.as_dict())
         else:
             _show(result)
         if result.version_moved:
@@ -55,8 +53,8 @@ def _show(result: ReplayResult) -> None:
     model = f" ({result.model})" if result.model else ""
     click.echo(f"user_id: {result.user_id}")
     click.echo(
-        f"replayed: {result.archived_events} archived + {result.current_events} current events in "
-        f"{result.chunks} chunks; summariser {result.summarizer}{model}, language {result.language}"
+        f"replayed: {result.archived_events} archived + {plural(result.current_events, 'current event')} "
+        f"in {plural(result.chunks, 'chunk')}; summariser {result.summarizer}{model}, language {result.language}"
     )
     if result.folded_not_archived:
         click.echo(

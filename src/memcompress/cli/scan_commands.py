@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import sys
 import time
 from collections import Counter
@@ -15,7 +14,7 @@ from prometheus_client import pushadd_to_gateway
 from prometheus_client.exposition import basic_auth_handler, default_handler
 
 from memcompress.bootstrap import open_services
-from memcompress.cli.context import CLI_REDIS_RETRIES, EXIT_FAILED, CliState, run
+from memcompress.cli.context import CLI_REDIS_RETRIES, EXIT_FAILED, CliState, echo_json, plural, run
 from memcompress.jobs import (
     BacklogEstimate,
     Candidates,
@@ -58,8 +57,9 @@ def scan(
     JSON: {"mode": "full"|"incremental", "active_users": N|null, "threshold": N, "users_found": N,
     "users": [{"user_id": ..., "event_count": N}, ...], "invalid_user_ids": N, "invalid_examples":
     [...]}, most events first; without --dry-run it also has "enqueued", with it "estimate" (LLM
-    requests and tokens to compress them all, and "cost_usd" when the prices are set). Invalid user ids
-    (not a string, empty, over 256 characters) are never queued.
+    requests and tokens to compress them all, and "cost_usd" when the prices are set; none with the
+    extractive summariser, which asks no LLM). Invalid user ids (not a string, empty, over 256
+    characters) are never queued, and shown only by type, length and hash.
     """
 
     async def work() -> int:
@@ -70,9 +70,10 @@ def scan(
             if dry_run:
                 found, enqueued = await find_candidates(services, threshold=used, limit=limit), None
                 mode = "full"
-                estimate = await estimate_backlog(
-                    services, found.users, prices=LLMPrices.from_settings(settings)
-                )
+                if settings.summarizer_name != "extractive":  # offline: no LLM request to estimate
+                    estimate = await estimate_backlog(
+                        services, found.users, prices=LLMPrices.from_settings(settings)
+                    )
             else:
                 result = await scan_and_enqueue(services, threshold=used, limit=limit, full=full)
                 found = Candidates(
@@ -108,10 +109,14 @@ def _print_scan(
             report["enqueued"] = enqueued
         if estimate is not None:
             report["estimate"] = estimate.as_dict()
-        click.echo(json.dumps(report, ensure_ascii=False))
+        echo_json(report)
         return
-    looked_at = "every user" if found.active_users is None else f"{found.active_users} users with new events"
-    click.echo(f"{mode} scan of {looked_at}: {len(users)} users with more than {threshold} events")
+    looked_at = (
+        "every user"
+        if found.active_users is None
+        else f"{plural(found.active_users, 'user')} with new events"
+    )
+    click.echo(f"{mode} scan of {looked_at}: {plural(len(users), 'user')} with more than {threshold} events")
     if users:
         width = max(len("user_id"), *(len(u.user_id) for u in users))
         click.echo(f"{'user_id':<{width}}  events")
@@ -119,21 +124,21 @@ def _print_scan(
             click.echo(f"{user.user_id:<{width}}  {user.event_count:>6}")
     if found.invalid_user_ids:
         click.echo(
-            f"{found.invalid_user_ids} user_id values over the threshold are not valid user ids (never "
-            f"queued): {'; '.join(found.invalid_examples)}"
+            f"{plural(found.invalid_user_ids, 'user_id value')} over the threshold: not valid user ids "
+            f"(never queued): {'; '.join(found.invalid_examples)}"
         )
     if estimate is not None:
         cost = f", about ${estimate.cost_usd:.2f}" if estimate.cost_usd is not None else ""
         click.echo(
-            f"estimate: {estimate.llm_requests} LLM requests, {estimate.prompt_tokens} prompt + "
+            f"estimate: {plural(estimate.llm_requests, 'LLM request')}, {estimate.prompt_tokens} prompt + "
             f"{estimate.completion_tokens} completion tokens{cost} ({estimate.users_planned} of "
-            f"{estimate.users} users planned, the rest scaled by their characters; tokens estimated per "
+            f"{plural(estimate.users, 'user')} planned, the rest scaled by their characters; tokens estimated per "
             "character, within about a fifth)"
         )
     if enqueued is None:
         click.echo("dry run: nothing changed, nothing queued")
     else:
-        click.echo(f"queued {enqueued} jobs ({len(users) - enqueued} were already queued or running)")
+        click.echo(f"queued {plural(enqueued, 'job')} ({len(users) - enqueued} already queued or running)")
 
 
 @click.command("run-once")
@@ -154,6 +159,8 @@ def run_once(state: CliState, limit: int | None, dry_run: bool, as_json: bool) -
         run_metrics.runs.inc()
         started = time.monotonic()
         async with open_services(settings, redis_retries=CLI_REDIS_RETRIES) as services:
+            for risk in await services.maintenance.memory_ttl_risks():  # as `status` and `migrate` say
+                click.echo(f"memcompress: at risk: {risk}", err=True)
             found = await find_candidates(services, limit=limit)
             if dry_run:
                 _print_scan(settings.threshold, found, None, as_json=as_json)
@@ -205,12 +212,12 @@ def _print_run(records: list[CompactionRecord], elapsed: float, as_json: bool) -
             "events_folded": folded,
             "failed": failed,
         }
-        click.echo(json.dumps(report | {"duration_s": round(elapsed, 3)}, ensure_ascii=False))
+        echo_json(report | {"duration_s": round(elapsed, 3)})
         return
     click.echo(f"{'outcome':<12} users")
     for outcome in Outcome:
         click.echo(f"{outcome.value:<12} {outcomes.get(outcome.value, 0):>5}")
-    click.echo(f"{len(records)} users in {elapsed:.1f}s; {folded} events folded")
+    click.echo(f"{plural(len(records), 'user')} in {elapsed:.1f}s; {plural(folded, 'event')} folded")
     for record in records:
         if record.failed:
             click.echo(f"  {record.outcome.value}: {record.user_id}: {record.reason}")

@@ -5,9 +5,21 @@ from __future__ import annotations
 import click
 
 from memcompress.bootstrap import open_services
-from memcompress.cli.context import CLI_REDIS_RETRIES, EXIT_FAILED, CliState, echo_report, run, valid_user_ids
+from memcompress.cli.context import (
+    CLI_REDIS_RETRIES,
+    EXIT_FAILED,
+    CliState,
+    echo_report,
+    not_confirmed,
+    refuse,
+    run,
+    valid_user_ids,
+)
 from memcompress.jobs import LLMPrices, compress_now, forget_user, plan_compression
 from memcompress.logs import bind_job
+
+# What a dry run estimates of the LLM: not shown with the extractive summariser, which asks none.
+LLM_ESTIMATES = ("estimated_prompt_tokens", "estimated_completion_tokens", "estimated_cost_usd")
 
 
 @click.command()
@@ -40,6 +52,9 @@ def compress(state: CliState, user_id: str, dry_run: bool, preview: bool, as_jso
                 shown = plan.as_dict()
                 if not preview:
                     shown.pop("preview_summary")
+                if settings.summarizer_name == "extractive":  # offline: no LLM request, no token
+                    for name in LLM_ESTIMATES:
+                        shown.pop(name, None)
                 echo_report(shown, as_json)
                 return 0
             record = await compress_now(services, user_id)
@@ -71,16 +86,20 @@ def compress(state: CliState, user_id: str, dry_run: bool, preview: bool, as_jso
 @click.pass_obj
 def forget(state: CliState, user_id: str, yes: bool, as_json: bool) -> None:
     """Erase everything about USER_ID (GDPR): events, archive, profile and summary, compaction
-    records, dead letter, lock, queued job and waiting request. Prints what was removed."""
+    records, dead letter, lock, queued job and waiting request. Prints what was removed.
+
+    Without --yes, shows what would go and exits 1. An id with nothing stored is an error (exit 1),
+    with or without --yes: a mistyped id must not pass for an erased user."""
 
     async def work() -> int:
         settings = state.settings()
         async with open_services(settings, redis_retries=CLI_REDIS_RETRIES) as services:
+            would_remove = await services.maintenance.count_user_data(user_id)
+            if not any(would_remove.values()):
+                return refuse("nothing stored for this id — check the id (nothing was erased)")
             if not yes:
-                would_remove = await services.maintenance.count_user_data(user_id)
                 echo_report({"user_id": user_id, "would_remove": would_remove}, as_json)
-                click.echo("nothing erased: run again with --yes to erase", err=True)
-                return EXIT_FAILED
+                return not_confirmed("erased")
             removed = await forget_user(services, user_id, wait_s=settings.job_timeout_s)
         echo_report({"user_id": user_id, "removed": removed}, as_json)
         return 0

@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 
 from memcompress.jobs.services import JobPolicy, Services
-from memcompress.models import InvalidUserId, UserBacklog, utc_now
+from memcompress.models import InvalidUserId, UserBacklog, iso_utc, utc_now
 
 log = logging.getLogger(__name__)
 
@@ -185,14 +185,14 @@ async def scan_and_enqueue(
         users=found.users,
         enqueued=enqueued,
         duration_s=round(time.monotonic() - started, 3),
-        finished_at=utc_now().isoformat(),
+        finished_at=iso_utc(utc_now()),
         invalid_user_ids=found.invalid_user_ids,
         invalid_examples=found.invalid_examples,
         mode="full" if mode.since is None else "incremental",
-        since=None if mode.since is None else mode.since.isoformat(),
+        since=None if mode.since is None else iso_utc(mode.since),
         active_users=found.active_users,
-        next_since=None if next_since is None else next_since.isoformat(),
-        last_full_at=None if last_full_at is None else last_full_at.isoformat(),
+        next_since=None if next_since is None else iso_utc(next_since),
+        last_full_at=None if last_full_at is None else iso_utc(last_full_at),
     )
     await services.queue.record_scan(result.summary())
     metrics = services.metrics

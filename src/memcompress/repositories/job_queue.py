@@ -39,7 +39,7 @@ from memcompress.keys import (
     paused_key,
     user_from_job_id,
 )
-from memcompress.models import utc_now
+from memcompress.models import iso_utc, utc_now
 from memcompress.repositories.protocols import ClaimedRequests
 
 log = logging.getLogger(__name__)
@@ -211,7 +211,7 @@ class RedisJobQueue:
         return [
             {
                 "user_id": user_from_job_id(member.decode(), self.name) or member.decode(),
-                "due_at": datetime.fromtimestamp(score / 1000, UTC).isoformat(),
+                "due_at": iso_utc(datetime.fromtimestamp(score / 1000, UTC)),
                 "due": score <= now_ms,
             }
             | await self._job_keys(member.decode())
@@ -257,14 +257,14 @@ class RedisJobQueue:
         return [
             {
                 "user_id": member.decode(errors="replace"),
-                "due_at": datetime.fromtimestamp(score, UTC).isoformat(),
+                "due_at": iso_utc(datetime.fromtimestamp(score, UTC)),
                 "due": score <= now,
             }
             for member, score in rows
         ]
 
     async def pause(self) -> None:
-        await self._redis.set(paused_key(self.name), utc_now().isoformat())
+        await self._redis.set(paused_key(self.name), iso_utc(utc_now()))
 
     async def resume(self) -> bool:
         return bool(await self._redis.delete(paused_key(self.name)))
