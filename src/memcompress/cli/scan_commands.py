@@ -159,7 +159,7 @@ def run_once(state: CliState, limit: int | None, dry_run: bool, as_json: bool) -
         run_metrics.runs.inc()
         started = time.monotonic()
         async with open_services(settings, redis_retries=CLI_REDIS_RETRIES) as services:
-            for risk in await services.maintenance.memory_ttl_risks():  # as `status` and `migrate` say
+            for risk in await services.maintenance.index_risks():  # as `status` and `migrate` say
                 click.echo(f"memcompress: at risk: {risk}", err=True)
             found = await find_candidates(services, limit=limit)
             if dry_run:
