@@ -2,7 +2,8 @@
 
 Every line a job logs names its ``user_id`` and ``job_id`` (text: appended as ``key=value``; JSON: fields
 of their own): :func:`bind_job` sets them in a context variable, which the tasks a job starts inherit,
-and :class:`JobFields` copies them onto each record.
+and :class:`JobFields` copies them onto each record. A user id no job can take is bound as
+:func:`memcompress.user_ids.shown_user_id` shows it (type, length, hash), in both fields.
 
 Nothing written carries event content, summary text or a credential: tracebacks are rendered by
 :func:`memcompress.redaction.format_exception` (a store error's text embeds documents), every string
@@ -22,6 +23,7 @@ from typing import Any
 from pythonjsonlogger.json import JsonFormatter as LibraryJsonFormatter
 
 from memcompress.redaction import format_exception, redact_urls
+from memcompress.user_ids import shown_user_id, valid_user_id
 
 # Loggers of the libraries we drive: they print request URLs (httpx), commands with their documents
 # (pymongo) and request bodies (openai) at INFO and DEBUG. Kept at WARNING unless asked for.
@@ -32,8 +34,12 @@ _job: ContextVar[tuple[tuple[str, str], ...]] = ContextVar("memcompress_job", de
 
 
 def _with(**fields: str | None) -> tuple[tuple[str, str], ...]:
-    bound = dict(_job.get()) | {name: value for name, value in fields.items() if name in JOB_FIELDS and value}
-    return tuple(bound.items())
+    given = {name: value for name, value in fields.items() if name in JOB_FIELDS and value}
+    user_id = given.get("user_id")
+    if user_id is not None and not valid_user_id(user_id):
+        # An id no job can take may be anything (a message in the wrong field): its hash, in every field.
+        given = {name: value.replace(user_id, shown_user_id(user_id)) for name, value in given.items()}
+    return tuple((dict(_job.get()) | given).items())
 
 
 @contextmanager

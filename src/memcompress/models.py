@@ -20,7 +20,10 @@ from pydantic import (
     StringConstraints,
 )
 
-MAX_USER_ID_CHARS = 256
+from memcompress.user_ids import MAX_USER_ID_CHARS as MAX_USER_ID_CHARS
+from memcompress.user_ids import shown_user_id as shown_user_id
+from memcompress.user_ids import valid_user_id as valid_user_id
+
 # Token estimates from character counts, for thresholds and targets: English runs at about 4 characters
 # per token and Cyrillic at about 2.5 with OpenAI's tokenizers; 3 errs towards more tokens for Latin.
 CHARS_PER_TOKEN = 3
@@ -58,31 +61,6 @@ def _to_utc(value: datetime) -> datetime:
 
 UtcDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
 UserId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_USER_ID_CHARS)]
-
-
-def valid_user_id(value: object) -> bool:
-    """Whether a job can take ``value`` as a user id (what ``UserId`` accepts)."""
-    return isinstance(value, str) and 1 <= len(value) <= MAX_USER_ID_CHARS
-
-
-def shown_user_id(value: object) -> str:
-    """A ``user_id`` value that is not a valid id, shown so that it can be found, never quoting it:
-    such a value may be anything, even a message someone wrote in the wrong field (or a phone number
-    stored as a number). Its type, its length for a string, and a hash (sha256 of the string, or of
-    the ``repr`` of a number): the same shape in every log line, record and output."""
-    if value is None:
-        return "null or missing"
-    if isinstance(value, str) and not value:
-        return "'' (empty)"
-    if isinstance(value, str):
-        return f"a string of {len(value)} characters (sha256 {_digest(value)}...)"
-    if isinstance(value, bool | int | float):
-        return f"{type(value).__name__} (sha256 {_digest(repr(value))}...)"
-    return type(value).__name__
-
-
-def _digest(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 SUMMARY_LINE_ROLE = "summary"  # an archived line a summary gave up when it was over its budget

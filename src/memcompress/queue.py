@@ -29,6 +29,7 @@ from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, overload
 
 from memcompress.keys import DEFAULT_REQUESTS_KEY
+from memcompress.user_ids import MAX_USER_ID_CHARS
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -55,7 +56,9 @@ def request_compression(
     ``redis`` is a redis-py client, sync or asyncio (it is not closed); with an asyncio client the
     result is awaitable. Returns True if this call added the request, False if a request of the user
     was already waiting (it covers this one). ``key`` is the requests set, if the workers were given
-    another ``MEMCOMPRESS_REQUESTS_KEY``. Arguments are checked before Redis is touched.
+    another ``MEMCOMPRESS_REQUESTS_KEY``. Arguments are checked before Redis is touched: a user id the
+    workers would refuse (not a string, blank, over 256 characters) raises here, where the app sees it,
+    instead of being queued and dropped unrun by a worker.
     """
     _check_arguments(user_id, delay, key)
     added = redis.zadd(key, {user_id: time.time() + delay}, nx=True)
@@ -73,6 +76,13 @@ def _check_arguments(user_id: object, delay: object, key: object) -> None:
         raise TypeError(f"user_id must be a str, not {type(user_id).__name__}")
     if not user_id.strip():
         raise ValueError("user_id must be a non-empty string")
+    if (
+        len(user_id) > MAX_USER_ID_CHARS
+    ):  # the worker's limit (memcompress.user_ids): refused here, not dropped there
+        raise ValueError(
+            f"user_id has {len(user_id)} characters: the workers take at most {MAX_USER_ID_CHARS} and would "
+            "drop the request's job unrun"
+        )
     if isinstance(delay, bool) or not isinstance(delay, int | float):
         raise TypeError(f"delay must be a number of seconds, not {type(delay).__name__}")
     if not math.isfinite(delay) or delay < 0:

@@ -26,6 +26,7 @@ LAYERS: list[tuple[str, ...]] = [
     (
         "memcompress",
         "memcompress.keys",
+        "memcompress.user_ids",
         "memcompress.layouts",
         "memcompress.models",
         "memcompress.metrics",

@@ -10,6 +10,7 @@ from datetime import datetime
 import pytest
 
 from memcompress.logs import JobFields, JsonFormatter, TextFormatter, bind_job, set_job
+from memcompress.user_ids import shown_user_id
 
 
 def _record(message: str = "folded %d events", *args: object, **extra: object) -> logging.LogRecord:
@@ -39,6 +40,15 @@ def test_a_bound_job_names_its_user_and_job_id_on_every_line(formatter: logging.
     else:
         assert line.endswith("folded 3 events user_id=u-1 job_id=compress:u-1")
     assert "u-1" not in formatter.format(_record())  # unbound again after the block
+
+
+def test_an_invalid_user_id_is_shown_by_its_hash_in_every_field() -> None:
+    long_id = "my card number is 4111 " * 14  # 308 characters: no job can take it
+    with bind_job(user_id=long_id, job_id=f"compress:{long_id}"):
+        entry = json.loads(JsonFormatter().format(_record()))
+    shown = shown_user_id(long_id)
+    assert (entry["user_id"], entry["job_id"]) == (shown, f"compress:{shown}")
+    assert "4111" not in json.dumps(entry)
 
 
 def test_a_job_set_in_a_task_reaches_the_tasks_it_starts_and_no_other() -> None:

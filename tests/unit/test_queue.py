@@ -54,6 +54,7 @@ def test_a_waiting_request_is_kept_and_each_user_has_its_own() -> None:
     [
         ("", 1.0, DEFAULT_REQUESTS_KEY, ValueError),
         ("  ", 1.0, DEFAULT_REQUESTS_KEY, ValueError),
+        ("x" * 257, 1.0, DEFAULT_REQUESTS_KEY, ValueError),  # over the workers' limit: they would drop it
         (42, 1.0, DEFAULT_REQUESTS_KEY, TypeError),
         (None, 1.0, DEFAULT_REQUESTS_KEY, TypeError),
         ("u", -1.0, DEFAULT_REQUESTS_KEY, ValueError),
