@@ -27,6 +27,7 @@ from memcompress.jobs.services import FoldPolicy, JobPolicy, Services
 from memcompress.keys import llm_budget_key
 from memcompress.metrics import Metrics
 from memcompress.models import MemoryEvent
+from memcompress.redaction import redact_url
 from memcompress.repositories.protocols import (
     JobQueue,
     LLMBudget,
@@ -34,7 +35,13 @@ from memcompress.repositories.protocols import (
     UserProfileRepository,
 )
 from memcompress.settings import ConfigError, Settings
-from memcompress.summarizers.base import Summarizer, SummaryRequest, estimate_request_tokens
+from memcompress.summarizers.base import (
+    RetryableSummarizerError,
+    Summarizer,
+    SummaryRequest,
+    SummaryResult,
+    estimate_request_tokens,
+)
 
 if TYPE_CHECKING:
     from memcompress.repositories.database import MongoDatabase
@@ -70,13 +77,46 @@ def build_summarizer(settings: Settings) -> Summarizer:
         return ExtractiveSummarizer()
     from memcompress.summarizers.openai_chat import OpenAISummarizer
 
-    return OpenAISummarizer(
-        model=settings.llm_model,
-        base_url=settings.llm_base_url,
-        api_key=settings.llm_api_key.get_secret_value() if settings.llm_api_key else None,
-        timeout_s=settings.llm_timeout_s,
-        max_retries=settings.llm_max_retries,
+    return NamesTheEndpoint(
+        OpenAISummarizer(
+            model=settings.llm_model,
+            base_url=settings.llm_base_url,
+            api_key=settings.llm_api_key.get_secret_value() if settings.llm_api_key else None,
+            timeout_s=settings.llm_timeout_s,
+            max_retries=settings.llm_max_retries,
+        )
     )
+
+
+# The route the OpenAI client adds to the base URL (MEMCOMPRESS_LLM_BASE_URL) it was given.
+CHAT_ROUTE = "/chat/completions"
+
+
+class NamesTheEndpoint:
+    """A summariser whose "no answer from the LLM" failures (no connection, a timeout) also say where it
+    asked: ``APIConnectionError: no answer from the LLM at http://host:port/v1``, the URL redacted
+    (:func:`memcompress.redaction.redact_url`) and without its query. The LLM client's error carries
+    the request it failed on; everything else passes through unchanged."""
+
+    def __init__(self, inner: Summarizer) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.model = inner.model
+
+    async def summarize(self, request: SummaryRequest) -> SummaryResult:
+        try:
+            return await self.inner.summarize(request)
+        except RetryableSummarizerError as error:
+            url = getattr(getattr(error.__cause__, "request", None), "url", None)
+            if url is None:
+                raise
+            endpoint = redact_url(str(url).partition("?")[0]).removesuffix(CHAT_ROUTE).rstrip("/")
+            named = RetryableSummarizerError(f"{error} at {endpoint}")
+            named.__dict__.update(error.__dict__)  # the requests sent and tokens reported
+            raise named from error.__cause__
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
 
 
 def build_llm_budget(settings: Settings, redis: Redis, summarizer: Summarizer) -> LLMBudget | None:

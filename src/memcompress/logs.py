@@ -14,6 +14,7 @@ with their documents and request bodies) stay at WARNING unless ``debug_drivers`
 from __future__ import annotations
 
 import logging
+import socket
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,6 +30,8 @@ from memcompress.user_ids import shown_user_id, valid_user_id
 # (pymongo) and request bodies (openai) at INFO and DEBUG. Kept at WARNING unless asked for.
 DRIVER_LOGGERS = ("pymongo", "httpx", "httpcore", "httpx2", "httpcore2", "openai", "urllib3", "hpack")
 JOB_FIELDS = ("user_id", "job_id")
+# The attributes every LogRecord has: anything else on a record is a field a call passed in ``extra``.
+RECORD_ATTRIBUTES = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName"}
 
 _job: ContextVar[tuple[tuple[str, str], ...]] = ContextVar("memcompress_job", default=())
 
@@ -69,8 +72,9 @@ class JobFields(logging.Filter):
 
 
 class TextFormatter(logging.Formatter):
-    """``time LEVEL logger: message [user_id=.. job_id=..]``; tracebacks as ``format_exception`` renders
-    them, URLs redacted."""
+    """``time LEVEL logger: message [user_id=.. job_id=..] [field=value ...]``: the job's fields, then
+    the fields the call passed in ``extra`` (the same ones JSON lines carry); tracebacks as
+    ``format_exception`` renders them, URLs redacted."""
 
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -81,20 +85,28 @@ class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         record.exc_text = None  # never a traceback another formatter rendered and cached
         line = super().format(record)
-        job = " ".join(f"{name}={getattr(record, name)}" for name in JOB_FIELDS if hasattr(record, name))
-        return redact_urls(f"{line} {job}" if job else line)
+        fields = [(name, getattr(record, name)) for name in JOB_FIELDS if hasattr(record, name)]
+        fields += [
+            (name, value)
+            for name, value in record.__dict__.items()
+            if name not in RECORD_ATTRIBUTES and name not in JOB_FIELDS and value is not None
+        ]
+        shown = " ".join(f"{name}={value}" for name, value in fields)
+        return redact_urls(f"{line} {shown}" if shown else line)
 
 
 class JsonFormatter(LibraryJsonFormatter):
     """One JSON object per line (python-json-logger): ``time`` (ISO 8601, UTC), ``level``, ``logger``,
-    ``message``, the fields a call passed in ``extra`` and the job's; ``exc_info`` rendered by
-    ``format_exception``; URLs redacted in every string."""
+    ``message``, ``pid`` and ``host`` (which worker process wrote it), the fields a call passed in
+    ``extra`` and the job's; ``exc_info`` rendered by ``format_exception``; URLs redacted in every
+    string."""
 
     def __init__(self) -> None:
         super().__init__(
-            "{levelname}{name}{message}",
+            "{levelname}{name}{message}{process}",
             style="{",
-            rename_fields={"levelname": "level", "name": "logger", "exc_info": "exception"},
+            rename_fields={"levelname": "level", "name": "logger", "exc_info": "exception", "process": "pid"},
+            static_fields={"host": socket.gethostname()},
             timestamp="time",
             json_ensure_ascii=False,
         )

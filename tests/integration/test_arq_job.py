@@ -3,13 +3,14 @@ retries with backoff, dead letters, the busy-lock retry."""
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from arq.connections import ArqRedis
-from arq.worker import Worker, func
+from arq.worker import func
 
 from memcompress.jobs import Services
 from memcompress.jobs.queued import retry_delay
@@ -20,6 +21,7 @@ from memcompress.summarizers.openai_chat import OpenAISummarizer
 from memcompress.testing import llm_server
 from memcompress.testing.factories import make_events
 from memcompress.testing.llm_server import FakeLLM
+from memcompress.worker.runner import MemcompressWorker
 from memcompress.worker.tasks import after_job_end, compress_user
 from tests.integration.conftest import ServicesFactory
 
@@ -54,7 +56,7 @@ def _queued(
     )
 
 
-async def _run(pool: ArqRedis, services: Services, user: str) -> Worker:
+async def _run(pool: ArqRedis, services: Services, user: str) -> MemcompressWorker:
     queue, max_tries = services.queue.name, services.job_policy.max_tries
     job = await pool.enqueue_job(
         JOB_FUNCTION, user, _job_id=job_id(user, services.queue.name), _queue_name=queue
@@ -66,7 +68,7 @@ async def _run(pool: ArqRedis, services: Services, user: str) -> Worker:
         )
         is None
     )
-    worker = Worker(
+    worker = MemcompressWorker(
         functions=[func(compress_user, name=JOB_FUNCTION)],
         redis_pool=pool,
         queue_name=queue,
@@ -107,7 +109,7 @@ async def test_exhausted_retries_end_as_a_dead_letter_with_the_reason(
     await services.memory.append_events(make_events(user, 60))
     llm.fail_next(*[llm_server.HTTP_500] * 3)
     worker = await _run(pool, services, user)
-    assert (worker.jobs_complete, worker.jobs_retried) == (1, 2)
+    assert (worker.jobs_complete, worker.jobs_retried, worker.jobs_failed) == (0, 2, 1)  # a failure
     [letter] = await MongoDeadLetters(database).list()
     assert (letter.user_id, letter.tries, letter.error_class) == (user, 3, "RetryableSummarizerError")
     assert "500" in letter.reason
@@ -128,7 +130,7 @@ async def test_the_jobs_own_time_limit_is_a_retry_then_a_dead_letter(
     user = f"user-{uuid.uuid4().hex[:8]}"
     await services.memory.append_events(make_events(user, 60))
     worker = await _run(pool, services, user)
-    assert (worker.jobs_complete, worker.jobs_retried) == (1, 1)
+    assert (worker.jobs_complete, worker.jobs_retried, worker.jobs_failed) == (0, 1, 1)
     runs = [d async for d in database.collection(COMPACTION_LOG).find({"user_id": user})]
     assert [(r["outcome"], r["error_class"]) for r in runs] == [("failed", "JobTimeout")] * 2
     [letter] = await MongoDeadLetters(database).list()
@@ -166,14 +168,25 @@ async def test_out_of_time_but_moving_forward_continues_in_a_fresh_job(
 
 
 async def test_a_permanent_failure_is_dead_lettered_at_once(
-    make_services: ServicesFactory, database: MongoDatabase, llm: FakeLLM, pool: ArqRedis
+    make_services: ServicesFactory,
+    database: MongoDatabase,
+    llm: FakeLLM,
+    pool: ArqRedis,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     services = _queued(make_services)
     user = f"user-{uuid.uuid4().hex[:8]}"
     await services.memory.append_events(make_events(user, 60))
     llm.fail_next(llm_server.HTTP_400)
-    worker = await _run(pool, services, user)
-    assert (worker.jobs_complete, worker.jobs_retried) == (1, 0)
+    with caplog.at_level(logging.INFO, logger="memcompress.worker.tasks"):
+        worker = await _run(pool, services, user)
+    assert (worker.jobs_complete, worker.jobs_retried, worker.jobs_failed) == (0, 0, 1)  # arq's j_failed
+    [line] = [r for r in caplog.records if r.name == "memcompress.worker.tasks"]
+    fields = {
+        name: getattr(line, name, None) for name in ("outcome", "events_folded", "llm_calls", "job_try")
+    }
+    assert fields == {"outcome": "dead_letter", "events_folded": 0, "llm_calls": 1, "job_try": 1}
+    assert isinstance(getattr(line, "duration_s", None), float)
     [letter] = await MongoDeadLetters(database).list()
     assert letter.tries == 1
     assert llm.requests == 1

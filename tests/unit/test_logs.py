@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import socket
 from datetime import datetime
 
 import pytest
@@ -40,6 +42,15 @@ def test_a_bound_job_names_its_user_and_job_id_on_every_line(formatter: logging.
     else:
         assert line.endswith("folded 3 events user_id=u-1 job_id=compress:u-1")
     assert "u-1" not in formatter.format(_record())  # unbound again after the block
+
+
+def test_extra_fields_are_fields_in_both_formats_and_json_names_the_process() -> None:
+    record = _record("compression job ended: %s", "compressed", outcome="compressed", duration_s=1.5)
+    text = TextFormatter().format(record)
+    assert text.endswith("compression job ended: compressed outcome=compressed duration_s=1.5")
+    entry = json.loads(JsonFormatter().format(record))
+    assert (entry["outcome"], entry["duration_s"]) == ("compressed", 1.5)
+    assert entry["pid"] == os.getpid() and entry["host"] == socket.gethostname()
 
 
 def test_an_invalid_user_id_is_shown_by_its_hash_in_every_field() -> None:

@@ -49,12 +49,23 @@ RETRY_MAX_S = 300.0
 ERASED = "the user was erased (memcompress forget)"
 
 
+# Outcomes of a job that ends without its compression: counted as failures (arq's j_failed).
+FAILED_OUTCOMES = frozenset({"dead_letter", "invalid_user_id"})
+
+
 @dataclass(frozen=True, slots=True)
 class JobDecision:
-    """What to do with the job: finish with ``result``, or (``retry_in_s`` set) run it again then."""
+    """What to do with the job: finish with ``result``, or (``retry_in_s`` set) run it again then.
+    ``result`` says how the try went (``outcome``, ``reason``, ``events_folded``, ``llm_calls``) either
+    way: the worker logs it as the job's fields."""
 
     result: dict[str, Any] = field(default_factory=dict)
     retry_in_s: float | None = None
+
+    @property
+    def failed(self) -> bool:
+        """The job ends and its user was not compressed: dead-lettered, or an id no job can take."""
+        return self.retry_in_s is None and self.result.get("outcome") in FAILED_OUTCOMES
 
 
 def retry_delay(job_try: int) -> float:
@@ -95,7 +106,12 @@ async def run_queued_compression(services: Services, user_id: str, job_try: int)
 async def _decide(services: Services, record: CompactionRecord, job_try: int) -> JobDecision:
     """What the queue does next, and the writes that go with it (a dead letter, a re-check request)."""
     user_id = record.user_id
-    result = {"outcome": record.outcome.value, "reason": record.reason, "events_folded": record.events_folded}
+    result = {
+        "outcome": record.outcome.value,
+        "reason": record.reason,
+        "events_folded": record.events_folded,
+        "llm_calls": record.llm_calls,
+    }
     last_try = job_try >= services.job_policy.max_tries
     if record.error_class == USER_ERASED:
         return JobDecision(result)  # `forget` erased the user: nothing more of it is written
@@ -107,10 +123,10 @@ async def _decide(services: Services, record: CompactionRecord, job_try: int) ->
     elif record.outcome is Outcome.BUSY:
         delay_s = await services.locks.expires_in_s(user_id) + random.uniform(1.0, 3.0)
         if not last_try:
-            return _retry(services, delay_s)
+            return _retry(services, delay_s, result)
         await _recheck(services, user_id, delay_s=delay_s)  # not a failure: come back fresh
     elif record.failed and (record.retryable or record.outcome is Outcome.CONFLICT) and not last_try:
-        return _retry(services, retry_delay(job_try))
+        return _retry(services, retry_delay(job_try), result)
     elif record.failed:
         try:
             await _dead_letter(services, user_id, record.reason or "failed", job_try, record.error_class)
@@ -121,9 +137,9 @@ async def _decide(services: Services, record: CompactionRecord, job_try: int) ->
     return JobDecision(result)
 
 
-def _retry(services: Services, delay_s: float) -> JobDecision:
+def _retry(services: Services, delay_s: float, result: dict[str, Any]) -> JobDecision:
     services.metrics.jobs.labels(function=JOB_FUNCTION, status="retry").inc()
-    return JobDecision(retry_in_s=delay_s)
+    return JobDecision(result, retry_in_s=delay_s)
 
 
 async def _recheck(services: Services, user_id: str, *, delay_s: float) -> None:

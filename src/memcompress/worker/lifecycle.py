@@ -54,7 +54,7 @@ def lifecycle_hooks(settings: Settings) -> tuple[Hook, Hook]:
         await drain_due_requests(services)
         drainer = asyncio.create_task(run_request_drainer(services))
         stack.push_async_callback(_cancel, drainer)
-        log.info("worker ready: %s", settings.describe())
+        log.info("worker ready", extra=settings.describe())  # each setting a field (URLs redacted)
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
         stack: contextlib.AsyncExitStack | None = ctx.pop("exit_stack", None)

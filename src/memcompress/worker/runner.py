@@ -6,6 +6,9 @@ arq's ``start_jobs`` after it has taken a job slot, and arq's loop ends: the pro
 slot is given back and the worker keeps polling; the job stays queued and is claimed on a later poll.
 While the queue is paused (``memcompress pause``) it claims nothing; scans still queue users.
 
+A job that returns after dead-lettering its user (or dropping an invalid id) is counted by arq as
+complete; here it is moved to ``j_failed`` in the health line (:meth:`MemcompressWorker._count_failed_jobs`).
+
 arq starts jobs only when it polls the queue, every ``poll_delay``: a slot freed by a finished job idles
 until then. Here a finished job wakes the poll loop at once, and the poll adapts: every
 ``busy_poll_s`` while due jobs are found, backing off by doubling to ``IDLE_POLL_S`` when none are, so
@@ -39,6 +42,7 @@ from redis.exceptions import WatchError
 from memcompress.keys import paused_key
 from memcompress.worker.job_limit import AdaptiveJobLimit
 from memcompress.worker.lifecycle import STORE_COMMAND_OBSERVER
+from memcompress.worker.tasks import JOB_FAILED
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +79,18 @@ class MemcompressWorker(Worker):
         self.next_poll_s = poll_delay
         self._wake = asyncio.Event()
         self._found_due = False
+        self._then_on_job_end = self.on_job_end
+        self.on_job_end = self._count_failed_jobs
+
+    async def _count_failed_jobs(self, ctx: dict[str, Any]) -> None:
+        """arq's ``on_job_end``, which runs after arq counted a job that returned as complete: a job
+        that ended without compressing its user (dead-lettered, an invalid id) is a failure in the
+        health line's ``j_failed`` (``memcompress status``, ``worker --check``) instead."""
+        if ctx.get(JOB_FAILED):
+            self.jobs_complete -= 1
+            self.jobs_failed += 1
+        if self._then_on_job_end is not None:
+            await self._then_on_job_end(ctx)
 
     def current_limit(self) -> int:
         return self.ceiling if self.job_limit is None else self.job_limit.limit

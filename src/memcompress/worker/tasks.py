@@ -4,6 +4,8 @@ case's (:mod:`memcompress.jobs.queued`); this module only speaks arq."""
 
 from __future__ import annotations
 
+import logging
+import time
 from typing import Any
 
 from arq import Retry
@@ -12,7 +14,11 @@ from memcompress.jobs import Services, recheck_after_job, run_queued_compression
 from memcompress.keys import user_from_job_id
 from memcompress.logs import set_job
 
+log = logging.getLogger(__name__)
+
 SCAN_FUNCTION = "scan_and_enqueue"
+# Set in a job's ctx when it ended without compressing its user: the worker counts it in arq's j_failed.
+JOB_FAILED = "memcompress_job_failed"
 
 
 async def on_job_start(ctx: dict[str, Any]) -> None:
@@ -23,10 +29,20 @@ async def on_job_start(ctx: dict[str, Any]) -> None:
 
 
 async def compress_user(ctx: dict[str, Any], user_id: str) -> dict[str, Any]:
+    """One try of a user's compression. Its last line carries the try's fields (``outcome``,
+    ``duration_s``, ``events_folded``, ``llm_calls``, ``job_try``; JSON lines add ``pid`` and ``host``)."""
     ctx["user_id"] = user_id  # for the trailing re-check after the job (after_job_end)
+    started = time.monotonic()
     decision = await run_queued_compression(ctx["services"], user_id, ctx.get("job_try", 1))
+    fields = decision.result | {
+        "duration_s": round(time.monotonic() - started, 3),
+        "job_try": ctx.get("job_try", 1),
+    }
     if decision.retry_in_s is not None:
+        log.info("compression job to be tried again in %.1fs", decision.retry_in_s, extra=fields)
         raise Retry(defer=decision.retry_in_s)
+    ctx[JOB_FAILED] = decision.failed
+    log.info("compression job ended: %s", fields.get("outcome"), extra=fields)
     return decision.result
 
 
