@@ -2,11 +2,27 @@
 
 Every metric lives in a registry the caller chooses (``Metrics(registry)``); by default a private
 ``CollectorRegistry`` so that tests and host apps never collide on the global one.
+
+Only what the worker changes is exported: TL-02's ``user_memory_events_total`` (events the app
+appends) is the app's own counter, not the worker's, which never appends an event. A process that
+exports (the worker's endpoint, run-once's push) calls :func:`exported_without_created` first, and the
+worker adds :func:`add_process_collectors` to its registry.
 """
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from importlib.metadata import PackageNotFoundError, version
+
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+)
 
 DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 RUN_BUCKETS = (60, 300, 600, 1200, 1800, 3600, 7200, 14400)
@@ -19,9 +35,6 @@ class Metrics:
         # TL-02 names.
         self.profile_reads = Counter("user_profile_reads_total", "Profile reads.", registry=r)
         self.profile_writes = Counter("user_profile_writes_total", "Profile writes.", ["kind"], registry=r)
-        self.memory_events = Counter(
-            "user_memory_events_total", "Events appended to user_memory.", ["role"], registry=r
-        )
         self.compressions = Counter(
             "user_memory_compressions_total",
             "Compression runs by outcome (compressed, skipped, busy, conflict, failed).",
@@ -35,6 +48,10 @@ class Metrics:
             registry=r,
         )
         # Ours.
+        self.build_info = Gauge(
+            "memcompress_build_info", "Always 1; the installed memcompress version.", ["version"], registry=r
+        )
+        self.build_info.labels(version=_installed_version()).set(1)
         self.malformed_documents = Counter(
             "memcompress_malformed_documents_total",
             "Stored documents skipped because they failed validation (never deleted).",
@@ -157,6 +174,27 @@ class Metrics:
         self.last_scan = Gauge(
             "memcompress_last_scan_timestamp_seconds", "When the last scan finished (Unix time).", registry=r
         )
+
+
+def _installed_version() -> str:
+    try:
+        return version("memcompress")
+    except PackageNotFoundError:  # a source tree that was never installed
+        return "unknown"
+
+
+def exported_without_created() -> None:
+    """No ``*_created`` series: they double the counters' and histograms' series and nothing (alert,
+    panel, runbook) reads them. prometheus_client's switch is process-wide, so only the processes that
+    export call this (the worker, run-once), never a host app importing this module."""
+    disable_created_metrics()  # type: ignore[no-untyped-call]
+
+
+def add_process_collectors(registry: CollectorRegistry) -> None:
+    """The worker's own process: ``process_*`` (CPU, memory, open files, start time), ``python_info``
+    and ``python_gc_*``, as prometheus_client puts them on its global registry."""
+    for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+        registry.register(collector)
 
 
 class RunMetrics:

@@ -25,7 +25,7 @@ from memcompress.jobs import (
     find_candidates,
     scan_and_enqueue,
 )
-from memcompress.metrics import RunMetrics
+from memcompress.metrics import RunMetrics, exported_without_created
 from memcompress.models import CompactionRecord, Outcome, UserBacklog
 from memcompress.redaction import describe_error, split_userinfo
 
@@ -226,6 +226,7 @@ def _print_run(records: list[CompactionRecord], elapsed: float, as_json: bool) -
 async def _push(url: str, metrics: RunMetrics, succeeded: bool) -> None:
     """POST (push-add): a run with failures leaves out the last-success gauge, so the Pushgateway keeps
     the previous good run's timestamp instead of a 0."""
+    exported_without_created()
     if not succeeded:
         metrics.registry.unregister(metrics.last_success)
     gateway, user, password = split_userinfo(url)  # credentials in the URL: sent as basic auth

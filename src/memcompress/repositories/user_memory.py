@@ -163,8 +163,6 @@ class MongoUserMemoryRepository:
             return 0
         docs = [self._as_stored(event_to_document(e)) for e in events]
         result = await self._events.insert_many(docs, ordered=True)
-        for event in events:
-            self._metrics.memory_events.labels(role=event.role).inc()
         return len(result.inserted_ids)
 
     async def get_recent_events(self, user_id: str, limit: int) -> list[MemoryEvent]:
