@@ -32,6 +32,7 @@ from memcompress.cron import CronError, CronSchedule
 from memcompress.keys import DEFAULT_QUEUE_NAME, DEFAULT_REQUESTS_KEY, QUEUE_SEPARATOR
 from memcompress.layouts import LayoutName, StoreLayout
 from memcompress.models import DEFAULT_PROFILE, ProfileDefaults, valid_language_tag
+from memcompress.probe import DEFAULT_METRICS_PORT
 from memcompress.redaction import MASK, redact_url
 
 ENV_PREFIX = "MEMCOMPRESS_"
@@ -230,7 +231,12 @@ class Settings(BaseSettings):
     default_tone: str = Field(DEFAULT_PROFILE.tone, min_length=1)
 
     # --- observability ------------------------------------------------------------------------
-    metrics_port: int = Field(9108, ge=0, le=65535, description="0 disables the /metrics endpoint")
+    metrics_port: int = Field(
+        DEFAULT_METRICS_PORT,
+        ge=0,
+        le=65535,
+        description="the worker's HTTP endpoint: /metrics, /healthz (liveness), /readyz (readiness); 0: none",
+    )
     pushgateway_url: str | None = Field(
         None, repr=False, description="run-once pushes its metrics here when set"
     )

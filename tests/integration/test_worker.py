@@ -5,9 +5,11 @@ OpenAI-compatible HTTP server. Kills, shutdowns and a Redis restart, with every 
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 import uuid
 from collections import Counter
@@ -102,6 +104,14 @@ def _get(url: str) -> str:
         return str(response.read().decode())
 
 
+def _probe(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=15) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
 async def _assert_nothing_lost(database: MongoDatabase, llm: FakeLLM, events: list[MemoryEvent]) -> None:
     report = await check_invariant(database, llm, events)
     assert (report.lost, report.summarised_twice, report.checked) == ([], [], len(events))
@@ -180,7 +190,7 @@ async def test_a_burst_of_requests_is_one_job_and_a_burst_during_the_job_is_not_
     events = await _seed(memory, [user], 60)
     port = free_port()
     llm.latency_s = 1.5
-    worker = start(metrics_port=port)
+    worker = start(metrics_port=port, log_format="json")
 
     key = requests_key(queue)
     added = [await request_compression(redis, user, 0.5, key=key) for _ in range(100)]
@@ -204,6 +214,20 @@ async def test_a_burst_of_requests_is_one_job_and_a_burst_during_the_job_is_not_
     assert 'memcompress_llm_requests_total{summarizer="openai"} 2.0' in metrics
     assert 'user_memory_compressions_total{outcome="compressed"} 2.0' in metrics
     assert "memcompress_queue_depth " in metrics
+    assert 'memcompress_build_info{version="' in metrics and "process_cpu_seconds_total " in metrics
+    assert "python_info{" in metrics
+    assert "_created" not in metrics and "user_memory_events_total" not in metrics  # never changed here
+    for probe in ("healthz", "readyz"):
+        assert await asyncio.to_thread(_get, f"http://127.0.0.1:{port}/{probe}") == "ok\n"
+    lines = [json.loads(line) for line in worker.log.splitlines() if line.startswith("{")]
+    [ready] = [line for line in lines if line["message"] == "worker ready"]
+    assert (ready["threshold"], ready["llm_base_url"]) == (50, llm.base_url)  # settings as fields
+    ended = [line for line in lines if line["message"].startswith("compression job ended")]
+    assert [line["outcome"] for line in ended] == ["compressed", "compressed"]
+    assert all(
+        {"duration_s", "events_folded", "llm_calls", "pid", "host", "user_id", "job_id"} <= set(line)
+        for line in ended
+    )
     check = await asyncio.to_thread(
         subprocess.run,
         [sys.executable, "-m", "memcompress", "worker", "--check"],
@@ -294,13 +318,18 @@ async def test_redis_restarted_mid_run_the_worker_reconnects_and_the_scan_requeu
     users = [f"user-{i:02d}-{uuid.uuid4().hex[:6]}" for i in range(12)]
     events = await _seed(memory, users, 60)
     llm.latency_s = 0.5
-    worker = start(redis=own_valkey.url, scan_cron="*/2 * * * * *", max_jobs=2)
+    port = free_port()
+    worker = start(redis=own_valkey.url, scan_cron="*/2 * * * * *", max_jobs=2, metrics_port=port)
 
     async def some_compressed() -> bool:
         return sum(o == "compressed" for _, o in await _outcomes(database)) >= 2
 
     await eventually(some_compressed)
     own_valkey.stop()  # everything queued is lost: the server keeps nothing on disk
+    # Liveness is the worker's event loop, not Redis: no restart for an outage it rides out.
+    assert await asyncio.to_thread(_probe, f"http://127.0.0.1:{port}/healthz") == (200, "ok\n")
+    status, body = await asyncio.to_thread(_probe, f"http://127.0.0.1:{port}/readyz")
+    assert status == 503 and body.startswith("Redis: ")
     own_valkey.start()
 
     async def all_compressed() -> bool:
@@ -308,6 +337,7 @@ async def test_redis_restarted_mid_run_the_worker_reconnects_and_the_scan_requeu
 
     await eventually(all_compressed, within_s=120)
     assert worker.process.poll() is None  # still running: it reconnected
+    assert await asyncio.to_thread(_probe, f"http://127.0.0.1:{port}/readyz") == (200, "ok\n")
     await _assert_nothing_lost(database, llm, events)
 
 

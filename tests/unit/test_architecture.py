@@ -27,6 +27,7 @@ LAYERS: list[tuple[str, ...]] = [
         "memcompress",
         "memcompress.keys",
         "memcompress.user_ids",
+        "memcompress.probe",
         "memcompress.layouts",
         "memcompress.models",
         "memcompress.metrics",

@@ -20,6 +20,7 @@ from packaging.utils import canonicalize_name
 
 from memcompress.metrics import Metrics, RunMetrics
 from memcompress.settings import Settings
+from memcompress.worker.http_endpoint import LIVENESS_PATH, PROBE_TIMEOUT_S, READINESS_PATH
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -49,7 +50,8 @@ YAML_FILES = sorted([*DEPLOY.rglob("*.yml"), *DEPLOY.rglob("*.yaml")])
 JSON_FILES = sorted(DEPLOY.rglob("*.json"))
 
 JOB_COMPLETION_WAIT_S = Settings.model_fields["job_completion_wait_s"].default
-HEALTH_CHECK = ["memcompress", "worker", "--check"]
+# The image's health check: the worker's own /healthz, asked without starting the CLI.
+HEALTH_CHECK = ["python", "-m", "memcompress.probe", "/healthz"]
 RUN_ONCE = "memcompress run-once --limit 1000"
 # Read by `memcompress run-once`, not part of Settings.
 EXTRA_ENV = frozenset({"MEMCOMPRESS_PUSHGATEWAY_URL"})
@@ -577,8 +579,11 @@ def test_k8s_worker_deployment() -> None:
     pod = template["spec"]
     assert pod["terminationGracePeriodSeconds"] > JOB_COMPLETION_WAIT_S
     container = _container(pod)
-    assert container["livenessProbe"]["exec"]["command"] == HEALTH_CHECK
-    assert container["readinessProbe"]["exec"]["command"] == HEALTH_CHECK
+    # Liveness is the worker's event loop (/healthz: no store involved), readiness also Redis (/readyz).
+    assert container["livenessProbe"]["httpGet"] == {"path": LIVENESS_PATH, "port": "metrics"}
+    assert container["readinessProbe"]["httpGet"] == {"path": READINESS_PATH, "port": "metrics"}
+    for probe in ("livenessProbe", "readinessProbe"):  # a probe's answer takes two checks at most
+        assert container[probe]["timeoutSeconds"] > 2 * PROBE_TIMEOUT_S, probe
     assert {"name": "metrics", "containerPort": 9108, "protocol": "TCP"} in container["ports"]
     annotations = template["metadata"]["annotations"]
     assert annotations["prometheus.io/scrape"] == "true"
@@ -643,6 +648,89 @@ def test_every_env_var_in_deploy_is_a_setting() -> None:
     assert names - fields - EXTRA_ENV == set()
 
 
+def _commented_defaults() -> dict[str, str]:
+    """``#MEMCOMPRESS_X=value`` lines of env.example (values unquoted)."""
+    text = (DEPLOY / "env.example").read_text(encoding="utf-8")
+    return {
+        name: value.strip("'")
+        for name, value in re.findall(r"^#(MEMCOMPRESS_\w+)=(.*)$", text, re.MULTILINE)
+        if name not in EXTRA_ENV
+    }
+
+
+def test_env_example_shows_the_defaults() -> None:
+    """A commented-out line shows the setting's default (retention: archive), unless the setting has none
+    (an endpoint, a key, a limit, a price): then it is an example."""
+    defaults = Settings(_env_file=None).model_dump()  # type: ignore[call-arg]
+    shown = _commented_defaults()
+    assert shown["MEMCOMPRESS_RETENTION"] == "archive"
+    checked = 0
+    for variable, value in shown.items():
+        name = variable.removeprefix("MEMCOMPRESS_").lower()
+        if Settings.model_fields[name].default is None or value == "":
+            continue
+        given = Settings(_env_file=None, **{name: value}).model_dump()[name]  # type: ignore[arg-type]
+        assert given == defaults[name], (
+            f"env.example shows {variable}={value}, the default is {defaults[name]}"
+        )
+        checked += 1
+    assert checked >= 10
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 3600:g} h" if seconds % 3600 == 0 else f"{seconds / 60:g} min"
+
+
+def _thresholds(rule: dict[str, Any]) -> list[str]:
+    """What the README's "fires when" must say of a rule: each threshold it compares with (a ratio as a
+    percentage, a time as minutes or hours, a count as it is; "more than" for >, "at least" for >=)
+    and how long it must hold (its ``for``)."""
+    expr = " ".join(str(rule["expr"]).split())
+    timed = "time()" in expr or "_seconds" in expr
+    said = []
+    for op, number in re.findall(r"(>=|>)\s*(\d+(?:\.\d+)?(?:\s*\*\s*\d+)?)", expr):
+        value = eval(number, {})  # digits and "*" only: the regex allows nothing else
+        if value == 0:
+            continue
+        words = "more than" if op == ">" else "at least"
+        shown = f"{value * 100:g}%" if value < 1 else _duration(value) if timed else f"{value:g}"
+        said.append(f"{words} {shown}")
+    if "for" in rule:
+        said.append(f"for {_duration(_seconds(rule['for']))}")
+    return said
+
+
+def _readme_alerts() -> dict[str, tuple[str, str]]:
+    text = (DEPLOY / "README.md").read_text(encoding="utf-8")
+    table = text[text.index("## Alerts") :].split("\n\n")[1]
+    rows = [line.strip("|").split("|") for line in table.splitlines()[2:]]
+    return {
+        re.search(r"`(\w+)`", name).group(1): (fires.strip(), severity.strip())  # type: ignore[union-attr]
+        for name, fires, severity in rows
+    }
+
+
+def test_the_readme_alerts_table_matches_the_rules() -> None:
+    table = _readme_alerts()
+    rules = alert_rules(_yaml(ALERTS))
+    assert set(table) == {rule["alert"] for rule in rules}, "every rule in the table, and only they"
+    for rule in rules:
+        fires, severity = table[rule["alert"]]
+        assert severity == rule["labels"]["severity"], rule["alert"]
+        for words in _thresholds(rule):
+            assert words in fires, f"{rule['alert']}: the README says {fires!r}, not {words!r}"
+
+
+def test_the_alerts_table_check_catches_a_wrong_threshold() -> None:
+    long_running = {"expr": "personalized_memory_worker_duration_seconds_sum > 1800"}
+    assert _thresholds(long_running) == ["more than 30 min"]  # "more than 1 h" would fail
+    high_errors = {"expr": "personalized_memory_worker_errors_total > 5", "for": "15m"}
+    assert _thresholds(high_errors) == ["more than 5", "for 15 min"]
+    ratio = {"expr": "a / b > 0.05 and sum(increase(c[15m])) >= 5"}
+    assert _thresholds(ratio) == ["more than 5%", "at least 5"]
+    assert _thresholds({"expr": "time() - x > 26 * 3600"}) == ["more than 26 h"]
+
+
 # --- systemd and cron ----------------------------------------------------------------------------------
 
 
@@ -680,6 +768,15 @@ def test_systemd_worker_service() -> None:
     assert _one(service, "ProtectSystem") == "strict"
     assert _one(service, "DynamicUser") == "yes" or "User" in service
     assert _one(unit["Install"], "WantedBy") == "multi-user.target"
+
+
+def test_systemd_documentation_is_the_projects_url() -> None:
+    """Documentation= must resolve on any host: the project's https URL (pyproject's), not a file path
+    that a pip install never creates."""
+    urls = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["urls"]
+    for name in ("memcompress-worker@.service", "memcompress-run-once.service"):
+        for url in _unit(name)["Unit"]["Documentation"]:
+            assert url.startswith(("https://", "man:")) and url in urls.values(), (name, url)
 
 
 def test_systemd_run_once_service_and_timer() -> None:

@@ -13,13 +13,13 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from prometheus_client import start_http_server
-
 from memcompress.bootstrap import open_services
 from memcompress.jobs import Services
 from memcompress.jobs.drainer import drain_due_requests, run_request_drainer
+from memcompress.metrics import add_process_collectors, exported_without_created
 from memcompress.redaction import describe_error
 from memcompress.settings import Settings
+from memcompress.worker.http_endpoint import serve
 
 log = logging.getLogger(__name__)
 
@@ -43,11 +43,16 @@ def lifecycle_hooks(settings: Settings) -> tuple[Hook, Hook]:
         for risk in await services.maintenance.index_risks():  # the worker runs, but not safely
             log.error("AT RISK: %s", risk)
         if settings.metrics_port:
-            server, thread = start_http_server(settings.metrics_port, registry=services.metrics.registry)
+            exported_without_created()
+            registry = services.metrics.registry
+            add_process_collectors(registry)
+            server, thread = serve(
+                settings.metrics_port, registry, asyncio.get_running_loop(), services.queue.depth
+            )
             stack.callback(thread.join, 5)
             stack.callback(server.server_close)
             stack.callback(server.shutdown)
-            log.info("serving /metrics on port %d", settings.metrics_port)
+            log.info("serving /metrics, /healthz and /readyz on port %d", settings.metrics_port)
         sampler = asyncio.create_task(_sample_gauges(services))
         stack.push_async_callback(_cancel, sampler)
         # Once before arq's first poll, so that a --burst worker also runs what was due at its start.
