@@ -26,7 +26,7 @@ from redis import Redis
 
 from memcompress.cli.app import cli
 from memcompress.embedded import free_port
-from memcompress.keys import job_id
+from memcompress.keys import job_id, lock_key
 from memcompress.repositories.database import (
     COMPACTION_LOG,
     DEAD_LETTERS,
@@ -556,6 +556,24 @@ def test_unknown_ids_are_errors_and_destructive_commands_need_yes(
         assert result.exit_code == 1 and "run again with --yes" in result.stderr, args
         assert result.stdout  # what would go
     assert_unchanged(mongo, sync_redis, before, keys)
+
+
+def test_an_invalid_id_in_redis_is_shown_by_its_hash_only(env: dict[str, str], sync_redis: Redis) -> None:
+    long_id = "my phone is 555 0100" * 15  # 300 characters another client put into Redis
+    queue = env["MEMCOMPRESS_QUEUE_NAME"]
+    sync_redis.zadd(env["MEMCOMPRESS_REQUESTS_KEY"], {long_id: 0})
+    sync_redis.zadd(queue, {job_id(long_id, queue): 0})
+    sync_redis.set(lock_key(long_id, queue), b"held", px=60_000)
+    try:
+        outputs = [invoke(env, *args).output for args in (("queue", "list", "--json"), ("status", "--json"))]
+        outputs += [invoke(env, "status").output, invoke(env, "queue", "list").output]
+    finally:
+        sync_redis.delete(lock_key(long_id, queue), job_id(long_id, queue))
+    assert all("555" not in output for output in outputs)
+    listed = json.loads(outputs[0])
+    digest = hashlib.sha256(long_id.encode()).hexdigest()[:12]
+    assert listed["requests"][0]["user_id"] == f"a string of 300 characters (sha256 {digest}...)"
+    assert json.loads(outputs[1])["held_locks"][0]["user_id"].endswith(f"(sha256 {digest}...)")
 
 
 def test_unknown_variables_are_named_with_the_closest_setting(

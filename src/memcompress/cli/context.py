@@ -25,7 +25,7 @@ import click
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from memcompress.models import MAX_USER_ID_CHARS, iso_utc, valid_user_id
+from memcompress.models import MAX_USER_ID_CHARS, iso_utc, shown_user_id, valid_user_id
 from memcompress.redaction import describe_error, format_exception, redact_urls
 from memcompress.repositories.errors import StoreUnavailable
 from memcompress.settings import ConfigError, Settings, load_settings
@@ -54,6 +54,12 @@ def valid_user_ids(ctx: click.Context, param: click.Parameter, value: Any) -> An
         if not valid_user_id(user_id):
             raise click.BadParameter(f"a user id has 1 to {MAX_USER_ID_CHARS} characters")
     return value
+
+
+def shown(user_id: str) -> str:
+    """A user id read from Redis (any client may have put it there): itself when a job could take it,
+    else only its type, length and hash (:func:`memcompress.models.shown_user_id`)."""
+    return user_id if valid_user_id(user_id) else shown_user_id(user_id)
 
 
 def fail(message: str, code: int) -> NoReturn:

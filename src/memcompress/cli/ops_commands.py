@@ -16,10 +16,10 @@ from memcompress.cli.context import (
     plural,
     refuse,
     run,
+    shown,
 )
 from memcompress.jobs import Services
 from memcompress.jobs.inspect import queued_jobs
-from memcompress.models import shown_user_id, valid_user_id
 from memcompress.repositories.errors import StoreUnavailable
 
 LIST_AT_MOST = 1000
@@ -31,12 +31,6 @@ def _print(report: object, as_json: bool, lines: list[str]) -> None:
     else:
         for line in lines:
             click.echo(line)
-
-
-def _shown(user_id: str) -> str:
-    """A user id read from the queue (anyone may have put it there): itself when a job could take it,
-    else only its length and hash (:func:`memcompress.models.shown_user_id`)."""
-    return user_id if valid_user_id(user_id) else shown_user_id(user_id)
 
 
 @click.command()
@@ -99,7 +93,7 @@ def queue_list(state: CliState, limit: int, as_json: bool) -> None:
             depth, paused = await queue.depth(), await queue.paused()
             requests = await queue.waiting_requests(limit)
         for row in (*jobs, *requests):
-            row["user_id"] = _shown(row["user_id"])
+            row["user_id"] = shown(row["user_id"])
         report = {
             "queue": queue.name,
             "paused": paused,
@@ -191,7 +185,7 @@ async def _dead_lettered(services: Services, user_ids: tuple[str, ...]) -> tuple
 
 
 def _no_such(unknown: list[str]) -> int:
-    return refuse(f"no such dead letter: {', '.join(map(_shown, unknown))} (nothing was done)")
+    return refuse(f"no such dead letter: {', '.join(map(shown, unknown))} (nothing was done)")
 
 
 @dead_group.command("retry")

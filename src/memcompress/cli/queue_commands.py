@@ -23,6 +23,7 @@ from memcompress.cli.context import (
     fail,
     plural,
     run,
+    shown,
     valid_user_ids,
 )
 from memcompress.jobs import store_report
@@ -135,6 +136,9 @@ def status(state: CliState, as_json: bool, watch: bool, interval: float) -> None
 async def _status(settings: Settings) -> dict[str, Any]:
     async with open_queue(settings, CLI_REDIS_RETRIES) as queue:
         report = await queue.status()
+    report["in_progress"] = [shown(user) for user in report["in_progress"]]
+    for lock in report["held_locks"]:
+        lock["user_id"] = shown(lock["user_id"])
     try:
         async with open_services(settings, redis_retries=CLI_REDIS_RETRIES) as services:
             report |= await store_report(services)
