@@ -23,8 +23,8 @@ def probe(path: str = "/healthz", port: int | None = None) -> tuple[bool, str]:
             return response.status == 200, response.read().decode(errors="replace").strip()
     except urllib.error.HTTPError as error:
         return False, error.read().decode(errors="replace").strip()
-    except OSError as error:
-        return False, f"no answer on port {port}: {type(error).__name__}"
+    except OSError as error:  # URLError wraps the socket's error as its reason
+        return False, f"no answer on port {port}: {type(getattr(error, 'reason', error)).__name__}"
 
 
 def main(argv: list[str]) -> int:

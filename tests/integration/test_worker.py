@@ -9,7 +9,6 @@ import json
 import signal
 import subprocess
 import sys
-import urllib.error
 import urllib.request
 import uuid
 from collections import Counter
@@ -24,6 +23,7 @@ from memcompress.embedded import free_port, valkey_server
 from memcompress.jobs import scan_and_enqueue
 from memcompress.keys import job_id
 from memcompress.models import MemoryEvent
+from memcompress.probe import probe
 from memcompress.queue import request_compression
 from memcompress.repositories.database import COMPACTION_LOG, MongoDatabase
 from memcompress.repositories.indexes import ensure_indexes
@@ -102,14 +102,6 @@ def _called(llm: FakeLLM) -> Callable[[], Awaitable[bool]]:
 def _get(url: str) -> str:
     with urllib.request.urlopen(url, timeout=5) as response:
         return str(response.read().decode())
-
-
-def _probe(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=15) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
 
 
 async def _assert_nothing_lost(database: MongoDatabase, llm: FakeLLM, events: list[MemoryEvent]) -> None:
@@ -217,8 +209,8 @@ async def test_a_burst_of_requests_is_one_job_and_a_burst_during_the_job_is_not_
     assert 'memcompress_build_info{version="' in metrics and "process_cpu_seconds_total " in metrics
     assert "python_info{" in metrics
     assert "_created" not in metrics and "user_memory_events_total" not in metrics  # never changed here
-    for probe in ("healthz", "readyz"):
-        assert await asyncio.to_thread(_get, f"http://127.0.0.1:{port}/{probe}") == "ok\n"
+    for path in ("/healthz", "/readyz"):
+        assert await asyncio.to_thread(probe, path, port) == (True, "ok")
     lines = [json.loads(line) for line in worker.log.splitlines() if line.startswith("{")]
     [ready] = [line for line in lines if line["message"] == "worker ready"]
     assert (ready["threshold"], ready["llm_base_url"]) == (50, llm.base_url)  # settings as fields
@@ -327,9 +319,9 @@ async def test_redis_restarted_mid_run_the_worker_reconnects_and_the_scan_requeu
     await eventually(some_compressed)
     own_valkey.stop()  # everything queued is lost: the server keeps nothing on disk
     # Liveness is the worker's event loop, not Redis: no restart for an outage it rides out.
-    assert await asyncio.to_thread(_probe, f"http://127.0.0.1:{port}/healthz") == (200, "ok\n")
-    status, body = await asyncio.to_thread(_probe, f"http://127.0.0.1:{port}/readyz")
-    assert status == 503 and body.startswith("Redis: ")
+    assert await asyncio.to_thread(probe, "/healthz", port) == (True, "ok")
+    ready, answer = await asyncio.to_thread(probe, "/readyz", port)
+    assert not ready and answer.startswith("Redis: ")
     own_valkey.start()
 
     async def all_compressed() -> bool:
@@ -337,7 +329,7 @@ async def test_redis_restarted_mid_run_the_worker_reconnects_and_the_scan_requeu
 
     await eventually(all_compressed, within_s=120)
     assert worker.process.poll() is None  # still running: it reconnected
-    assert await asyncio.to_thread(_probe, f"http://127.0.0.1:{port}/readyz") == (200, "ok\n")
+    assert await asyncio.to_thread(probe, "/readyz", port) == (True, "ok")
     await _assert_nothing_lost(database, llm, events)
 
 

@@ -4,8 +4,6 @@ restart), readiness also needs Redis; the metrics are served as exported (no ``_
 from __future__ import annotations
 
 import asyncio
-import urllib.error
-import urllib.request
 from collections.abc import AsyncIterator
 
 import pytest
@@ -14,15 +12,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from memcompress.embedded import free_port
 from memcompress.metrics import Metrics, exported_without_created
+from memcompress.probe import main, probe
 from memcompress.worker import http_endpoint
-
-
-def _get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=10) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
 
 
 class Redis:
@@ -35,11 +26,11 @@ class Redis:
 
 
 @pytest.fixture
-async def endpoint() -> AsyncIterator[tuple[str, Redis, Metrics]]:
+async def endpoint() -> AsyncIterator[tuple[int, Redis, Metrics]]:
     metrics, redis, port = Metrics(CollectorRegistry()), Redis(), free_port()
     server, thread = http_endpoint.serve(port, metrics.registry, asyncio.get_running_loop(), redis.ping)
     try:
-        yield f"http://127.0.0.1:{port}", redis, metrics
+        yield port, redis, metrics
     finally:
         server.shutdown()
         server.server_close()
@@ -47,15 +38,20 @@ async def endpoint() -> AsyncIterator[tuple[str, Redis, Metrics]]:
 
 
 async def test_liveness_survives_a_redis_outage_and_readiness_does_not(
-    endpoint: tuple[str, Redis, Metrics],
+    endpoint: tuple[int, Redis, Metrics], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    base, redis, _ = endpoint
-    assert await asyncio.to_thread(_get, base + "/healthz") == (200, "ok\n")
-    assert await asyncio.to_thread(_get, base + "/readyz") == (200, "ok\n")
+    port, redis, _ = endpoint  # asked as the image's health check asks (python -m memcompress.probe)
+    assert await asyncio.to_thread(probe, "/healthz", port) == (True, "ok")
+    assert await asyncio.to_thread(probe, "/readyz", port) == (True, "ok")
     redis.up = False
-    assert await asyncio.to_thread(_get, base + "/healthz") == (200, "ok\n")
-    status, body = await asyncio.to_thread(_get, base + "/readyz")
-    assert status == 503 and body.startswith("Redis: ConnectionError: Error 111")
+    assert await asyncio.to_thread(probe, "/healthz", port) == (True, "ok")
+    ready, answer = await asyncio.to_thread(probe, "/readyz", port)
+    assert not ready and answer.startswith("Redis: ConnectionError: Error 111")
+    monkeypatch.setenv("MEMCOMPRESS_METRICS_PORT", str(port))
+    assert await asyncio.to_thread(main, ["/readyz"]) == 1  # the exit code of a failed health check
+    assert await asyncio.to_thread(main, []) == 0  # /healthz
+    nowhere = free_port()
+    assert probe("/healthz", nowhere) == (False, f"no answer on port {nowhere}: ConnectionRefusedError")
 
 
 def test_an_event_loop_that_runs_nothing_fails_liveness(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -72,11 +68,11 @@ def test_an_event_loop_that_runs_nothing_fails_liveness(monkeypatch: pytest.Monk
     assert body.decode() == "the worker's event loop: no answer within 0.2s\n"
 
 
-async def test_metrics_are_served_without_created_series(endpoint: tuple[str, Redis, Metrics]) -> None:
-    base, _, metrics = endpoint
+async def test_metrics_are_served_without_created_series(endpoint: tuple[int, Redis, Metrics]) -> None:
+    port, _, metrics = endpoint
     metrics.events_folded.inc(3)
     exported_without_created()
-    status, body = await asyncio.to_thread(_get, base + "/metrics")
-    assert status == 200 and "memcompress_events_folded_total 3.0" in body
+    ok, body = await asyncio.to_thread(probe, "/metrics", port)
+    assert ok and "memcompress_events_folded_total 3.0" in body
     assert 'memcompress_build_info{version="' in body
     assert "_created" not in body and "user_memory_events_total" not in body
