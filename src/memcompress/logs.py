@@ -72,9 +72,9 @@ class JobFields(logging.Filter):
 
 
 class TextFormatter(logging.Formatter):
-    """``time LEVEL logger: message [user_id=.. job_id=..] [field=value ...]``: the job's fields, then
-    the fields the call passed in ``extra`` (the same ones JSON lines carry); tracebacks as
-    ``format_exception`` renders them, URLs redacted."""
+    """``time LEVEL logger: message [field=value ...] [user_id=.. job_id=..]``: the fields the call passed
+    in ``extra`` (the same ones JSON lines carry), then the job's, last on every line of a job;
+    tracebacks as ``format_exception`` renders them, URLs redacted."""
 
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -85,12 +85,12 @@ class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         record.exc_text = None  # never a traceback another formatter rendered and cached
         line = super().format(record)
-        fields = [(name, getattr(record, name)) for name in JOB_FIELDS if hasattr(record, name)]
-        fields += [
+        fields = [
             (name, value)
             for name, value in record.__dict__.items()
             if name not in RECORD_ATTRIBUTES and name not in JOB_FIELDS and value is not None
         ]
+        fields += [(name, getattr(record, name)) for name in JOB_FIELDS if hasattr(record, name)]
         shown = " ".join(f"{name}={value}" for name, value in fields)
         return redact_urls(f"{line} {shown}" if shown else line)
 

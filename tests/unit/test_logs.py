@@ -45,9 +45,12 @@ def test_a_bound_job_names_its_user_and_job_id_on_every_line(formatter: logging.
 
 
 def test_extra_fields_are_fields_in_both_formats_and_json_names_the_process() -> None:
-    record = _record("compression job ended: %s", "compressed", outcome="compressed", duration_s=1.5)
+    with bind_job(user_id="u-1", job_id="compress:u-1"):
+        record = _record("compression job ended: %s", "compressed", outcome="compressed", duration_s=1.5)
     text = TextFormatter().format(record)
-    assert text.endswith("compression job ended: compressed outcome=compressed duration_s=1.5")
+    assert text.endswith(  # the job's fields stay last, as on every line of a job
+        "compression job ended: compressed outcome=compressed duration_s=1.5 user_id=u-1 job_id=compress:u-1"
+    )
     entry = json.loads(JsonFormatter().format(record))
     assert (entry["outcome"], entry["duration_s"]) == ("compressed", 1.5)
     assert entry["pid"] == os.getpid() and entry["host"] == socket.gethostname()
