@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -260,3 +261,35 @@ def test_the_layout_and_its_names_are_checked() -> None:
     assert custom.store_layout().collection == "chat_messages" and custom.store_layout().owner == "phone"
     with pytest.raises(ConfigError, match="MEMCOMPRESS_PINNED_ROLES"):
         load_settings(layout="conversations", pinned_roles="system")
+
+
+def _readme_settings() -> dict[str, str]:
+    """The README's settings table: variable → its "default" cell (rows naming one variable)."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    rows = {}
+    for line in readme.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        names = re.findall(r"`(MEMCOMPRESS_\w+)`", cells[0]) if line.startswith("| `MEMCOMPRESS_") else []
+        if len(names) == 1 and len(cells) >= 3:
+            rows[names[0]] = cells[1]
+    return rows
+
+
+def test_the_readme_settings_table_shows_the_defaults() -> None:
+    """Each row naming one setting shows its default: a `value`, or words for a setting with none."""
+    defaults = Settings(_env_file=None).model_dump()  # type: ignore[call-arg]
+    rows = _readme_settings()
+    checked = 0
+    for variable, cell in rows.items():
+        name = variable.removeprefix("MEMCOMPRESS_").lower()
+        if name not in Settings.model_fields or name == "summarizer":  # derived from the endpoint
+            continue
+        if Settings.model_fields[name].default in (None, ()):  # unset, or an empty list
+            assert not cell.startswith("`"), f"{variable} has no default; the README says {cell}"
+            continue
+        value = re.match(r"`([^`]*)`", cell)
+        assert value is not None, f"{variable}: the README shows no default"
+        given = Settings(_env_file=None, **{name: value.group(1)}).model_dump()[name]  # type: ignore[arg-type]
+        assert given == defaults[name], f"README shows {variable}={value.group(1)}; default {defaults[name]}"
+        checked += 1
+    assert checked >= 35
