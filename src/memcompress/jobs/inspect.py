@@ -19,7 +19,7 @@ from typing import Any
 from memcompress.jobs.compress import decide, read_user
 from memcompress.jobs.services import Services
 from memcompress.jobs.status import store_report
-from memcompress.models import CompactionRecord
+from memcompress.models import CompactionRecord, iso_utc
 from memcompress.repositories.protocols import CompactionLog, JobQueue
 
 UNKNOWN_USER = "nothing stored for this id — check the id"
@@ -49,7 +49,7 @@ def last_error(runs: list[CompactionRecord]) -> dict[str, Any] | None:
     if not runs or not runs[0].failed:
         return None
     newest = runs[0]
-    return {"error_class": newest.error_class, "reason": newest.reason, "at": newest.finished_at.isoformat()}
+    return {"error_class": newest.error_class, "reason": newest.reason, "at": iso_utc(newest.finished_at)}
 
 
 async def inspect_user(
@@ -91,7 +91,7 @@ async def inspect_user(
             "summary_chars": len(profile.memory_summary or ""),
             "language": profile.language,
             "events_summarized": profile.events_summarized,
-            "updated_at": profile.updated_at.isoformat() if profile.updated_at else None,
+            "updated_at": iso_utc(profile.updated_at) if profile.updated_at else None,
         },
         "overrides": state.overrides.model_dump(exclude_none=True) if state.overrides else {},
         "erased": erased,

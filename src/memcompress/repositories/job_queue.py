@@ -225,10 +225,10 @@ class RedisJobQueue:
         keys = await self._job_keys(job)
         shown: dict[str, Any] = {"job": None, "request_due_at": None}
         if due_ms is not None or keys["running"]:
-            due_at = None if due_ms is None else datetime.fromtimestamp(due_ms / 1000, UTC).isoformat()
+            due_at = None if due_ms is None else iso_utc(datetime.fromtimestamp(due_ms / 1000, UTC))
             shown["job"] = {"due_at": due_at} | keys
         if request_due is not None:
-            shown["request_due_at"] = datetime.fromtimestamp(request_due, UTC).isoformat()
+            shown["request_due_at"] = iso_utc(datetime.fromtimestamp(request_due, UTC))
         return shown
 
     async def _job_keys(self, job: str) -> dict[str, Any]:
@@ -247,7 +247,7 @@ class RedisJobQueue:
             "tries": int(tries) if tries is not None else 0,
             "enqueued_at": None
             if enqueued_ms is None
-            else datetime.fromtimestamp(enqueued_ms / 1000, UTC).isoformat(),
+            else iso_utc(datetime.fromtimestamp(enqueued_ms / 1000, UTC)),
             "age_s": None if enqueued_ms is None else round(self._clock() - enqueued_ms / 1000, 1),
         }
 
