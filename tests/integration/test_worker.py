@@ -14,7 +14,6 @@ import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
-from unittest.mock import ANY
 
 import pytest
 from redis.asyncio import Redis
@@ -153,7 +152,7 @@ async def test_two_queues_on_one_redis_queue_lock_and_run_the_same_user_apart(
             status = await services.queue.status()
             assert (status["queue_depth"], status["held_locks"][0]["user_id"]) == (1, user)
             assert status["held_locks_count"] == 1  # its own lock only
-            assert await services.queue.jobs(10) == [{"user_id": user, "due_at": ANY, "due": True}]
+            assert [(j["user_id"], j["due"]) for j in await services.queue.jobs(10)] == [(user, True)]
 
     assert start(burst=True).wait(timeout=120) == 0  # a worker of our queue
     assert await _outcomes(database, user) == Counter({(user, "compressed"): 1})
