@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -15,10 +16,12 @@ from memcompress.bootstrap import build_services
 from memcompress.cli.app import cli
 from memcompress.jobs import Services
 from memcompress.metrics import Metrics
-from memcompress.repositories.database import MongoDatabase
+from memcompress.models import utc_now
+from memcompress.repositories.database import USER_MEMORY, USER_PROFILES, MongoDatabase
 from memcompress.settings import load_settings
 from memcompress.summarizers.base import Summarizer
 from memcompress.summarizers.openai_chat import OpenAISummarizer
+from memcompress.testing.app_documents import app_event, app_profile
 from memcompress.testing.llm_server import FakeLLM
 from memcompress.testing.workers import eventually
 
@@ -113,3 +116,27 @@ def cli_env(mongo_uri: str, db_name: str, redis_url: str) -> dict[str, str]:
 async def run_cli(env: dict[str, str], *args: str) -> Result:
     """The CLI in-process, from an async test: it runs its own event loop, so in a thread."""
     return await asyncio.to_thread(CliRunner().invoke, cli, list(args), env=env, catch_exceptions=False)
+
+
+async def seed_app_user(
+    database: MongoDatabase,
+    user: str,
+    summary: str | None,
+    count: int = 60,
+    text: str = "Topic {i} was fine.",
+) -> list[dict[str, Any]]:
+    """A profile as the app writes it (with ``summary``, if any) and ``count`` events a day old, user and
+    assistant by turns, as the app writes them; ``text`` is formatted with ``user`` and ``i``."""
+    if summary is not None:
+        await database.collection(USER_PROFILES).insert_one(app_profile(user, memory_summary=summary))
+    docs = [
+        app_event(
+            user,
+            "user" if i % 2 == 0 else "assistant",
+            text.format(user=user, i=i),
+            utc_now() - timedelta(days=1, seconds=-i),
+        )
+        for i in range(count)
+    ]
+    await database.collection(USER_MEMORY).insert_many(docs)
+    return docs

@@ -16,7 +16,7 @@ from memcompress.repositories.database import COMPACTION_LOG, USER_MEMORY, USER_
 from memcompress.summarizers.carry import carried, carry_index, find_values
 from memcompress.testing.app_documents import app_event, app_profile
 from memcompress.testing.llm_server import CUT_OFF, FakeLLM
-from tests.integration.conftest import ServicesFactory, run_cli
+from tests.integration.conftest import ServicesFactory, run_cli, seed_app_user
 
 pytestmark = pytest.mark.redis
 
@@ -25,21 +25,7 @@ PREVIOUS = (
     "Budget 1500 EUR; contact anna@example.org; portal https://example.org/orders. "
     "Сын Пётр учится в школе номер 42, день рождения 15.06.2016."
 )
-
-
-async def _seed(database: MongoDatabase, user: str) -> list[dict[str, Any]]:
-    await database.collection(USER_PROFILES).insert_one(app_profile(user, memory_summary=PREVIOUS))
-    docs = [
-        app_event(
-            user,
-            "user" if i % 2 == 0 else "assistant",
-            f"{user} turn {i}: I like topic {i}.",
-            utc_now() - timedelta(days=1, seconds=-i),
-        )
-        for i in range(60)
-    ]
-    await database.collection(USER_MEMORY).insert_many(docs)
-    return docs
+TURNS = "{user} turn {i}: I like topic {i}."
 
 
 async def _assert_unchanged(database: MongoDatabase, user: str) -> None:
@@ -82,7 +68,7 @@ async def test_an_answer_that_loses_values_gets_one_repair_then_the_values_are_p
     retention: str,
 ) -> None:
     user = f"guard-{uuid.uuid4().hex[:8]}"
-    docs = await _seed(database, user)
+    docs = await seed_app_user(database, user, PREVIOUS, text=TURNS)
     services = make_services(retention=retention)
     llm.answer = answer
 
@@ -176,7 +162,7 @@ async def test_an_incomplete_answer_is_never_stored(
     make_services: ServicesFactory, database: MongoDatabase, llm: FakeLLM
 ) -> None:
     user = f"cut-{uuid.uuid4().hex[:8]}"
-    await _seed(database, user)
+    await seed_app_user(database, user, PREVIOUS, text=TURNS)
     llm.fail_next(CUT_OFF, CUT_OFF)  # finish_reason "length", twice
 
     record = await run_compression(make_services(), user)
@@ -191,7 +177,7 @@ async def test_a_context_overflow_is_reported_with_its_sizes_and_halves_the_requ
     make_services: ServicesFactory, database: MongoDatabase, llm: FakeLLM
 ) -> None:
     user = f"ctx-{uuid.uuid4().hex[:8]}"
-    docs = await _seed(database, user)
+    docs = await seed_app_user(database, user, PREVIOUS, text=TURNS)
     llm.max_context_tokens = 900  # the 40 folded events do not fit one request; half of them do
 
     record = await run_compression(make_services(), user)
@@ -207,7 +193,7 @@ async def test_a_context_too_small_for_any_request_is_a_clear_permanent_failure_
     make_services: ServicesFactory, database: MongoDatabase, llm: FakeLLM
 ) -> None:
     user = f"tiny-{uuid.uuid4().hex[:8]}"
-    await _seed(database, user)
+    await seed_app_user(database, user, PREVIOUS, text=TURNS)
     llm.max_context_tokens = 100  # not even the instructions fit
 
     record = await run_compression(make_services(), user)
@@ -226,7 +212,7 @@ async def test_a_server_that_truncates_the_prompt_is_a_clear_permanent_failure(
     make_services: ServicesFactory, database: MongoDatabase, llm: FakeLLM
 ) -> None:
     user = f"cut-{uuid.uuid4().hex[:8]}"
-    docs = await _seed(database, user)
+    docs = await seed_app_user(database, user, PREVIOUS, text=TURNS)
     llm.context_tokens = 300  # keeps the tail: the instructions and the previous summary are gone
 
     record = await run_compression(make_services(), user)

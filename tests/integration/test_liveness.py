@@ -18,9 +18,9 @@ from memcompress.repositories.database import USER_MEMORY, USER_PROFILES, MongoD
 from memcompress.summarizers.carry import carried, carry_index, find_values
 from memcompress.summarizers.extractive import ExtractiveSummarizer
 from memcompress.testing.answers import honest
-from memcompress.testing.app_documents import app_event, app_profile
+from memcompress.testing.app_documents import app_event
 from memcompress.testing.llm_server import FakeLLM
-from tests.integration.conftest import ServicesFactory
+from tests.integration.conftest import ServicesFactory, seed_app_user
 
 pytestmark = pytest.mark.redis
 
@@ -48,21 +48,6 @@ REAL_DROPS = [
 ]
 
 
-async def _seed(database: MongoDatabase, user: str, previous: str, count: int = 60) -> list[dict[str, Any]]:
-    await database.collection(USER_PROFILES).insert_one(app_profile(user, memory_summary=previous))
-    docs = [
-        app_event(
-            user,
-            "user" if i % 2 == 0 else "assistant",
-            f"Topic {i} was fine.",
-            utc_now() - timedelta(days=1, seconds=-i),
-        )
-        for i in range(count)
-    ]
-    await database.collection(USER_MEMORY).insert_many(docs)
-    return docs
-
-
 def _answering(rewritten: str) -> Any:
     """An LLM that rewrites the previous summary as ``rewritten`` and carries the new messages' values."""
     return lambda number, previous, texts: honest(rewritten, texts)
@@ -77,7 +62,7 @@ async def test_an_honest_rewrite_is_accepted_as_it_is(
     make_services: ServicesFactory, database: MongoDatabase, llm: FakeLLM, previous: str, rewritten: str
 ) -> None:
     user = f"honest-{uuid.uuid4().hex[:8]}"
-    await _seed(database, user, previous)
+    await seed_app_user(database, user, previous)
     llm.answer = _answering(rewritten)
 
     record = await run_compression(make_services(), user)
@@ -94,7 +79,7 @@ async def test_a_real_drop_gets_a_repair_request_then_the_value_is_patched_in(
     make_services: ServicesFactory, database: MongoDatabase, llm: FakeLLM, previous: str, dropped: str
 ) -> None:
     user = f"drop-{uuid.uuid4().hex[:8]}"
-    await _seed(database, user, previous)
+    await seed_app_user(database, user, previous)
     llm.answer = _answering(dropped)
 
     record = await run_compression(make_services(), user)
@@ -111,7 +96,7 @@ async def test_a_correction_in_the_folded_events_is_not_a_drop(
     make_services: ServicesFactory, database: MongoDatabase, llm: FakeLLM
 ) -> None:
     user = f"fix-{uuid.uuid4().hex[:8]}"
-    await _seed(database, user, "Lives in Moscow. Phone +7 915 123-45-67.")
+    await seed_app_user(database, user, "Lives in Moscow. Phone +7 915 123-45-67.")
     await database.collection(USER_MEMORY).insert_many(
         [
             app_event(
@@ -138,7 +123,7 @@ async def test_a_shrunk_summary_gets_a_repair_request_not_a_rejection(
 ) -> None:
     user = f"shrunk-{uuid.uuid4().hex[:8]}"
     previous = "The user enjoys long walks in the park with the dog every evening. " * 10  # no values
-    await _seed(database, user, previous)
+    await seed_app_user(database, user, previous)
     answers = iter(["Walks the dog.", previous.strip()])
     llm.answer = lambda number, previous, texts: honest(next(answers), texts)
 
@@ -156,7 +141,7 @@ async def test_a_60k_event_with_a_30k_server_context_is_compressed_in_parts_with
     make_services: ServicesFactory, database: MongoDatabase, llm: FakeLLM
 ) -> None:
     user = f"huge-{uuid.uuid4().hex[:8]}"
-    await _seed(database, user, "Works at a bank.", count=59)
+    await seed_app_user(database, user, "Works at a bank.", count=59)
     words = [
         "alpha",
         "beta",
@@ -193,7 +178,7 @@ async def test_a_model_that_keeps_answering_garbage_is_sent_smaller_requests_the
     make_services: ServicesFactory, database: MongoDatabase, llm: FakeLLM
 ) -> None:
     user = f"garbage-{uuid.uuid4().hex[:8]}"
-    await _seed(database, user, "Works at a bank.")
+    await seed_app_user(database, user, "Works at a bank.")
     llm.answer = lambda number, previous, texts: "<div>not a summary</div>"
     services = make_services()
 
@@ -218,7 +203,7 @@ async def test_the_per_user_call_budget_parks_a_user_before_it_pays_more(
     make_services: ServicesFactory, database: MongoDatabase, llm: FakeLLM
 ) -> None:
     user = f"budget-{uuid.uuid4().hex[:8]}"
-    await _seed(database, user, "Works at a bank.")
+    await seed_app_user(database, user, "Works at a bank.")
     llm.answer = lambda number, previous, texts: "<div>not a summary</div>"
     services = make_services(max_llm_calls_per_user_day=3)
 
@@ -236,7 +221,7 @@ async def test_a_legacy_5200_char_app_summary_with_the_offline_summariser_at_300
     legacy = "\n".join(f"Note {i}: the user once mentioned item {1000 + i} and a trip." for i in range(120))[
         :5200
     ]
-    await _seed(database, user, legacy)
+    await seed_app_user(database, user, legacy)
     services = make_services(ExtractiveSummarizer(), summary_max_chars=3000)
 
     record = await run_compression(services, user)
@@ -281,7 +266,7 @@ async def test_a_request_cut_short_by_the_time_limit_counts_towards_the_budget(
     make_services: ServicesFactory, database: MongoDatabase, llm: FakeLLM
 ) -> None:
     user = f"slow-{uuid.uuid4().hex[:8]}"
-    await _seed(database, user, "Works at a bank.")
+    await seed_app_user(database, user, "Works at a bank.")
     llm.hold()  # every request stays unanswered until the run's time limit cuts it
     services = make_services(max_llm_calls_per_user_day=2, job_timeout_s=8.0)
     try:
