@@ -40,7 +40,10 @@ pytestmark = pytest.mark.real_llm
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVER_ENV = ROOT / ".llm-venv" / "server.env"
-MAX_TRIES = 4  # the job's tries per compaction (MEMCOMPRESS_MAX_TRIES' default is 5)
+MAX_TRIES = 5  # the job's tries per compaction (MEMCOMPRESS_MAX_TRIES' default)
+# A 1,000-character summary: answers of at most 500 tokens. The default budget (4,000) works too, but a
+# CPU-served model writes ~10 tokens a second on a busy 2-core machine: minutes per answer.
+SUMMARY_CHARS = 1000
 
 
 def _server() -> dict[str, str]:
@@ -154,6 +157,7 @@ async def test_a_user_through_several_compactions_ends_compressed_or_parked_and_
     services = make_services(
         judged,
         retention="archive",
+        summary_max_chars=SUMMARY_CHARS,
         chunk_chars=int(server.get("MEMCOMPRESS_CHUNK_CHARS", "7000")),
         llm_timeout_s=600,
         job_timeout_s=3600,
@@ -168,10 +172,11 @@ async def test_a_user_through_several_compactions_ends_compressed_or_parked_and_
         endings.append(records[-1])
         await _nothing_lost(database, user.user_id, appended)
 
+    # Compressed, or parked with its reason (the queue keeps a parked user as a dead letter that says
+    # why); never a dead letter of a run that failed otherwise.
     for record in endings:
         assert record.outcome in (Outcome.COMPRESSED, Outcome.PARKED), (record.outcome, record.reason)
-        assert record.outcome is Outcome.COMPRESSED or record.reason
-    assert await services.dead_letters.count() == 0
+    assert all(letter.reason.startswith("parked: ") for letter in await services.dead_letters.list())
     # The token metrics are the server's own counts, answer by answer.
     answered = [v for v in judged.verdicts if v.prompt_tokens is not None]
     every = await services.compaction_log.recent(100, user.user_id)
@@ -206,11 +211,17 @@ async def test_a_request_over_the_context_gets_http_400_and_the_fold_sends_small
     assert overflow.requested_tokens > overflow.context_tokens
 
     # The fold, with chunks far beyond the context: refused, halved, compressed; no dead letter.
-    user = next(c for c in _corpus().generate(8, 1, 4, 26, uuid.uuid4().hex[:6]) if c.language == "en")
+    user = next(c for c in _corpus().generate(8, 1, 3, 26, uuid.uuid4().hex[:6]) if c.language == "ru")
     services = make_services(
-        judged, retention="archive", chunk_chars=200_000, llm_timeout_s=600, job_timeout_s=3600
+        judged,
+        retention="archive",
+        summary_max_chars=SUMMARY_CHARS,
+        chunk_chars=200_000,
+        llm_timeout_s=600,
+        job_timeout_s=3600,
     )
-    first = [doc for session in user.sessions for doc in session]  # ~25,000 chars: ~9,000 tokens
+    # ~19,000 characters of Russian JSON lines: ~13,000 tokens of this model's tokenizer.
+    first = [doc for session in user.sessions for doc in session]
     await database.collection(USER_MEMORY).insert_many([dict(doc) for doc in first])
     records = await _compress(services, user.user_id)
 

@@ -86,13 +86,16 @@ def _summarizer(finish_reason: str, completion_tokens: int) -> OpenAISummarizer:
 
 async def test_an_answer_cut_short_by_a_full_context_is_a_context_overflow() -> None:
     # llama-cpp-python's server shortens max_tokens to what its context has left, without an error:
-    # 8141 prompt tokens in a context of 8192 leave 51 of the 2,000 asked for.
+    # 8141 prompt tokens in a context of 8192 leave 51 of the tokens asked for.
     summarizer = _summarizer("length", 51)
 
     with pytest.raises(ContextOverflow) as overflow:
         await summarizer.summarize(REQUEST)
 
-    assert (overflow.value.context_tokens, overflow.value.requested_tokens) == (8192, 8141 + 2000)
+    assert (overflow.value.context_tokens, overflow.value.requested_tokens) == (
+        8192,
+        8141 + max_completion_tokens(REQUEST.max_chars),
+    )
     assert (overflow.value.prompt_tokens, overflow.value.completion_tokens) == (8141, 51)
     await summarizer.aclose()
 
