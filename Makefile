@@ -81,9 +81,9 @@ llm-server-stop:
 ## when it can; the tests skip, saying why, when it cannot be built or started.
 test-real-llm: $(STAMP)
 	-@$(PYTHON) bench/llm_server.py start --model $(LLM_MODEL) --n-ctx $(LLM_N_CTX) >/dev/null
-	$(PY) -m pytest -m real_llm tests/real_llm -v -p no:cacheprovider
+	$(PY) -m pytest -m real_llm tests/integration/test_real_llm.py -v -s -p no:cacheprovider
 
-## Fidelity on the real server (2 users per language, one request at a time: ~N min with SmolLM2-135M).
+## Fidelity on the real server: 2 users per language, one request at a time (slow on a CPU: see docs/fidelity.md).
 fidelity-real-llm: $(STAMP)
 	@$(PYTHON) bench/llm_server.py start --model $(LLM_MODEL) --n-ctx $(LLM_N_CTX) >/dev/null
 	set -a && . ./.llm-venv/server.env && $(PY) bench/fidelity.py --users 2 --concurrency 1 --show-misses 10
