@@ -83,7 +83,8 @@ test-real-llm: $(STAMP)
 	-@$(PYTHON) bench/llm_server.py start --model $(LLM_MODEL) --n-ctx $(LLM_N_CTX) >/dev/null
 	$(PY) -m pytest -m real_llm tests/integration/test_real_llm.py -v -s -p no:cacheprovider
 
-## Fidelity on the real server: 2 users per language, one request at a time (slow on a CPU: see docs/fidelity.md).
+## Fidelity on the real server, the run docs/fidelity.md shows (1 user per language, 5 sessions, a 1,000-char
+## budget, one request at a time: ~6 min with SmolLM2-135M here).
 fidelity-real-llm: $(STAMP)
 	@$(PYTHON) bench/llm_server.py start --model $(LLM_MODEL) --n-ctx $(LLM_N_CTX) >/dev/null
-	set -a && . ./.llm-venv/server.env && $(PY) bench/fidelity.py --users 2 --concurrency 1 --show-misses 10
+	set -a && . ./.llm-venv/server.env && $(PY) bench/fidelity.py --users 1 --sessions 5 --budget 1000 --concurrency 1 --show-misses 10
