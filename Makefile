@@ -4,7 +4,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-dev
 
-.PHONY: install test lint typecheck unit integration test-redis7 clean demo bench bench-fold fidelity faults
+.PHONY: install test lint typecheck unit integration test-redis7 clean demo bench bench-fold fidelity faults \
+	llm-server llm-server-stop test-real-llm fidelity-real-llm
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -64,3 +65,27 @@ fidelity: $(STAMP)
 ## MEMCOMPRESS_FAULT_SCALE=N for other sizes.
 faults: $(STAMP)
 	MEMCOMPRESS_FAULT_SCALE=5 $(PY) -m pytest tests/faults -q -s -p no:cacheprovider
+
+## A real OpenAI-compatible LLM on this machine, offline (docs/fidelity.md, "A real model"): llama-cpp-python's
+## server, built into its own .llm-venv (~15 min the first time), serving SmolLM2-135M from its registry
+## package on 127.0.0.1. Prints the MEMCOMPRESS_* settings as export lines: `eval "$$(make -s llm-server)"`.
+## LLM_MODEL=gemma3-270m serves Gemma 3 270M instead; LLM_N_CTX sets the context (default 8192).
+LLM_MODEL ?= smollm2-135m
+LLM_N_CTX ?= 8192
+llm-server:
+	@$(PYTHON) bench/llm_server.py start --model $(LLM_MODEL) --n-ctx $(LLM_N_CTX)
+
+llm-server-stop:
+	@$(PYTHON) bench/llm_server.py stop
+
+## The opt-in suite against the real server (marker real_llm; `make test` never runs it). Starts the server
+## when it can; the tests skip, saying why, when it cannot be built or started.
+test-real-llm: $(STAMP)
+	-@$(PYTHON) bench/llm_server.py start --model $(LLM_MODEL) --n-ctx $(LLM_N_CTX) >/dev/null
+	$(PY) -m pytest -m real_llm tests/integration/test_real_llm.py -v -s -p no:cacheprovider
+
+## Fidelity on the real server, the run docs/fidelity.md shows (1 user per language, 5 sessions, a 1,000-char
+## budget, one request at a time: ~6 min with SmolLM2-135M here).
+fidelity-real-llm: $(STAMP)
+	@$(PYTHON) bench/llm_server.py start --model $(LLM_MODEL) --n-ctx $(LLM_N_CTX) >/dev/null
+	set -a && . ./.llm-venv/server.env && $(PY) bench/fidelity.py --users 1 --sessions 5 --budget 1000 --concurrency 1 --show-misses 10

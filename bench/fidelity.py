@@ -7,12 +7,19 @@ session, and after each session the user is compressed through the real fold
 After the last compaction, every planted fact is looked up in the stored summary
 (``fidelity_corpus.recalled``: the carry guard's matching for names, numbers and dates, a word stem
 for preferences). It prints recall per language and kind, how corrections were resolved, recall after
-each compaction, and why each missed fact was missed. Numbers, not assertions.
+each compaction, and why each missed fact was missed; and what the answer guard did: its verdict on
+every answer (accepted, values dropped, rejected by check), the repair requests, the values patched in
+and dropped at the budget, and the false rejects (answers rejected although they carried every value of
+their inputs; ``--dump-rejected FILE`` writes them with their inputs for a check by hand). Each
+compaction is run as the queue runs it (``run_queued_compression``: a failed try is tried again, up to
+``MEMCOMPRESS_MAX_TRIES``, without the backoff wait), so each ends compressed, skipped, parked or
+dead-lettered. Numbers, not assertions.
 
     .venv/bin/python bench/fidelity.py              # 6 users per language, 6 sessions, the default budget
     .venv/bin/python bench/fidelity.py --sweep      # make fidelity: also at 2x and 4x the budget (~40 s)
     .venv/bin/python bench/fidelity.py --quick      # 3 users per language (make bench runs this)
     .venv/bin/python bench/fidelity.py --budget 4000 6000 --show-misses 10 --seed 3
+    make fidelity-real-llm   # against the real server of make llm-server: 2 users per language, one at a time
 
 The summariser is the one the settings choose: the offline extractive one unless
 ``MEMCOMPRESS_LLM_BASE_URL`` (or an API key) is set, then any OpenAI-compatible endpoint
@@ -26,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
 import time
 import uuid
@@ -38,13 +46,15 @@ from fidelity_corpus import KINDS, LANGUAGES, Fact, Summary, UserCorpus, generat
 from redis.asyncio import Redis
 
 from memcompress.bootstrap import build_services, build_summarizer
-from memcompress.jobs import Services, run_compression
+from memcompress.jobs import Services
+from memcompress.jobs.queued import run_queued_compression
 from memcompress.metrics import Metrics
-from memcompress.models import ProfileDefaults, UserProfile
+from memcompress.models import CompactionRecord, ProfileDefaults, UserProfile
 from memcompress.redaction import redact_url
 from memcompress.repositories.database import USER_MEMORY, MongoDatabase
 from memcompress.repositories.indexes import ensure_indexes
 from memcompress.settings import Settings, load_settings
+from memcompress.testing.verdicts import JudgedSummarizer, Verdict
 
 DEFAULT_BUDGET: int = Settings.model_fields["summary_max_chars"].default
 DEFAULT_THRESHOLD: int = Settings.model_fields["threshold"].default
@@ -58,6 +68,7 @@ GOAL = 0.9  # the offline summariser's goal: >= 90 % planted-fact recall
 class UserRun:
     corpus: UserCorpus
     outcomes: list[tuple[str, str | None]] = field(default_factory=list)  # outcome, reason
+    records: list[CompactionRecord] = field(default_factory=list)  # every try of every compaction
     summaries: list[str | None] = field(default_factory=list)  # after each compaction
     folded_at: dict[str, int] = field(default_factory=dict)  # event_id -> compaction that folded it
 
@@ -90,8 +101,13 @@ async def run_user(services: Services, database: MongoDatabase, corpus: UserCorp
     for number, session in enumerate(corpus.sessions, start=1):
         await events.insert_many([dict(doc) for doc in session])  # copies: insert_many adds _id
         appended |= {doc["event_id"] for doc in session}
-        record = await run_compression(services, corpus.user_id)
-        run.outcomes.append((record.outcome.value, record.reason))
+        for job_try in range(1, services.job_policy.max_tries + 1):
+            decision = await run_queued_compression(services, corpus.user_id, job_try)
+            run.records += await services.compaction_log.recent(1, corpus.user_id)
+            if decision.retry_in_s is None:
+                break
+        outcome = str(decision.result.get("outcome", "retried"))
+        run.outcomes.append((outcome, decision.result.get("reason")))
         profile = await services.profiles.find(corpus.user_id)
         run.summaries.append(profile.memory_summary if profile else None)
         stored = {d["event_id"] async for d in events.find({"user_id": corpus.user_id}, {"event_id": 1})}
@@ -102,7 +118,7 @@ async def run_user(services: Services, database: MongoDatabase, corpus: UserCorp
 
 async def run_budget(
     servers_mongo: str, servers_redis: str, corpora: list[UserCorpus], args: argparse.Namespace, budget: int
-) -> tuple[list[UserRun], Settings, float]:
+) -> tuple[list[UserRun], Settings, float, list[Verdict]]:
     db_name = f"bench_fidelity_{uuid.uuid4().hex[:8]}"
     settings = load_settings(
         mongodb_uri=servers_mongo,
@@ -116,7 +132,7 @@ async def run_budget(
     database = MongoDatabase(servers_mongo, db_name)
     await database.connect()
     redis = Redis.from_url(servers_redis)
-    summarizer = build_summarizer(settings)
+    summarizer = JudgedSummarizer(build_summarizer(settings))
     started = time.perf_counter()
     try:
         await ensure_indexes(database)
@@ -133,7 +149,7 @@ async def run_budget(
         await redis.aclose()
         await database.db.client.drop_database(db_name)
         await database.close()
-    return list(runs), settings, time.perf_counter() - started
+    return list(runs), settings, time.perf_counter() - started, summarizer.verdicts
 
 
 # --- scoring -----------------------------------------------------------------------------------------
@@ -172,7 +188,12 @@ def _pct(part: int, whole: int) -> str:
 
 
 def report(
-    runs: list[UserRun], settings: Settings, elapsed: float, show_misses: int, full: bool
+    runs: list[UserRun],
+    settings: Settings,
+    elapsed: float,
+    verdicts: list[Verdict],
+    show_misses: int,
+    full: bool,
 ) -> dict[str, float]:
     """Print the tables (``full``) or only the headline; return the numbers of the budget sweep."""
     budget = settings.summary_max_chars
@@ -195,6 +216,7 @@ def report(
     )
     for reason, n in failures.most_common(5):
         print(f"  {n} x {reason[:160]}")
+    guard(runs, verdicts, elapsed)
     if full:
         _tables(runs, every, sessions, show_misses)
     recall = _share([s.latest for s in every])
@@ -210,6 +232,68 @@ def report(
         "corrections_stale": _share([bool(s.stale) for s in corrections]),
         "final_chars": sum(finals) / len(finals),
     }
+
+
+def guard(runs: list[UserRun], verdicts: list[Verdict], elapsed: float) -> None:
+    """What the answer guard did, per language: its verdicts on every answer, the repair requests, the
+    values patched in and dropped at the budget (from the compaction records), the false rejects, and
+    the seconds per compaction (the run's wall time over its compactions; one user at a time with a
+    real server, whose requests queue anyway)."""
+    rows: list[list[object]] = []
+    for language in (*LANGUAGES, "all"):
+        mine = [r for r in runs if language in ("all", r.corpus.language)]
+        answers = [v for v in verdicts if language in ("all", v.request.language)]
+        records = [record for r in mine for record in r.records]
+        kinds = Counter(v.kind for v in answers)
+        rejected: Counter[str] = Counter()
+        for record in records:
+            rejected.update(record.answers_rejected)
+        compactions = sum(len(r.outcomes) for r in mine)
+        rows.append(
+            [
+                language,
+                compactions,
+                len(records),
+                len(answers),
+                kinds["accepted"],
+                kinds["dropped"],
+                ", ".join(f"{check} {n}" for check, n in rejected.most_common()) or "-",
+                sum(v.repair for v in answers),
+                sum(record.values_patched for record in records),
+                sum(record.values_dropped for record in records),
+                sum(v.false_reject for v in answers),
+            ]
+        )
+    every = sum(len(r.outcomes) for r in runs)
+    print(
+        f"\nthe answer guard's verdicts ({elapsed / max(every, 1):.1f} s per compaction; "
+        "dropped: a summary missing values of its inputs, repaired then patched; false rejects: "
+        "rejected answers that carried every value)"
+    )
+    headers = ["language", "compactions", "tries", "answers", "accepted", "dropped", "rejected by check"]
+    headers += ["repair requests", "values patched", "values dropped", "false rejects"]
+    print(table(headers, rows))
+
+
+def dump_rejected(path: str, verdicts: list[Verdict]) -> None:
+    """The rejected answers with their inputs, one JSON object a line, for a check by hand."""
+    with open(path, "w", encoding="utf-8") as out:
+        for v in verdicts:
+            if v.kind != "rejected":
+                continue
+            request = v.request
+            line = {
+                "check": v.check,
+                "false_reject": v.false_reject,
+                "missing": v.missing,
+                "required": v.required,
+                "repair": v.repair,
+                "language": request.language,
+                "previous_summary": request.previous_summary,
+                "events": [[e.role, e.content] for e in request.events],
+                "answer": v.answer,
+            }
+            out.write(json.dumps(line, ensure_ascii=False) + "\n")
 
 
 def _tables(runs: list[UserRun], every: list[Scored], sessions: int, show_misses: int) -> None:
@@ -305,11 +389,13 @@ async def main_async(args: argparse.Namespace) -> None:
         )
         sweep = []
         for budget in args.budget:
-            runs, settings, elapsed = await run_budget(
+            runs, settings, elapsed, verdicts = await run_budget(
                 servers.mongo_url, servers.redis_url, corpora, args, budget
             )
             full = budget == args.budget[0]
-            sweep.append((budget, report(runs, settings, elapsed, args.show_misses, full)))
+            sweep.append((budget, report(runs, settings, elapsed, verdicts, args.show_misses, full)))
+            if args.dump_rejected and full:
+                dump_rejected(args.dump_rejected, verdicts)
     if len(sweep) > 1:
         print("\nby budget")
         print(
@@ -352,6 +438,9 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=4, help="users compressed at once (default 4)")
     parser.add_argument(
         "--show-misses", type=int, default=0, metavar="N", help="list the first N missed facts"
+    )
+    parser.add_argument(
+        "--dump-rejected", metavar="FILE", help="write the rejected answers with their inputs (JSON lines)"
     )
     args = parser.parse_args()
     args.users = args.users or (3 if args.quick else 6)

@@ -138,7 +138,9 @@ def mongo_server(
     if not replica_set:
         argv.append("--standalone")
     # retryWrites=false: SecantusDB otherwise keeps a record of every retryable write and slows down.
-    url = f"mongodb://127.0.0.1:{port}/?retryWrites=false&directConnection=true"
+    # maxIdleTimeMS under its 300 s client idle timeout: it closes a connection idle that long, and a
+    # run that waits minutes for a CPU-served LLM would otherwise write on a closed pooled connection.
+    url = f"mongodb://127.0.0.1:{port}/?retryWrites=false&directConnection=true&maxIdleTimeMS=240000"
     return EmbeddedServer("mongo", argv, port, workdir, url)
 
 

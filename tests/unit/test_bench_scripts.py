@@ -17,6 +17,7 @@ SCRIPTS = [
     "fidelity.py",
     "fold_memory.py",
     "language_check.py",
+    "llm_server.py",
     "per_user_cost.py",
     "run_all.py",
     "scan.py",

@@ -51,6 +51,7 @@ Write the updated memory summary:
 Answer with the summary text only."""
 
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429})
+CONTEXT_FULL = "the LLM's context filled up before the answer was complete"
 # How servers say a request is larger than the model's context: OpenAI's error code, and the wording of
 # OpenAI, vLLM, llama.cpp's server and LiteLLM.
 _OVERFLOW_CODE = "context_length_exceeded"
@@ -185,6 +186,19 @@ class OpenAISummarizer:
         prompt_tokens = usage.prompt_tokens if usage else None
         completion_tokens = usage.completion_tokens if usage else None
         if choice.finish_reason == "length":
+            asked = max_completion_tokens(request.max_chars)
+            if completion_tokens is not None and completion_tokens < asked:
+                # Stopped before the max_tokens asked for: the server shortened it to what its context
+                # had left (llama.cpp's server does, with no error), so the request is too large for the
+                # context; a smaller one leaves the answer its room.
+                overflow = ContextOverflow(
+                    f"{CONTEXT_FULL} ({completion_tokens} of {asked} answer tokens fit after "
+                    f"{prompt_tokens} prompt tokens)",
+                    context_tokens=(prompt_tokens or 0) + completion_tokens,
+                    requested_tokens=(prompt_tokens or 0) + asked,
+                )
+                overflow.prompt_tokens, overflow.completion_tokens = prompt_tokens, completion_tokens
+                raise overflow
             raise RejectedOutput(
                 "LLM answer is incomplete: it stopped at the token limit (finish_reason length)",
                 check="incomplete",

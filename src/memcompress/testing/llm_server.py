@@ -235,7 +235,10 @@ class FakeLLM:
             )
             with self._lock:
                 self.exchanges.append(Exchange(previous, texts, text, body))
-        _send(handler, 200, _completion(body, text, finish, prompt_tokens))
+        # A server that stops at max_tokens has written max_tokens tokens (stopping earlier means its
+        # context filled up: see OpenAISummarizer).
+        completion_tokens = int(body.get("max_tokens") or 10) if finish == "length" else 10
+        _send(handler, 200, _completion(body, text, finish, prompt_tokens, completion_tokens))
 
     def _random_behaviour(self) -> str:
         """OK, or (with probability ``failure_rate``) one of ``failure_kinds``; called under the lock."""
@@ -281,7 +284,9 @@ def _between(pattern: re.Pattern[str], text: str) -> str:
     return found.group(1) if found else ""
 
 
-def _completion(body: dict[str, Any], text: str, finish: str, prompt_tokens: int) -> dict[str, Any]:
+def _completion(
+    body: dict[str, Any], text: str, finish: str, prompt_tokens: int, completion_tokens: int = 10
+) -> dict[str, Any]:
     return {
         "id": "chatcmpl-test",
         "object": "chat.completion",
@@ -290,8 +295,8 @@ def _completion(body: dict[str, Any], text: str, finish: str, prompt_tokens: int
         "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}],
         "usage": {
             "prompt_tokens": prompt_tokens,
-            "completion_tokens": 10,
-            "total_tokens": prompt_tokens + 10,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
         },
     }
 
