@@ -27,12 +27,10 @@ import pytest
 from memcompress.jobs import Services
 from memcompress.jobs.queued import run_queued_compression
 from memcompress.models import CompactionRecord, Outcome
-from memcompress.repositories import MongoDatabase
-from memcompress.repositories.database import USER_MEMORY, USER_MEMORY_ARCHIVE
+from memcompress.repositories.database import USER_MEMORY, USER_MEMORY_ARCHIVE, MongoDatabase
 from memcompress.repositories.documents import document_to_event
-from memcompress.summarizers import OpenAISummarizer
 from memcompress.summarizers.base import ContextOverflow, RejectedOutput, SummaryRequest
-from memcompress.summarizers.openai_chat import context_overflow
+from memcompress.summarizers.openai_chat import OpenAISummarizer, context_overflow
 from memcompress.testing.verdicts import JudgedSummarizer, Verdict
 from tests.integration.conftest import ServicesFactory
 

@@ -11,9 +11,13 @@ import openai
 import pytest
 
 from memcompress.models import MemoryEvent
-from memcompress.summarizers import OpenAISummarizer, RejectedOutput, SummaryRequest
-from memcompress.summarizers.base import ContextOverflow, max_completion_tokens
-from memcompress.summarizers.openai_chat import context_overflow
+from memcompress.summarizers.base import (
+    ContextOverflow,
+    RejectedOutput,
+    SummaryRequest,
+    max_completion_tokens,
+)
+from memcompress.summarizers.openai_chat import OpenAISummarizer, context_overflow
 
 # llama-cpp-python's server, for a prompt of 9,031 tokens and max_tokens 10 with --n_ctx 8192.
 LLAMA_CPP_OVERFLOW = {
