@@ -9,11 +9,9 @@ from memcompress.summarizers.carry import (
     carried,
     carry_index,
     check_carry,
-    dropped_values,
     estimate_prompt_tokens,
     extract_values,
     prompt_was_truncated,
-    repair_instruction,
 )
 
 
@@ -236,7 +234,6 @@ HONEST_REWRITES = [
 def test_honest_rewrites_of_values_are_carried(previous: str, new: str) -> None:
     verdict = check_carry(previous, new, max_chars=1000)
     assert verdict.ok, verdict.reason
-    assert dropped_values(previous, new) == []
 
 
 @pytest.mark.parametrize("new", ["Позвонить +79151234567.", "Позвонить +7 (915) 123 45 67."])
@@ -392,31 +389,6 @@ def test_check_carry_refuses_nonsense_settings(max_chars: int, min_keep_ratio: f
 def test_one_value_written_two_ways_counts_once() -> None:
     verdict = check_carry("Paid 1 500 EUR, that is 1500 EUR, on 12.03.2026 (2026-03-12).", "-", max_chars=100)
     assert verdict.dropped == {"number": 1, "date": 1}
-
-
-def test_dropped_values_are_the_missing_ones_as_written_in_order() -> None:
-    new = "Ольга из Казани; дочь Anna; 1500 EUR."
-    assert dropped_values(PREVIOUS, new) == ["7", "2026-03-12", "ORD-4471", "Пётр", "olga@example.ru"]
-    assert dropped_values(None, new) == []
-
-
-def test_the_repair_instruction_lists_every_missing_value() -> None:
-    missing = dropped_values(PREVIOUS, "The user talked about various topics.")
-    text = repair_instruction(missing)
-    for value in missing:
-        assert f'"{value}"' in text
-    assert "dropped" in text and "carry" in text
-    assert "\n" not in text
-
-
-def test_the_repair_instruction_quotes_values_as_data() -> None:
-    text = repair_instruction(['a "quoted" <b>'])
-    assert '"a \\"quoted\\" \\u003cb>"' in text
-
-
-def test_the_repair_instruction_needs_something_missing() -> None:
-    with pytest.raises(ValueError, match="nothing is missing"):
-        repair_instruction([])
 
 
 # --- prompt truncation ---------------------------------------------------------------------------

@@ -8,6 +8,9 @@ import pytest
 
 from memcompress.models import MemoryEvent
 from memcompress.summarizers.guard import (
+    PREVIOUS,
+    Required,
+    carry_repair_instruction,
     invented_values,
     judge_answer,
     missing_values,
@@ -129,3 +132,23 @@ def test_a_patch_appends_each_missing_sentence_once_within_the_budget_and_return
 def test_shrunk_needs_a_previous_summary_of_some_size() -> None:
     assert not shrunk("short", "s")
     assert shrunk("x" * 400, "x" * 199) and not shrunk("x" * 400, "x" * 200)
+
+
+def _required(surface: str) -> Required:
+    return Required("code", surface, surface, PREVIOUS, surface)
+
+
+def test_the_carry_repair_request_lists_every_missing_value_on_one_line() -> None:
+    text = carry_repair_instruction([_required("ORD-4471"), _required("olga@example.ru")], shrunk=False)
+    assert '"ORD-4471"' in text and '"olga@example.ru"' in text
+    assert "dropped" in text and "\n" not in text
+
+
+def test_the_carry_repair_request_quotes_values_as_data() -> None:
+    text = carry_repair_instruction([_required('a "quoted" <b>')], shrunk=False)
+    assert '"a \\"quoted\\" \\u003cb>"' in text
+
+
+def test_a_shrunk_answer_gets_a_repair_request_without_values() -> None:
+    text = carry_repair_instruction([], shrunk=True)
+    assert "left out much of the current summary" in text and "dropped" not in text

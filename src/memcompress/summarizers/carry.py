@@ -14,8 +14,8 @@ What it guarantees
   many of each, whether it shrank, and whether it is at its character budget. Its :class:`CarryVerdict`
   (fields, ``repr``, ``str`` and ``reason``) holds counts and lengths only, never a value, so it may be
   logged and stored.
-* :func:`dropped_values` gives the missing values themselves, for :func:`repair_instruction` to send
-  back to the model. They are user content: never log them.
+* The values themselves (user content, never logged) are listed for the model by
+  :func:`memcompress.summarizers.guard.missing_values` and ``carry_repair_instruction``.
 
 Extraction rules
 ----------------
@@ -107,7 +107,6 @@ cost estimates use.
 
 from __future__ import annotations
 
-import json
 import re
 import unicodedata
 from bisect import bisect_left
@@ -487,13 +486,6 @@ def _missing(previous: str | None, new: str) -> list[_Found]:
     return missing
 
 
-def dropped_values(previous: str | None, new: str) -> list[str]:
-    """The previous summary's values missing from the new one, as first written there.
-
-    User content: only for :func:`repair_instruction`, never for a log line or a record."""
-    return [found.surface for found in _missing(previous, new)]
-
-
 # --- the verdict ---------------------------------------------------------------------------------
 
 
@@ -548,18 +540,6 @@ def check_carry(
             "no previous summary" if not previous_chars else "kept every value of the previous summary"
         )
     return CarryVerdict(dropped=dropped, shrunk=shrunk, at_budget=at_budget, ok=ok, reason="; ".join(parts))
-
-
-def repair_instruction(missing: list[str]) -> str:
-    """One paragraph for the model: its last answer dropped ``missing`` and must carry them."""
-    if not missing:
-        raise ValueError("nothing is missing: there is nothing to repair")
-    listed = ", ".join(json.dumps(value, ensure_ascii=False) for value in missing).replace("<", "\\u003c")
-    return (
-        "Your last answer dropped values that the current memory summary holds: "
-        f"{listed}. Write the updated summary again and carry every one of these values, written exactly "
-        "as here, together with the new facts. If space is short, shorten the wording, not the facts."
-    )
 
 
 # --- prompt truncation ---------------------------------------------------------------------------
