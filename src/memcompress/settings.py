@@ -18,6 +18,8 @@ from urllib.parse import urlsplit
 from dotenv import dotenv_values
 from pydantic import (
     AliasChoices,
+    BaseModel,
+    BeforeValidator,
     Field,
     PlainSerializer,
     PlainValidator,
@@ -41,6 +43,7 @@ REDIS_SCHEMES = ("redis", "rediss", "unix")
 # Settings that are URLs: shown only through redact_url (they may carry credentials).
 FIELD_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"  # a plain field or collection name: no "$", no "."
 URL_SETTINGS = ("mongodb_uri", "redis_url", "llm_base_url", "pushgateway_url")
+BATCH_SIZE = 500  # MEMCOMPRESS_BATCH_SIZE's default, and the repositories' when a caller names none
 
 
 class ConfigError(Exception):
@@ -74,23 +77,39 @@ ScanCron = Annotated[
 ]
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX,
-        env_file=".env",
-        env_file_encoding="utf-8",
-        extra="ignore",
-        populate_by_name=True,
+def _unset_when_blank(value: object) -> object:
+    return None if isinstance(value, str) and not value.strip() else value
+
+
+UnsetWhenBlank = BeforeValidator(_unset_when_blank)  # MEMCOMPRESS_LLM_RPM= (empty) leaves the setting unset
+
+
+# The groups. Each declares its settings once, with its default and description; :class:`Settings` is
+# all of them, with the flat ``MEMCOMPRESS_<NAME>`` variables. A function that needs one group may take
+# that class (a ``Settings`` is one); the README's settings table has one table per group, in this order
+# (tests/unit/test_settings.py checks every row's name, default and group against these classes).
+
+
+class StoreSettings(BaseModel):
+    """Where the history is (MongoDB, its collections and field names) and the queue's Redis."""
+
+    mongodb_uri: str = Field(
+        "mongodb://localhost:27017", repr=False, description="MongoDB connection string (mongodb:// or +srv)"
     )
-
-    # --- stores -------------------------------------------------------------------------------
-    mongodb_uri: str = Field("mongodb://localhost:27017", repr=False)
-    mongodb_db: str = Field("butler", min_length=1, max_length=63, pattern=r"^[^/\\. \"$]+$")
-    mongodb_server_selection_timeout_ms: int = Field(5000, gt=0)
-    mongodb_max_pool_size: int = Field(20, gt=0)
-    redis_url: str = Field("redis://localhost:6379/0", repr=False)
-
-    # --- where the history lives (memcompress.layouts) ---------------------------------------
+    mongodb_db: str = Field(
+        "butler",
+        min_length=1,
+        max_length=63,
+        pattern=r"^[^/\\. \"$]+$",
+        description="the database holding the app's collections and ours",
+    )
+    mongodb_server_selection_timeout_ms: int = Field(
+        5000, gt=0, description="how long to wait for a reachable MongoDB server"
+    )
+    mongodb_max_pool_size: int = Field(20, gt=0, description="MongoDB connections per process, at most")
+    redis_url: str = Field(
+        "redis://localhost:6379/0", repr=False, description="Redis for the queue, the requests and the locks"
+    )
     layout: LayoutName = Field("user_memory", description="user_memory, messages or conversations")
     memory_collection: str | None = Field(
         None, pattern=FIELD_NAME, description="the history's collection (default: the layout's)"
@@ -101,11 +120,39 @@ class Settings(BaseSettings):
     order_field: str | None = Field(
         None, pattern=FIELD_NAME, description="the field ordering the history (default: the layout's)"
     )
+    memory_ttl_days: int | None = Field(
+        None, ge=1, description="opt-in TTL index on user_memory; deletes unsummarised memory"
+    )
 
-    # --- the fold -----------------------------------------------------------------------------
+    @field_validator("mongodb_uri")
+    @classmethod
+    def _mongodb_uri(cls, value: str) -> str:
+        return _check_uri(value, MONGODB_SCHEMES, "MEMCOMPRESS_MONGODB_URI")
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str) -> str:
+        return _check_uri(value, REDIS_SCHEMES, "MEMCOMPRESS_REDIS_URL")
+
+
+class FoldSettings(BaseModel):
+    """How one user is compressed: when, what stays verbatim, how the history is read and summarised,
+    what happens to the folded events, and new profiles' defaults."""
+
     threshold: int = Field(50, ge=1, description="compress users with more than this many events")
     keep_last: int = Field(20, ge=0, description="newest events left verbatim after a compression")
-    batch_size: int = Field(500, ge=1, le=10_000, description="events read per round trip")
+    trigger_tokens: int | None = Field(
+        None, ge=1, description="also compress when the foldable history is above this many tokens"
+    )
+    target_tokens: int | None = Field(
+        None, ge=0, description="fold until the kept history is at most this many tokens"
+    )
+    min_fold: int = Field(10, ge=1, description="no compression folds fewer events than this")
+    pinned_tag: str = Field("pinned", min_length=1, description="events tagged so stay verbatim")
+    pinned_roles: Annotated[tuple[str, ...], NoDecode] = Field(
+        (), description="roles whose events stay verbatim (comma-separated)"
+    )
+    batch_size: int = Field(BATCH_SIZE, ge=1, le=10_000, description="events read per round trip")
     chunk_chars: int = Field(24_000, ge=1_000, description="transcript characters per LLM request")
     summary_max_chars: int = Field(
         4_000, ge=200, description="length budget of a summary; longer answers are rejected"
@@ -118,47 +165,49 @@ class Settings(BaseSettings):
     accept_lossy_retention: bool = Field(
         False, description="allow RETENTION=delete with the extractive summariser (folded text is lost)"
     )
-    lock_ttl_s: float = Field(
-        30.0,
-        gt=0,
-        description="per-user lock; renewed every third of it while held, so it may be shorter "
-        "than a job: it is how long a crashed holder keeps the user from being compressed",
+    default_language: str = Field(
+        DEFAULT_PROFILE.language, min_length=1, description="a new profile's language (a language tag)"
     )
-    trigger_tokens: int | None = Field(
-        None, ge=1, description="also compress when the foldable history is above this many tokens"
-    )
-    target_tokens: int | None = Field(
-        None, ge=0, description="fold until the kept history is at most this many tokens"
-    )
-    min_fold: int = Field(10, ge=1, description="no compression folds fewer events than this")
-    max_compactions_per_day: int = Field(48, ge=1, description="per user, in any 24 hours")
-    max_llm_calls_per_user_day: int = Field(
-        100,
-        ge=1,
-        description="LLM requests per user in any 24 hours (retries and repairs included); past it the "
-        "user is parked until its requests age out",
-    )
-    pinned_tag: str = Field("pinned", min_length=1, description="events tagged so stay verbatim")
-    pinned_roles: Annotated[tuple[str, ...], NoDecode] = Field(
-        (), description="roles whose events stay verbatim (comma-separated)"
-    )
-    memory_ttl_days: int | None = Field(
-        None, ge=1, description="opt-in TTL index on user_memory; deletes unsummarised memory"
-    )
+    default_persona: str = Field(DEFAULT_PROFILE.persona, min_length=1, description="a new profile's persona")
+    default_tone: str = Field(DEFAULT_PROFILE.tone, min_length=1, description="a new profile's tone")
 
-    # --- summariser ---------------------------------------------------------------------------
+    @field_validator("pinned_roles", mode="before")
+    @classmethod
+    def _pinned_roles(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(role.strip() for role in value.split(",") if role.strip())
+        return value
+
+    @field_validator("default_language")
+    @classmethod
+    def _default_language(cls, value: str) -> str:
+        if valid_language_tag(value) is None:
+            raise ValueError(
+                f"MEMCOMPRESS_DEFAULT_LANGUAGE must be a language tag like ru, en or pt-BR, got {value!r}"
+            )
+        return value
+
+
+class LLMSettings(BaseModel):
+    """Which summariser, and the OpenAI-compatible endpoint it calls."""
+
     summarizer: Literal["openai", "extractive"] | None = Field(
         None,
         description="default: openai when MEMCOMPRESS_LLM_BASE_URL (or OPENAI_BASE_URL) names an endpoint, "
         "else extractive; an API key alone selects nothing",
     )
     llm_base_url: str | None = Field(
-        None, validation_alias=AliasChoices("MEMCOMPRESS_LLM_BASE_URL", "OPENAI_BASE_URL"), repr=False
+        None,
+        validation_alias=AliasChoices("MEMCOMPRESS_LLM_BASE_URL", "OPENAI_BASE_URL"),
+        repr=False,
+        description="the OpenAI-compatible endpoint (unset: OpenAI's, when SUMMARIZER=openai)",
     )
     llm_api_key: SecretStr | None = Field(
-        None, validation_alias=AliasChoices("MEMCOMPRESS_LLM_API_KEY", "OPENAI_API_KEY")
+        None,
+        validation_alias=AliasChoices("MEMCOMPRESS_LLM_API_KEY", "OPENAI_API_KEY"),
+        description="the endpoint's API key (never shown)",
     )
-    llm_model: str = Field("gpt-4o-mini", min_length=1)
+    llm_model: str = Field("gpt-4o-mini", min_length=1, description="the model asked for")
     llm_timeout_s: float = Field(
         120.0,
         gt=0,
@@ -171,9 +220,37 @@ class Settings(BaseSettings):
         description="the openai client's own retries (each counted as a request); 0: the job's retry "
         "policy is the only one",
     )
+    llm_price_prompt_per_1m: Annotated[float | None, UnsetWhenBlank] = Field(
+        None, ge=0, description="USD per million prompt tokens: dry runs show a cost estimate when set"
+    )
+    llm_price_completion_per_1m: Annotated[float | None, UnsetWhenBlank] = Field(
+        None, ge=0, description="USD per million completion tokens: dry runs show a cost estimate when set"
+    )
+
+    @field_validator("llm_base_url")
+    @classmethod
+    def _llm_base_url(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        assert value is not None
+        return _check_uri(value, ("http", "https"), "MEMCOMPRESS_LLM_BASE_URL")
+
+
+class LimitSettings(BaseModel):
+    """What one user's compressions, and all workers together, may spend."""
+
+    max_compactions_per_day: int = Field(48, ge=1, description="per user, in any 24 hours")
+    max_llm_calls_per_user_day: int = Field(
+        100,
+        ge=1,
+        description="LLM requests per user in any 24 hours (retries and repairs included); past it the "
+        "user is parked until its requests age out",
+    )
     # The LLM budget, shared by every worker process through Redis (unset: no limit).
-    llm_rpm: int | None = Field(None, gt=0, description="LLM requests per minute, all workers together")
-    llm_tpm: int | None = Field(
+    llm_rpm: Annotated[int | None, UnsetWhenBlank] = Field(
+        None, gt=0, description="LLM requests per minute, all workers together"
+    )
+    llm_tpm: Annotated[int | None, UnsetWhenBlank] = Field(
         None, gt=0, description="LLM tokens per minute (prompt + completion), all workers together"
     )
     llm_rate_window_s: int = Field(
@@ -183,15 +260,14 @@ class Settings(BaseSettings):
         description="the budget holds in every window this long (RPM x window / 60 requests per "
         "window); shorter windows spread requests more evenly",
     )
-    llm_price_prompt_per_1m: float | None = Field(
-        None, ge=0, description="USD per million prompt tokens: dry runs show a cost estimate when set"
-    )
-    llm_price_completion_per_1m: float | None = Field(
-        None, ge=0, description="USD per million completion tokens: dry runs show a cost estimate when set"
-    )
 
-    # --- queue and worker --------------------------------------------------------------------
-    queue_name: str = Field(DEFAULT_QUEUE_NAME, min_length=1)
+
+class QueueSettings(BaseModel):
+    """The queue, the scan and the worker processes: what runs when, how many at once, for how long."""
+
+    queue_name: str = Field(
+        DEFAULT_QUEUE_NAME, min_length=1, description="the arq queue; job ids and locks are per queue"
+    )
     requests_key: str = Field(
         DEFAULT_REQUESTS_KEY, min_length=1, description="the sorted set apps add compression requests to"
     )
@@ -219,18 +295,31 @@ class Settings(BaseSettings):
     )
     job_timeout_s: float = Field(300.0, gt=0, description="one compression job, all LLM calls included")
     max_tries: int = Field(5, ge=1, le=100, description="tries per job before it is dead-lettered")
+    lock_ttl_s: float = Field(
+        30.0,
+        gt=0,
+        description="per-user lock; renewed every third of it while held, so it may be shorter "
+        "than a job: it is how long a crashed holder keeps the user from being compressed",
+    )
     job_completion_wait_s: int = Field(60, ge=0, description="on SIGTERM, time running jobs get to finish")
     poll_delay_s: float = Field(
         0.1, gt=0, le=10, description="how often a worker looks for due jobs (arq starts jobs only then)"
     )
-    health_check_interval_s: int = Field(30, ge=1)
+    health_check_interval_s: int = Field(
+        30, ge=1, description="how often a worker writes its health-check key"
+    )
 
-    # --- profile defaults ---------------------------------------------------------------------
-    default_language: str = Field(DEFAULT_PROFILE.language, min_length=1)
-    default_persona: str = Field(DEFAULT_PROFILE.persona, min_length=1)
-    default_tone: str = Field(DEFAULT_PROFILE.tone, min_length=1)
+    @field_validator("queue_name")
+    @classmethod
+    def _queue_name(cls, value: str) -> str:
+        if QUEUE_SEPARATOR in value:  # it parts the queue from the user in job ids and lock keys
+            raise ValueError(f"MEMCOMPRESS_QUEUE_NAME must not contain {QUEUE_SEPARATOR!r}")
+        return value
 
-    # --- observability ------------------------------------------------------------------------
+
+class ObservabilitySettings(BaseModel):
+    """Where the worker's metrics and probes are served, and where run-once pushes its metrics."""
+
     metrics_port: int = Field(
         DEFAULT_METRICS_PORT,
         ge=0,
@@ -241,46 +330,6 @@ class Settings(BaseSettings):
         None, repr=False, description="run-once pushes its metrics here when set"
     )
 
-    @field_validator("pinned_roles", mode="before")
-    @classmethod
-    def _pinned_roles(cls, value: object) -> object:
-        if isinstance(value, str):
-            return tuple(role.strip() for role in value.split(",") if role.strip())
-        return value
-
-    @field_validator(
-        "llm_rpm", "llm_tpm", "llm_price_prompt_per_1m", "llm_price_completion_per_1m", mode="before"
-    )
-    @classmethod
-    def _unset_when_empty(cls, value: object) -> object:
-        return None if isinstance(value, str) and not value.strip() else value
-
-    @field_validator("default_language")
-    @classmethod
-    def _default_language(cls, value: str) -> str:
-        if valid_language_tag(value) is None:
-            raise ValueError(
-                f"MEMCOMPRESS_DEFAULT_LANGUAGE must be a language tag like ru, en or pt-BR, got {value!r}"
-            )
-        return value
-
-    @field_validator("queue_name")
-    @classmethod
-    def _queue_name(cls, value: str) -> str:
-        if QUEUE_SEPARATOR in value:  # it parts the queue from the user in job ids and lock keys
-            raise ValueError(f"MEMCOMPRESS_QUEUE_NAME must not contain {QUEUE_SEPARATOR!r}")
-        return value
-
-    @field_validator("mongodb_uri")
-    @classmethod
-    def _mongodb_uri(cls, value: str) -> str:
-        return _check_uri(value, MONGODB_SCHEMES, "MEMCOMPRESS_MONGODB_URI")
-
-    @field_validator("redis_url")
-    @classmethod
-    def _redis_url(cls, value: str) -> str:
-        return _check_uri(value, REDIS_SCHEMES, "MEMCOMPRESS_REDIS_URL")
-
     @field_validator("pushgateway_url")
     @classmethod
     def _pushgateway_url(cls, value: str | None) -> str | None:
@@ -289,13 +338,38 @@ class Settings(BaseSettings):
         assert value is not None
         return _check_uri(value, ("http", "https"), "MEMCOMPRESS_PUSHGATEWAY_URL")
 
-    @field_validator("llm_base_url")
-    @classmethod
-    def _llm_base_url(cls, value: str | None) -> str | None:
-        if value in (None, ""):
-            return None
-        assert value is not None
-        return _check_uri(value, ("http", "https"), "MEMCOMPRESS_LLM_BASE_URL")
+
+GROUPS: tuple[type[BaseModel], ...] = (
+    StoreSettings,
+    FoldSettings,
+    LLMSettings,
+    LimitSettings,
+    QueueSettings,
+    ObservabilitySettings,
+)
+
+
+# pydantic takes the fields of the last base first: the groups are listed in reverse, so that the
+# settings come in GROUPS' order (in `memcompress config` as in the README).
+class Settings(
+    BaseSettings,
+    ObservabilitySettings,
+    QueueSettings,
+    LimitSettings,
+    LLMSettings,
+    FoldSettings,
+    StoreSettings,
+):
+    """Every setting, each group's in turn, with the ``MEMCOMPRESS_*`` variables; the checks that span
+    groups are here."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        populate_by_name=True,
+    )
 
     @model_validator(mode="after")
     def _coherent(self) -> Settings:

@@ -75,7 +75,9 @@ async def test_a_queued_job_for_an_invalid_user_id_is_dropped_without_a_trace(
 
 
 def test_a_scan_is_incremental_from_the_last_watermark_until_a_full_one_is_due() -> None:
-    policy = JobPolicy(max_tries=5, job_timeout_s=300, scan_limit=None, full_scan_interval_s=86_400)
+    policy = JobPolicy(
+        max_tries=5, job_timeout_s=300, scan_limit=None, full_scan_interval_s=86_400, scan_overlap_s=600
+    )
     now = datetime(2026, 11, 22, 12, tzinfo=UTC)
     since, full_at = now - timedelta(minutes=20), now - timedelta(hours=3)
     last = {"next_since": since.isoformat(), "last_full_at": full_at.isoformat()}

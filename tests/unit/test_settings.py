@@ -1,12 +1,23 @@
 from __future__ import annotations
 
 import re
+from dataclasses import MISSING, fields
 from pathlib import Path
 
 import pytest
 
+from memcompress.jobs.services import FoldPolicy, JobPolicy
 from memcompress.layouts import StoreLayout
-from memcompress.settings import ConfigError, Settings, load_settings
+from memcompress.settings import (
+    ENV_PREFIX,
+    GROUPS,
+    ConfigError,
+    FoldSettings,
+    LimitSettings,
+    QueueSettings,
+    Settings,
+    load_settings,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -263,26 +274,37 @@ def test_the_layout_and_its_names_are_checked() -> None:
         load_settings(layout="conversations", pinned_roles="system")
 
 
-def _readme_settings() -> dict[str, str]:
-    """The README's settings table: variable → its "default" cell (rows naming one variable)."""
+def _readme_tables() -> list[list[tuple[str, str]]]:
+    """The README's settings tables, one per group in order: each row's variable (the first named in its
+    first cell) and its "default" cell."""
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
-    rows = {}
-    for line in readme.splitlines():
-        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
-        names = re.findall(r"`(MEMCOMPRESS_\w+)`", cells[0]) if line.startswith("| `MEMCOMPRESS_") else []
-        if len(names) == 1 and len(cells) >= 3:
-            rows[names[0]] = cells[1]
-    return rows
+    section = readme.split("\n## Configuration\n", 1)[1].split("\n## ", 1)[0]
+    tables: list[list[tuple[str, str]]] = []
+    for line in section.splitlines():
+        if line.startswith("| Variable |"):
+            tables.append([])
+        elif line.startswith("| `MEMCOMPRESS_"):
+            cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+            tables[-1].append((re.findall(r"`(MEMCOMPRESS_\w+)`", cells[0])[0], cells[1]))
+    return tables
+
+
+def test_the_readme_has_one_settings_table_per_group_with_its_settings_in_order() -> None:
+    tables = _readme_tables()
+    assert len(tables) == len(GROUPS)
+    for group, table in zip(GROUPS, tables, strict=True):
+        expected = [ENV_PREFIX + name.upper() for name in group.model_fields]
+        assert [variable for variable, _ in table] == expected, group.__name__
+    assert list(Settings.model_fields) == [name for group in GROUPS for name in group.model_fields]
 
 
 def test_the_readme_settings_table_shows_the_defaults() -> None:
-    """Each row naming one setting shows its default: a `value`, or words for a setting with none."""
+    """Each row shows its setting's default: a `value`, or words for a setting with none."""
     defaults = Settings(_env_file=None).model_dump()  # type: ignore[call-arg]
-    rows = _readme_settings()
     checked = 0
-    for variable, cell in rows.items():
+    for variable, cell in (row for table in _readme_tables() for row in table):
         name = variable.removeprefix("MEMCOMPRESS_").lower()
-        if name not in Settings.model_fields or name == "summarizer":  # derived from the endpoint
+        if name == "summarizer":  # derived from the endpoint
             continue
         if Settings.model_fields[name].default in (None, ()):  # unset, or an empty list
             assert not cell.startswith("`"), f"{variable} has no default; the README says {cell}"
@@ -293,3 +315,23 @@ def test_the_readme_settings_table_shows_the_defaults() -> None:
         assert given == defaults[name], f"README shows {variable}={value.group(1)}; default {defaults[name]}"
         checked += 1
     assert checked >= 35
+
+
+def test_every_setting_says_what_it_is_for() -> None:
+    assert [name for name, field in Settings.model_fields.items() if not field.description] == []
+
+
+def test_the_policies_are_the_settings_of_their_groups_and_repeat_no_default() -> None:
+    """Each policy field is the setting of the same name, in the policy's groups (the full scans'
+    interval in seconds, from hours); the policies declare no default of their own."""
+    for policy, groups, derived in (
+        (FoldPolicy, (FoldSettings, LimitSettings), {}),
+        (JobPolicy, (QueueSettings,), {"full_scan_interval_s": "full_scan_interval_h"}),
+    ):
+        names = {name for group in groups for name in group.model_fields}
+        for field in fields(policy):
+            assert derived.get(field.name, field.name) in names, f"{policy.__name__}.{field.name}"
+            assert field.default is MISSING and field.default_factory is MISSING, field.name
+    settings = load_settings(threshold=70, full_scan_interval_h=2, max_llm_calls_per_user_day=9)
+    fold, job = FoldPolicy.from_settings(settings), JobPolicy.from_settings(settings)
+    assert (fold.threshold, fold.max_llm_calls_per_user_day, job.full_scan_interval_s) == (70, 9, 7200)

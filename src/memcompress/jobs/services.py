@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Literal
 
 from memcompress.jobs.boundary import Limits
@@ -29,7 +29,8 @@ from memcompress.summarizers.base import Summarizer
 
 @dataclass(frozen=True, slots=True)
 class FoldPolicy:
-    """How one user is compressed (the ``MEMCOMPRESS_*`` settings of the same names)."""
+    """How one user is compressed: the settings of the same names, from the fold and limits groups
+    (:class:`~memcompress.settings.FoldSettings`, :class:`~memcompress.settings.LimitSettings`)."""
 
     threshold: int
     keep_last: int
@@ -42,24 +43,11 @@ class FoldPolicy:
     target_tokens: int | None
     min_fold: int
     max_compactions_per_day: int
-    max_llm_calls_per_user_day: int = 100
+    max_llm_calls_per_user_day: int
 
     @classmethod
     def from_settings(cls, settings: Settings) -> FoldPolicy:
-        return cls(
-            threshold=settings.threshold,
-            keep_last=settings.keep_last,
-            batch_size=settings.batch_size,
-            chunk_chars=settings.chunk_chars,
-            summary_max_chars=settings.summary_max_chars,
-            retention=settings.retention,
-            default_language=settings.default_language,
-            trigger_tokens=settings.trigger_tokens,
-            target_tokens=settings.target_tokens,
-            min_fold=settings.min_fold,
-            max_compactions_per_day=settings.max_compactions_per_day,
-            max_llm_calls_per_user_day=settings.max_llm_calls_per_user_day,
-        )
+        return cls(**{f.name: getattr(settings, f.name) for f in fields(cls)})
 
     def calls_per_day(self, overrides: UserOverrides | None = None) -> int:
         """The LLM requests one user's runs may make in any 24 hours."""
@@ -79,23 +67,20 @@ class FoldPolicy:
 
 @dataclass(frozen=True, slots=True)
 class JobPolicy:
-    """How queued jobs are run, retried and scanned for."""
+    """How queued jobs are run, retried and scanned for: the settings of the same names, from the queue
+    group (:class:`~memcompress.settings.QueueSettings`); the full scans' interval in seconds."""
 
     max_tries: int
     job_timeout_s: float
     scan_limit: int | None
-    full_scan_interval_s: float = 86_400.0
-    scan_overlap_s: float = 600.0
+    full_scan_interval_s: float
+    scan_overlap_s: float
 
     @classmethod
     def from_settings(cls, settings: Settings) -> JobPolicy:
-        return cls(
-            max_tries=settings.max_tries,
-            job_timeout_s=settings.job_timeout_s,
-            scan_limit=settings.scan_limit,
-            full_scan_interval_s=settings.full_scan_interval_h * 3600,
-            scan_overlap_s=settings.scan_overlap_s,
-        )
+        hours = settings.full_scan_interval_h
+        named = {f.name: getattr(settings, f.name) for f in fields(cls) if f.name != "full_scan_interval_s"}
+        return cls(**named, full_scan_interval_s=hours * 3600)
 
 
 @dataclass(slots=True)
