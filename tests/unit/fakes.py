@@ -35,7 +35,7 @@ from memcompress.models import (
 )
 from memcompress.repositories.errors import LockBusy, ProfileBusy, UserErased
 from memcompress.repositories.protocols import ANY_SUMMARY, ClaimedRequests, ExpectedSummary
-from memcompress.settings import Settings
+from memcompress.settings import BATCH_SIZE, Settings
 from memcompress.summarizers.base import Summarizer
 
 PINNED = "pinned"
@@ -96,13 +96,13 @@ class FakeMemory:
         return []
 
     async def iter_oldest(
-        self, user_id: str, *, max_documents: int | None = None, batch_size: int = 500
+        self, user_id: str, *, max_documents: int | None = None, batch_size: int = BATCH_SIZE
     ) -> AsyncIterator[StoredEvent]:
         for stored in self._ordered(user_id)[:max_documents]:
             yield stored
 
     async def iter_archived_oldest(
-        self, user_id: str, *, batch_size: int = 500
+        self, user_id: str, *, batch_size: int = BATCH_SIZE
     ) -> AsyncIterator[StoredEvent]:
         for stored in self._ordered(user_id, self.archived):
             yield stored

@@ -79,6 +79,7 @@ from memcompress.repositories.erasures import ErasedUsers
 from memcompress.repositories.errors import HistoryChanged, MalformedDocument
 from memcompress.repositories.protocols import ANY_SUMMARY, ExpectedSummary
 from memcompress.repositories.user_profiles import SUMMARY_HISTORY, fold_state, fold_state_pipeline
+from memcompress.settings import BATCH_SIZE
 
 SUMMARY, VERSION, TRIMMED, STATE = (
     "memory_summary",
@@ -264,7 +265,7 @@ class MongoConversationMemory:
         return [doc["_id"] for doc in docs if not isinstance(self._parse(doc), StoredEvent)][:limit]
 
     async def iter_oldest(
-        self, user_id: str, *, max_documents: int | None = None, batch_size: int = 500
+        self, user_id: str, *, max_documents: int | None = None, batch_size: int = BATCH_SIZE
     ) -> AsyncIterator[StoredEvent]:
         """The messages from the front, page by page by sequence number (a cut between pages moves no
         message's number), up to ``max_documents``; it stops before the first message the fold cannot
@@ -301,7 +302,7 @@ class MongoConversationMemory:
                 remaining -= len(docs)
 
     async def iter_archived_oldest(
-        self, user_id: str, *, batch_size: int = 500
+        self, user_id: str, *, batch_size: int = BATCH_SIZE
     ) -> AsyncIterator[StoredEvent]:
         query = {"conversation_id": user_id}
         async for doc in self._archive.find(query).sort([("seq", 1)]).batch_size(batch_size):

@@ -32,6 +32,7 @@ from memcompress.models import (
     UserProfile,
     Watermark,
 )
+from memcompress.settings import BATCH_SIZE
 
 
 class _Unchecked(Enum):
@@ -60,10 +61,12 @@ class UserMemoryRepository(Protocol):
     async def unfoldable_refs(self, user_id: str, limit: int) -> list[Any]: ...
 
     def iter_oldest(
-        self, user_id: str, *, max_documents: int | None = None, batch_size: int = 500
+        self, user_id: str, *, max_documents: int | None = None, batch_size: int = BATCH_SIZE
     ) -> AsyncIterator[StoredEvent]: ...
 
-    def iter_archived_oldest(self, user_id: str, *, batch_size: int = 500) -> AsyncIterator[StoredEvent]:
+    def iter_archived_oldest(
+        self, user_id: str, *, batch_size: int = BATCH_SIZE
+    ) -> AsyncIterator[StoredEvent]:
         """The user's archived events (``RETENTION=archive``), in ``iter_oldest``'s order and by its
         rules; only a replay reads them."""
         ...

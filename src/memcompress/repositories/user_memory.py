@@ -37,6 +37,7 @@ from memcompress.models import (
 from memcompress.repositories.database import Document, MongoDatabase
 from memcompress.repositories.documents import DATED, EventRules, event_to_document, valid_events
 from memcompress.repositories.erasures import ErasedUsers
+from memcompress.settings import BATCH_SIZE
 
 # Upper bound on ids per delete/archive command, to keep each command small.
 REFS_PER_COMMAND = 1000
@@ -246,7 +247,7 @@ class MongoUserMemoryRepository:
         return [doc["_id"] for doc in await self._events.find(query, {"_id": 1}).limit(limit).to_list()]
 
     async def iter_oldest(
-        self, user_id: str, *, max_documents: int | None = None, batch_size: int = 500
+        self, user_id: str, *, max_documents: int | None = None, batch_size: int = BATCH_SIZE
     ) -> AsyncIterator[StoredEvent]:
         """The user's events oldest first in ``(created_at, _id)`` order, one bounded query per batch.
 
@@ -261,7 +262,7 @@ class MongoUserMemoryRepository:
             yield stored
 
     async def iter_archived_oldest(
-        self, user_id: str, *, batch_size: int = 500
+        self, user_id: str, *, batch_size: int = BATCH_SIZE
     ) -> AsyncIterator[StoredEvent]:
         """The user's archived events (``<collection>_archive``, written with ``RETENTION=archive``) in
         the fold's order and by the same rules as :meth:`iter_oldest`, one bounded query per batch."""
