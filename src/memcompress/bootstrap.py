@@ -42,18 +42,17 @@ from memcompress.summarizers.base import (
     SummaryResult,
     estimate_request_tokens,
 )
+from memcompress.timing import REDIS_BACKOFF_BASE_S, REDIS_BACKOFF_CAP_S, REDIS_RETRIES
 
 if TYPE_CHECKING:
     from memcompress.repositories.database import MongoDatabase
 
-# Ride out a Redis restart or failover of up to about a minute instead of failing the job.
-REDIS_RETRIES = 30
 # OSError too: a refused connection during a restart can surface as a bare OSError from the socket.
 REDIS_RETRY_ON = [RedisConnectionError, RedisTimeoutError, OSError]
 
 
 def redis_retry(retries: int = REDIS_RETRIES) -> Retry:
-    return Retry(ExponentialBackoff(cap=2.0, base=0.1), retries)
+    return Retry(ExponentialBackoff(cap=REDIS_BACKOFF_CAP_S, base=REDIS_BACKOFF_BASE_S), retries)
 
 
 def connect_redis(settings: Settings, retries: int = REDIS_RETRIES) -> Redis:

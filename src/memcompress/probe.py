@@ -11,15 +11,18 @@ import sys
 import urllib.error
 import urllib.request
 
+from memcompress.timing import PROBE_CLIENT_TIMEOUT_S
+
 DEFAULT_METRICS_PORT = 9108  # the default of MEMCOMPRESS_METRICS_PORT (memcompress.settings)
-TIMEOUT_S = 10.0
 
 
 def probe(path: str = "/healthz", port: int | None = None) -> tuple[bool, str]:
     """``(healthy, the endpoint's answer or why there was none)``."""
     port = port or int(os.environ.get("MEMCOMPRESS_METRICS_PORT") or DEFAULT_METRICS_PORT)
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=TIMEOUT_S) as response:
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{port}{path}", timeout=PROBE_CLIENT_TIMEOUT_S
+        ) as response:
             return response.status == 200, response.read().decode(errors="replace").strip()
     except urllib.error.HTTPError as error:
         return False, error.read().decode(errors="replace").strip()

@@ -29,13 +29,12 @@ from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, overload
 
 from memcompress.keys import DEFAULT_REQUESTS_KEY
+from memcompress.timing import DEFAULT_DELAY_S
 from memcompress.user_ids import MAX_USER_ID_CHARS
 
 if TYPE_CHECKING:
     from redis import Redis
     from redis.asyncio import Redis as AsyncRedis
-
-DEFAULT_DELAY_S = 30.0
 
 
 @overload

@@ -26,6 +26,7 @@ LAYERS: list[tuple[str, ...]] = [
     (
         "memcompress",
         "memcompress.keys",
+        "memcompress.timing",
         "memcompress.user_ids",
         "memcompress.probe",
         "memcompress.layouts",

@@ -20,7 +20,8 @@ from packaging.utils import canonicalize_name
 
 from memcompress.metrics import Metrics, RunMetrics
 from memcompress.settings import Settings
-from memcompress.worker.http_endpoint import LIVENESS_PATH, PROBE_TIMEOUT_S, READINESS_PATH
+from memcompress.timing import PROBE_TIMEOUT_S
+from memcompress.worker.http_endpoint import LIVENESS_PATH, READINESS_PATH
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"

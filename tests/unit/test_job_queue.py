@@ -12,7 +12,8 @@ from arq.jobs import deserialize_job_raw
 from fakeredis import FakeAsyncRedis
 
 from memcompress.keys import DEFAULT_QUEUE_NAME, JOB_FUNCTION, job_id, lock_key, user_from_job_id
-from memcompress.repositories.job_queue import LOOK_AGAIN_S, RedisJobQueue
+from memcompress.repositories.job_queue import RedisJobQueue
+from memcompress.timing import LOOK_AGAIN_S
 from tests.unit.conftest import T0, Clock
 
 QUEUE = "q"

@@ -17,6 +17,7 @@ from memcompress.repositories.protocols import LLMPermit
 from memcompress.settings import ConfigError, Settings
 from memcompress.summarizers.base import SummaryRequest, SummaryResult, max_completion_tokens
 from memcompress.testing.factories import make_events
+from memcompress.timing import BUDGET_JITTER_S, BUDGET_LONGEST_SLEEP_S, BUDGET_TRANSIT_MARGIN_S
 from tests.unit.conftest import T0, Clock
 from tests.unit.fakes import fake_services
 
@@ -27,7 +28,7 @@ def _budget(
     redis: FakeAsyncRedis, clock: Clock | None, *, requests: int | None = None, tokens: int | None = None
 ) -> RedisLLMBudget:
     """Grants counted over 60 s in all: a window of 59 s and the transit margin of 1 s."""
-    window_s = 60 - module.TRANSIT_MARGIN_S
+    window_s = 60 - BUDGET_TRANSIT_MARGIN_S
     return RedisLLMBudget(
         redis, KEY, max_requests=requests, max_tokens=tokens, window_s=window_s, clock=clock
     )
@@ -142,7 +143,7 @@ async def test_acquire_sleeps_until_granted(
         granted.append(clock.now - T0)
         assert permit.tokens == 10
     assert [int(at // 60) for at in granted] == [0, 0, 1, 1, 2]  # two per minute
-    assert all(seconds <= module.LONGEST_SLEEP_S + module.JITTER_S for seconds in slept)
+    assert all(seconds <= BUDGET_LONGEST_SLEEP_S + BUDGET_JITTER_S for seconds in slept)
 
 
 async def test_the_servers_clock_is_used_without_one_of_ours(redis: FakeAsyncRedis) -> None:

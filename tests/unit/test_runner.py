@@ -16,8 +16,9 @@ from fakeredis import FakeAsyncRedis
 from redis.exceptions import WatchError
 
 from memcompress.keys import paused_key
+from memcompress.timing import IDLE_POLL_S
 from memcompress.worker.job_limit import AdaptiveJobLimit
-from memcompress.worker.runner import ARQ_CHECKED_VERSION, IDLE_POLL_S, MemcompressWorker
+from memcompress.worker.runner import ARQ_CHECKED_VERSION, MemcompressWorker
 
 
 async def _noop(ctx: dict[str, Any]) -> None:

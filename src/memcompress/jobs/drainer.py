@@ -31,10 +31,10 @@ from dataclasses import dataclass
 
 from memcompress.jobs.services import Services
 from memcompress.redaction import describe_error
+from memcompress.timing import DRAIN_EVERY_S
 
 log = logging.getLogger(__name__)
 
-DRAIN_EVERY_S = 0.5
 BATCH = 100
 MAX_BATCHES = 50
 

@@ -38,8 +38,7 @@ from __future__ import annotations
 
 from memcompress.jobs.services import JobPolicy, Services
 from memcompress.repositories.errors import LockBusy
-
-ERASE_FENCE_MARGIN_S = 60.0
+from memcompress.timing import ERASE_FENCE_MARGIN_S
 
 
 def erase_fence_s(policy: JobPolicy) -> float:

@@ -41,11 +41,10 @@ from memcompress.keys import JOB_FUNCTION
 from memcompress.models import CompactionRecord, DeadLetter, Outcome, shown_user_id, valid_user_id
 from memcompress.redaction import describe_error
 from memcompress.repositories.errors import UserErased
+from memcompress.timing import BUSY_RETRY_JITTER_S, RETRY_BASE_S, RETRY_MAX_S
 
 log = logging.getLogger(__name__)
 
-RETRY_BASE_S = 5.0
-RETRY_MAX_S = 300.0
 ERASED = "the user was erased (memcompress forget)"
 
 
@@ -121,7 +120,7 @@ async def _decide(services: Services, record: CompactionRecord, job_try: int) ->
         # Out of time but moving forward (a long history): continue in a fresh job, not a retry.
         await _recheck(services, user_id, delay_s=0)
     elif record.outcome is Outcome.BUSY:
-        delay_s = await services.locks.expires_in_s(user_id) + random.uniform(1.0, 3.0)
+        delay_s = await services.locks.expires_in_s(user_id) + random.uniform(*BUSY_RETRY_JITTER_S)
         if not last_try:
             return _retry(services, delay_s, result)
         await _recheck(services, user_id, delay_s=delay_s)  # not a failure: come back fresh

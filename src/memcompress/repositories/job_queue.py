@@ -41,13 +41,11 @@ from memcompress.keys import (
 )
 from memcompress.models import iso_utc, utc_now
 from memcompress.repositories.protocols import ClaimedRequests
+from memcompress.timing import LOOK_AGAIN_S
 
 log = logging.getLogger(__name__)
 
 LIST_AT_MOST = 50
-# A due request whose user has a job queued or running is looked at again this much later: it is
-# served within about this long after the job ends, and costs one ZADD a second meanwhile.
-LOOK_AGAIN_S = 1.0
 
 # KEYS: the requests set, the queue, then for each user its arq job key and in-progress key.
 # ARGV: due by (s), now (s), look again after (s), job expiry beyond its start (ms), then for each user

@@ -3,7 +3,7 @@
 What it guarantees: in every window of ``window_s`` seconds (by the Redis server's clock) the grants
 add up to at most ``max_requests`` requests and ``max_tokens`` tokens, across any number of processes
 and hosts. The provider counts requests when they arrive, a moment after their grant (more under
-load): grants are counted over the window plus ``TRANSIT_MARGIN_S``, so that a request delayed by up
+load): grants are counted over the window plus ``BUDGET_TRANSIT_MARGIN_S`` (:mod:`memcompress.timing`), so that a request delayed by up
 to that much still arrives within the provider's count. One exception keeps a request bigger than the whole token budget from waiting forever: it
 is granted once the window holds no other grant.
 
@@ -41,6 +41,7 @@ from collections.abc import Callable
 from redis.asyncio import Redis
 
 from memcompress.repositories.protocols import LLMPermit
+from memcompress.timing import BUDGET_JITTER_S, BUDGET_LONGEST_SLEEP_S, BUDGET_TRANSIT_MARGIN_S
 
 # KEYS[1]: the grants. ARGV: window (ms), max requests (0: no limit), max tokens (0: no limit),
 # member to add ("<permit id>:<tokens>"), its tokens, and the time in ms (empty: the server's TIME).
@@ -95,10 +96,6 @@ end
 return 0
 """
 
-TRANSIT_MARGIN_S = 1.0  # grant to arrival at the provider, at most (see the module's docstring)
-JITTER_S = 0.05  # at most this much added to each wait
-LONGEST_SLEEP_S = 5.0  # ask again at least this often (settled grants may free tokens sooner)
-
 
 class RedisLLMBudget:
     def __init__(
@@ -115,7 +112,7 @@ class RedisLLMBudget:
         grants kept in ``key``. ``clock`` (seconds) replaces the server's time: for tests."""
         self._redis = redis
         self._key = key
-        self._window_ms = round((window_s + TRANSIT_MARGIN_S) * 1000)
+        self._window_ms = round((window_s + BUDGET_TRANSIT_MARGIN_S) * 1000)
         self._max_requests = max_requests or 0
         self._max_tokens = max_tokens or 0
         self._clock = clock
@@ -145,7 +142,7 @@ class RedisLLMBudget:
             wait_s = await self.try_acquire(permit)
             if wait_s <= 0:
                 break
-            await asyncio.sleep(min(wait_s, LONGEST_SLEEP_S) + random.uniform(0, JITTER_S))
+            await asyncio.sleep(min(wait_s, BUDGET_LONGEST_SLEEP_S) + random.uniform(0, BUDGET_JITTER_S))
         return LLMPermit(permit.id, permit.tokens, waited_s=time.monotonic() - started)
 
     async def settle(self, permit: LLMPermit, tokens: int) -> None:

@@ -17,6 +17,7 @@ from redis.exceptions import LockError
 from memcompress.keys import lock_key
 from memcompress.redaction import describe_error
 from memcompress.repositories.errors import LockBusy, LockLost
+from memcompress.timing import LOCK_RENEW_SHARE, LOCK_STALE_SHARE
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ class _RenewedLock:
 
     async def _renew(self) -> None:
         while True:
-            await asyncio.sleep(self._ttl_s / 3)
+            await asyncio.sleep(self._ttl_s * LOCK_RENEW_SHARE)
             try:
                 await self._lock.reacquire()
             except LockError:
@@ -86,7 +87,7 @@ class RedisUserLocks:
         return {
             "expires_in_s": round(remaining_s, 1),
             "renewed_s_ago": round(renewed_s_ago, 1),
-            "stale": renewed_s_ago > self._ttl_s / 2,
+            "stale": renewed_s_ago > self._ttl_s * LOCK_STALE_SHARE,
         }
 
     async def expires_in_s(self, user_id: str) -> float:

@@ -7,15 +7,12 @@ from typing import Any
 from arq import cron, func
 from arq.connections import RedisSettings
 
-from memcompress.bootstrap import REDIS_RETRIES, REDIS_RETRY_ON, redis_retry, worker_health_check_key
+from memcompress.bootstrap import REDIS_RETRY_ON, redis_retry, worker_health_check_key
 from memcompress.keys import JOB_FUNCTION
 from memcompress.settings import Settings
+from memcompress.timing import ARQ_TIMEOUT_MARGIN_S, REDIS_RETRIES
 from memcompress.worker.lifecycle import lifecycle_hooks
 from memcompress.worker.tasks import SCAN_FUNCTION, after_job_end, compress_user, on_job_start, scheduled_scan
-
-# The job's own time limit (MEMCOMPRESS_JOB_TIMEOUT_S) ends it with a retry and its finished chunks
-# kept; arq's limit, this much later, is only the backstop (arq counts a timeout as a failure).
-ARQ_TIMEOUT_MARGIN_S = 5.0
 
 
 def redis_settings(settings: Settings) -> RedisSettings:

@@ -26,8 +26,8 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from prometheus_client import CollectorRegistry, make_wsgi_app
 
 from memcompress.redaction import describe_error
+from memcompress.timing import PROBE_TIMEOUT_S
 
-PROBE_TIMEOUT_S = 3.0  # each check; a probe asks at most two (under 10 s with the thread hops)
 LIVENESS_PATH = "/healthz"
 READINESS_PATH = "/readyz"
 

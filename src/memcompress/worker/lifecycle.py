@@ -19,11 +19,11 @@ from memcompress.jobs.drainer import drain_due_requests, run_request_drainer
 from memcompress.metrics import add_process_collectors, exported_without_created
 from memcompress.redaction import describe_error
 from memcompress.settings import Settings
+from memcompress.timing import GAUGES_EVERY_S
 from memcompress.worker.http_endpoint import serve
 
 log = logging.getLogger(__name__)
 
-SAMPLE_EVERY_S = 5.0
 STORE_COMMAND_OBSERVER = (
     "store_command_observer"  # ctx key: called with each store command's name and seconds
 )
@@ -77,7 +77,7 @@ async def _sample_gauges(services: Services) -> None:
             metrics.dead_letters_stored.set(await services.dead_letters.count())
         except Exception as error:  # a store briefly unreachable: the next sample will tell
             log.debug("could not sample the queue gauges: %s", describe_error(error))
-        await asyncio.sleep(SAMPLE_EVERY_S)
+        await asyncio.sleep(GAUGES_EVERY_S)
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:

@@ -40,6 +40,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.exceptions import WatchError
 
 from memcompress.keys import paused_key
+from memcompress.timing import IDLE_POLL_S
 from memcompress.worker.job_limit import AdaptiveJobLimit
 from memcompress.worker.lifecycle import STORE_COMMAND_OBSERVER
 from memcompress.worker.tasks import JOB_FAILED
@@ -47,7 +48,6 @@ from memcompress.worker.tasks import JOB_FAILED
 log = logging.getLogger(__name__)
 
 CLAIM_ERRORS = (WatchError, RedisConnectionError, RedisTimeoutError, OSError)
-IDLE_POLL_S = 0.5  # the longest wait between polls when no job is due
 # The arq release whose Worker.start_jobs this repair was read against.
 ARQ_CHECKED_VERSION = "0.28.0"
 
