@@ -48,7 +48,7 @@ from memcompress.jobs import run_compression
 from memcompress.metrics import Metrics
 from memcompress.repositories.database import MongoDatabase
 from memcompress.repositories.indexes import ensure_indexes
-from memcompress.settings import load_settings
+from memcompress.settings import BATCH_SIZE, load_settings
 from memcompress.summarizers.base import Summarizer
 from memcompress.summarizers.extractive import ExtractiveSummarizer
 from memcompress.summarizers.openai_chat import OpenAISummarizer
@@ -228,7 +228,7 @@ def render(rows: list[dict[str, Any]]) -> str:
 
 
 def main(
-    default_batch_size: int = 500, default_summarizer: str = "fakellm", doc: str | None = __doc__
+    default_batch_size: int = BATCH_SIZE, default_summarizer: str = "fakellm", doc: str | None = __doc__
 ) -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         mongo_url, redis_url, db_name, llm_url, batch_size = sys.argv[2:7]
@@ -242,7 +242,7 @@ def main(
         "--batch-size",
         type=int,
         default=default_batch_size,
-        help=f"events per page (default {default_batch_size}; production default 500)",
+        help=f"events per page (default {default_batch_size}; production default {BATCH_SIZE})",
     )
     parser.add_argument(
         "--summarizer",
