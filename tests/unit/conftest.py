@@ -1,9 +1,14 @@
-"""Fixtures of the unit tests that drive Redis scripts: fakeredis (with Lua) and a clock of the test's."""
+"""Fixtures of the unit tests: the use cases' Services on fakes of every port with a recording
+summariser, and for the tests that drive Redis scripts, fakeredis (with Lua) and a clock of the test's."""
 
 from __future__ import annotations
 
 import pytest
 from fakeredis import FakeAsyncRedis, FakeServer
+
+from memcompress.jobs import Services
+from tests.unit.fakes import fake_services
+from tests.unit.stubs import SMALL, Recording
 
 T0 = 1_800_000_000.0
 
@@ -26,3 +31,9 @@ def clock() -> Clock:
 @pytest.fixture
 def redis() -> FakeAsyncRedis:
     return FakeAsyncRedis(server=FakeServer())
+
+
+@pytest.fixture
+def services() -> Services:
+    """Every port faked, a :class:`~tests.unit.stubs.Recording` summariser, the ``SMALL`` policy."""
+    return fake_services(Recording(), **SMALL)

@@ -4,43 +4,13 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-import pytest
-
 from memcompress.jobs import Services, run_compression
 from memcompress.models import Outcome
-from memcompress.summarizers.base import RetryableSummarizerError, SummaryRequest, SummaryResult
+from memcompress.summarizers.base import RetryableSummarizerError
 from memcompress.summarizers.extractive import ExtractiveSummarizer
-from memcompress.testing.answers import honest
 from memcompress.testing.factories import make_events
-from tests.unit.fakes import FakeCompactionLog, FakeLocks, FakeMemory, fake_services
-
-
-class Recording:
-    name = "recording"
-    model = None
-
-    def __init__(self) -> None:
-        self.requests: list[SummaryRequest] = []
-        self.fail = False
-        self.answers: list[str] = []  # scripted answers, used before the default one
-
-    async def summarize(self, request: SummaryRequest) -> SummaryResult:
-        """By default a summary that carries the previous one and adds "v<n>" and the new values."""
-        self.requests.append(request)
-        if self.fail:
-            raise RetryableSummarizerError("down")
-        if self.answers:
-            return SummaryResult(text=self.answers.pop(0))
-        line = f"{request.previous_summary or ''} v{len(self.requests)}".strip()
-        return SummaryResult(text=honest(line, (event.content for event in request.events)))
-
-    async def aclose(self) -> None:
-        return None
-
-
-@pytest.fixture
-def services() -> Services:
-    return fake_services(Recording(), threshold=10, keep_last=3, chunk_chars=1000, batch_size=100)
+from tests.unit.fakes import FakeCompactionLog, FakeLocks, FakeMemory
+from tests.unit.stubs import Recording
 
 
 async def test_folds_all_but_the_newest_keep_last(services: Services) -> None:
@@ -72,7 +42,7 @@ async def test_each_chunk_builds_on_the_previous_answer(services: Services) -> N
 async def test_failure_records_and_trims_nothing(services: Services) -> None:
     await services.memory.append_events(make_events("u", 30))
     assert isinstance(services.summarizer, Recording)
-    services.summarizer.fail = True
+    services.summarizer.fail = RetryableSummarizerError("down")
     record = await run_compression(services, "u")
     assert (record.outcome, record.retryable) == (Outcome.FAILED, True)
     assert await services.memory.count_events("u") == 30
@@ -137,7 +107,7 @@ async def test_a_generic_answer_gets_one_repair_request_then_the_dropped_values_
     services: Services,
 ) -> None:
     summarizer = await _with_previous_summary(services)
-    summarizer.answers = ["The user talked about various topics.", "Still various topics."]
+    summarizer.scripted = ["The user talked about various topics.", "Still various topics."]
     record = await run_compression(services, "u")
     assert record.outcome is Outcome.COMPRESSED and record.values_patched > 0
     assert len(summarizer.requests) == record.chunks + 1 and "ORD-4471" in (
@@ -153,7 +123,7 @@ async def test_a_generic_answer_gets_one_repair_request_then_the_dropped_values_
 
 async def test_a_repaired_answer_is_stored(services: Services) -> None:
     summarizer = await _with_previous_summary(services)
-    summarizer.answers = ["Lives in Riga.", f"{PREVIOUS} Likes chess."]
+    summarizer.scripted = ["Lives in Riga.", f"{PREVIOUS} Likes chess."]
     record = await run_compression(services, "u")
     assert record.outcome is Outcome.COMPRESSED and record.llm_calls == record.chunks + 1  # one repair
     assert ((await services.profiles.get("u")).memory_summary or "").startswith(f"{PREVIOUS} Likes chess.")
@@ -165,7 +135,7 @@ async def test_values_dropped_at_the_budget_are_a_recorded_decision(services: Se
     full = (
         "Lives in Riga with Anna; arrives 2026-03-12; budget 1500 EUR. " + "Likes chess and long walks. " * 5
     )
-    summarizer.answers = [full[:195]]  # at its budget, without the order code
+    summarizer.scripted = [full[:195]]  # at its budget, without the order code
     record = await run_compression(services, "u")
     assert record.outcome is Outcome.COMPRESSED and record.values_dropped >= 1
     # The order code, and the folded events' values that no longer fit: counted, never silent.

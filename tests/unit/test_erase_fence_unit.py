@@ -8,30 +8,10 @@ import pytest
 
 from memcompress.jobs import Services, forget_user, recheck_after_job, run_compression, run_queued_compression
 from memcompress.models import CompactionRecord, Outcome
-from memcompress.summarizers.base import PermanentSummarizerError, SummaryRequest, SummaryResult
+from memcompress.summarizers.base import PermanentSummarizerError
 from memcompress.testing.factories import make_events
-from tests.unit.fakes import FakeCompactionLog, FakeDeadLetters, FakeLocks, FakeQueue, fake_services
-
-
-class Summaries:
-    name = "fake"
-    model = None
-
-    def __init__(self) -> None:
-        self.fail = False
-
-    async def summarize(self, request: SummaryRequest) -> SummaryResult:
-        if self.fail:
-            raise PermanentSummarizerError("LLM answered HTTP 400")
-        return SummaryResult(text="a summary")
-
-    async def aclose(self) -> None:
-        return None
-
-
-@pytest.fixture
-def services() -> Services:
-    return fake_services(Summaries(), threshold=10, keep_last=3)
+from tests.unit.fakes import FakeCompactionLog, FakeDeadLetters, FakeLocks, FakeQueue
+from tests.unit.stubs import Recording
 
 
 def _fakes(services: Services) -> tuple[FakeCompactionLog, FakeDeadLetters, FakeQueue, FakeLocks]:
@@ -53,8 +33,9 @@ async def test_a_queued_run_of_an_erased_user_leaves_no_record_dead_letter_or_re
     await services.memory.append_events(make_events("u", 20))
     if profile == "already there":
         await services.profiles.get("u")
-    assert isinstance(services.summarizer, Summaries)
-    services.summarizer.fail = True  # a permanent failure: a dead letter, were the user not erased
+    assert isinstance(services.summarizer, Recording)
+    # A permanent failure: a dead letter, were the user not erased.
+    services.summarizer.fail = PermanentSummarizerError("LLM answered HTTP 400")
     await services.maintenance.mark_erased("u", 60)
 
     decision = await run_queued_compression(services, "u", job_try=1)

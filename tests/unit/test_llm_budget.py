@@ -4,6 +4,7 @@ real worker processes against a real server is in tests/integration/test_llm_bud
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 import pytest
 from fakeredis import FakeAsyncRedis
@@ -15,11 +16,12 @@ from memcompress.repositories import llm_budget as module
 from memcompress.repositories.llm_budget import RedisLLMBudget
 from memcompress.repositories.protocols import LLMPermit
 from memcompress.settings import ConfigError, Settings
-from memcompress.summarizers.base import SummaryRequest, SummaryResult, max_completion_tokens
+from memcompress.summarizers.base import SummaryRequest, max_completion_tokens
 from memcompress.testing.factories import make_events
 from memcompress.timing import BUDGET_JITTER_S, BUDGET_LONGEST_SLEEP_S, BUDGET_TRANSIT_MARGIN_S
 from tests.unit.conftest import T0, Clock
 from tests.unit.fakes import fake_services
+from tests.unit.stubs import SMALL, Recording
 
 KEY = "q:llm-budget"
 
@@ -170,35 +172,25 @@ class FakeBudget:
         self.events.append(("settle", tokens))
 
 
-class Counting:
-    """A summariser that reports usage, and notes how many permits were taken before each request."""
+def _count_permits(budget: FakeBudget, into: list[int]) -> Callable[[SummaryRequest], Awaitable[None]]:
+    """A summariser's ``before``: notes how many permits the budget had granted before each request."""
 
-    name = "counting"
-    model = None
+    async def count(request: SummaryRequest) -> None:
+        into.append(sum(kind == "acquire" for kind, _ in budget.events))
 
-    def __init__(self, budget: FakeBudget) -> None:
-        self.budget = budget
-        self.acquired_before: list[int] = []
-
-    async def summarize(self, request: SummaryRequest) -> SummaryResult:
-        self.acquired_before.append(sum(kind == "acquire" for kind, _ in self.budget.events))
-        return SummaryResult(
-            text=f"{request.previous_summary or ''} v".strip(), prompt_tokens=120, completion_tokens=7
-        )
-
-    async def aclose(self) -> None:
-        return None
+    return count
 
 
 async def test_the_fold_takes_a_permit_before_each_request_and_settles_the_usage() -> None:
     budget = FakeBudget(wait_s=1.5)
-    summarizer = Counting(budget)
-    services = fake_services(summarizer, threshold=10, keep_last=3, chunk_chars=1000, batch_size=100)
+    acquired_before: list[int] = []  # the permits taken before each request
+    summarizer = Recording(before=_count_permits(budget, acquired_before), usage=(120, 7))
+    services = fake_services(summarizer, **SMALL)
     services.llm_budget = budget
     await services.memory.append_events(make_events("u", 60))
     record = await run_compression(services, "u")
     assert record.outcome is Outcome.COMPRESSED and record.llm_calls > 1
-    assert summarizer.acquired_before == list(range(1, record.llm_calls + 1))
+    assert acquired_before == list(range(1, record.llm_calls + 1))
     reserved = [tokens for kind, tokens in budget.events if kind == "acquire"]
     assert all(tokens > max_completion_tokens(services.policy.summary_max_chars) for tokens in reserved)
     assert [tokens for kind, tokens in budget.events if kind == "settle"] == [127] * record.llm_calls
@@ -206,7 +198,9 @@ async def test_the_fold_takes_a_permit_before_each_request_and_settles_the_usage
     assert metrics.get_sample_value("memcompress_llm_rate_limited_seconds_total") == 1.5 * record.llm_calls
     for kind, per_call in (("prompt", 120), ("completion", 7)):
         assert (
-            metrics.get_sample_value("memcompress_llm_tokens_total", {"summarizer": "counting", "kind": kind})
+            metrics.get_sample_value(
+                "memcompress_llm_tokens_total", {"summarizer": "recording", "kind": kind}
+            )
             == per_call * record.llm_calls
         )
 
@@ -231,13 +225,14 @@ class NeverGranting(FakeBudget):
 
 async def test_a_wait_for_the_budget_ends_at_the_time_limit_with_nothing_trimmed() -> None:
     budget = NeverGranting()
-    summarizer = Counting(budget)
-    services = fake_services(summarizer, threshold=10, keep_last=3, chunk_chars=1000, batch_size=100)
+    acquired_before: list[int] = []
+    summarizer = Recording(before=_count_permits(budget, acquired_before), usage=(120, 7))
+    services = fake_services(summarizer, **SMALL)
     services.llm_budget = budget
     await services.memory.append_events(make_events("u", 30))
     record = await run_compression(services, "u", time_limit_s=0.05)
     assert (record.outcome, record.error_class, record.retryable) == (Outcome.FAILED, "JobTimeout", True)
-    assert summarizer.acquired_before == [] and record.llm_calls == 0
+    assert acquired_before == [] and record.llm_calls == 0
     assert await services.memory.count_events("u") == 30
 
 

@@ -14,36 +14,12 @@ from memcompress.models import MemoryEvent, Outcome, Role, UserOverrides
 from memcompress.summarizers.base import (
     RetryableSummarizerError,
     SummaryRequest,
-    SummaryResult,
     transcript_chars,
 )
 from memcompress.summarizers.extractive import ExtractiveSummarizer
-from memcompress.testing.answers import honest
 from memcompress.testing.factories import T0, make_events
 from tests.unit.fakes import FakeCompactionLog, FakeLocks, FakeMemory, FakeProfiles, FakeQueue, fake_services
-
-POLICY = {"threshold": 10, "keep_last": 3, "chunk_chars": 1000, "batch_size": 100, "retention": "archive"}
-
-
-class Recording:
-    """Answers the summary so far plus ``v<n>`` and the new events' values (so the answer guard passes);
-    records every request and answer."""
-
-    name = "recording"
-    model = "rec-model"
-
-    def __init__(self) -> None:
-        self.requests: list[SummaryRequest] = []
-        self.answers: list[str] = []
-
-    async def summarize(self, request: SummaryRequest) -> SummaryResult:
-        self.requests.append(request)
-        line = f"{request.previous_summary or ''} v{len(self.requests)}".strip()
-        self.answers.append(honest(line, (event.content for event in request.events)))
-        return SummaryResult(text=self.answers[-1])
-
-    async def aclose(self) -> None:
-        return None
+from tests.unit.stubs import SMALL, Forgetful, Recording
 
 
 def _state(services: Services) -> object:
@@ -77,8 +53,9 @@ async def _compressed_twice(services: Services) -> list[MemoryEvent]:
     return first + second
 
 
-async def test_replay_sends_every_event_once_in_order_from_no_summary_and_stores_nothing() -> None:
-    services = fake_services(Recording(), **POLICY)
+async def test_replay_sends_every_event_once_in_order_from_no_summary_and_stores_nothing(
+    services: Services,
+) -> None:
     appended = await _compressed_twice(services)
     summarizer = services.summarizer
     assert isinstance(summarizer, Recording)
@@ -110,8 +87,9 @@ async def test_replay_sends_every_event_once_in_order_from_no_summary_and_stores
     }
 
 
-async def test_a_tie_goes_to_the_archived_event_and_an_event_in_both_places_is_sent_once() -> None:
-    services = fake_services(Recording(), **POLICY)
+async def test_a_tie_goes_to_the_archived_event_and_an_event_in_both_places_is_sent_once(
+    services: Services,
+) -> None:
     memory = services.memory
     assert isinstance(memory, FakeMemory)
 
@@ -142,7 +120,7 @@ async def test_a_tie_goes_to_the_archived_event_and_an_event_in_both_places_is_s
 async def test_the_verdict_names_what_the_replay_drops_and_the_log_holds_no_content(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    services = fake_services(ExtractiveSummarizer(), **POLICY)
+    services = fake_services(ExtractiveSummarizer(), **SMALL)
     await _compressed_twice(services)
     profile = await services.profiles.get("u")
     stored = f"{profile.memory_summary}\n- The user's flat is 4471 and her sister is called Anastasia."
@@ -162,7 +140,7 @@ async def test_the_verdict_names_what_the_replay_drops_and_the_log_holds_no_cont
 
 
 async def test_a_replay_of_the_same_history_keeps_every_value() -> None:
-    services = fake_services(ExtractiveSummarizer(), **(POLICY | {"threshold": 40, "keep_last": 0}))
+    services = fake_services(ExtractiveSummarizer(), **(SMALL | {"threshold": 40, "keep_last": 0}))
     await services.memory.append_events(make_events("u", 45))
     assert (await run_compression(services, "u")).outcome is Outcome.COMPRESSED
     result = await replay_user(services, "u")
@@ -172,7 +150,7 @@ async def test_a_replay_of_the_same_history_keeps_every_value() -> None:
 
 
 async def test_events_deleted_with_delete_retention_cannot_be_replayed_and_are_counted() -> None:
-    services = fake_services(Recording(), **(POLICY | {"retention": "delete"}))
+    services = fake_services(Recording(), **SMALL, retention="delete")
     await services.memory.append_events(make_events("u", 25))
     record = await run_compression(services, "u")
     result = await replay_user(services, "u")
@@ -181,8 +159,7 @@ async def test_events_deleted_with_delete_retention_cannot_be_replayed_and_are_c
     assert result.folded_not_archived == 22
 
 
-async def test_the_user_s_language_and_model_overrides_are_used() -> None:
-    services = fake_services(Recording(), **POLICY)
+async def test_the_user_s_language_and_model_overrides_are_used(services: Services) -> None:
     await services.memory.append_events(make_events("u", 5))
     await services.overrides.set("u", UserOverrides(language="de", model="per-user"))
     result = await replay_user(services, "u")
@@ -192,50 +169,32 @@ async def test_the_user_s_language_and_model_overrides_are_used() -> None:
     assert (result.language, result.model, result.summarizer) == ("de", "per-user", "recording")
 
 
-async def test_a_user_with_nothing_stored_replays_to_nothing_and_creates_no_profile() -> None:
-    services = fake_services(Recording(), **POLICY)
+async def test_a_user_with_nothing_stored_replays_to_nothing_and_creates_no_profile(
+    services: Services,
+) -> None:
     result = await replay_user(services, "nobody")
     assert (result.stored_summary, result.replayed_summary, result.chunks) == (None, None, 0)
     assert result.verdict.ok
     assert await services.profiles.find("nobody") is None
 
 
-async def test_a_compression_during_the_replay_is_reported() -> None:
-    services = fake_services(Recording(), **POLICY)
+async def test_a_compression_during_the_replay_is_reported(services: Services) -> None:
     await services.memory.append_events(make_events("u", 5))
 
-    class CompressesMeanwhile(Recording):
-        async def summarize(self, request: SummaryRequest) -> SummaryResult:
-            profile = await services.profiles.get("u")
-            await services.profiles.update_summary_if_version(
-                "u", expected_version=profile.summary_version, summary="moved", watermark=None, folded_refs=[]
-            )
-            return await super().summarize(request)
+    async def compress_meanwhile(request: SummaryRequest) -> None:
+        profile = await services.profiles.get("u")
+        await services.profiles.update_summary_if_version(
+            "u", expected_version=profile.summary_version, summary="moved", watermark=None, folded_refs=[]
+        )
 
-    services.summarizer = CompressesMeanwhile()
+    services.summarizer = Recording(before=compress_meanwhile)
     result = await replay_user(services, "u")
     assert result.version_moved
     assert result.as_dict()["version_moved"] is True
 
 
-class Forgetful(Recording):
-    """Answers only ``v<n>`` from the ``forget_from``-th request on: it drops the summary so far. With
-    ``repairs``, a repair request is answered as Recording answers (it carries the summary so far)."""
-
-    def __init__(self, forget_from: int, repairs: bool) -> None:
-        super().__init__()
-        self.forget_from, self.repairs = forget_from, repairs
-
-    async def summarize(self, request: SummaryRequest) -> SummaryResult:
-        answer = await super().summarize(request)
-        if len(self.requests) < self.forget_from or (self.repairs and request.repair_note):
-            return answer
-        self.answers[-1] = f"v{len(self.requests)}"
-        return SummaryResult(text=self.answers[-1])
-
-
 async def test_an_answer_that_drops_the_summary_so_far_gets_one_repair_request_as_in_the_fold() -> None:
-    services = fake_services(Forgetful(forget_from=2, repairs=True), **POLICY)
+    services = fake_services(Forgetful(forget_from=2, repairs=True), **SMALL)
     await services.memory.append_events(make_events("u", 40))
     result = await replay_user(services, "u")
     summarizer = services.summarizer
@@ -249,7 +208,7 @@ async def test_an_answer_that_drops_the_summary_so_far_gets_one_repair_request_a
 async def test_a_chunk_whose_answer_still_drops_values_is_patched_as_in_the_fold(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    services = fake_services(Forgetful(forget_from=2, repairs=False), **POLICY)
+    services = fake_services(Forgetful(forget_from=2, repairs=False), **SMALL)
     await services.memory.append_events(make_events("u", 40))
     with caplog.at_level(logging.INFO, logger="memcompress.jobs.replay"):
         result = await replay_user(services, "u")
@@ -262,12 +221,9 @@ async def test_a_chunk_whose_answer_still_drops_values_is_patched_as_in_the_fold
     assert "v1" in (result.replayed_summary or "") and result.as_dict()["failed"] is None
 
 
-async def test_a_summariser_failure_ends_the_replay_with_its_reason() -> None:
-    class Down(Recording):
-        async def summarize(self, request: SummaryRequest) -> SummaryResult:
-            raise RetryableSummarizerError("LLM unavailable (HTTP 503)")
-
-    services = fake_services(Down(), **POLICY)
+async def test_a_summariser_failure_ends_the_replay_with_its_reason(services: Services) -> None:
+    assert isinstance(services.summarizer, Recording)
+    services.summarizer.fail = RetryableSummarizerError("LLM unavailable (HTTP 503)")
     await services.memory.append_events(make_events("u", 5))
     result = await replay_user(services, "u")
     assert result.failed == "chunk 1: RetryableSummarizerError: LLM unavailable (HTTP 503)"
