@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-dev
 
-.PHONY: install test lint typecheck unit integration test-redis7 clean demo bench bench-fold fidelity faults \
+.PHONY: install test lint typecheck unit integration tooling test-redis7 clean demo bench bench-fold fidelity faults \
 	llm-server llm-server-stop test-real-llm fidelity-real-llm
 
 $(STAMP): pyproject.toml
@@ -32,6 +32,10 @@ unit: $(STAMP)
 
 integration: $(STAMP)
 	$(PY) -m pytest tests/integration -q
+
+## The package build (a pip install into a fresh venv), the benchmark scripts and deploy/ (~1 min).
+tooling: $(STAMP)
+	$(PY) -m pytest tests/tooling -q
 
 ## The Redis-facing tests again, against the machine's Redis 7 on 127.0.0.1:6379.
 test-redis7: $(STAMP)

@@ -22,8 +22,11 @@ from memcompress.testing.llm_server import FakeLLM
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if "integration" in Path(str(item.fspath)).parts:
+        parts = Path(str(item.fspath)).parts
+        if "integration" in parts:
             item.add_marker(pytest.mark.integration)
+        if "tooling" in parts:
+            item.add_marker(pytest.mark.tooling)
 
 
 @pytest.fixture(scope="session")
