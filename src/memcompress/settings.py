@@ -1,6 +1,8 @@
 """Runtime configuration, read from ``MEMCOMPRESS_*`` environment variables (and an optional ``.env``).
 
-The variable names are a public contract (see the README's settings table). Anything invalid fails at
+The settings come in groups, one class each (:data:`GROUPS`: store, fold, LLM, limits, queue and worker,
+observability); :class:`Settings` is all of them, read from flat ``MEMCOMPRESS_<NAME>`` variables. The
+variable names are a public contract (see the README's settings tables). Anything invalid fails at
 start-up with one line naming the variable, via :func:`load_settings` and :class:`ConfigError`.
 Secrets never appear in ``repr``: the API key is a ``SecretStr``, the URLs are left out of it, and
 :meth:`Settings.describe` (what is logged) shows every URL redacted.
@@ -86,7 +88,7 @@ UnsetWhenBlank = BeforeValidator(_unset_when_blank)  # MEMCOMPRESS_LLM_RPM= (emp
 
 # The groups. Each declares its settings once, with its default and description; :class:`Settings` is
 # all of them, with the flat ``MEMCOMPRESS_<NAME>`` variables. A function that needs one group may take
-# that class (a ``Settings`` is one); the README's settings table has one table per group, in this order
+# that class (a ``Settings`` is one). The README has one settings table per group, in GROUPS' order
 # (tests/unit/test_settings.py checks every row's name, default and group against these classes).
 
 
