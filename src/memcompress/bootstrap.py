@@ -28,12 +28,7 @@ from memcompress.keys import llm_budget_key
 from memcompress.metrics import Metrics
 from memcompress.models import MemoryEvent
 from memcompress.redaction import redact_url
-from memcompress.repositories.protocols import (
-    JobQueue,
-    LLMBudget,
-    UserMemoryRepository,
-    UserProfileRepository,
-)
+from memcompress.repositories.protocols import JobQueue, LLMBudget
 from memcompress.settings import ConfigError, Settings
 from memcompress.summarizers.base import (
     RetryableSummarizerError,
@@ -167,50 +162,27 @@ def _check_window_holds_a_request(tpm: int, window_s: int, request_tokens: int) 
         )
 
 
-def build_history(
-    settings: Settings, database: MongoDatabase, metrics: Metrics
-) -> tuple[UserMemoryRepository, UserProfileRepository]:
-    """The history and where its summaries go, by ``MEMCOMPRESS_LAYOUT`` (:mod:`memcompress.layouts`):
-    one document per event with summaries in ``user_profiles``, or conversations holding both."""
-    from memcompress.repositories.conversations import MongoConversationMemory, MongoConversationSummaries
-    from memcompress.repositories.documents import EventRules
-    from memcompress.repositories.user_memory import MongoUserMemoryRepository
-    from memcompress.repositories.user_profiles import MongoUserProfileRepository
-
-    layout = settings.store_layout()
-    rules = EventRules(settings.pinned_tag, settings.pinned_roles)
-    if layout.per_conversation:
-        return (
-            MongoConversationMemory(database, metrics, rules, layout),
-            MongoConversationSummaries(database, metrics, layout),
-        )
-    return (
-        MongoUserMemoryRepository(database, metrics, rules, layout),
-        MongoUserProfileRepository(database, metrics, settings.profile_defaults()),
-    )
-
-
 def build_services(
     settings: Settings, database: MongoDatabase, redis: Redis, metrics: Metrics, summarizer: Summarizer
 ) -> Services:
     """The services over clients that are already connected (``open_services`` connects them)."""
     from memcompress.repositories.compaction_log import MongoCompactionLog
     from memcompress.repositories.dead_letters import MongoDeadLetters
+    from memcompress.repositories.documents import EventRules
     from memcompress.repositories.job_queue import RedisJobQueue
     from memcompress.repositories.locks import RedisUserLocks
     from memcompress.repositories.maintenance import MongoMaintenance
     from memcompress.repositories.overrides import MongoUserOverrides
+    from memcompress.repositories.storage_layouts import storage_layout
 
-    memory, profiles = build_history(settings, database, metrics)
+    layout = storage_layout(settings.store_layout())
     return Services(
-        memory=memory,
-        profiles=profiles,
+        memory=layout.memory(database, metrics, EventRules(settings.pinned_tag, settings.pinned_roles)),
+        profiles=layout.summaries(database, metrics, settings.profile_defaults()),
         overrides=MongoUserOverrides(database, metrics),
         compaction_log=MongoCompactionLog(database, metrics),
         dead_letters=MongoDeadLetters(database, metrics),
-        maintenance=MongoMaintenance(
-            database, memory_ttl_days=settings.memory_ttl_days, layout=settings.store_layout()
-        ),
+        maintenance=MongoMaintenance(database, memory_ttl_days=settings.memory_ttl_days, layout=layout),
         locks=RedisUserLocks(redis, settings.lock_ttl_s, settings.queue_name),
         queue=RedisJobQueue(redis, settings.queue_name, settings.requests_key),
         summarizer=summarizer,

@@ -27,7 +27,6 @@ import urllib.request
 import uuid
 from collections import Counter
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from arq.constants import in_progress_key_prefix, job_key_prefix, result_key_prefix, retry_key_prefix
@@ -38,11 +37,12 @@ from memcompress.embedded import EmbeddedServerError, Server, free_port, mongo_s
 from memcompress.jobs import Services, scan_and_enqueue
 from memcompress.keys import job_id, lock_key
 from memcompress.layouts import LayoutName
-from memcompress.models import MemoryEvent, Outcome, Role, UserBacklog
+from memcompress.models import Outcome, UserBacklog
 from memcompress.repositories.errors import StoreUnavailable
 from memcompress.settings import ConfigError, Settings, load_settings
+from memcompress.testing.app_layouts import app_layout
+from memcompress.testing.corpus import USERS, corpus
 
-USERS = 200
 PROGRESS_EVERY_S = 5.0  # a progress line this often (and a last one) when stderr is not a terminal
 WAIT_WITHIN_S = 900.0
 # Concurrent jobs per worker process against the embedded SecantusDB: one Python process serves every
@@ -50,82 +50,6 @@ WAIT_WITHIN_S = 900.0
 # two busy loops on 2 cores: the same users/s as the default 16 (within the runs' noise), and a job's
 # mean wall time 3.7 s instead of 8.9 s.
 EMBEDDED_MAX_JOBS = 4
-T0 = datetime(2026, 9, 1, tzinfo=UTC)
-NAMES = ["Anna", "Boris", "Chloe", "Dmitri", "Elena", "Farid", "Greta", "Hiro", "Ines", "Jonas"]
-CITIES = ["Kazan", "Lisbon", "Berlin", "Osaka", "Tbilisi", "Lyon", "Porto", "Riga"]
-PLANTED = {
-    "en": "My daughter {name} turns {n} on {day} October, please remind me.",
-    "ru": "Меня зовут {name}, я живу в городе {city} и не ем мясо.",
-    "de": "Ich heiße {name} und mein Lieblingsgericht ist Spätzle, Allergie gegen Nüsse.",
-}
-CHATTER = {
-    "en": [
-        "Hi!",
-        "Thanks a lot.",
-        "What's the weather like in {city}?",
-        "I prefer trains to planes.",
-        "Book a table for {n} people on Friday.",
-        "I like jazz, especially Coltrane.",
-    ],
-    "ru": [
-        "Привет!",
-        "Спасибо.",
-        "Какая погода в городе {city}?",
-        "Мне нравится чай с лимоном.",
-        "Закажи столик на {n} человек в пятницу.",
-        "Я люблю гулять по набережной.",
-    ],
-    "de": [
-        "Hallo!",
-        "Danke.",
-        "Wie ist das Wetter in {city}?",
-        "Ich mag Bahnfahren.",
-        "Reserviere einen Tisch für {n} Personen am Freitag.",
-        "Ich liebe Jazz.",
-    ],
-}
-REPLIES = ["Of course.", "Done, sir.", "Noted.", "With pleasure.", "Certainly, I have taken care of it."]
-
-
-def corpus(rng: random.Random, users: int = USERS) -> tuple[list[MemoryEvent], dict[str, str]]:
-    events: list[MemoryEvent] = []
-    planted: dict[str, str] = {}
-    for u in range(users):
-        user_id = f"demo-{u:03d}"
-        language = ("en", "ru", "de")[u % 3]
-        length = int(rng.lognormvariate(4.0, 0.8))  # most users short, a long tail of heavy ones
-        fill = {
-            "name": rng.choice(NAMES),
-            "city": rng.choice(CITIES),
-            "n": rng.randint(2, 12),
-            "day": rng.randint(1, 28),
-        }
-        fact_at = rng.randrange(max(length, 1))
-        for i in range(max(length, 1)):
-            if i == fact_at:
-                text = PLANTED[language].format(**fill)
-                planted[user_id] = text
-            elif i % 2:
-                text = rng.choice(REPLIES)
-            else:
-                text = rng.choice(CHATTER[language]).format(**fill)
-            role = Role.USER if i % 2 == 0 or i == fact_at else Role.ASSISTANT
-            events.append(
-                MemoryEvent(
-                    user_id=user_id, role=role, content=text, created_at=T0 + timedelta(minutes=7 * i + u)
-                )
-            )
-    return events, planted
-
-
-def as_conversations(
-    events: list[MemoryEvent], planted: dict[str, str]
-) -> tuple[list[MemoryEvent], dict[str, str]]:
-    """The corpus with one conversation per user (MEMCOMPRESS_LAYOUT=conversations): each user's id
-    replaced by a conversation id (24 hex digits, as the app's ObjectIds read)."""
-    ids = {user_id: uuid.uuid4().hex[:24] for user_id in planted}
-    moved = [event.model_copy(update={"user_id": ids[event.user_id]}) for event in events]
-    return moved, {ids[user_id]: fact for user_id, fact in planted.items()}
 
 
 async def run_demo(
@@ -143,9 +67,7 @@ async def run_demo(
         f"layout: {layout}; summariser: {settings.summarizer_name}; "
         f"threshold {settings.threshold}, keep {settings.keep_last}"
     )
-    events, planted = corpus(random.Random(7), users)
-    if settings.store_layout().per_conversation:
-        events, planted = as_conversations(events, planted)
+    events, planted = app_layout(settings.store_layout()).as_units(*corpus(random.Random(7), users))
     scanned: list[UserBacklog] = []
     async with open_services(settings) as services:
         try:

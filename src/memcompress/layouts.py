@@ -7,6 +7,10 @@
   array; the unit of compression is a conversation (its ``_id``, as a string), and its summary lives on
   the conversation document itself, in fields the worker owns (see
   :mod:`memcompress.repositories.conversations`).
+
+Here: each layout's names (:class:`StoreLayout`) and the settings it refuses (:func:`refused_settings`,
+checked when the settings load). What each layout stores where, its repositories and its indexes:
+:mod:`memcompress.repositories.storage_layouts`.
 """
 
 from __future__ import annotations
@@ -60,3 +64,45 @@ class StoreLayout:
             owner or base.owner,
             order or base.order,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """A setting a layout refuses: ``setting`` (a :class:`~memcompress.settings.Settings` field) set at
+    all (not None, not empty) is a configuration error saying ``reason``."""
+
+    setting: str
+    reason: str
+
+
+def _no_ttl(name: LayoutName) -> Refusal:
+    return Refusal(
+        "memory_ttl_days",
+        "MEMCOMPRESS_MEMORY_TTL_DAYS makes a TTL index on user_memory; it is not available with "
+        f"MEMCOMPRESS_LAYOUT={name}",
+    )
+
+
+REFUSED: dict[LayoutName, tuple[Refusal, ...]] = {
+    "user_memory": (),
+    "messages": (_no_ttl("messages"),),
+    "conversations": (
+        _no_ttl("conversations"),
+        Refusal(
+            "owner_field",
+            "MEMCOMPRESS_OWNER_FIELD is not used with MEMCOMPRESS_LAYOUT=conversations "
+            "(the unit of compression is a conversation, named by its _id)",
+        ),
+        Refusal(
+            "pinned_roles",
+            "MEMCOMPRESS_PINNED_ROLES is not available with MEMCOMPRESS_LAYOUT=conversations: the "
+            "summarised messages are cut from the front of the array, so a pinned message there would "
+            "stop every compression of its conversation",
+        ),
+    ),
+}
+
+
+def refused_settings(name: LayoutName) -> tuple[Refusal, ...]:
+    """The settings layout ``name`` refuses, in the order they are checked."""
+    return REFUSED[name]

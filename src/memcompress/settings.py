@@ -34,7 +34,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from memcompress.cron import CronError, CronSchedule
 from memcompress.keys import DEFAULT_QUEUE_NAME, DEFAULT_REQUESTS_KEY, QUEUE_SEPARATOR
-from memcompress.layouts import LayoutName, StoreLayout
+from memcompress.layouts import LayoutName, StoreLayout, refused_settings
 from memcompress.models import DEFAULT_PROFILE, ProfileDefaults, valid_language_tag
 from memcompress.probe import DEFAULT_METRICS_PORT
 from memcompress.redaction import MASK, redact_url
@@ -380,22 +380,9 @@ class Settings(
                 f"MEMCOMPRESS_KEEP_LAST ({self.keep_last}) must be less than "
                 f"MEMCOMPRESS_THRESHOLD ({self.threshold})"
             )
-        if self.memory_ttl_days is not None and self.layout != "user_memory":
-            raise ValueError(
-                "MEMCOMPRESS_MEMORY_TTL_DAYS makes a TTL index on user_memory; it is not available with "
-                f"MEMCOMPRESS_LAYOUT={self.layout}"
-            )
-        if self.owner_field is not None and self.layout == "conversations":
-            raise ValueError(
-                "MEMCOMPRESS_OWNER_FIELD is not used with MEMCOMPRESS_LAYOUT=conversations "
-                "(the unit of compression is a conversation, named by its _id)"
-            )
-        if self.pinned_roles and self.layout == "conversations":
-            raise ValueError(
-                "MEMCOMPRESS_PINNED_ROLES is not available with MEMCOMPRESS_LAYOUT=conversations: the "
-                "summarised messages are cut from the front of the array, so a pinned message there would "
-                "stop every compression of its conversation"
-            )
+        for refusal in refused_settings(self.layout):
+            if getattr(self, refusal.setting) not in (None, ()):
+                raise ValueError(refusal.reason)
         if self.trigger_tokens is not None and self.target_tokens is None:
             raise ValueError(
                 "MEMCOMPRESS_TRIGGER_TOKENS needs MEMCOMPRESS_TARGET_TOKENS (what to fold down to)"

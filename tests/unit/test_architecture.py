@@ -42,8 +42,8 @@ LAYERS: list[tuple[str, ...]] = [
     ("memcompress.repositories", "memcompress.summarizers"),
     ("memcompress.jobs",),
     ("memcompress.bootstrap",),
+    ("memcompress.testing",),  # test support: tests, benchmarks and the demo's synthetic histories
     ("memcompress.worker", "memcompress.cli", "memcompress.web", "memcompress.demo", "memcompress.__main__"),
-    ("memcompress.testing",),  # test support: tests and benchmarks only
 ]
 # What a module outside the adapter packages and the composition root may import from them.
 PORT_MODULES = {

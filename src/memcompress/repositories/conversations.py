@@ -45,6 +45,7 @@ import hashlib
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 import bson
@@ -65,9 +66,9 @@ from memcompress.models import (
     UserBacklog,
     UserProfile,
     Watermark,
-    summary_hash,
     utc_now,
 )
+from memcompress.repositories.archive import Archive
 from memcompress.repositories.database import Document, MongoDatabase
 from memcompress.repositories.documents import (
     EventRules,
@@ -75,10 +76,14 @@ from memcompress.repositories.documents import (
     document_to_profile,
     report_malformed,
 )
-from memcompress.repositories.erasures import ErasedUsers
 from memcompress.repositories.errors import HistoryChanged, MalformedDocument
 from memcompress.repositories.protocols import ANY_SUMMARY, ExpectedSummary
-from memcompress.repositories.user_profiles import SUMMARY_HISTORY, fold_state, fold_state_pipeline
+from memcompress.repositories.summaries import (
+    SummaryFields,
+    fenced_summary_write,
+    fold_state,
+    fold_state_pipeline,
+)
 from memcompress.settings import BATCH_SIZE
 
 SUMMARY, VERSION, TRIMMED, STATE = (
@@ -88,6 +93,7 @@ SUMMARY, VERSION, TRIMMED, STATE = (
     "memory_state",
 )
 WORKER_FIELDS = (SUMMARY, VERSION, TRIMMED, STATE)
+CONVERSATION_SUMMARY = SummaryFields(SUMMARY, VERSION, f"{STATE}.")
 _TRIMMED = {"$ifNull": ["$" + TRIMMED, 0]}
 CUT_ATTEMPTS = 3  # a cut whose front changed between its check and its write is checked again this often
 
@@ -171,8 +177,7 @@ class MongoConversationMemory:
     ) -> None:
         self._layout = layout = layout or StoreLayout.default("conversations")
         self._conversations = database.collection(layout.collection)
-        self._archive = database.collection(layout.archive)
-        self._erased = ErasedUsers(database)
+        self._archive = Archive(database, layout.archive)
         self._metrics = metrics or Metrics()
         self._rules = rules or EventRules()
         field = "$" + layout.messages_field
@@ -219,17 +224,19 @@ class MongoConversationMemory:
     def _usable(self, docs: list[Document]) -> list[StoredEvent]:
         return [parsed for parsed in map(self._parse, docs) if isinstance(parsed, StoredEvent)]
 
-    async def get_recent_events(self, user_id: str, limit: int) -> list[MemoryEvent]:
+    async def get_recent_events(self, conversation_id: str, limit: int) -> list[MemoryEvent]:
         if limit <= 0:
             return []
-        recent = await self.recent_history(user_id, limit)
+        recent = await self.recent_history(conversation_id, limit)
         return [stored.event for stored in recent.events]
 
-    async def count_events(self, user_id: str) -> int:
-        row = await self._read(user_id, {"n": {"$size": self._array}})
+    async def count_events(self, conversation_id: str) -> int:
+        row = await self._read(conversation_id, {"n": {"$size": self._array}})
         return int(row["n"]) if row else 0
 
-    async def recent_history(self, user_id: str, limit: int, pending: Sequence[Any] = ()) -> RecentHistory:
+    async def recent_history(
+        self, conversation_id: str, limit: int, pending: Sequence[Any] = ()
+    ) -> RecentHistory:
         """The newest ``limit`` messages and the array's size, in one read. The sizes of an array longer
         than ``limit`` are its length, less the unusable messages among those read (the rest is not
         read: a message the fold cannot use further back stops it there, see :meth:`iter_oldest`)."""
@@ -238,9 +245,9 @@ class MongoConversationMemory:
             "trimmed": _TRIMMED,
             "recent": {"$slice": [self._array, -limit]},
         }
-        row = await self._read(user_id, stage) or {"n": 0, "trimmed": 0, "recent": []}
+        row = await self._read(conversation_id, stage) or {"n": 0, "trimmed": 0, "recent": []}
         total, trimmed, recent = int(row["n"]), int(row["trimmed"]), list(row["recent"])
-        docs = self._events(user_id, trimmed + total - len(recent), recent)
+        docs = self._events(conversation_id, trimmed + total - len(recent), recent)
         events = self._usable(docs)
         # With a message the fold cannot use among them, the fold pages from the front instead
         # (``complete`` False), and stops there (:meth:`iter_oldest`): every trim is a run from the front.
@@ -255,17 +262,19 @@ class MongoConversationMemory:
         span = trimmed_through(pending)
         return RecentHistory(size, events, complete, pending_stored=span is not None and trimmed < span[1])
 
-    async def unfoldable_refs(self, user_id: str, limit: int) -> list[Any]:
-        recent = await self._read(user_id, {"trimmed": _TRIMMED, "recent": {"$slice": [self._array, -1000]}})
+    async def unfoldable_refs(self, conversation_id: str, limit: int) -> list[Any]:
+        recent = await self._read(
+            conversation_id, {"trimmed": _TRIMMED, "recent": {"$slice": [self._array, -1000]}}
+        )
         if not recent:
             return []
         messages = list(recent.get("recent") or [])
-        n = await self.count_events(user_id)
-        docs = self._events(user_id, int(recent["trimmed"]) + n - len(messages), messages)
+        n = await self.count_events(conversation_id)
+        docs = self._events(conversation_id, int(recent["trimmed"]) + n - len(messages), messages)
         return [doc["_id"] for doc in docs if not isinstance(self._parse(doc), StoredEvent)][:limit]
 
     async def iter_oldest(
-        self, user_id: str, *, max_documents: int | None = None, batch_size: int = BATCH_SIZE
+        self, conversation_id: str, *, max_documents: int | None = None, batch_size: int = BATCH_SIZE
     ) -> AsyncIterator[StoredEvent]:
         """The messages from the front, page by page by sequence number (a cut between pages moves no
         message's number), up to ``max_documents``; it stops before the first message the fold cannot
@@ -278,7 +287,7 @@ class MongoConversationMemory:
                 {"$literal": 0} if next_seq is None else {"$max": [0, {"$subtract": [next_seq, _TRIMMED]}]}
             )
             row = await self._read(
-                user_id,
+                conversation_id,
                 {
                     "trimmed": _TRIMMED,
                     "start": start,
@@ -288,7 +297,7 @@ class MongoConversationMemory:
             if row is None:
                 return
             first = int(row["trimmed"]) + int(row["start"])
-            docs = self._events(user_id, first, list(row["page"]))
+            docs = self._events(conversation_id, first, list(row["page"]))
             for doc in docs:
                 parsed = self._parse(doc)
                 if isinstance(parsed, MalformedDocument):
@@ -302,11 +311,11 @@ class MongoConversationMemory:
                 remaining -= len(docs)
 
     async def iter_archived_oldest(
-        self, user_id: str, *, batch_size: int = BATCH_SIZE
+        self, conversation_id: str, *, batch_size: int = BATCH_SIZE
     ) -> AsyncIterator[StoredEvent]:
-        query = {"conversation_id": user_id}
-        async for doc in self._archive.find(query).sort([("seq", 1)]).batch_size(batch_size):
-            parsed = self._parse(self._as_event(user_id, int(doc["seq"]), doc.get("message")))
+        query = {"conversation_id": conversation_id}
+        async for doc in self._archive.collection.find(query).sort([("seq", 1)]).batch_size(batch_size):
+            parsed = self._parse(self._as_event(conversation_id, int(doc["seq"]), doc.get("message")))
             if isinstance(parsed, MalformedDocument):
                 report_malformed(parsed, self._metrics)
             else:
@@ -314,7 +323,7 @@ class MongoConversationMemory:
 
     # --- trimming --------------------------------------------------------------------------------
 
-    async def _verified_front(self, user_id: str, refs: Sequence[Any]) -> _Front | None:
+    async def _verified_front(self, conversation_id: str, refs: Sequence[Any]) -> _Front | None:
         """The messages still stored of the run ``refs`` covers, read and checked against the hashes
         the refs carry (refs without one, from before hashes were kept, are taken as they are); None
         when nothing of the run is stored. Raises :class:`ConversationChanged` when a message at the
@@ -326,7 +335,7 @@ class MongoConversationMemory:
         start = {"$max": [0, {"$subtract": [first, _TRIMMED]}]}
         count = {"$max": [1, {"$subtract": [end, {"$max": [first, _TRIMMED]}]}]}
         row = await self._read(
-            user_id,
+            conversation_id,
             {
                 "trimmed": _TRIMMED,
                 "is_array": {"$isArray": "$" + self._layout.messages_field},
@@ -343,23 +352,23 @@ class MongoConversationMemory:
         if len(page) < end - base or any(
             hashes.get(seq) not in (None, found[i]) for i, seq in enumerate(range(base, end))
         ):
-            raise ConversationChanged(self._layout.collection, user_id)
+            raise ConversationChanged(self._layout.collection, conversation_id)
         return _Front(trimmed, base, end, page)
 
-    async def delete_by_refs(self, user_id: str, refs: Sequence[Any]) -> int:
+    async def delete_by_refs(self, conversation_id: str, refs: Sequence[Any]) -> int:
         """Cut the front of the array through the run ``refs`` names, after checking it holds the
         messages summarised (:meth:`_verified_front`); a repeat cuts nothing. The cut is conditional
         on the front being exactly the messages checked, so a change between the check and the cut
         is caught too."""
         for _ in range(CUT_ATTEMPTS):
-            front = await self._verified_front(user_id, refs)
+            front = await self._verified_front(conversation_id, refs)
             if front is None:
                 return 0
             array = self._array
             position = front.base - front.trimmed
             result = await self._conversations.update_one(
                 {
-                    "_id": conversation_key(user_id),
+                    "_id": conversation_key(conversation_id),
                     TRIMMED: front.trimmed if front.trimmed else {"$in": [0, None]},
                     "$expr": {
                         "$eq": [{"$slice": [array, position, len(front.page)]}, {"$literal": front.page}]
@@ -378,18 +387,18 @@ class MongoConversationMemory:
             )
             if result.modified_count == 1:
                 return front.end - front.trimmed
-        raise ConversationChanged(self._layout.collection, user_id)
+        raise ConversationChanged(self._layout.collection, conversation_id)
 
-    async def archive_summary_lines(self, user_id: str, lines: Sequence[str]) -> None:
+    async def archive_summary_lines(self, conversation_id: str, lines: Sequence[str]) -> None:
         """As archived messages of role ``summary`` at sequence number -1 (before every message)."""
         if not lines:
             return
         now = utc_now()
         copies = [
             ReplaceOne(
-                {"_id": f"{user_id}:summary:{hashlib.sha256(line.encode()).hexdigest()[:16]}"},
+                {"_id": f"{conversation_id}:summary:{hashlib.sha256(line.encode()).hexdigest()[:16]}"},
                 {
-                    "conversation_id": user_id,
+                    "conversation_id": conversation_id,
                     "seq": -1,
                     "message": {"role": SUMMARY_LINE_ROLE, "content": line, "timestamp": now},
                     "archived_at": now,
@@ -398,29 +407,33 @@ class MongoConversationMemory:
             )
             for line in lines
         ]
-        await self._archive.bulk_write(copies, ordered=False)
-        ids = {"conversation_id": user_id, "seq": -1, "archived_at": now}
-        await self._erased.undo_if_erased(user_id, lambda: self._archive.delete_many(ids))
+        written = {"conversation_id": conversation_id, "seq": -1, "archived_at": now}
+        await self._archive.keep(conversation_id, copies, written)
 
-    async def archive_by_refs(self, user_id: str, refs: Sequence[Any]) -> int:
-        """Copy the run's messages still in the array to the archive, then cut them (a crash in between
-        leaves them in both places, never in neither; copies for a user erased meanwhile are undone).
-        Only checked messages are copied (:meth:`_verified_front`)."""
-        front = await self._verified_front(user_id, refs)
+    async def archive_by_refs(self, conversation_id: str, refs: Sequence[Any]) -> int:
+        """Copy the run's messages still in the array to the archive, then cut them, by the archive's
+        sequence (:mod:`memcompress.repositories.archive`). Only checked messages are copied
+        (:meth:`_verified_front`)."""
+        front = await self._verified_front(conversation_id, refs)
         if front is None:
             return 0
         copies = [
             ReplaceOne(
-                {"_id": f"{user_id}:{seq}"},
-                {"conversation_id": user_id, "seq": seq, "message": message, "archived_at": utc_now()},
+                {"_id": f"{conversation_id}:{seq}"},
+                {
+                    "conversation_id": conversation_id,
+                    "seq": seq,
+                    "message": message,
+                    "archived_at": utc_now(),
+                },
                 upsert=True,
             )
             for seq, message in enumerate(front.page, start=front.base)
         ]
-        await self._archive.bulk_write(copies, ordered=False)
-        ids = {"conversation_id": user_id, "seq": {"$gte": front.base, "$lt": front.end}}
-        await self._erased.undo_if_erased(user_id, lambda: self._archive.delete_many(ids))
-        return await self.delete_by_refs(user_id, refs)
+        written = {"conversation_id": conversation_id, "seq": {"$gte": front.base, "$lt": front.end}}
+        return await self._archive.move(
+            conversation_id, copies, written, partial(self.delete_by_refs, conversation_id, refs)
+        )
 
     # --- the app side (tests, the demo) and the scan -----------------------------------------------
 
@@ -504,52 +517,52 @@ class MongoConversationSummaries:
             },
         )
 
-    async def find(self, user_id: str) -> UserProfile | None:
+    async def find(self, conversation_id: str) -> UserProfile | None:
         doc = await self._conversations.find_one(
-            {"_id": conversation_key(user_id)}, dict.fromkeys(WORKER_FIELDS, 1)
+            {"_id": conversation_key(conversation_id)}, dict.fromkeys(WORKER_FIELDS, 1)
         )
         self._metrics.profile_reads.inc()
-        return None if doc is None else self._profile(user_id, doc)
+        return None if doc is None else self._profile(conversation_id, doc)
 
-    async def get(self, user_id: str) -> UserProfile:
+    async def get(self, conversation_id: str) -> UserProfile:
         """The conversation's summary state; one with no conversation document is empty (never created)."""
-        return await self.find(user_id) or UserProfile.new(user_id)
+        return await self.find(conversation_id) or UserProfile.new(conversation_id)
 
-    async def find_for_fold(self, user_id: str, compressed_since: datetime) -> FoldState:
+    async def find_for_fold(self, conversation_id: str, compressed_since: datetime) -> FoldState:
         """The worker's fields of the conversation (none of its messages), its overrides and its runs
         since ``compressed_since``, in one aggregation, as for ``user_profiles``."""
         match: list[Document] = [
-            {"$match": {"_id": conversation_key(user_id)}},
+            {"$match": {"_id": conversation_key(conversation_id)}},
             {"$project": dict.fromkeys(WORKER_FIELDS, 1)},
         ]
         rows = await (
-            await self._conversations.aggregate(fold_state_pipeline(match, user_id, compressed_since))
+            await self._conversations.aggregate(fold_state_pipeline(match, conversation_id, compressed_since))
         ).to_list()
         self._metrics.profile_reads.inc()
 
         def profile_of(row: Document) -> UserProfile | None:
             # A conversation never summarised has nothing of the worker's: the first write is a create.
-            return self._profile(user_id, row) if row.get(VERSION) is not None else None
+            return self._profile(conversation_id, row) if row.get(VERSION) is not None else None
 
         return fold_state(rows, profile_of, self._metrics)
 
     async def save(self, profile: UserProfile) -> None:
         """Conversations have no app-owned profile fields: nothing to save."""
 
-    async def reset(self, user_id: str) -> UserProfile:
+    async def reset(self, conversation_id: str) -> UserProfile:
         """Drop the conversation's summary and bump its version (messages still stored stay)."""
         await self._conversations.update_one(
-            {"_id": conversation_key(user_id), f"{STATE}.pending_trim": None},
+            {"_id": conversation_key(conversation_id), f"{STATE}.pending_trim": None},
             {
                 "$set": {SUMMARY: None, f"{STATE}.summary_copy": None, f"{STATE}.watermark": None},
                 "$inc": {VERSION: 1},
             },
         )
-        return await self.get(user_id)
+        return await self.get(conversation_id)
 
     async def update_summary_if_version(
         self,
-        user_id: str,
+        conversation_id: str,
         *,
         expected_version: int,
         summary: str,
@@ -562,35 +575,27 @@ class MongoConversationSummaries:
         """The fenced write into the conversation document, on the version and, given
         ``expected_summary``, on the summary text read (``create`` is moot: the document is the app's,
         and a conversation that is gone takes no summary)."""
-        fence = expected_version if expected_version else {"$in": [0, None]}
-        query: Document = {"_id": conversation_key(user_id), VERSION: fence}
-        if expected_summary is not ANY_SUMMARY:  # None matches a missing field and a null alike
-            query[SUMMARY] = expected_summary
-        new_version = expected_version + 1
-        pending = {"summary_version": new_version, "refs": list(folded_refs)} if folded_refs else None
-        update = {
-            "$set": {
-                SUMMARY: summary,
-                VERSION: new_version,
-                f"{STATE}.summary_copy": summary,
-                f"{STATE}.watermark": None if watermark is None else watermark.model_dump(),
-                f"{STATE}.pending_trim": pending,
-                f"{STATE}.updated_at": utc_now(),
-            },
-            "$push": {
-                f"{STATE}.summary_history": {"$each": [summary_hash(summary)], "$slice": -SUMMARY_HISTORY}
-            },
-            "$inc": {f"{STATE}.events_summarized": len(folded_refs)},
-        }
+        fence, update = fenced_summary_write(
+            CONVERSATION_SUMMARY,
+            expected_version=expected_version,
+            summary=summary,
+            watermark=watermark,
+            folded_refs=folded_refs,
+            expected_summary=expected_summary,
+        )
+        query: Document = {"_id": conversation_key(conversation_id), **fence}
         result = await self._conversations.update_one(query, update)
         won = result.modified_count == 1
         if won:
             self._metrics.profile_writes.labels(kind="summary").inc()
         return won
 
-    async def clear_pending_trim(self, user_id: str, summary_version: int) -> bool:
+    async def clear_pending_trim(self, conversation_id: str, summary_version: int) -> bool:
         result = await self._conversations.update_one(
-            {"_id": conversation_key(user_id), f"{STATE}.pending_trim.summary_version": summary_version},
+            {
+                "_id": conversation_key(conversation_id),
+                f"{STATE}.pending_trim.summary_version": summary_version,
+            },
             {"$set": {f"{STATE}.pending_trim": None}},
         )
         return result.modified_count == 1

@@ -9,63 +9,20 @@ from memcompress.repositories.database import (
     COMPACTION_LOG,
     DEAD_LETTERS,
     ERASED_USERS,
-    USER_MEMORY,
     USER_PROFILES,
     MongoDatabase,
 )
 from memcompress.repositories.erasures import TOMBSTONE_TTL
-
-TTL_INDEX = "created_at_ttl"  # the name the app's own migration gives its TTL index
-EVENT_ORDER = [("user_id", ASCENDING), ("created_at", ASCENDING), ("_id", ASCENDING)]
-# The incremental scan's index: who has events since its watermark, read from the index alone. Its key
-# differs from the TTL index's (``created_at`` alone), so the two can both exist.
-RECENT_USERS = [("created_at", ASCENDING), ("user_id", ASCENDING)]
-
-
-def history_indexes(layout: StoreLayout) -> dict[str, list[IndexModel]]:
-    """The history's indexes in ``layout``: for one document per event, the fold's order per user and the
-    incremental scan's (order, user); for conversations, ``updated_at`` (the incremental scan's) and
-    the archive's (conversation, sequence number)."""
-    if layout.per_conversation:
-        return {
-            layout.collection: [IndexModel([("updated_at", ASCENDING)], name="updated")],
-            layout.archive: [
-                IndexModel([("conversation_id", ASCENDING), ("seq", ASCENDING)], name="conversation_seq")
-            ],
-        }
-    if layout == StoreLayout():
-        order, recent = EVENT_ORDER, RECENT_USERS
-    else:
-        order = [(layout.owner, ASCENDING), (layout.order, ASCENDING), ("_id", ASCENDING)]
-        recent = [(layout.order, ASCENDING), (layout.owner, ASCENDING)]
-    return {
-        layout.collection: [
-            IndexModel(order, name="user_created_id"),
-            IndexModel(recent, name="created_user"),
-        ],
-        layout.archive: [IndexModel(order, name="user_created_id")],
-    }
+from memcompress.repositories.storage_layouts import storage_layout
 
 
 async def ensure_indexes(
     database: MongoDatabase, *, memory_ttl_days: int | None = None, layout: StoreLayout | None = None
 ) -> list[str]:
-    """Create every index the product needs; running it again changes nothing.
-
-    ``memory_ttl_days`` adds the app's TTL index on ``user_memory.created_at``. It is opt-in because a
-    TTL index deletes events whether or not they were ever summarised: memory is silently lost for
-    any user the compressor has not reached yet.
-    """
-    history = history_indexes(layout or StoreLayout())
-    memory_indexes = history.get(USER_MEMORY, [])
-    if memory_ttl_days is not None and memory_indexes:
-        memory_indexes.append(
-            IndexModel(
-                [("created_at", ASCENDING)],
-                name=TTL_INDEX,
-                expireAfterSeconds=memory_ttl_days * 86_400,
-            )
-        )
+    """Create every index the product needs; running it again changes nothing. The history's are the
+    layout's (:meth:`~memcompress.repositories.storage_layouts.StorageLayout.history_indexes`; with
+    ``memory_ttl_days``, the default layout's include the app's TTL index)."""
+    history = storage_layout(layout).history_indexes(memory_ttl_days)
     plan = {
         USER_PROFILES: [IndexModel([("user_id", ASCENDING)], name="user_id_unique", unique=True)],
         **history,

@@ -3,8 +3,6 @@ erasing it (``memcompress forget``), and dropping a throw-away database (the dem
 
 from __future__ import annotations
 
-from memcompress.layouts import StoreLayout
-from memcompress.repositories.conversations import conversation_key
 from memcompress.repositories.database import (
     COMPACTION_LOG,
     DEAD_LETTERS,
@@ -13,17 +11,8 @@ from memcompress.repositories.database import (
     MongoDatabase,
 )
 from memcompress.repositories.erasures import ErasedUsers
-from memcompress.repositories.indexes import TTL_INDEX, ensure_indexes
-
-
-def user_collections(layout: StoreLayout) -> dict[str, str]:
-    """Every collection holding documents of a user (in ``conversations``: of a conversation), by the
-    field that names it."""
-    if layout.per_conversation:
-        history = {layout.collection: "_id", layout.archive: "conversation_id"}
-    else:
-        history = {layout.collection: layout.owner, layout.archive: layout.owner, USER_PROFILES: "user_id"}
-    return {**history, COMPACTION_LOG: "user_id", DEAD_LETTERS: "_id", OVERRIDES: "_id"}
+from memcompress.repositories.indexes import ensure_indexes
+from memcompress.repositories.storage_layouts import TTL_INDEX, StorageLayout, storage_layout
 
 
 class MongoMaintenance:
@@ -32,19 +21,25 @@ class MongoMaintenance:
         database: MongoDatabase,
         *,
         memory_ttl_days: int | None = None,
-        layout: StoreLayout | None = None,
+        layout: StorageLayout | None = None,
     ) -> None:
-        """``memory_ttl_days``: the TTL on ``user_memory`` the operator asked for (none by default)."""
+        """``memory_ttl_days``: the TTL on ``user_memory`` the operator asked for (none by default);
+        ``layout``: where the history is (the default layout without)."""
         self._database = database
-        self._layout = layout or StoreLayout()
-        self._collections = user_collections(self._layout)
+        self._layout = layout or storage_layout()
+        self._collections = {
+            **self._layout.unit_collections(),
+            COMPACTION_LOG: "user_id",
+            DEAD_LETTERS: "_id",
+            OVERRIDES: "_id",
+        }
         self._erased = ErasedUsers(database)
         self._memory_ttl_s = None if memory_ttl_days is None else memory_ttl_days * 86_400
         self._memory_ttl_days = memory_ttl_days
 
     async def ensure_indexes(self) -> list[str]:
         return await ensure_indexes(
-            self._database, memory_ttl_days=self._memory_ttl_days, layout=self._layout
+            self._database, memory_ttl_days=self._memory_ttl_days, layout=self._layout.names
         )
 
     async def index_risks(self) -> list[str]:
@@ -71,17 +66,13 @@ class MongoMaintenance:
         """TTL indexes on the history's collection that nobody asked for: each deletes events whether or
         not they were summarised."""
         risks = []
-        history = self._layout.collection
+        history = self._layout.names.collection
         async for index in await self._database.collection(history).list_indexes():
             ttl_s = index.get("expireAfterSeconds")
             if ttl_s is None or (index["name"] == TTL_INDEX and int(ttl_s) == self._memory_ttl_s):
                 continue
             days = int(ttl_s) / 86_400
-            accept = (  # the setting exists for the default layout only
-                f" (or set MEMCOMPRESS_MEMORY_TTL_DAYS={days:g} to accept that loss)"
-                if self._layout == StoreLayout()
-                else f" (to keep an age limit, put it on {self._layout.archive} with RETENTION=archive)"
-            )
+            accept = self._layout.keep_an_age_limit(days)
             risks.append(
                 f"{history} has TTL index {index['name']!r} (expireAfterSeconds={int(ttl_s)}, {days:g} days) "
                 f"that MEMCOMPRESS_MEMORY_TTL_DAYS did not ask for: it deletes events whether or not they "
@@ -91,15 +82,11 @@ class MongoMaintenance:
 
     async def count_user_data(self, user_id: str) -> dict[str, int]:
         return {
-            name: await self._database.collection(name).count_documents(self._names(name, field, user_id))
+            name: await self._database.collection(name).count_documents(
+                self._layout.unit_filter(name, field, user_id)
+            )
             for name, field in self._collections.items()
         }
-
-    def _names(self, collection: str, field: str, user_id: str) -> dict[str, object]:
-        """The filter of the user's documents in ``collection`` (a conversation's ``_id`` as stored)."""
-        if self._layout.per_conversation and collection == self._layout.collection:
-            return {"_id": conversation_key(user_id)}
-        return {field: user_id}
 
     async def mark_erased(self, user_id: str, keep_s: float) -> None:
         await self._erased.mark(user_id, keep_s)
@@ -110,7 +97,9 @@ class MongoMaintenance:
     async def erase_user_data(self, user_id: str) -> dict[str, int]:
         removed: dict[str, int] = {}
         for name, field in self._collections.items():
-            result = await self._database.collection(name).delete_many(self._names(name, field, user_id))
+            result = await self._database.collection(name).delete_many(
+                self._layout.unit_filter(name, field, user_id)
+            )
             removed[name] = result.deleted_count
         return removed
 

@@ -15,7 +15,7 @@ from typing import Any
 from uuid import uuid4
 
 from bson import ObjectId
-from pymongo import ReplaceOne
+from pymongo import InsertOne, ReplaceOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.command_cursor import AsyncCommandCursor
 
@@ -34,9 +34,9 @@ from memcompress.models import (
     utc_now,
     valid_user_id,
 )
+from memcompress.repositories.archive import Archive
 from memcompress.repositories.database import Document, MongoDatabase
 from memcompress.repositories.documents import DATED, EventRules, event_to_document, valid_events
-from memcompress.repositories.erasures import ErasedUsers
 from memcompress.settings import BATCH_SIZE
 
 # Upper bound on ids per delete/archive command, to keep each command small.
@@ -131,8 +131,7 @@ class MongoUserMemoryRepository:
     ) -> None:
         self._layout = layout = layout or StoreLayout()
         self._events = database.collection(layout.collection)
-        self._archive = database.collection(layout.archive)
-        self._erased = ErasedUsers(database)
+        self._archive = Archive(database, layout.archive)
         self._metrics = metrics or Metrics()
         self._rules = rules or EventRules()
         self._owner, self._order = layout.owner, layout.order
@@ -266,7 +265,8 @@ class MongoUserMemoryRepository:
     ) -> AsyncIterator[StoredEvent]:
         """The user's archived events (``<collection>_archive``, written with ``RETENTION=archive``) in
         the fold's order and by the same rules as :meth:`iter_oldest`, one bounded query per batch."""
-        async for stored in self._iter_oldest(self._archive, self._layout.archive, user_id, None, batch_size):
+        archive = self._archive
+        async for stored in self._iter_oldest(archive.collection, archive.name, user_id, None, batch_size):
             yield stored
 
     async def _iter_oldest(
@@ -327,10 +327,9 @@ class MongoUserMemoryRepository:
         """Move exactly these documents of ``user_id`` to the archive collection; safe to repeat after
         a crash.
 
-        Copies first (an upsert by ``_id`` and user, so a repeat does not duplicate), deletes second: a
-        crash in between leaves the event in both places, never in neither. Copies made for a user
-        erased meanwhile (``memcompress forget``) are removed again before anything is deleted, and
-        :class:`~memcompress.repositories.errors.UserErased` raised (the erase fence).
+        By the archive's sequence (:mod:`memcompress.repositories.archive`): copies first (an upsert by
+        ``_id`` and user, so a repeat does not duplicate), undone for a user erased meanwhile, deletes
+        last.
 
         The documents to copy are read by ``_id`` and user only, with no hint, and the rest of each ref
         (``event_id``, or ``created_at``) is checked in code (:func:`_names`). On MongoDB the planner
@@ -354,21 +353,18 @@ class MongoUserMemoryRepository:
             copied = [(doc, ref) for doc, ref in named if ref is not None]
             if not copied:
                 continue
-            await self._archive.bulk_write(
-                [
-                    ReplaceOne(
-                        {"_id": doc["_id"], self._owner: user_id},
-                        {**doc, "archived_at": archived_at},
-                        upsert=True,
-                    )
-                    for doc, _ in copied
-                ],
-                ordered=False,
+            copies = [
+                ReplaceOne(
+                    {"_id": doc["_id"], self._owner: user_id},
+                    {**doc, "archived_at": archived_at},
+                    upsert=True,
+                )
+                for doc, _ in copied
+            ]
+            written = {"_id": {"$in": [doc["_id"] for doc, _ in copied]}, self._owner: user_id}
+            moved += await self._archive.move(
+                user_id, copies, written, partial(self.delete_by_refs, user_id, [ref for _, ref in copied])
             )
-            copies = {"_id": {"$in": [doc["_id"] for doc, _ in copied]}, self._owner: user_id}
-            await self._erased.undo_if_erased(user_id, partial(self._archive.delete_many, copies))
-            for query in _trim_queries(user_id, [ref for _, ref in copied], self._owner, self._order):
-                moved += (await self._events.delete_many(query)).deleted_count
         return moved
 
     async def archive_summary_lines(self, user_id: str, lines: Sequence[str]) -> None:
@@ -387,9 +383,8 @@ class MongoUserMemoryRepository:
             }
             for line in lines
         ]
-        await self._archive.insert_many(docs)
-        copies = {"_id": {"$in": [doc["_id"] for doc in docs]}, self._owner: user_id}
-        await self._erased.undo_if_erased(user_id, partial(self._archive.delete_many, copies))
+        written = {"_id": {"$in": [doc["_id"] for doc in docs]}, self._owner: user_id}
+        await self._archive.keep(user_id, [InsertOne(doc) for doc in docs], written)
 
     async def users_over_threshold(self, threshold: int, limit: int | None = None) -> list[UserBacklog]:
         """Users with more than ``threshold`` foldable events, most first (one aggregation). Counts what

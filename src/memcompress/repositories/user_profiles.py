@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -11,103 +11,20 @@ from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from memcompress.metrics import Metrics
-from memcompress.models import (
-    PROFILE_FIELDS,
-    FoldState,
-    ProfileDefaults,
-    RunNote,
-    UserOverrides,
-    UserProfile,
-    Watermark,
-    summary_hash,
-    utc_now,
-)
-from memcompress.repositories.database import (
-    COMPACTION_LOG,
-    OVERRIDES,
-    USER_PROFILES,
-    Document,
-    MongoDatabase,
-)
-from memcompress.repositories.documents import document_to_profile, valid_models
+from memcompress.models import PROFILE_FIELDS, FoldState, ProfileDefaults, UserProfile, Watermark, utc_now
+from memcompress.repositories.database import USER_PROFILES, Document, MongoDatabase
+from memcompress.repositories.documents import document_to_profile
 from memcompress.repositories.erasures import ErasedUsers
 from memcompress.repositories.errors import ProfileBusy
 from memcompress.repositories.protocols import ANY_SUMMARY, ExpectedSummary
+from memcompress.repositories.summaries import (
+    SummaryFields,
+    fenced_summary_write,
+    fold_state,
+    fold_state_pipeline,
+)
 
-SUMMARY_HISTORY = 5  # hashes of the worker's recent summaries kept on the profile
-# Keys under which `find_for_fold` returns the documents of the other collections it reads.
-OVERRIDES_KEY, RUNS_KEY = "__overrides", "__runs"
-RUNS_READ = 1_000  # at most this many runs of the period are read (the daily cap keeps them far fewer)
-
-
-def fold_state_pipeline(
-    summary_stages: list[Document], user_id: str, compressed_since: datetime
-) -> list[Document]:
-    """What the fold knows of a user in one aggregation: the document ``summary_stages`` select (the
-    profile; a conversation's summary fields), with the user's overrides and its runs since
-    ``compressed_since`` (newest first: outcome, error class, LLM calls, when) added by ``$unionWith``,
-    each under a key of its own."""
-    since = {"user_id": user_id, "finished_at": {"$gte": compressed_since}}
-    return [
-        *summary_stages,
-        {
-            "$unionWith": {
-                "coll": OVERRIDES,
-                "pipeline": [{"$match": {"_id": user_id}}, {"$replaceWith": {OVERRIDES_KEY: "$$ROOT"}}],
-            }
-        },
-        {
-            "$unionWith": {
-                "coll": COMPACTION_LOG,
-                "pipeline": [
-                    {"$match": since},
-                    {"$sort": {"finished_at": -1}},
-                    {"$limit": RUNS_READ},
-                    {
-                        "$group": {
-                            "_id": None,
-                            RUNS_KEY: {
-                                "$push": {
-                                    "outcome": "$outcome",
-                                    "error_class": "$error_class",
-                                    "llm_calls": "$llm_calls",
-                                    "finished_at": "$finished_at",
-                                }
-                            },
-                        }
-                    },
-                ],
-            }
-        },
-    ]
-
-
-def fold_state(
-    rows: list[Document], profile_of: Callable[[Document], UserProfile | None], metrics: Metrics
-) -> FoldState:
-    """:func:`fold_state_pipeline`'s rows as a :class:`FoldState` (``profile_of``: the profile a summary
-    row stands for, None when it stands for none)."""
-    profile: UserProfile | None = None
-    overrides: list[UserOverrides] = []
-    runs: list[RunNote] = []
-    for row in rows:
-        if OVERRIDES_KEY in row:
-            overrides = valid_models(UserOverrides, OVERRIDES, [row[OVERRIDES_KEY]], metrics)
-        elif RUNS_KEY in row:
-            runs = [_run_note(run) for run in row[RUNS_KEY]]
-        else:
-            profile = profile_of(row)
-    return FoldState.of_runs(profile, overrides[0] if overrides else None, runs)
-
-
-def _run_note(run: Document) -> RunNote:
-    calls = run.get("llm_calls")
-    return RunNote(
-        outcome=str(run.get("outcome")),
-        error_class=run.get("error_class") if isinstance(run.get("error_class"), str) else None,
-        llm_calls=calls if isinstance(calls, int) else 0,
-        finished_at=run.get("finished_at"),
-    )
+PROFILE_SUMMARY = SummaryFields()  # every field at the profile's top level
 
 
 class MongoUserProfileRepository:
@@ -230,34 +147,24 @@ class MongoUserProfileRepository:
         Returns whether this writer won. Writes only fields the worker owns (and ``updated_at``; a
         profile it creates gets the defaults).
         """
-        new_version = expected_version + 1
-        pending = {"summary_version": new_version, "refs": list(folded_refs)} if folded_refs else None
-        owned = {
-            "memory_summary": summary,
-            "summary_copy": summary,
-            "summary_version": new_version,
-            "watermark": None if watermark is None else watermark.model_dump(),
-            "pending_trim": pending,
-            "updated_at": utc_now(),
-        }
-        update: Document = {
-            "$set": owned,
-            "$push": {"summary_history": {"$each": [summary_hash(summary)], "$slice": -SUMMARY_HISTORY}},
-            "$inc": {"events_summarized": len(folded_refs)},
-        }
+        fence, update = fenced_summary_write(
+            PROFILE_SUMMARY,
+            expected_version=expected_version,
+            summary=summary,
+            watermark=watermark,
+            folded_refs=folded_refs,
+            expected_summary=expected_summary,
+        )
         created = ObjectId()  # the _id of a profile this write creates
         if create:  # matches no document: inserts one, or fails on the unique index
             query: Document = {"user_id": user_id, "_id": created}
-            written_above = {*owned, "summary_history", "events_summarized", "user_id"}
+            written_above = {*update["$set"], "summary_history", "events_summarized", "user_id"}
             defaults = self._new_document(user_id).items()
             update["$setOnInsert"] = {name: value for name, value in defaults if name not in written_above}
         else:
-            fence = expected_version if expected_version else {"$in": [0, None]}  # None: a missing field too
-            query = {"user_id": user_id, "summary_version": fence}
+            query = {"user_id": user_id, **fence}
             if profile_ref is not None:
                 query["_id"] = profile_ref
-            if expected_summary is not ANY_SUMMARY:
-                query["memory_summary"] = expected_summary
         try:
             result = await self._profiles.update_one(query, update, upsert=create)
         except DuplicateKeyError:  # the user has a profile by now: this writer lost

@@ -1,0 +1,100 @@
+"""Each layout (:mod:`memcompress.layouts`) as the tests and the demo see it from the app's side: what
+names a unit of compression in it, and what is stored of a unit (its messages, archived ones included,
+and its summary), read from the outside for the invariant checker.
+
+One object per layout, as :mod:`memcompress.repositories.storage_layouts` is for the product: no other
+test support module asks which layout it is in.
+"""
+
+from __future__ import annotations
+
+import uuid
+from abc import ABC, abstractmethod
+from typing import Any
+
+from memcompress.layouts import LayoutName, StoreLayout
+from memcompress.models import MemoryEvent
+from memcompress.repositories.conversations import conversation_key
+from memcompress.repositories.database import USER_PROFILES, MongoDatabase
+
+
+class AppLayout(ABC):
+    def __init__(self, names: StoreLayout) -> None:
+        self.names = names
+
+    def as_units(
+        self, events: list[MemoryEvent], planted: dict[str, str]
+    ) -> tuple[list[MemoryEvent], dict[str, str]]:
+        """A corpus of users (``planted``: a fact per user) with each user's id replaced by the id of its
+        unit of compression; a user is its own unit unless the layout says otherwise."""
+        return events, planted
+
+    def key(self, event: MemoryEvent) -> Any:
+        """What finds an appended event among the stored ones: messages have no ids of their own outside
+        ``user_memory``, so their content (the tests give each a distinct one)."""
+        return event.content
+
+    @abstractmethod
+    async def stored_and_summary(self, database: MongoDatabase, unit_id: str) -> tuple[set[Any], str | None]:
+        """The keys (:meth:`key`) of what is still stored or archived of the unit, and its summary."""
+
+
+class MessagesApp(AppLayout):
+    """One document per message; the summary in ``user_profiles`` under the owner's id."""
+
+    field = "content"  # what a stored document's key is
+
+    async def stored_and_summary(self, database: MongoDatabase, unit_id: str) -> tuple[set[Any], str | None]:
+        stored: set[Any] = set()
+        for collection in (self.names.collection, self.names.archive):
+            async for doc in database.collection(collection).find(
+                {self.names.owner: unit_id}, {self.field: 1}
+            ):
+                stored.add(doc.get(self.field))
+        profile = await database.collection(USER_PROFILES).find_one({"user_id": unit_id})
+        return stored, profile.get("memory_summary") if profile else None
+
+
+class UserMemoryApp(MessagesApp):
+    """``user_memory``: under its default names, events carry their ``event_id``, which finds them; under
+    other names they are written as the app's other stores write, found by content."""
+
+    def __init__(self, names: StoreLayout) -> None:
+        super().__init__(names)
+        self.field = "event_id" if names == StoreLayout() else "content"
+
+    def key(self, event: MemoryEvent) -> Any:
+        return str(event.event_id) if self.field == "event_id" else event.content
+
+
+class ConversationsApp(AppLayout):
+    """One document per conversation, its summary on it; its archived messages by conversation id."""
+
+    def as_units(
+        self, events: list[MemoryEvent], planted: dict[str, str]
+    ) -> tuple[list[MemoryEvent], dict[str, str]]:
+        """One conversation per user, named as the app's ObjectIds read (24 hex digits)."""
+        ids = {user_id: uuid.uuid4().hex[:24] for user_id in planted}
+        moved = [event.model_copy(update={"user_id": ids[event.user_id]}) for event in events]
+        return moved, {ids[user_id]: fact for user_id, fact in planted.items()}
+
+    async def stored_and_summary(self, database: MongoDatabase, unit_id: str) -> tuple[set[Any], str | None]:
+        names = self.names
+        doc = await database.collection(names.collection).find_one({"_id": conversation_key(unit_id)})
+        stored = {m.get("content") for m in (doc or {}).get(names.messages_field) or []}
+        async for copy in database.collection(names.archive).find({"conversation_id": unit_id}):
+            stored.add((copy.get("message") or {}).get("content"))
+        return stored, (doc or {}).get("memory_summary")
+
+
+APP_LAYOUTS: dict[LayoutName, type[AppLayout]] = {
+    "user_memory": UserMemoryApp,
+    "messages": MessagesApp,
+    "conversations": ConversationsApp,
+}
+
+
+def app_layout(names: StoreLayout | None = None) -> AppLayout:
+    """The app's side of the layout ``names`` (the default layout without)."""
+    names = names or StoreLayout()
+    return APP_LAYOUTS[names.name](names)
