@@ -33,7 +33,7 @@ from memcompress.models import (
     Watermark,
     summary_hash,
 )
-from memcompress.repositories.errors import LockBusy, ProfileBusy, UserErased
+from memcompress.repositories.errors import LockBusy, UserErased
 from memcompress.repositories.protocols import ANY_SUMMARY, ClaimedRequests, ExpectedSummary
 from memcompress.settings import Settings
 from memcompress.summarizers.base import Summarizer
@@ -177,17 +177,6 @@ class FakeProfiles:
         self.profiles[profile.user_id] = current.model_copy(
             update={k: getattr(profile, k) for k in PROFILE_FIELDS}
         )
-
-    async def reset(self, user_id: str) -> UserProfile:
-        current = await self.get(user_id)
-        if current.pending_trim is not None:
-            raise ProfileBusy(user_id)
-        update = {
-            "summary_version": current.summary_version + 1,
-            "events_summarized": current.events_summarized,
-        }
-        self.profiles[user_id] = UserProfile.new(user_id).model_copy(update=update)
-        return await self.get(user_id)
 
     async def update_summary_if_version(
         self,

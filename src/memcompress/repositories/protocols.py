@@ -109,8 +109,6 @@ class UserProfileRepository(Protocol):
 
     async def save(self, profile: UserProfile) -> None: ...
 
-    async def reset(self, user_id: str) -> UserProfile: ...
-
     async def update_summary_if_version(
         self,
         user_id: str,
