@@ -173,9 +173,7 @@ async def recheck_after_job(services: Services, user_id: str) -> None:
     Whatever the queue now holds for the user (arq's re-queue of a retried job, a request handed over
     as a job) is taken back if the user was erased meanwhile: one look at the tombstone per job."""
     try:
-        delay = await services.queue.take_recheck(user_id)
-        if delay is not None:
-            await services.queue.enqueue(user_id, delay_s=delay)
+        await services.queue.claim_request(user_id)
         await _take_back_if_erased(services, user_id)
     except Exception as error:
         log.warning("could not re-check a user after its job: %s", describe_error(error))

@@ -18,6 +18,7 @@ from memcompress.repositories.protocols import (
     JobQueue,
     LLMBudget,
     Maintenance,
+    QueueAdmin,
     UserLocks,
     UserMemoryRepository,
     UserOverridesRepository,
@@ -123,6 +124,7 @@ class Services:
     maintenance: Maintenance
     locks: UserLocks
     queue: JobQueue
+    queue_admin: QueueAdmin
     summarizer: Summarizer
     policy: FoldPolicy
     job_policy: JobPolicy
