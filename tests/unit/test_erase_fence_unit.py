@@ -7,7 +7,8 @@ from __future__ import annotations
 import pytest
 from fakeredis import FakeAsyncRedis
 
-from memcompress.jobs import Services, forget_user, recheck_after_job, run_compression, run_queued_compression
+from memcompress.jobs import Services, forget_user, recheck_after_job, run_queued_compression
+from memcompress.jobs.compress import compression
 from memcompress.keys import user_from_job_id
 from memcompress.models import CompactionRecord, Outcome
 from memcompress.summarizers.base import PermanentSummarizerError, SummaryRequest, SummaryResult
@@ -83,13 +84,11 @@ async def test_the_record_and_the_queue_decision_are_written_under_the_lock(serv
         held_when.append("record" if "u" in locks.held else "record without the lock")
         log.records.append(entry)
 
-    async def then(entry: CompactionRecord) -> None:
-        held_when.append("then" if "u" in locks.held else "then without the lock")
-
     log.record = record  # type: ignore[method-assign]
-    result = await run_compression(services, "u", then=then)
+    async with compression(services, "u") as result:
+        held_when.append("decision" if "u" in locks.held else "decision without the lock")
     assert result.outcome is Outcome.COMPRESSED
-    assert held_when == ["record", "then"]
+    assert held_when == ["record", "decision"]
     assert "u" not in locks.held
 
 
