@@ -15,6 +15,7 @@ import contextlib
 import os
 import socket
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from redis.asyncio import Redis
@@ -28,7 +29,7 @@ from memcompress.keys import llm_budget_key
 from memcompress.metrics import Metrics
 from memcompress.models import MemoryEvent
 from memcompress.redaction import redact_url
-from memcompress.repositories.protocols import JobQueue, LLMBudget
+from memcompress.repositories.protocols import JobQueue, LLMBudget, QueueAdmin, UserLocks
 from memcompress.settings import ConfigError, Settings
 from memcompress.summarizers.base import (
     RetryableSummarizerError,
@@ -59,7 +60,7 @@ def connect_redis(settings: Settings, retries: int = REDIS_RETRIES) -> Redis:
 
 def worker_health_check_key(settings: Settings) -> str:
     """The key this worker process writes its health line to (``status`` and ``worker --check`` read it)."""
-    from memcompress.repositories.job_queue import health_check_key
+    from memcompress.repositories.queue_admin import health_check_key
 
     return health_check_key(settings.queue_name, socket.gethostname(), os.getpid())
 
@@ -169,13 +170,12 @@ def build_services(
     from memcompress.repositories.compaction_log import MongoCompactionLog
     from memcompress.repositories.dead_letters import MongoDeadLetters
     from memcompress.repositories.documents import EventRules
-    from memcompress.repositories.job_queue import RedisJobQueue
-    from memcompress.repositories.locks import RedisUserLocks
     from memcompress.repositories.maintenance import MongoMaintenance
     from memcompress.repositories.overrides import MongoUserOverrides
     from memcompress.repositories.storage_layouts import storage_layout
 
     layout = storage_layout(settings.store_layout())
+    redis_ports = build_queue(settings, redis)
     return Services(
         memory=layout.memory(database, metrics, EventRules(settings.pinned_tag, settings.pinned_roles)),
         profiles=layout.summaries(database, metrics, settings.profile_defaults()),
@@ -183,8 +183,9 @@ def build_services(
         compaction_log=MongoCompactionLog(database, metrics),
         dead_letters=MongoDeadLetters(database, metrics),
         maintenance=MongoMaintenance(database, memory_ttl_days=settings.memory_ttl_days, layout=layout),
-        locks=RedisUserLocks(redis, settings.lock_ttl_s, settings.queue_name),
-        queue=RedisJobQueue(redis, settings.queue_name, settings.requests_key),
+        locks=redis_ports.locks,
+        queue=redis_ports.queue,
+        queue_admin=redis_ports.admin,
         summarizer=summarizer,
         policy=FoldPolicy.from_settings(settings),
         job_policy=JobPolicy.from_settings(settings),
@@ -223,13 +224,35 @@ async def open_services(
         await database.close()
 
 
-@contextlib.asynccontextmanager
-async def open_queue(settings: Settings, redis_retries: int = REDIS_RETRIES) -> AsyncIterator[JobQueue]:
-    """The job queue alone (Redis only): enough to queue users and check workers' health."""
-    from memcompress.repositories.job_queue import RedisJobQueue
+@dataclass(frozen=True, slots=True)
+class QueuePorts:
+    """What Redis alone serves: the worker's queue (where operators' requests go), the operators' view
+    of it, and the per-user locks. The CLI's queue commands need nothing more, so they answer with
+    MongoDB down."""
 
+    queue: JobQueue
+    admin: QueueAdmin
+    locks: UserLocks
+
+
+def build_queue(settings: Settings, redis: Redis) -> QueuePorts:
+    from memcompress.repositories.job_queue import RedisJobQueue
+    from memcompress.repositories.locks import RedisUserLocks
+    from memcompress.repositories.queue_admin import RedisQueueAdmin
+
+    return QueuePorts(
+        queue=RedisJobQueue(redis, settings.queue_name, settings.requests_key),
+        admin=RedisQueueAdmin(redis, settings.queue_name, settings.requests_key),
+        locks=RedisUserLocks(redis, settings.lock_ttl_s, settings.queue_name),
+    )
+
+
+@contextlib.asynccontextmanager
+async def open_queue(settings: Settings, redis_retries: int = REDIS_RETRIES) -> AsyncIterator[QueuePorts]:
+    """The queue alone (Redis only): enough to queue users, list, purge or pause the queue, and check
+    workers' health."""
     redis = connect_redis(settings, redis_retries)
     try:
-        yield RedisJobQueue(redis, settings.queue_name, settings.requests_key)
+        yield build_queue(settings, redis)
     finally:
         await redis.aclose()

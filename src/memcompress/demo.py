@@ -190,7 +190,7 @@ async def _wait_for_users(
         elif now - last_line >= PROGRESS_EVERY_S:
             print(line, flush=True)
             last_line = now
-        idle = await services.queue.depth() == 0 and not await services.queue.waiting_requests(1)
+        idle = await services.queue_admin.depth() == 0 and not await services.queue_admin.waiting_requests(1)
         if (len(ended) == len(users) and idle) or now >= deadline:
             if terminal:
                 print(file=sys.stderr)

@@ -4,6 +4,8 @@ imports this module."""
 
 from __future__ import annotations
 
+import re
+
 DEFAULT_QUEUE_NAME = "memcompress:queue"
 # The app-side protocol: a sorted set of user id -> Unix time (seconds) when a compression is due.
 DEFAULT_REQUESTS_KEY = "memcompress:requests"
@@ -68,3 +70,9 @@ def user_from_job_id(job_id_: str, queue_name: str) -> str | None:
     queue's)."""
     prefix = job_id_prefix(queue_name)
     return job_id_.removeprefix(prefix) if job_id_.startswith(prefix) else None
+
+
+def key_pattern(prefix: str) -> str:
+    """The SCAN pattern of every key that starts with ``prefix``, taken literally (a queue name may hold
+    ``*``, ``?`` or ``[``)."""
+    return re.sub(r"([\\*?\[\]])", r"\\\1", prefix) + "*"

@@ -36,7 +36,7 @@ from memcompress.repositories.errors import StoreUnavailable
 from memcompress.repositories.indexes import ensure_indexes
 from memcompress.repositories.overrides import MongoUserOverrides
 from memcompress.repositories.user_memory import MongoUserMemoryRepository
-from memcompress.repositories.user_profiles import MongoUserProfileRepository, ProfileBusy
+from memcompress.repositories.user_profiles import MongoUserProfileRepository
 from memcompress.testing.app_documents import app_profile
 from memcompress.testing.factories import T0, make_events
 
@@ -113,28 +113,6 @@ async def test_save_upserts_app_fields_but_never_the_summary(profiles: MongoUser
     assert after.tone == "dry"
     assert after.memory_summary == "likes chess" and after.summary_version == 1
     assert after.events_summarized == 2
-
-
-async def test_reset_restores_defaults_and_moves_the_version(profiles: MongoUserProfileRepository) -> None:
-    await profiles.save(UserProfile(user_id="r", language="fr", tone="dry"))
-    await profiles.update_summary_if_version(
-        "r",
-        expected_version=0,
-        summary="s",
-        watermark=Watermark(created_at=T0, event_id=_uuid()),
-        folded_refs=["e1", "e2"],
-    )
-    with pytest.raises(ProfileBusy):  # the run has not trimmed yet: dropping the summary would lose events
-        await profiles.reset("r")
-    assert (await profiles.get("r")).memory_summary == "s"
-    await profiles.clear_pending_trim("r", 1)
-    reset = await profiles.reset("r")
-    assert (reset.language, reset.tone, reset.memory_summary) == ("en", "witty", None)
-    assert reset.pending_trim is None and reset.watermark is None
-    assert reset.summary_version == 2
-    assert reset.events_summarized == 2  # a lifetime counter: kept
-    fresh = await profiles.reset("never-seen")
-    assert (fresh.user_id, fresh.summary_version) == ("never-seen", 0)
 
 
 async def test_version_guarded_update_loses_cleanly(profiles: MongoUserProfileRepository) -> None:

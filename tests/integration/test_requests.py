@@ -184,8 +184,8 @@ async def test_many_clients_claiming_at_once_queue_each_request_exactly_once(
     try:
         await clients[0].zadd(key, dict.fromkeys(users, time.time() - 1))
         busy = users[:20]  # these users' jobs are already queued: their requests must wait
-        for user in busy:
-            assert await RedisJobQueue(clients[0], queue).enqueue(user, delay_s=60)
+        for user in busy:  # queued as the scan queues a job (its own request, claimed at once)
+            assert await RedisJobQueue(clients[0], queue, f"{key}:scan").request(user, delay_s=60)
 
         cutoff = time.time()
 

@@ -19,7 +19,7 @@ import pytest
 from redis.asyncio import Redis
 
 from memcompress.embedded import free_port, valkey_server
-from memcompress.jobs import scan_and_enqueue
+from memcompress.jobs import queue_report, scan_and_enqueue
 from memcompress.keys import job_id
 from memcompress.models import MemoryEvent
 from memcompress.probe import probe
@@ -146,24 +146,24 @@ async def test_two_queues_on_one_redis_queue_lock_and_run_the_same_user_apart(
     user = f"user-{uuid.uuid4().hex[:8]}"
     events = await _seed(memory, [user], 70)
     ours, theirs = make_services(queue_name=queue), make_services(queue_name=f"test:{uuid.uuid4().hex[:10]}")
-    assert await ours.queue.enqueue(user) and await theirs.queue.enqueue(user)
+    assert await ours.queue.request(user) and await theirs.queue.request(user)
     async with ours.locks.hold(user), theirs.locks.hold(user):  # both held at once
         for services in (ours, theirs):
-            status = await services.queue.status()
+            status = await queue_report(services.queue_admin, services.locks)
             assert (status["queue_depth"], status["held_locks"][0]["user_id"]) == (1, user)
             assert status["held_locks_count"] == 1  # its own lock only
-            assert [(j["user_id"], j["due"]) for j in await services.queue.jobs(10)] == [(user, True)]
+            assert [(j["user_id"], j["due"]) for j in await services.queue_admin.jobs(10)] == [(user, True)]
 
     assert start(burst=True).wait(timeout=120) == 0  # a worker of our queue
     assert await _outcomes(database, user) == Counter({(user, "compressed"): 1})
-    assert await ours.queue.depth() == 0
-    assert [job["user_id"] for job in await theirs.queue.jobs(10)] == [user]  # never taken
+    assert await ours.queue_admin.depth() == 0
+    assert [job["user_id"] for job in await theirs.queue_admin.jobs(10)] == [user]  # never taken
     await _assert_nothing_lost(database, llm, events)
 
 
 async def enqueue_job(redis: Redis, user: str, *, queue_name: str) -> bool:
-    """Queue the user's job directly, as the scan does."""
-    return await RedisJobQueue(redis, queue_name).enqueue(user)
+    """Queue the user's job at once, as the scan does (a request, claimed there and then)."""
+    return await RedisJobQueue(redis, queue_name, requests_key(queue_name)).request(user)
 
 
 async def test_a_burst_of_requests_is_one_job_and_a_burst_during_the_job_is_not_dropped(
@@ -352,6 +352,6 @@ async def test_the_cron_scan_enqueues_exactly_the_users_the_aggregation_reports(
         return {u for u, o in await _outcomes(database) if o == "compressed"} == set(expected)
 
     await eventually(both_compressed)
-    scan = await make_services(queue_name=queue).queue.last_scan()
+    scan = await make_services(queue_name=queue).queue_admin.last_scan()
     assert scan is not None and scan["users_found"] in (0, 2)  # later scans find nobody left
     assert {u for u, _ in await _outcomes(database)} == set(expected)  # nobody else was queued

@@ -34,6 +34,7 @@ def redis() -> FakeAsyncRedis:
 
 
 @pytest.fixture
-def services() -> Services:
-    """Every port faked, a :class:`~tests.unit.stubs.Recording` summariser, the ``SMALL`` policy."""
-    return fake_services(Recording(), **SMALL)
+def services(redis: FakeAsyncRedis, clock: Clock) -> Services:
+    """Every store port faked, the real queue on ``redis`` and ``clock``, a
+    :class:`~tests.unit.stubs.Recording` summariser, the ``SMALL`` policy."""
+    return fake_services(Recording(), redis=redis, clock=clock, **SMALL)

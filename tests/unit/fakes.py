@@ -1,15 +1,19 @@
-"""In-memory adapters with the same Protocols as the Mongo and Redis ones, for fast unit tests of the
-use cases (:func:`fake_services` wires them as bootstrap wires the real ones)."""
+"""In-memory adapters with the same Protocols as the Mongo ones and the locks, for fast unit tests of
+the use cases (:func:`fake_services` wires them as bootstrap wires the real ones; the queue is the real
+Redis adapter on fakeredis)."""
 
 from __future__ import annotations
 
 import contextlib
 import itertools
+import time
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
+
+from fakeredis import FakeAsyncRedis, FakeServer
 
 from memcompress.jobs import FoldPolicy, JobPolicy, Services
 from memcompress.metrics import Metrics
@@ -33,10 +37,15 @@ from memcompress.models import (
     Watermark,
     summary_hash,
 )
-from memcompress.repositories.errors import LockBusy, ProfileBusy, UserErased
-from memcompress.repositories.protocols import ANY_SUMMARY, ClaimedRequests, ExpectedSummary
+from memcompress.repositories.errors import LockBusy, UserErased
+from memcompress.repositories.job_queue import RedisJobQueue
+from memcompress.repositories.protocols import ANY_SUMMARY, ExpectedSummary
+from memcompress.repositories.queue_admin import RedisQueueAdmin
 from memcompress.settings import BATCH_SIZE, Settings
 from memcompress.summarizers.base import Summarizer
+from memcompress.testing.workers import requests_key
+
+QUEUE = "fake"  # the queue of fake_services
 
 PINNED = "pinned"
 
@@ -177,17 +186,6 @@ class FakeProfiles:
         self.profiles[profile.user_id] = current.model_copy(
             update={k: getattr(profile, k) for k in PROFILE_FIELDS}
         )
-
-    async def reset(self, user_id: str) -> UserProfile:
-        current = await self.get(user_id)
-        if current.pending_trim is not None:
-            raise ProfileBusy(user_id)
-        update = {
-            "summary_version": current.summary_version + 1,
-            "events_summarized": current.events_summarized,
-        }
-        self.profiles[user_id] = UserProfile.new(user_id).model_copy(update=update)
-        return await self.get(user_id)
 
     async def update_summary_if_version(
         self,
@@ -354,134 +352,17 @@ class FakeLocks:
         return {"expires_in_s": 0.0, "renewed_s_ago": 0.0, "stale": False} if user_id in self.held else None
 
 
-class FakeQueue:
-    """Jobs and requests in dicts, on a clock of its own (``now``, seconds): the decisions of
-    ``RedisJobQueue``'s claim script, without the atomicity (a unit test is one task)."""
-
-    name = "fake"
-    look_again_s = 1.0
-
-    def __init__(self) -> None:
-        self.queued: dict[str, float] = {}  # queued or running: user -> delay
-        self.requests: dict[str, float] = {}  # user -> due
-        self.now = 0.0
-        self.scans: list[dict[str, object]] = []
-        self.is_paused = False
-
-    async def enqueue(self, user_id: str, *, delay_s: float = 0.0) -> bool:
-        if user_id in self.queued:
-            return False
-        self.queued[user_id] = delay_s
-        return True
-
-    async def request(self, user_id: str, *, delay_s: float = 0.0) -> bool:
-        added = self._add_earliest(user_id, self.now + delay_s)
-        claimed = self._claim([user_id], due_by=self.now + delay_s)
-        return user_id in claimed.queued or (added and not claimed.waiting)
-
-    async def set_recheck(self, user_id: str, *, delay_s: float) -> None:
-        self._add_earliest(user_id, self.now + delay_s)
-
-    async def clear_recheck(self, user_id: str) -> None:
-        self.requests.pop(user_id, None)
-
-    async def take_recheck(self, user_id: str) -> float | None:
-        self._claim([user_id], due_by=self.now + self.look_again_s)
-        return None
-
-    async def claim_due_requests(self, *, limit: int) -> ClaimedRequests:
-        due = sorted((when, user) for user, when in self.requests.items() if when <= self.now)
-        return self._claim([user for _, user in due[:limit]])
-
-    def _add_earliest(self, user_id: str, due: float) -> bool:
-        if self.requests.get(user_id, float("inf")) <= due:
-            return False
-        self.requests[user_id] = due
-        return True
-
-    def _claim(self, users: list[str], due_by: float | None = None) -> ClaimedRequests:
-        claimed = ClaimedRequests()
-        for user in users:
-            due = self.requests.get(user, float("inf"))
-            if due > (self.now if due_by is None else due_by):
-                continue
-            if user in self.queued:
-                self.requests[user] = max(due, self.now + self.look_again_s)
-                claimed.waiting.append(user)
-            else:
-                self.queued[user] = max(due - self.now, 0.0)
-                del self.requests[user]
-                claimed.queued.append(user)
-        return claimed
-
-    async def record_scan(self, summary: dict[str, object]) -> None:
-        self.scans.append(summary)
-
-    async def last_scan(self) -> dict[str, object] | None:
-        return self.scans[-1] if self.scans else None
-
-    async def depth(self) -> int:
-        return len(self.queued)
-
-    async def purge(self) -> int:
-        count = len(self.queued)
-        self.queued.clear()
-        return count
-
-    async def jobs(self, limit: int) -> list[dict[str, Any]]:
-        return [{"user_id": user} | self._job(delay) for user, delay in self.queued.items()][:limit]
-
-    async def user_job(self, user_id: str) -> dict[str, Any]:
-        delay = self.queued.get(user_id)
-        due = self.requests.get(user_id)
-        return {"job": None if delay is None else self._job(delay), "request_due_at": due}
-
-    @staticmethod
-    def _job(delay: float) -> dict[str, Any]:
-        return {
-            "due_at": "",
-            "due": delay == 0,
-            "running": False,
-            "tries": 0,
-            "enqueued_at": None,
-            "age_s": None,
-        }
-
-    async def waiting_requests(self, limit: int) -> list[dict[str, Any]]:
-        return []
-
-    async def pause(self) -> None:
-        self.is_paused = True
-
-    async def resume(self) -> bool:
-        was, self.is_paused = self.is_paused, False
-        return was
-
-    async def paused(self) -> bool:
-        return self.is_paused
-
-    async def status(self) -> dict[str, Any]:
-        return {
-            "queue": self.name,
-            "paused": self.is_paused,
-            "queue_depth": len(self.queued),
-            "requests": len(self.requests),
-            "requests_due": sum(when <= self.now for when in self.requests.values()),
-        }
-
-    async def worker_health(self, host: str) -> dict[str, str]:
-        return {}
-
-    async def erase_user(self, user_id: str) -> dict[str, int]:
-        return {
-            "queued_job": int(self.queued.pop(user_id, None) is not None),
-            "request": int(self.requests.pop(user_id, None) is not None),
-        }
-
-
-def fake_services(summarizer: Summarizer, **policy: Any) -> Services:
-    """Every port faked; the policies are the settings' defaults with ``policy`` overrides."""
+def fake_services(
+    summarizer: Summarizer,
+    *,
+    redis: FakeAsyncRedis | None = None,
+    clock: Callable[[], float] = time.time,
+    **policy: Any,
+) -> Services:
+    """Every store port faked; the queue is the real Redis one, on fakeredis (``redis``, with Lua) and
+    ``clock``. The policies are the settings' defaults with ``policy`` overrides."""
     settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    redis = FakeAsyncRedis(server=FakeServer()) if redis is None else redis
     erased: set[str] = set()  # the users `forget` erased: one set, as the store has one collection
     overrides, log = FakeOverrides(), FakeCompactionLog(erased)
     return Services(
@@ -492,7 +373,8 @@ def fake_services(summarizer: Summarizer, **policy: Any) -> Services:
         dead_letters=FakeDeadLetters(erased),
         maintenance=FakeMaintenance(erased),
         locks=FakeLocks(),
-        queue=FakeQueue(),
+        queue=RedisJobQueue(redis, QUEUE, requests_key(QUEUE), clock=clock),
+        queue_admin=RedisQueueAdmin(redis, QUEUE, requests_key(QUEUE), clock=clock),
         summarizer=summarizer,
         policy=replace(FoldPolicy.from_settings(settings), **policy),
         job_policy=JobPolicy.from_settings(settings),

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import replace
 
+import pytest
+
 from memcompress.jobs import Services, run_compression
+from memcompress.jobs.compress import compression
 from memcompress.models import Outcome
 from memcompress.summarizers.base import RetryableSummarizerError
 from memcompress.summarizers.extractive import ExtractiveSummarizer
@@ -163,3 +168,28 @@ async def test_a_legacy_summary_over_the_budget_is_shortened_with_its_lines_arch
     archived = {e.content for e in services.memory.archived.values() if e.role == "summary"}
     assert len(archived) == record.summary_lines_archived
     assert all(line in summary or line in archived for line in legacy.splitlines())  # nothing dropped
+
+
+async def test_a_lock_that_cannot_be_released_is_left_to_expire_and_the_callers_error_is_kept(
+    services: Services, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    await services.memory.append_events(make_events("u", 25))
+    locks = services.locks
+    assert isinstance(locks, FakeLocks)
+    hold = locks.hold
+
+    @contextlib.asynccontextmanager
+    async def unreleasable(user_id: str, *, wait_s: float = 0.0) -> AsyncIterator[object]:
+        async with hold(user_id, wait_s=wait_s) as held:
+            yield held
+        raise ConnectionError("Redis went away")  # the release
+
+    monkeypatch.setattr(locks, "hold", unreleasable)
+    record = await run_compression(services, "u")  # recorded: the lock expires by itself
+    assert record.outcome is Outcome.COMPRESSED and record.events_folded == 22
+    assert "could not release a user's lock" in caplog.text
+
+    await services.memory.append_events(make_events("u", 25, tag="b"))
+    with pytest.raises(KeyError):  # what the caller's block raises is what the caller gets
+        async with compression(services, "u"):
+            raise KeyError("the caller's own")

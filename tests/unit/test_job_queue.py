@@ -13,6 +13,7 @@ from fakeredis import FakeAsyncRedis
 
 from memcompress.keys import DEFAULT_QUEUE_NAME, JOB_FUNCTION, job_id, lock_key, user_from_job_id
 from memcompress.repositories.job_queue import RedisJobQueue
+from memcompress.repositories.queue_admin import RedisQueueAdmin
 from memcompress.timing import LOOK_AGAIN_S
 from tests.unit.conftest import T0, Clock
 
@@ -80,7 +81,7 @@ async def test_a_due_request_becomes_the_job_arq_itself_would_queue(
 async def test_a_request_waits_while_the_job_is_queued_or_running_and_is_queued_after_it(
     redis: FakeAsyncRedis, queue: RedisJobQueue, clock: Clock
 ) -> None:
-    assert await queue.enqueue("u1")  # queued, say by the scan
+    assert await queue.request("u1")  # queued, say by the scan
     await redis.zadd(REQUESTS, {"u1": T0}, nx=True)
     claimed = await queue.claim_due_requests(limit=10)
     assert (claimed.queued, claimed.waiting) == ([], ["u1"])
@@ -101,7 +102,7 @@ async def test_a_request_waits_while_the_job_is_queued_or_running_and_is_queued_
 async def test_a_starting_job_covers_the_requests_made_before_it_and_not_those_after(
     redis: FakeAsyncRedis, queue: RedisJobQueue, clock: Clock
 ) -> None:
-    assert await queue.enqueue("u1")
+    assert await queue.request("u1")
     await redis.zadd(REQUESTS, {"u1": T0 + 30}, nx=True)  # asked before the job started
     await queue.clear_recheck("u1")  # the job starts
     assert await _requests(redis) == {}
@@ -109,7 +110,7 @@ async def test_a_starting_job_covers_the_requests_made_before_it_and_not_those_a
     assert (await queue.claim_due_requests(limit=10)).waiting == ["u1"]
 
     await _finish_job(redis, "u1")
-    assert await queue.take_recheck("u1") is None  # the job's after_job_end: served at once
+    await queue.claim_request("u1")  # the job's after_job_end: served at once
     assert await _queued(redis) == [job_id("u1", QUEUE)] and await _requests(redis) == {}
 
 
@@ -117,7 +118,7 @@ async def test_after_a_job_a_request_not_yet_due_stays_for_its_time(
     redis: FakeAsyncRedis, queue: RedisJobQueue, clock: Clock
 ) -> None:
     await redis.zadd(REQUESTS, {"u1": T0 + 30}, nx=True)
-    assert await queue.take_recheck("u1") is None
+    await queue.claim_request("u1")
     assert await _requests(redis) == {"u1": T0 + 30} and await _queued(redis) == []
     clock.now += 30
     assert (await queue.claim_due_requests(limit=10)).queued == ["u1"]
@@ -187,7 +188,7 @@ async def test_a_request_pushed_back_while_a_job_ran_is_queued_due_at_its_time(
     redis: FakeAsyncRedis, queue: RedisJobQueue, clock: Clock
 ) -> None:
     await redis.zadd(REQUESTS, {"u1": T0 + 0.5})
-    assert await queue.take_recheck("u1") is None  # due within LOOK_AGAIN_S: queued, not early
+    await queue.claim_request("u1")  # due within LOOK_AGAIN_S: queued, not early
     assert await redis.zscore(QUEUE, job_id("u1", QUEUE)) == (T0 + 0.5) * 1000
     assert await _requests(redis) == {}
 
@@ -201,10 +202,10 @@ async def test_a_member_that_is_no_user_id_is_dropped_not_retried_forever(
 
 
 async def test_forgetting_a_user_removes_its_request_and_status_counts_them(
-    redis: FakeAsyncRedis, queue: RedisJobQueue
+    redis: FakeAsyncRedis, queue: RedisJobQueue, clock: Clock
 ) -> None:
     await redis.zadd(REQUESTS, {"gone": T0 + 60, "stays": T0 - 1, "later": T0 + 5})
-    status = await queue.status()
+    status = await RedisQueueAdmin(redis, QUEUE, REQUESTS, clock=clock).status()
     assert (status["requests"], status["requests_due"]) == (3, 1)
     assert (await queue.erase_user("gone"))["request"] == 1
     assert set(await _requests(redis)) == {"stays", "later"}

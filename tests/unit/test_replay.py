@@ -8,6 +8,7 @@ import logging
 from datetime import timedelta
 
 import pytest
+from fakeredis import FakeAsyncRedis
 
 from memcompress.jobs import Services, replay_user, run_compression
 from memcompress.models import MemoryEvent, Outcome, Role, UserOverrides
@@ -18,17 +19,17 @@ from memcompress.summarizers.base import (
 )
 from memcompress.summarizers.extractive import ExtractiveSummarizer
 from memcompress.testing.factories import T0, make_events
-from tests.unit.fakes import FakeCompactionLog, FakeLocks, FakeMemory, FakeProfiles, FakeQueue, fake_services
+from tests.unit.fakes import FakeCompactionLog, FakeLocks, FakeMemory, FakeProfiles, fake_services
 from tests.unit.stubs import SMALL, Forgetful, Recording
 
 
-def _state(services: Services) -> object:
-    """Everything the fakes store."""
+async def _state(services: Services, redis: FakeAsyncRedis) -> object:
+    """Everything the fakes and the queue's Redis store."""
     assert isinstance(services.memory, FakeMemory)
     assert isinstance(services.profiles, FakeProfiles)
     assert isinstance(services.compaction_log, FakeCompactionLog)
     assert isinstance(services.locks, FakeLocks)
-    assert isinstance(services.queue, FakeQueue)
+    queue = {key: await redis.dump(key) for key in await redis.keys()}
     return copy.deepcopy(
         (
             services.memory.events,
@@ -36,8 +37,7 @@ def _state(services: Services) -> object:
             services.profiles.profiles,
             services.compaction_log.records,
             services.locks.held,
-            services.queue.queued,
-            services.queue.requests,
+            queue,
         )
     )
 
@@ -54,17 +54,17 @@ async def _compressed_twice(services: Services) -> list[MemoryEvent]:
 
 
 async def test_replay_sends_every_event_once_in_order_from_no_summary_and_stores_nothing(
-    services: Services,
+    services: Services, redis: FakeAsyncRedis
 ) -> None:
     appended = await _compressed_twice(services)
     summarizer = services.summarizer
     assert isinstance(summarizer, Recording)
     folds = len(summarizer.requests)
-    before = _state(services)
+    before = await _state(services, redis)
 
     result = await replay_user(services, "u")
 
-    assert _state(services) == before
+    assert await _state(services, redis) == before
     replayed = summarizer.requests[folds:]
     assert [e.content for r in replayed for e in r.events] == [e.content for e in appended]
     answers = summarizer.answers[folds:]

@@ -14,7 +14,7 @@ from memcompress.jobs.scan import ScanMode, scan_mode
 from memcompress.jobs.services import JobPolicy
 from memcompress.models import Backlog, InvalidUserId, MemoryEvent, UserBacklog, shown_user_id, utc_now
 from memcompress.summarizers.extractive import ExtractiveSummarizer
-from tests.unit.fakes import FakeCompactionLog, FakeDeadLetters, FakeMemory, FakeQueue, fake_services
+from tests.unit.fakes import FakeCompactionLog, FakeDeadLetters, FakeMemory, fake_services
 
 
 @pytest.fixture
@@ -53,14 +53,10 @@ async def test_the_scan_reports_invalid_user_ids_and_queues_only_valid_ones(
 
     monkeypatch.setattr(memory, "scan_backlog", scan_backlog)
     result = await scan_and_enqueue(services)
-    queue = services.queue
-    assert isinstance(queue, FakeQueue)
-    assert (list(queue.queued), result.invalid_user_ids, result.invalid_examples) == (
-        ["a"],
-        1,
-        ["'' (empty)"],
-    )
-    assert queue.scans[-1]["invalid_user_ids"] == 1  # what status shows as the last scan
+    queued = [job["user_id"] for job in await services.queue_admin.jobs(10)]
+    assert (queued, result.invalid_user_ids, result.invalid_examples) == (["a"], 1, ["'' (empty)"])
+    last_scan = await services.queue_admin.last_scan()
+    assert last_scan is not None and last_scan["invalid_user_ids"] == 1  # what status shows as the last scan
 
 
 @pytest.mark.parametrize("user_id", ["", "x" * 257])
@@ -91,15 +87,15 @@ def test_a_scan_is_incremental_from_the_last_watermark_until_a_full_one_is_due()
 
 
 async def test_scans_record_their_mode_and_the_next_watermark(services: Services) -> None:
-    memory, queue = services.memory, services.queue
-    assert isinstance(memory, FakeMemory) and isinstance(queue, FakeQueue)
+    memory = services.memory
+    assert isinstance(memory, FakeMemory)
     old = utc_now() - timedelta(days=2)
     for i in range(60):
         await memory.append_events([MemoryEvent(user_id="old", role="user", content=f"{i}", created_at=old)])
 
     first = await scan_and_enqueue(services)
     assert (first.mode, first.users[0].user_id, first.last_full_at is not None) == ("full", "old", True)
-    queue.queued.clear()
+    await services.queue_admin.purge()
     second = await scan_and_enqueue(services)  # nobody has appended since: nobody is looked at
     assert (second.mode, second.active_users, second.users) == ("incremental", 0, [])
     assert second.since == first.next_since and second.last_full_at == first.last_full_at

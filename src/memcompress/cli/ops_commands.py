@@ -40,7 +40,8 @@ def pause(state: CliState, as_json: bool) -> None:
     """Workers stop taking compression jobs (running ones finish; scans may still queue users)."""
 
     async def work() -> int:
-        async with open_queue(state.settings(), CLI_REDIS_RETRIES) as queue:
+        async with open_queue(state.settings(), CLI_REDIS_RETRIES) as ports:
+            queue = ports.admin
             await queue.pause()
             _print({"queue": queue.name, "paused": True}, as_json, [f"queue {queue.name}: paused"])
         return 0
@@ -55,7 +56,8 @@ def resume(state: CliState, as_json: bool) -> None:
     """Workers take compression jobs again."""
 
     async def work() -> int:
-        async with open_queue(state.settings(), CLI_REDIS_RETRIES) as queue:
+        async with open_queue(state.settings(), CLI_REDIS_RETRIES) as ports:
+            queue = ports.admin
             was = await queue.resume()
             line = f"queue {queue.name}: resumed" if was else f"queue {queue.name}: was not paused"
             _print({"queue": queue.name, "paused": False, "was_paused": was}, as_json, [line])
@@ -83,11 +85,12 @@ def queue_list(state: CliState, limit: int, as_json: bool) -> None:
         settings = state.settings()
         try:  # the last errors are in MongoDB; without it the queue is still listed
             async with open_services(settings, redis_retries=CLI_REDIS_RETRIES) as services:
-                jobs = await queued_jobs(services.queue, services.compaction_log, limit)
+                jobs = await queued_jobs(services.queue_admin, services.compaction_log, limit)
             store_error = None
         except StoreUnavailable as error:
             store_error = str(error)
-        async with open_queue(settings, CLI_REDIS_RETRIES) as queue:
+        async with open_queue(settings, CLI_REDIS_RETRIES) as ports:
+            queue = ports.admin
             if store_error is not None:
                 jobs = await queued_jobs(queue, None, limit)
             depth, paused = await queue.depth(), await queue.paused()
@@ -128,7 +131,8 @@ def queue_purge(state: CliState, yes: bool, as_json: bool) -> None:
     """Drop every queued job (users stay over the threshold: the next scan queues them again)."""
 
     async def work() -> int:
-        async with open_queue(state.settings(), CLI_REDIS_RETRIES) as queue:
+        async with open_queue(state.settings(), CLI_REDIS_RETRIES) as ports:
+            queue = ports.admin
             if not yes:
                 depth = await queue.depth()
                 _print({"would_purge": depth}, as_json, [f"would purge {plural(depth, 'job')}"])

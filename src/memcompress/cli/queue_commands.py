@@ -26,7 +26,7 @@ from memcompress.cli.context import (
     shown,
     valid_user_ids,
 )
-from memcompress.jobs import store_report
+from memcompress.jobs import queue_report, store_report
 from memcompress.logs import setup_logging
 from memcompress.redaction import describe_error
 from memcompress.repositories.errors import StoreUnavailable
@@ -61,8 +61,8 @@ def worker(state: CliState, burst: bool, check: bool) -> None:
 async def _check_health(settings: Settings) -> int:
     """0 when a worker on this host wrote its health-check key within the last interval, else 1."""
     try:
-        async with open_queue(settings, CLI_REDIS_RETRIES) as queue:
-            health = await queue.worker_health(socket.gethostname())
+        async with open_queue(settings, CLI_REDIS_RETRIES) as ports:
+            health = await ports.admin.worker_health(socket.gethostname())
     except (RedisConnectionError, RedisTimeoutError) as error:
         fail(f"unhealthy: cannot reach Redis: {describe_error(error)}", EXIT_FAILED)
     for worker, line in sorted(health.items()):
@@ -88,8 +88,8 @@ def enqueue(state: CliState, user_ids: tuple[str, ...], delay: float, as_json: b
 
     async def work() -> int:
         settings = state.settings()
-        async with open_queue(settings, CLI_REDIS_RETRIES) as queue:
-            queued = {user_id: await queue.request(user_id, delay_s=delay) for user_id in user_ids}
+        async with open_queue(settings, CLI_REDIS_RETRIES) as ports:
+            queued = {user_id: await ports.queue.request(user_id, delay_s=delay) for user_id in user_ids}
         if as_json:
             echo_report({"queued": queued}, as_json)
         for user_id, new in [] if as_json else queued.items():
@@ -134,8 +134,8 @@ def status(state: CliState, as_json: bool, watch: bool, interval: float) -> None
 
 
 async def _status(settings: Settings) -> dict[str, Any]:
-    async with open_queue(settings, CLI_REDIS_RETRIES) as queue:
-        report = await queue.status()
+    async with open_queue(settings, CLI_REDIS_RETRIES) as ports:
+        report = await queue_report(ports.admin, ports.locks)
     report["in_progress"] = [shown(user) for user in report["in_progress"]]
     for lock in report["held_locks"]:
         lock["user_id"] = shown(lock["user_id"])

@@ -16,7 +16,7 @@ from memcompress.jobs.queued import JobDecision, recheck_after_job, run_queued_c
 from memcompress.jobs.replay import ReplayResult, replay_user
 from memcompress.jobs.scan import Candidates, ScanResult, find_candidates, find_users, scan_and_enqueue
 from memcompress.jobs.services import FoldPolicy, JobPolicy, Services
-from memcompress.jobs.status import store_report
+from memcompress.jobs.status import queue_report, store_report
 
 __all__ = [
     "BacklogEstimate",
@@ -35,6 +35,7 @@ __all__ = [
     "find_users",
     "forget_user",
     "plan_compression",
+    "queue_report",
     "recheck_after_job",
     "replay_user",
     "run_compression",

@@ -59,7 +59,9 @@ How the steps keep them:
    cleared by a write of its own: the next chunk's summary write replaces it, and after the last
    chunk the next run finds none of its events stored (step 2).
 8. Record the run in ``compaction_log`` and the metrics, while the lock is still held, so that a
-   ``forget`` (which takes the lock) erases the record too. A run whose user was erased meanwhile
+   ``forget`` (which takes the lock) erases the record too; what the caller writes after the run (a
+   queued job's dead letter or re-check, :func:`compression`) is written then too, under the same
+   lock, and the lock is released once the caller is done. A run whose user was erased meanwhile
    leaves nothing: every write that could create a document of the user undoes itself then (the
    erase fence, see :mod:`memcompress.jobs.forget`).
 """
@@ -67,10 +69,12 @@ How the steps keep them:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
@@ -154,19 +158,24 @@ class _Stop(Exception):
 
 
 async def run_compression(
-    services: Services,
-    user_id: str,
-    *,
-    time_limit_s: float | None = None,
-    then: Callable[[CompactionRecord], Awaitable[None]] | None = None,
+    services: Services, user_id: str, *, time_limit_s: float | None = None
 ) -> CompactionRecord:
     """Compress ``user_id`` once; returns (and stores) the run's :class:`CompactionRecord`.
 
     ``time_limit_s`` stops the run between or inside chunks; chunks already stored and trimmed stay
-    done, and the record says how many (``error_class`` "JobTimeout", retryable). ``then`` is called
-    with the record once it is stored, still under the user's lock when the run took it: what the
-    caller writes there (a dead letter, a re-check) is part of the run, and ``forget`` erases it.
+    done, and the record says how many (``error_class`` "JobTimeout", retryable).
     """
+    async with compression(services, user_id, time_limit_s=time_limit_s) as record:
+        return record
+
+
+@contextlib.asynccontextmanager
+async def compression(
+    services: Services, user_id: str, *, time_limit_s: float | None = None
+) -> AsyncIterator[CompactionRecord]:
+    """Steps 1-8 for ``user_id`` (see :func:`run_compression`); the ``async with`` block gets the stored
+    record while the run still holds the user's lock, when it took it: what the caller writes there
+    (a dead letter, a re-check) is part of the run, and ``forget`` erases it."""
     record = CompactionRecord(
         user_id=user_id,
         outcome=Outcome.COMPRESSED,
@@ -174,31 +183,50 @@ async def run_compression(
         model=services.summarizer.model,
     )
     started = time.monotonic()
-    stage = "lock"
-    try:
-        # Step 1: lock (held for the whole run, renewed in the background).
-        async with services.locks.hold(user_id) as lock:
-            stage = "fold"
+    async with contextlib.AsyncExitStack() as run:
+        # Step 1: lock (held until the caller's block has ended, renewed in the background).
+        lock = await _lock(services, run, record)
+        if lock is not None:
+            # Steps 2-7, within the time limit; how they ended is written into the record.
             await _fold_within(services, user_id, lock, record, time_limit_s)
-            # Step 8, while the lock is still held: `forget` waits for it, so it erases all of this.
-            stage = "record"
-            await _record(services, record, started, then)
-            stage = "release"
+        # Step 8, under the lock when the run took it: `forget` waits for it, so it erases all of this,
+        # and what the caller writes in its block too.
+        await _record(services, record, started)
+        yield record
+
+
+async def _lock(
+    services: Services, run: contextlib.AsyncExitStack, record: CompactionRecord
+) -> HeldLock | None:
+    """Step 1: the user's lock for the rest of the ``run``, without waiting; None when another holder
+    has it (busy) or Redis could not be asked for it (failed), as the record then says."""
+    try:
+        return await run.enter_async_context(_LeftToExpire(services.locks.hold(record.user_id)))
     except LockBusy as busy:
         services.metrics.lock_contention.inc()
         record.outcome, record.reason = Outcome.BUSY, str(busy)
     except Exception as error:
-        if stage == "release":  # recorded; the lock expires by itself
+        _failed(record, error)
+    return None
+
+
+class _LeftToExpire:
+    """A held lock whose release may fail (Redis away): the run has been recorded, and the lock expires
+    by itself, so the failure is logged, not raised. What the caller's block raises is raised."""
+
+    def __init__(self, hold: AbstractAsyncContextManager[HeldLock]) -> None:
+        self._hold = hold
+
+    async def __aenter__(self) -> HeldLock:
+        return await self._hold.__aenter__()
+
+    async def __aexit__(self, *raised: Any) -> None:
+        try:
+            await self._hold.__aexit__(*raised)
+        except Exception as error:
+            if error is raised[1]:
+                raise
             log.warning("could not release a user's lock: %s", describe_error(error))
-            return record
-        if stage != "lock":
-            raise  # from the caller's `then`
-        _failed(record, error)  # Redis could not be asked for the lock
-    else:
-        return record
-    # Step 8 for a run that holds no lock (busy, or the lock could not be taken).
-    await _record(services, record, started, then)
-    return record
 
 
 async def _fold_within(
@@ -237,14 +265,9 @@ async def _fold_within(
         _failed(record, error)
 
 
-async def _record(
-    services: Services,
-    record: CompactionRecord,
-    started: float,
-    then: Callable[[CompactionRecord], Awaitable[None]] | None,
-) -> None:
-    """Step 8: the metrics and the record, then the caller's ``then``. A user with no events at all
-    leaves no record (e.g. a job queued before `forget`), nor does a user erased meanwhile."""
+async def _record(services: Services, record: CompactionRecord, started: float) -> None:
+    """Step 8: the metrics and the record. A user with no events at all leaves no record (e.g. a job
+    queued before `forget`), nor does a user erased meanwhile."""
     record.finished_at = utc_now()
     record.duration_s = time.monotonic() - started
     services.metrics.compressions.labels(outcome=record.outcome.value).inc()
@@ -258,8 +281,6 @@ async def _record(
             _erased(record)
         except Exception as error:
             log.error("could not store the compaction record: %s", format_exception(error))
-    if then is not None:
-        await then(record)
 
 
 def _erased(record: CompactionRecord) -> None:

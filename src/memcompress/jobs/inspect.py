@@ -18,9 +18,9 @@ from typing import Any
 
 from memcompress.jobs.compress import decide, read_user
 from memcompress.jobs.services import Services
-from memcompress.jobs.status import store_report
+from memcompress.jobs.status import queue_report, store_report
 from memcompress.models import CompactionRecord, iso_utc
-from memcompress.repositories.protocols import CompactionLog, JobQueue
+from memcompress.repositories.protocols import CompactionLog, QueueAdmin
 
 UNKNOWN_USER = "nothing stored for this id — check the id"
 RUNS_SHOWN = 10
@@ -63,7 +63,7 @@ async def inspect_user(
     """Everything the worker knows of one user, or None when nothing is stored for it. ``archive``:
     the name of the archive collection (``StoreLayout.archive``), counted for ``events.archived``."""
     documents = await services.maintenance.count_user_data(user_id)
-    queue = await services.queue.user_job(user_id)
+    queue = await services.queue_admin.user_job(user_id)
     lock = await services.locks.holder(user_id)
     erased = await services.maintenance.is_erased(user_id)
     if (
@@ -117,8 +117,8 @@ async def inspect_user(
     return report
 
 
-async def queued_jobs(queue: JobQueue, log: CompactionLog | None, limit: int) -> list[dict[str, Any]]:
-    """The queued jobs (:meth:`JobQueue.jobs`), each with its user's last error from the compaction
+async def queued_jobs(queue: QueueAdmin, log: CompactionLog | None, limit: int) -> list[dict[str, Any]]:
+    """The queued jobs (:meth:`QueueAdmin.jobs`), each with its user's last error from the compaction
     log (None when its newest run got done; left out without a log: MongoDB unreachable)."""
     jobs = await queue.jobs(limit)
     if log is not None:
@@ -129,4 +129,4 @@ async def queued_jobs(queue: JobQueue, log: CompactionLog | None, limit: int) ->
 
 async def overview(services: Services) -> dict[str, Any]:
     """``memcompress status``'s report: the queue's part and the store's."""
-    return await services.queue.status() | await store_report(services)
+    return await queue_report(services.queue_admin, services.locks) | await store_report(services)

@@ -16,10 +16,11 @@ in :mod:`memcompress.worker.tasks` carries it out):
 - the user was erased meanwhile (``memcompress forget``): done, and nothing more of it is written;
 - a user id no job can take (empty, longer than 256 characters): dropped, with a warning.
 
-The dead letter and the re-check request are written while the run still holds the user's lock (the
-run's ``then``), so a ``forget`` waiting for that lock erases them. What reaches the queue after the
-lock is gone (arq re-queueing a retried job, a trailing re-check) is checked against the user's erase
-tombstone afterwards and taken back (:func:`recheck_after_job`; see :mod:`memcompress.jobs.forget`).
+The dead letter and the re-check request are written while the run still holds the user's lock (in
+the run's ``async with`` block, :func:`~memcompress.jobs.compress.compression`), so a ``forget``
+waiting for that lock erases them. What reaches the queue after the lock is gone (arq re-queueing a
+retried job, a trailing re-check) is checked against the user's erase tombstone afterwards and taken
+back (:func:`recheck_after_job`; see :mod:`memcompress.jobs.forget`).
 
 The queue is told to allow one try more than ``MEMCOMPRESS_MAX_TRIES``: a job whose every try died
 with its worker (SIGKILL, OOM) reaches that extra try and is dead-lettered without running again.
@@ -32,10 +33,10 @@ from __future__ import annotations
 
 import logging
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from memcompress.jobs.compress import TIME_LIMIT, USER_ERASED, run_compression
+from memcompress.jobs.compress import TIME_LIMIT, USER_ERASED, compression
 from memcompress.jobs.services import Services
 from memcompress.keys import JOB_FUNCTION
 from memcompress.models import CompactionRecord, DeadLetter, Outcome, shown_user_id, valid_user_id
@@ -58,7 +59,7 @@ class JobDecision:
     ``result`` says how the try went (``outcome``, ``reason``, ``events_folded``, ``llm_calls``) either
     way: the worker logs it as the job's fields."""
 
-    result: dict[str, Any] = field(default_factory=dict)
+    result: dict[str, Any]
     retry_in_s: float | None = None
 
     @property
@@ -88,15 +89,10 @@ async def run_queued_compression(services: Services, user_id: str, job_try: int)
 
     # Requests for this user made before this point are covered by this run.
     await services.queue.clear_recheck(user_id)
-    decision = JobDecision()
-
-    async def decide(record: CompactionRecord) -> None:  # under the user's lock, when the run took it
-        nonlocal decision
-        decision = await _decide(services, record, job_try)
-
     services.metrics.jobs_in_progress.inc()
     try:
-        await run_compression(services, user_id, time_limit_s=services.job_policy.job_timeout_s, then=decide)
+        async with compression(services, user_id, time_limit_s=services.job_policy.job_timeout_s) as record:
+            decision = await _decide(services, record, job_try)  # under the user's lock, when the run took it
     finally:
         services.metrics.jobs_in_progress.dec()
     return decision
@@ -172,9 +168,7 @@ async def recheck_after_job(services: Services, user_id: str) -> None:
     Whatever the queue now holds for the user (arq's re-queue of a retried job, a request handed over
     as a job) is taken back if the user was erased meanwhile: one look at the tombstone per job."""
     try:
-        delay = await services.queue.take_recheck(user_id)
-        if delay is not None:
-            await services.queue.enqueue(user_id, delay_s=delay)
+        await services.queue.claim_request(user_id)
         await _take_back_if_erased(services, user_id)
     except Exception as error:
         log.warning("could not re-check a user after its job: %s", describe_error(error))

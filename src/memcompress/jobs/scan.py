@@ -165,12 +165,12 @@ async def scan_and_enqueue(
     started, now = time.monotonic(), utc_now()
     used = threshold or services.policy.threshold
     own_threshold = used == services.policy.threshold
-    last_scan = await services.queue.last_scan()
+    last_scan = await services.queue_admin.last_scan()
     mode = scan_mode(services.job_policy, last_scan, now, full=full or not own_threshold)
     found = await find_candidates(services, threshold=used, limit=limit, since=mode.since)
     enqueued = 0
     for user in found.users:
-        enqueued += await services.queue.enqueue(user.user_id)
+        enqueued += await services.queue.request(user.user_id)
     cut_short = limit is not None and len(found.users) >= limit
     watermark = now - timedelta(seconds=services.job_policy.scan_overlap_s)
     next_since = mode.since if cut_short else watermark  # a full scan cut short: the next one is full
@@ -194,7 +194,7 @@ async def scan_and_enqueue(
         next_since=None if next_since is None else iso_utc(next_since),
         last_full_at=None if last_full_at is None else iso_utc(last_full_at),
     )
-    await services.queue.record_scan(result.summary())
+    await services.queue_admin.record_scan(result.summary())
     metrics = services.metrics
     metrics.scan_users_found.set(len(found.users))
     metrics.scan_enqueued.inc(enqueued)

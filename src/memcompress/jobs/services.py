@@ -18,6 +18,7 @@ from memcompress.repositories.protocols import (
     JobQueue,
     LLMBudget,
     Maintenance,
+    QueueAdmin,
     UserLocks,
     UserMemoryRepository,
     UserOverridesRepository,
@@ -108,6 +109,7 @@ class Services:
     maintenance: Maintenance
     locks: UserLocks
     queue: JobQueue
+    queue_admin: QueueAdmin
     summarizer: Summarizer
     policy: FoldPolicy
     job_policy: JobPolicy

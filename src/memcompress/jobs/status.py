@@ -1,5 +1,5 @@
-"""What ``memcompress status`` shows of the store (the queue's part is ``JobQueue.status``, which still
-answers when MongoDB does not)."""
+"""What ``memcompress status`` shows: of Redis (:func:`queue_report`, which still answers when MongoDB
+does not) and of the store (:func:`store_report`)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,17 @@ from typing import Any
 
 from memcompress.jobs.services import Services
 from memcompress.models import utc_now
+from memcompress.repositories.protocols import QueueAdmin, UserLocks
 
 LIST_AT_MOST = 50
+
+
+async def queue_report(admin: QueueAdmin, locks: UserLocks) -> dict[str, Any]:
+    """The queue as operators see it (:meth:`QueueAdmin.status`) and the per-user locks held."""
+    report = await admin.status()
+    held = sorted(await locks.holders(), key=lambda lock: str(lock["user_id"]))
+    shown_last = {key: report.pop(key) for key in ("last_scan", "worker_health")}
+    return report | {"held_locks": held[:LIST_AT_MOST], "held_locks_count": len(held)} | shown_last
 
 
 async def store_report(services: Services) -> dict[str, Any]:

@@ -549,17 +549,6 @@ class MongoConversationSummaries:
     async def save(self, profile: UserProfile) -> None:
         """Conversations have no app-owned profile fields: nothing to save."""
 
-    async def reset(self, conversation_id: str) -> UserProfile:
-        """Drop the conversation's summary and bump its version (messages still stored stay)."""
-        await self._conversations.update_one(
-            {"_id": conversation_key(conversation_id), f"{STATE}.pending_trim": None},
-            {
-                "$set": {SUMMARY: None, f"{STATE}.summary_copy": None, f"{STATE}.watermark": None},
-                "$inc": {VERSION: 1},
-            },
-        )
-        return await self.get(conversation_id)
-
     async def update_summary_if_version(
         self,
         conversation_id: str,

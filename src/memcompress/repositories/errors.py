@@ -26,10 +26,6 @@ class HistoryChanged(MalformedDocument):
     them (a conversation's messages). Nothing was removed."""
 
 
-class ProfileBusy(Exception):
-    """The profile cannot be reset right now: a compression is finishing a trim."""
-
-
 class LockBusy(Exception):
     """Another holder has the user's lock (a running job, a crashed worker's lock not yet expired)."""
 

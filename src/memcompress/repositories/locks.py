@@ -14,7 +14,7 @@ from redis.asyncio import Redis
 from redis.asyncio.lock import Lock
 from redis.exceptions import LockError
 
-from memcompress.keys import lock_key
+from memcompress.keys import key_pattern, lock_key, lock_key_prefix
 from memcompress.redaction import describe_error
 from memcompress.repositories.errors import LockBusy, LockLost
 from memcompress.timing import LOCK_RENEW_SHARE, LOCK_STALE_SHARE
@@ -93,3 +93,13 @@ class RedisUserLocks:
     async def expires_in_s(self, user_id: str) -> float:
         remaining_ms: int = await self._redis.pttl(lock_key(user_id, self._queue_name))
         return max(remaining_ms, 0) / 1000
+
+    async def holders(self) -> list[dict[str, Any]]:
+        prefix = lock_key_prefix(self._queue_name)
+        locks = []
+        async for key in self._redis.scan_iter(match=key_pattern(prefix), count=1000):  # SCAN, never KEYS
+            ttl_ms = await self._redis.pttl(key)
+            locks.append(
+                {"user_id": key.decode().removeprefix(prefix), "expires_in_s": round(ttl_ms / 1000, 1)}
+            )
+        return locks

@@ -112,8 +112,6 @@ class UserProfileRepository(Protocol):
 
     async def save(self, profile: UserProfile) -> None: ...
 
-    async def reset(self, user_id: str) -> UserProfile: ...
-
     async def update_summary_if_version(
         self,
         user_id: str,
@@ -227,6 +225,10 @@ class UserLocks(Protocol):
         the workers' when they share the settings."""
         ...
 
+    async def holders(self) -> list[dict[str, Any]]:
+        """Every lock of the queue now held, by user id: ``{"user_id", "expires_in_s"}``."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class LLMPermit:
@@ -267,42 +269,24 @@ class ClaimedRequests:
 
 
 class JobQueue(Protocol):
-    """The queue of per-user compression jobs (one job id per user), the apps' compression requests
-    in front of it, and its bookkeeping.
+    """The worker's queue: the apps' compression requests and the per-user jobs they become (one job
+    id per user). Requests are the app-side protocol (:mod:`memcompress.queue`): a user id with the
+    time it is due.
 
-    Requests are the app-side protocol (:mod:`memcompress.queue`): a user id with the time it is due.
-    Wider than a plain queue because the width is the guarantee that no request is lost:
-    :meth:`claim_due_requests` decides *and* acts per request in one atomic step, a starting job
+    The claim is the only writer of jobs (arq itself re-queues a job it retries): a request becomes a
+    job in one atomic step (:meth:`claim_due_requests`, :meth:`request`, :meth:`claim_request`). Wider
+    than a plain queue because the width is the guarantee that no request is lost: a starting job
     covers the requests made before it (:meth:`clear_recheck`), and a request made while the user's job
     is queued or running waits until that job has ended.
     """
 
     name: str
 
-    async def enqueue(self, user_id: str, *, delay_s: float = 0.0) -> bool:
-        """Queue the user's job; False when it is already queued or running."""
-        ...
-
     async def request(self, user_id: str, *, delay_s: float = 0.0) -> bool:
-        """What an operator asks for: a request due ``delay_s`` from now (bringing a waiting one
-        forward), handed to the queue at once as a job due then when the user has none. True when this
+        """What the scan and an operator ask for: a request due ``delay_s`` from now (bringing a
+        waiting one forward), claimed at once as a job due then when the user has none. True when this
         call queued the job; False when a queued or running job absorbs it (the request waits, and the
         user is compressed again after a running job)."""
-        ...
-
-    async def set_recheck(self, user_id: str, *, delay_s: float) -> None:
-        """Have the user compressed again ``delay_s`` from now, after any job of theirs now queued or
-        running ends (a request; a waiting one due earlier is kept)."""
-        ...
-
-    async def clear_recheck(self, user_id: str) -> None:
-        """The user's job is starting: the requests made until now are covered by it and go."""
-        ...
-
-    async def take_recheck(self, user_id: str) -> float | None:
-        """The user's job has ended: serve a request that waited for it. Returns a delay after which
-        the caller queues the job itself, or None when there is nothing left to do (the Redis queue
-        hands a due request over itself, atomically; one not yet due stays for the drainer)."""
         ...
 
     async def claim_due_requests(self, *, limit: int) -> ClaimedRequests:
@@ -310,6 +294,31 @@ class JobQueue(Protocol):
         queued or running, queue the job and remove the request; otherwise leave the request, due
         again shortly. Safe with any number of callers at once: each request is queued once."""
         ...
+
+    async def clear_recheck(self, user_id: str) -> None:
+        """The user's job is starting: the requests made until now are covered by it and go."""
+        ...
+
+    async def set_recheck(self, user_id: str, *, delay_s: float) -> None:
+        """Have the user compressed again ``delay_s`` from now, after any job of theirs now queued or
+        running ends (a request; a waiting one due earlier is kept)."""
+        ...
+
+    async def claim_request(self, user_id: str) -> None:
+        """The user's job has ended: claim a request that waited for it now, as a job due when the
+        request is (one due later than a moment from now stays for :meth:`claim_due_requests`)."""
+        ...
+
+    async def erase_user(self, user_id: str) -> dict[str, int]:
+        """Remove the user's queued job, its job keys and its waiting request."""
+        ...
+
+
+class QueueAdmin(Protocol):
+    """What operators read and do with the queue (``status``, ``queue list|purge``, ``pause``), and the
+    scan's bookkeeping (its last record, with the incremental scan's watermark)."""
+
+    name: str
 
     async def record_scan(self, summary: dict[str, object]) -> None: ...
 
@@ -343,12 +352,8 @@ class JobQueue(Protocol):
     async def paused(self) -> bool: ...
 
     async def status(self) -> dict[str, Any]:
-        """Queue depth (waiting, deferred), requests (waiting, due), jobs in progress, held locks, last
-        scan, worker health."""
+        """Queue depth (waiting, deferred), requests (waiting, due), jobs in progress, last scan, worker
+        health."""
         ...
 
     async def worker_health(self, host: str) -> dict[str, str]: ...
-
-    async def erase_user(self, user_id: str) -> dict[str, int]:
-        """Remove the user's queued job, its job keys and its waiting request."""
-        ...

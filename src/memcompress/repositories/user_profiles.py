@@ -15,7 +15,6 @@ from memcompress.models import PROFILE_FIELDS, FoldState, ProfileDefaults, UserP
 from memcompress.repositories.database import USER_PROFILES, Document, MongoDatabase
 from memcompress.repositories.documents import document_to_profile
 from memcompress.repositories.erasures import ErasedUsers
-from memcompress.repositories.errors import ProfileBusy
 from memcompress.repositories.protocols import ANY_SUMMARY, ExpectedSummary
 from memcompress.repositories.summaries import (
     SummaryFields,
@@ -88,32 +87,6 @@ class MongoUserProfileRepository:
             upsert=True,
         )
         self._metrics.profile_writes.labels(kind="save").inc()
-
-    async def reset(self, user_id: str) -> UserProfile:
-        """Back to the defaults with no summary; bumps the version so an in-flight compression loses
-        its next write. Events still stored stay stored (they will be summarised afresh).
-
-        Refused with :class:`ProfileBusy` while ``pending_trim`` is set: its events are inside the
-        summary and may still be trimmed, so dropping that summary could lose them. The mark stays
-        after its trim until the next summary write replaces it (see :mod:`memcompress.jobs.compress`,
-        step 7): a caller that means to reset holds the user's lock, finishes the trim (idempotent) and
-        clears the mark (:meth:`clear_pending_trim`) first. ``events_summarized`` is a lifetime counter
-        and is kept.
-        """
-        fresh = self._new_document(user_id)
-        for kept in ("created_at", "summary_version", "events_summarized"):
-            fresh.pop(kept)
-        doc = await self._profiles.find_one_and_update(
-            {"user_id": user_id, "pending_trim": None},
-            {"$set": fresh, "$inc": {"summary_version": 1}},
-            return_document=ReturnDocument.AFTER,
-        )
-        if doc is None:
-            if await self._profiles.find_one({"user_id": user_id}, {"_id": 1}) is not None:
-                raise ProfileBusy(f"{user_id!r} has a pending trim: finish it and clear the mark first")
-            return await self.get(user_id)  # no profile yet: the defaults are what reset means
-        self._metrics.profile_writes.labels(kind="reset").inc()
-        return document_to_profile(USER_PROFILES, doc)
 
     async def update_summary_if_version(
         self,

@@ -56,12 +56,12 @@ async def _delete(services: Services, user_id: str) -> str:
 
 
 async def _pause(services: Services, user_id: str) -> str:
-    await services.queue.pause()
+    await services.queue_admin.pause()
     return "queue paused"
 
 
 async def _resume(services: Services, user_id: str) -> str:
-    return "queue resumed" if await services.queue.resume() else "queue was not paused"
+    return "queue resumed" if await services.queue_admin.resume() else "queue was not paused"
 
 
 ACTIONS: dict[str, Action] = {"retry": _retry, "delete": _delete, "pause": _pause, "resume": _resume}

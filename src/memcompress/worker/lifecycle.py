@@ -47,7 +47,7 @@ def lifecycle_hooks(settings: Settings) -> tuple[Hook, Hook]:
             registry = services.metrics.registry
             add_process_collectors(registry)
             server, thread = serve(
-                settings.metrics_port, registry, asyncio.get_running_loop(), services.queue.depth
+                settings.metrics_port, registry, asyncio.get_running_loop(), services.queue_admin.depth
             )
             stack.callback(thread.join, 5)
             stack.callback(server.server_close)
@@ -73,7 +73,7 @@ async def _sample_gauges(services: Services) -> None:
     metrics = services.metrics
     while True:
         try:
-            metrics.queue_depth.set(await services.queue.depth())
+            metrics.queue_depth.set(await services.queue_admin.depth())
             metrics.dead_letters_stored.set(await services.dead_letters.count())
         except Exception as error:  # a store briefly unreachable: the next sample will tell
             log.debug("could not sample the queue gauges: %s", describe_error(error))
