@@ -330,9 +330,9 @@ class MongoUserMemoryRepository:
 
         Copies first (an insert; a copy already there is upserted by ``_id`` and user, so a repeat does
         not duplicate), deletes second: a crash in between leaves the event in both places, never in
-        neither. Copies made for a user
-        erased meanwhile (``memcompress forget``) are removed again before anything is deleted, and
-        :class:`~memcompress.repositories.errors.UserErased` raised (the erase fence).
+        neither. Copies made for a user erased meanwhile (``memcompress forget``) are removed again
+        before anything is deleted, and :class:`~memcompress.repositories.errors.UserErased` raised
+        (the erase fence).
 
         The documents to copy are read by ``_id`` and user only, with no hint, and the rest of each ref
         (``event_id``, or ``created_at``) is checked in code (:func:`_names`). On MongoDB the planner
