@@ -66,6 +66,15 @@ def test_a_saturated_store_lowers_it_at_most_to_half_per_window_and_never_below_
     assert seen == [32, 16, 8, 4, 2, 1, 1]
 
 
+def test_it_does_not_fall_again_while_jobs_from_before_a_fall_still_run() -> None:
+    limit = Clock(AdaptiveJobLimit(32))
+    limit.window(1.0, 20)  # saturated: 32 -> 16
+    limit.window(1.0, 20, jobs=32)  # the 32 jobs claimed before are still running: the old limit's window
+    assert limit.limit.limit == 16
+    limit.window(1.0, 20, jobs=16)  # down to the limit, still saturated: now it falls
+    assert limit.limit.limit == 8
+
+
 def test_the_fall_follows_the_queue() -> None:
     limit = Clock(AdaptiveJobLimit(16, initial=12))
     limit.window(1.0, 3)  # three in flight where two may be: to two thirds

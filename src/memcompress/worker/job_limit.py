@@ -22,9 +22,11 @@ What it guarantees:
 - ``limit`` is always an integer from 1 to ``max_jobs``; it starts at ``initial`` (default ``max_jobs``:
   a process runs what it was configured to until the store is seen saturated).
 - It falls only at the end of a window in which the store was saturated (busy share at least
-  ``saturated`` and more than ``queue`` commands in flight on average), to ``limit x queue / in
-  flight``, at most to half per window. It never falls while the store has idle time between this
-  process's commands, whatever their latency.
+  ``saturated`` and more than ``queue`` commands in flight on average) and the process ran no more
+  jobs than the limit at the window's end, to ``limit x queue / in flight``, at most to half per
+  window. (Jobs above the limit are still running from before a fall: that window measured the old
+  limit, and falling again on it would overshoot.) It never falls while the store has idle time
+  between this process's commands, whatever their latency.
 - It grows only after a window in which the store was not saturated and the process used at least
   half of its limit (a process that does not use its limit learns nothing about a larger one):
   doubling per window until it first falls (a slow start, as TCP's), then by about its square root.
@@ -88,7 +90,7 @@ class AdaptiveJobLimit:
         self._busiest = max(self._busiest, jobs_in_flight)
         assert self._window_start is not None  # set by _advance
         if now - self._window_start >= self.window_s:
-            self._decide(now - self._window_start)
+            self._decide(now - self._window_start, jobs_in_flight)
             self._window_start = now
             self._busy = self._area = 0.0
             self._busiest = 0
@@ -102,13 +104,14 @@ class AdaptiveJobLimit:
         if self._window_start is None:
             self._window_start = now
 
-    def _decide(self, span: float) -> None:
+    def _decide(self, span: float, jobs_now: int) -> None:
         busy_share, in_flight = self._busy / span, self._area / span
         if busy_share >= self.saturated:
-            if in_flight > self.queue:
+            # Saturated: fall, unless the queue is short (the limit is where it should stay) or jobs
+            # above the limit still run from before a fall (this window measured the old limit).
+            if in_flight > self.queue and jobs_now <= self.limit:
                 self._limit *= max(MIN_GRADIENT, self.queue / in_flight)
                 self._slow_start = False
-            # else saturated with a short queue: where the limit should stay
         elif self._busiest * 2 >= self.limit:
             self._limit += self._limit if self._slow_start else math.sqrt(self._limit)
         self._limit = min(float(self.max_jobs), max(1.0, self._limit))
