@@ -126,7 +126,7 @@ async def one_size(servers: Servers, total: int, repeat: int) -> dict[str, Any]:
     result = await scan_and_enqueue(services, threshold=THRESHOLD, limit=None, full=True)
     scan_s = time.perf_counter() - started
     # Leave nothing behind: the queue and the arq job records of the users queued.
-    await redis.delete(queue, *[job_key_prefix + job_id(user.user_id) for user in result.users])
+    await redis.delete(queue, *[job_key_prefix + job_id(user.user_id, queue) for user in result.users])
     await redis.aclose()
     await database.db.client.drop_database(name)
     await database.close()

@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -41,6 +41,7 @@ from memcompress.summarizers.base import (
 from memcompress.timing import REDIS_BACKOFF_BASE_S, REDIS_BACKOFF_CAP_S, REDIS_RETRIES
 
 if TYPE_CHECKING:
+    from memcompress.repositories.command_timing import CommandObserver
     from memcompress.repositories.database import MongoDatabase
 
 # OSError too: a refused connection during a restart can surface as a bare OSError from the socket.
@@ -200,13 +201,13 @@ async def open_services(
     metrics: Metrics | None = None,
     summarizer: Summarizer | None = None,
     redis_retries: int = REDIS_RETRIES,
-    on_store_command: Callable[[str, float], None] | None = None,
+    on_store_command: CommandObserver | None = None,
 ) -> AsyncIterator[Services]:
     """Connect Mongo and Redis (pinging both), build every service; close them all on exit.
 
     Long-running workers ride out Redis restarts (``REDIS_RETRIES``); the CLI asks for few retries so
-    that a wrong URL fails in seconds. ``on_store_command`` is called with every MongoDB command's name
-    and duration in seconds (the worker's job limit follows them)."""
+    that a wrong URL fails in seconds. ``on_store_command`` is told when every MongoDB command starts and
+    ends (the worker's job limit follows how busy the store keeps it)."""
     from memcompress.repositories.command_timing import CommandTimer
     from memcompress.repositories.database import MongoDatabase
 

@@ -149,7 +149,7 @@ class Metrics:
         )
         self.job_limit = Gauge(
             "memcompress_job_limit",
-            "Jobs this worker process may run at once now: 1 to MAX_JOBS, following the store's latency.",
+            "Jobs this worker process may run at once now: 1 to MAX_JOBS, fewer while the store is saturated.",
             registry=r,
         )
         self.queue_depth = Gauge(

@@ -290,10 +290,10 @@ class QueueSettings(BaseModel):
     )
     max_jobs: int = Field(16, ge=1, le=1000, description="concurrent jobs per worker process")
     adaptive_jobs: bool = Field(
-        False,
-        description="each worker process runs between 1 and MAX_JOBS jobs at once, following the store's "
-        "command latency (off by default: it still throttles a store that is not the bottleneck on a "
-        "machine whose CPUs are busy with other work)",
+        True,
+        description="each worker process runs between 1 and MAX_JOBS jobs at once: fewer while the store "
+        "is saturated (never idle between its commands, which queue), MAX_JOBS while it is not; "
+        "false: always MAX_JOBS",
     )
     job_timeout_s: float = Field(300.0, gt=0, description="one compression job, all LLM calls included")
     max_tries: int = Field(5, ge=1, le=100, description="tries per job before it is dead-lettered")

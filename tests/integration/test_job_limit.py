@@ -52,7 +52,7 @@ async def test_a_job_waiting_for_a_slot_is_not_timed_out(
         scan_cron="0 0 1 1 *",
     )
     # The limit held at one slot (no window ever ends), as after the store was seen saturated.
-    limit = AdaptiveJobLimit(4, initial=1, window=1_000_000)
+    limit = AdaptiveJobLimit(4, initial=1, window_s=1e9)
     worker = MemcompressWorker(**worker_settings(settings), burst=True, handle_signals=False, job_limit=limit)
     llm.hold()
     for user in users:

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from bson import ObjectId
 from pymongo import monitoring
+from pymongo.errors import BulkWriteError
 from redis.asyncio import Redis
 
 from memcompress.metrics import Metrics
@@ -298,6 +299,22 @@ async def test_archive_finishes_a_copy_that_crashed_before_its_delete(
     assert await memory.archive_by_refs("u", [d["_id"] for d in docs]) == 3  # bare _ids: older refs
     assert await database.collection(USER_MEMORY_ARCHIVE).count_documents({}) == 3
     assert await memory.count_events("u") == 0
+
+
+async def test_an_archived_document_of_another_user_with_the_same_id_fails_the_archive(
+    memory: MongoUserMemoryRepository, database: MongoDatabase
+) -> None:
+    """The copies are one insert; one refused as a duplicate ``_id`` is upserted by ``_id`` and user,
+    which another user's archived document refuses too: the trim fails and deletes nothing."""
+    await memory.append_events(make_events("u", 3))
+    docs = await _all_docs(database, USER_MEMORY)
+    taken = {**docs[1], "user_id": "other", "content": "another user's"}
+    await database.collection(USER_MEMORY_ARCHIVE).insert_one(taken)
+    with pytest.raises(BulkWriteError):
+        await memory.archive_by_refs("u", [s.ref async for s in memory.iter_oldest("u")])
+    assert await memory.count_events("u") == 3
+    archived = await database.collection(USER_MEMORY_ARCHIVE).find_one({"_id": docs[1]["_id"]})
+    assert archived is not None and archived["user_id"] == "other"
 
 
 @pytest.mark.parametrize("retention", ["delete", "archive"])

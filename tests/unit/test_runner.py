@@ -94,7 +94,7 @@ async def test_it_claims_no_more_jobs_than_the_job_limit_and_leaves_the_rest_que
     async def wait(ctx: dict[str, Any]) -> None:
         await release.wait()
 
-    limit = AdaptiveJobLimit(4, initial=1, window=1_000_000)  # held at one: no window ever ends
+    limit = AdaptiveJobLimit(4, initial=1, window_s=1e9)  # held at one: no window ever ends
     worker = MemcompressWorker(
         functions=[func(wait, name="wait")], handle_signals=False, queue_name="q", max_jobs=4, job_limit=limit
     )

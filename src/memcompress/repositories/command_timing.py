@@ -1,27 +1,33 @@
-"""Every MongoDB command's duration, as the client measured it, handed to a callback.
+"""When each MongoDB command starts and ends, as the client sees it, told to an observer.
 
 :class:`CommandTimer` is a pymongo ``CommandListener`` (give it to the client as ``event_listeners``):
-for each command that ends, successfully or not, it calls ``observe(command_name, seconds)`` in the
-thread that ran the command (the event loop's, for the async client). The callback must not block.
-Only the command's name and duration are passed on: nothing of its documents.
+it calls ``store_command_started()`` when a command is sent and ``store_command_finished()`` when it
+ends, successfully or not, in the thread that ran the command (the event loop's, for the async
+client). The observer must not block. Nothing of a command (its name, its documents) is passed on.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import Protocol
 
 from pymongo import monitoring
 
 
+class CommandObserver(Protocol):
+    def store_command_started(self) -> None: ...
+
+    def store_command_finished(self) -> None: ...
+
+
 class CommandTimer(monitoring.CommandListener):
-    def __init__(self, observe: Callable[[str, float], None]) -> None:
-        self._observe = observe
+    def __init__(self, observer: CommandObserver) -> None:
+        self._observer = observer
 
     def started(self, event: monitoring.CommandStartedEvent) -> None:
-        return None
+        self._observer.store_command_started()
 
     def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        self._observe(event.command_name, event.duration_micros / 1e6)
+        self._observer.store_command_finished()
 
     def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        self._observe(event.command_name, event.duration_micros / 1e6)
+        self._observer.store_command_finished()

@@ -50,7 +50,7 @@ from typing import Any
 
 import bson
 from bson import ObjectId
-from pymongo import ReplaceOne, UpdateOne
+from pymongo import UpdateOne
 
 from memcompress.layouts import StoreLayout
 from memcompress.metrics import Metrics
@@ -68,7 +68,7 @@ from memcompress.models import (
     Watermark,
     utc_now,
 )
-from memcompress.repositories.archive import Archive
+from memcompress.repositories.archive import Archive, Copy
 from memcompress.repositories.database import Document, MongoDatabase
 from memcompress.repositories.documents import (
     EventRules,
@@ -395,15 +395,14 @@ class MongoConversationMemory:
             return
         now = utc_now()
         copies = [
-            ReplaceOne(
-                {"_id": f"{conversation_id}:summary:{hashlib.sha256(line.encode()).hexdigest()[:16]}"},
+            _copy(
+                f"{conversation_id}:summary:{hashlib.sha256(line.encode()).hexdigest()[:16]}",
                 {
                     "conversation_id": conversation_id,
                     "seq": -1,
                     "message": {"role": SUMMARY_LINE_ROLE, "content": line, "timestamp": now},
                     "archived_at": now,
                 },
-                upsert=True,
             )
             for line in lines
         ]
@@ -418,15 +417,14 @@ class MongoConversationMemory:
         if front is None:
             return 0
         copies = [
-            ReplaceOne(
-                {"_id": f"{conversation_id}:{seq}"},
+            _copy(
+                f"{conversation_id}:{seq}",
                 {
                     "conversation_id": conversation_id,
                     "seq": seq,
                     "message": message,
                     "archived_at": utc_now(),
                 },
-                upsert=True,
             )
             for seq, message in enumerate(front.page, start=front.base)
         ]
@@ -588,3 +586,8 @@ class MongoConversationSummaries:
             {"$set": {f"{STATE}.pending_trim": None}},
         )
         return result.modified_count == 1
+
+
+def _copy(archive_id: str, document: Document) -> Copy:
+    """An archived message: its ``_id`` names the conversation, so the ``_id`` alone is its key."""
+    return Copy({"_id": archive_id, **document}, {"_id": archive_id})

@@ -15,7 +15,6 @@ from typing import Any
 from uuid import uuid4
 
 from bson import ObjectId
-from pymongo import InsertOne, ReplaceOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.command_cursor import AsyncCommandCursor
 
@@ -34,7 +33,7 @@ from memcompress.models import (
     utc_now,
     valid_user_id,
 )
-from memcompress.repositories.archive import Archive
+from memcompress.repositories.archive import Archive, Copy
 from memcompress.repositories.database import Document, MongoDatabase
 from memcompress.repositories.documents import DATED, EventRules, event_to_document, valid_events
 from memcompress.settings import BATCH_SIZE
@@ -354,11 +353,7 @@ class MongoUserMemoryRepository:
             if not copied:
                 continue
             copies = [
-                ReplaceOne(
-                    {"_id": doc["_id"], self._owner: user_id},
-                    {**doc, "archived_at": archived_at},
-                    upsert=True,
-                )
+                Copy({**doc, "archived_at": archived_at}, {"_id": doc["_id"], self._owner: user_id})
                 for doc, _ in copied
             ]
             written = {"_id": {"$in": [doc["_id"] for doc, _ in copied]}, self._owner: user_id}
@@ -384,7 +379,7 @@ class MongoUserMemoryRepository:
             for line in lines
         ]
         written = {"_id": {"$in": [doc["_id"] for doc in docs]}, self._owner: user_id}
-        await self._archive.keep(user_id, [InsertOne(doc) for doc in docs], written)
+        await self._archive.keep(user_id, [Copy(doc, {"_id": doc["_id"]}) for doc in docs], written)
 
     async def users_over_threshold(self, threshold: int, limit: int | None = None) -> list[UserBacklog]:
         """Users with more than ``threshold`` foldable events, most first (one aggregation). Counts what

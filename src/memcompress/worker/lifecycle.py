@@ -1,9 +1,9 @@
 """The worker process's start-up and shut-down: services in ``ctx``, what the store's indexes put at
 risk (logged as errors at start), the ``/metrics`` endpoint, a sampler that keeps the queue-depth and
 dead-letter gauges current, and the drainer that turns the apps' compression requests into jobs
-(:mod:`memcompress.jobs.drainer`). Every MongoDB command's duration goes to
-``ctx[STORE_COMMAND_OBSERVER]`` when the worker put one there (the adaptive job limit's latency
-samples, :mod:`memcompress.worker.runner`)."""
+(:mod:`memcompress.jobs.drainer`). ``ctx[STORE_COMMAND_OBSERVER]``, when the worker put one there, is
+told when every MongoDB command starts and ends (the adaptive job limit's samples,
+:mod:`memcompress.worker.runner`)."""
 
 from __future__ import annotations
 
@@ -24,9 +24,7 @@ from memcompress.worker.http_endpoint import serve
 
 log = logging.getLogger(__name__)
 
-STORE_COMMAND_OBSERVER = (
-    "store_command_observer"  # ctx key: called with each store command's name and seconds
-)
+STORE_COMMAND_OBSERVER = "store_command_observer"  # ctx key: a repositories.command_timing.CommandObserver
 Hook = Callable[[dict[str, Any]], Awaitable[None]]
 
 

@@ -14,10 +14,9 @@ until then. Here a finished job wakes the poll loop at once, and the poll adapts
 ``busy_poll_s`` while due jobs are found, backing off by doubling to ``IDLE_POLL_S`` when none are, so
 an idle fleet does not hammer Redis. (arq's own loop is given no delay; the waiting happens here.)
 
-With ``MEMCOMPRESS_ADAPTIVE_JOBS`` (off by default: on a machine whose CPUs are busy with other work it
-still throttles a store that is not the bottleneck, docs/benchmarks.md), how many jobs run at once
-follows the store (:mod:`memcompress.worker.job_limit`): the process's
-MongoDB client reports every command's duration to an :class:`AdaptiveJobLimit`, and the worker claims
+With ``MEMCOMPRESS_ADAPTIVE_JOBS`` (the default), how many jobs run at once follows the store
+(:mod:`memcompress.worker.job_limit`): the process's MongoDB client tells an :class:`AdaptiveJobLimit`
+when each command starts and ends, the limit falls while the store is saturated, and the worker claims
 a job only while it runs fewer than that limit (1 to ``max_jobs``; arq reads ``max_jobs`` before each
 claim, and its semaphore keeps the configured size). A job waiting for a slot is never claimed, so no
 time limit runs for it and another worker process may take it.
@@ -32,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from typing import Any
 
 from arq.worker import Worker
@@ -72,7 +72,7 @@ class MemcompressWorker(Worker):
         self.job_limit = job_limit  # None: MAX_JOBS at once, always (MEMCOMPRESS_ADAPTIVE_JOBS off)
         self.ceiling = max_jobs
         if job_limit is not None:
-            ctx = {**(ctx or {}), STORE_COMMAND_OBSERVER: self._observe_store_command}  # for on_startup
+            ctx = {**(ctx or {}), STORE_COMMAND_OBSERVER: self}  # for on_startup
         super().__init__(*args, poll_delay=0, max_jobs=max_jobs, ctx=ctx, **kwargs)
         self.max_jobs = self.current_limit()
         self.busy_poll_s = poll_delay
@@ -95,9 +95,13 @@ class MemcompressWorker(Worker):
     def current_limit(self) -> int:
         return self.ceiling if self.job_limit is None else self.job_limit.limit
 
-    def _observe_store_command(self, command: str, seconds: float) -> None:
+    def store_command_started(self) -> None:
         if self.job_limit is not None:
-            self.job_limit.observe(command, seconds, self.job_counter)
+            self.job_limit.command_started(time.monotonic())
+
+    def store_command_finished(self) -> None:
+        if self.job_limit is not None:
+            self.job_limit.command_finished(time.monotonic(), self.job_counter)
 
     def _release_sem_dec_counter_on_complete(self) -> None:
         super()._release_sem_dec_counter_on_complete()
@@ -129,7 +133,7 @@ class MemcompressWorker(Worker):
             log.warning("lost Redis while claiming a job (%s); will poll again", type(error).__name__)
 
 
-def run(settings: dict[str, Any], *, burst: bool = False, adaptive: bool = False) -> None:
+def run(settings: dict[str, Any], *, burst: bool = False, adaptive: bool = True) -> None:
     """The worker; ``adaptive`` (MEMCOMPRESS_ADAPTIVE_JOBS): the job limit follows the store."""
     limit = AdaptiveJobLimit(int(settings["max_jobs"])) if adaptive else None
     MemcompressWorker(**settings, burst=burst, job_limit=limit).run()
