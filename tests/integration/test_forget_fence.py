@@ -173,7 +173,7 @@ async def test_forget_while_the_job_has_lost_its_lock_leaves_nothing(
     forget = _forget(services, user, redis, lose_lock=True)
     if place.startswith("between"):
         memory: Any = services.memory
-        memory._archive.collection = Hooked(memory._archive.collection, "bulk_write", before=forget)
+        memory._archive.collection = Hooked(memory._archive.collection, "insert_many", before=forget)
     elif place.startswith("before the profile"):
         # the user has no profile: the summary write creates it
         services.profiles = Hooked(services.profiles, "update_summary_if_version", before=forget)  # type: ignore[assignment]
