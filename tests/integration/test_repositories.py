@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from bson import ObjectId
-from pymongo import monitoring
+from pymongo import AsyncMongoClient, monitoring
 from pymongo.errors import BulkWriteError
 from redis.asyncio import Redis
 
@@ -35,6 +35,7 @@ from memcompress.repositories.database import (
 from memcompress.repositories.erasures import ErasedUsers
 from memcompress.repositories.errors import StoreUnavailable
 from memcompress.repositories.indexes import ensure_indexes
+from memcompress.repositories.maintenance import MongoMaintenance
 from memcompress.repositories.overrides import MongoUserOverrides
 from memcompress.repositories.user_memory import MongoUserMemoryRepository
 from memcompress.repositories.user_profiles import MongoUserProfileRepository
@@ -557,3 +558,20 @@ async def test_an_erase_tombstone_counts_until_it_expires_and_brings_its_own_ttl
     indexes = {i["name"]: i async for i in await tombstones.list_indexes()}
     assert indexes["expires"]["expireAfterSeconds"] == 0
     await ensure_indexes(database)  # migrate afterwards: the same index, no conflict
+
+
+async def test_index_risks_of_a_store_that_does_not_answer_are_one_line_not_an_error(
+    database: MongoDatabase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker starting while the store restarts checks the indexes and runs on (it used to exit)."""
+    gone: AsyncMongoClient[Any] = AsyncMongoClient(
+        "mongodb://127.0.0.1:1/?directConnection=true", serverSelectionTimeoutMS=300
+    )
+    monkeypatch.setattr(database, "collection", lambda name: gone["x"][name])
+    try:
+        [risk] = await MongoMaintenance(database).index_risks()
+    finally:
+        await gone.close()
+    assert risk.startswith(
+        "the indexes could not be checked (the store did not answer: ServerSelectionTimeoutError)"
+    )

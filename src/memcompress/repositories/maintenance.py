@@ -3,6 +3,8 @@ erasing it (``memcompress forget``), and dropping a throw-away database (the dem
 
 from __future__ import annotations
 
+from pymongo.errors import ConnectionFailure
+
 from memcompress.repositories.database import (
     COMPACTION_LOG,
     DEAD_LETTERS,
@@ -45,8 +47,15 @@ class MongoMaintenance:
     async def index_risks(self) -> list[str]:
         """What the store's indexes put at risk, one line each naming the fix: TTL indexes on the
         history's collection that nobody asked for, and a missing unique index on the profiles'
-        ``user_id``."""
-        return await self._memory_ttl_risks() + await self._profile_index_risks()
+        ``user_id``. A store that does not answer (restarting, say) is one line too: a worker starting
+        meanwhile runs on and rides out the restart as its jobs do, rather than exiting."""
+        try:
+            return await self._memory_ttl_risks() + await self._profile_index_risks()
+        except ConnectionFailure as error:
+            return [
+                f"the indexes could not be checked (the store did not answer: {type(error).__name__}); "
+                "memcompress status checks them again"
+            ]
 
     async def _profile_index_risks(self) -> list[str]:
         """The worker creates a user's profile trusting the unique index on ``user_id`` to refuse a second
