@@ -258,6 +258,7 @@ def guard(runs: list[UserRun], verdicts: list[Verdict], elapsed: float) -> None:
                 kinds["accepted"],
                 kinds["dropped"],
                 ", ".join(f"{check} {n}" for check, n in rejected.most_common()) or "-",
+                sum(v.draft for v in answers),
                 sum(v.repair for v in answers),
                 sum(record.values_patched for record in records),
                 sum(record.values_dropped for record in records),
@@ -267,11 +268,12 @@ def guard(runs: list[UserRun], verdicts: list[Verdict], elapsed: float) -> None:
     every = sum(len(r.outcomes) for r in runs)
     print(
         f"\nthe answer guard's verdicts ({elapsed / max(every, 1):.1f} s per compaction; "
-        "dropped: a summary missing values of its inputs, repaired then patched; false rejects: "
-        "rejected answers that carried every value)"
+        "dropped: a summary missing values of its inputs, repaired then patched; drafts: rejected "
+        "answers, cut off or over the budget, whose complete sentences pass the shape checks; false "
+        "rejects: rejected answers without a draft that carried every value)"
     )
     headers = ["language", "compactions", "tries", "answers", "accepted", "dropped", "rejected by check"]
-    headers += ["repair requests", "values patched", "values dropped", "false rejects"]
+    headers += ["drafts", "repair requests", "values patched", "values dropped", "false rejects"]
     print(table(headers, rows))
 
 
@@ -285,6 +287,7 @@ def dump_rejected(path: str, verdicts: list[Verdict]) -> None:
             line = {
                 "check": v.check,
                 "false_reject": v.false_reject,
+                "draft": v.draft,
                 "missing": v.missing,
                 "required": v.required,
                 "repair": v.repair,

@@ -114,6 +114,7 @@ from memcompress.summarizers.guard import (
     required_values,
     shape_repair_instruction,
     shrunk,
+    usable_draft,
 )
 
 log = logging.getLogger(__name__)
@@ -497,19 +498,26 @@ async def summarise_guarded(
     :mod:`memcompress.summarizers.guard`): at most one repair request, then a deterministic patch.
 
     An answer that is not a summary (the shape checks) gets the repair request; if that answer is not
-    one either, :class:`RejectedAnswer`. An answer that drops values of the summary so far or of the
-    folded events (or shrank) gets the repair request unless one was sent; whatever is still missing
-    is patched in from its source sentences, within the budget. So an honest answer is never rejected
-    for how it wrote a value, and a dropped value never fails the run."""
+    one either, the complete sentences of either answer when it was cut off at ``max_tokens`` or over
+    the budget (its draft, if it passes the shape checks) are the answer, else :class:`RejectedAnswer`.
+    An answer that drops values of the summary so far or of the folded events (or shrank) gets the
+    repair request unless one was sent; whatever is still missing is patched in from its source
+    sentences, within the budget. So an honest answer is never rejected for how it wrote a value, a
+    model that writes too much still folds, and a dropped value never fails the run."""
     rejected: list[str] = []
     text, rejection = await _answer(request, summarize)
     repaired = rejection is not None
     if rejection is not None:
         rejected.append(rejection.check)
         note = shape_repair_instruction(rejection, request.language)
-        text, rejection = await _answer(replace(request, repair_note=note), summarize)
-        if rejection is not None:
-            raise RejectedAnswer(rejection, [*rejected, rejection.check])
+        text, retried = await _answer(replace(request, repair_note=note), summarize)
+        if retried is not None:
+            rejected.append(retried.check)
+            text = usable_draft(
+                [retried, rejection], request.previous_summary, request.events, request.language
+            )
+            if text is None:
+                raise RejectedAnswer(retried, rejected)
     assert text is not None
     required = required_values(request.previous_summary, request.events)
     missing = missing_values(required, request.events, text)
@@ -520,7 +528,8 @@ async def summarise_guarded(
         second, rejection = await _answer(replace(request, repair_note=note), summarize)
         if rejection is not None:
             rejected.append(rejection.check)
-        elif second is not None:
+            second = usable_draft([rejection], request.previous_summary, request.events, request.language)
+        if second is not None:
             again = missing_values(required, request.events, second)
             if len(again) <= len(missing):
                 text, missing = second, again
@@ -537,7 +546,7 @@ async def _answer(
     try:
         result = await summarize(request)
     except RejectedOutput as error:
-        return None, Rejection(error.check, str(error))
+        return None, Rejection(error.check, str(error), error.draft)
     text = result.text.strip()
     return text, judge_answer(text, request.previous_summary, request.events, request.language)
 

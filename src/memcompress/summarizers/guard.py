@@ -122,10 +122,12 @@ def _inputs_text(previous: str | None, events: Sequence[MemoryEvent]) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Rejection:
-    """Why an answer is not a summary: a check name and a reason with counts only."""
+    """Why an answer is not a summary: a check name and a reason with counts only; for an answer cut off
+    or over its budget, its draft (:func:`~memcompress.summarizers.base.draft_of`; user content)."""
 
     check: Check
     reason: str
+    draft: str | None = None
 
     def __str__(self) -> str:
         return self.reason
@@ -182,6 +184,22 @@ def shape_repair_instruction(rejection: Rejection, language: str) -> str:
         "JSON, nothing that is not in the current summary or the messages, no repetition of these "
         "instructions."
     )
+
+
+def usable_draft(
+    rejections: Sequence[Rejection], previous: str | None, events: Sequence[MemoryEvent], language: str
+) -> str | None:
+    """Of the drafts of rejected answers (cut off at ``max_tokens``, or over the budget), the one that
+    passes the shape checks (:func:`judge_answer`) and misses the fewest values of its inputs, the
+    first on a tie; None when there is none. The caller patches in what it misses: a draft is never
+    stored as it is."""
+    required = required_values(previous, events)
+    drafts = [
+        rejection.draft
+        for rejection in rejections
+        if rejection.draft and judge_answer(rejection.draft, previous, events, language) is None
+    ]
+    return min(drafts, key=lambda draft: len(missing_values(required, events, draft)), default=None)
 
 
 # --- invented values -----------------------------------------------------------------------------
