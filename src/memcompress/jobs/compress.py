@@ -497,25 +497,27 @@ async def summarise_guarded(
     """Step 5 with the answer guard (shared with ``memcompress replay``, see
     :mod:`memcompress.summarizers.guard`): at most one repair request, then a deterministic patch.
 
-    An answer that is not a summary (the shape checks) gets the repair request; if that answer is not
-    one either, the complete sentences of either answer when it was cut off at ``max_tokens`` or over
-    the budget (its draft, if it passes the shape checks) are the answer, else :class:`RejectedAnswer`.
+    An answer cut off at ``max_tokens`` or over the budget is taken as its complete sentences (its
+    draft) when they pass the shape checks. Any other answer that is not a summary (the shape checks)
+    gets the repair request; if that answer is not one either (nor has a draft), :class:`RejectedAnswer`.
     An answer that drops values of the summary so far or of the folded events (or shrank) gets the
     repair request unless one was sent; whatever is still missing is patched in from its source
     sentences, within the budget. So an honest answer is never rejected for how it wrote a value, a
     model that writes too much still folds, and a dropped value never fails the run."""
     rejected: list[str] = []
     text, rejection = await _answer(request, summarize)
-    repaired = rejection is not None
+    repaired = False
     if rejection is not None:
         rejected.append(rejection.check)
+        text = usable_draft(rejection, request.previous_summary, request.events, request.language)
+    if text is None:
+        assert rejection is not None
+        repaired = True
         note = shape_repair_instruction(rejection, request.language)
         text, retried = await _answer(replace(request, repair_note=note), summarize)
         if retried is not None:
             rejected.append(retried.check)
-            text = usable_draft(
-                [retried, rejection], request.previous_summary, request.events, request.language
-            )
+            text = usable_draft(retried, request.previous_summary, request.events, request.language)
             if text is None:
                 raise RejectedAnswer(retried, rejected)
     assert text is not None
@@ -528,7 +530,7 @@ async def summarise_guarded(
         second, rejection = await _answer(replace(request, repair_note=note), summarize)
         if rejection is not None:
             rejected.append(rejection.check)
-            second = usable_draft([rejection], request.previous_summary, request.events, request.language)
+            second = usable_draft(rejection, request.previous_summary, request.events, request.language)
         if second is not None:
             again = missing_values(required, request.events, second)
             if len(again) <= len(missing):

@@ -187,19 +187,15 @@ def shape_repair_instruction(rejection: Rejection, language: str) -> str:
 
 
 def usable_draft(
-    rejections: Sequence[Rejection], previous: str | None, events: Sequence[MemoryEvent], language: str
+    rejection: Rejection, previous: str | None, events: Sequence[MemoryEvent], language: str
 ) -> str | None:
-    """Of the drafts of rejected answers (cut off at ``max_tokens``, or over the budget), the one that
-    passes the shape checks (:func:`judge_answer`) and misses the fewest values of its inputs, the
-    first on a tie; None when there is none. The caller patches in what it misses: a draft is never
-    stored as it is."""
-    required = required_values(previous, events)
-    drafts = [
-        rejection.draft
-        for rejection in rejections
-        if rejection.draft and judge_answer(rejection.draft, previous, events, language) is None
-    ]
-    return min(drafts, key=lambda draft: len(missing_values(required, events, draft)), default=None)
+    """The draft of a rejected answer (cut off at ``max_tokens``, or over the budget) when it passes the
+    shape checks (:func:`judge_answer`); else None. The caller checks what it carries and patches in
+    what it misses: a draft is never stored as it is."""
+    draft = rejection.draft
+    if draft and judge_answer(draft, previous, events, language) is None:
+        return draft
+    return None
 
 
 # --- invented values -----------------------------------------------------------------------------
