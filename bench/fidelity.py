@@ -19,7 +19,7 @@ dead-lettered. Numbers, not assertions.
     .venv/bin/python bench/fidelity.py --sweep      # make fidelity: also at 2x and 4x the budget (~40 s)
     .venv/bin/python bench/fidelity.py --quick      # 3 users per language (make bench runs this)
     .venv/bin/python bench/fidelity.py --budget 4000 6000 --show-misses 10 --seed 3
-    make fidelity-real-llm   # against the real server of make llm-server: 2 users per language, one at a time
+    make fidelity-real-llm   # against the real server of make llm-server: 1 user per language, one at a time
 
 The summariser is the one the settings choose: the offline extractive one unless
 ``MEMCOMPRESS_LLM_BASE_URL`` (or an API key) is set, then any OpenAI-compatible endpoint
