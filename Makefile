@@ -89,7 +89,7 @@ test-real-llm: $(STAMP)
 	$(PY) -m pytest -m real_llm tests/integration/test_real_llm.py -v -s -p no:cacheprovider
 
 ## Fidelity on the real server, the run docs/fidelity.md shows (1 user per language, 5 sessions, a 1,000-char
-## budget, one request at a time: ~6 min with SmolLM2-135M here).
+## budget, one request at a time: about 45 min with SmolLM2-135M here at a load average of 3-10).
 fidelity-real-llm: $(STAMP)
 	@$(PYTHON) bench/llm_server.py start --model $(LLM_MODEL) --n-ctx $(LLM_N_CTX) >/dev/null
 	set -a && . ./.llm-venv/server.env && $(PY) bench/fidelity.py --users 1 --sessions 5 --budget 1000 --concurrency 1 --show-misses 10

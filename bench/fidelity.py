@@ -19,7 +19,7 @@ dead-lettered. Numbers, not assertions.
     .venv/bin/python bench/fidelity.py --sweep      # make fidelity: also at 2x and 4x the budget (~40 s)
     .venv/bin/python bench/fidelity.py --quick      # 3 users per language (make bench runs this)
     .venv/bin/python bench/fidelity.py --budget 4000 6000 --show-misses 10 --seed 3
-    make fidelity-real-llm   # against the real server of make llm-server: 2 users per language, one at a time
+    make fidelity-real-llm   # against the real server of make llm-server: 1 user per language, one at a time
 
 The summariser is the one the settings choose: the offline extractive one unless
 ``MEMCOMPRESS_LLM_BASE_URL`` (or an API key) is set, then any OpenAI-compatible endpoint
@@ -258,6 +258,7 @@ def guard(runs: list[UserRun], verdicts: list[Verdict], elapsed: float) -> None:
                 kinds["accepted"],
                 kinds["dropped"],
                 ", ".join(f"{check} {n}" for check, n in rejected.most_common()) or "-",
+                sum(v.draft for v in answers),
                 sum(v.repair for v in answers),
                 sum(record.values_patched for record in records),
                 sum(record.values_dropped for record in records),
@@ -267,11 +268,12 @@ def guard(runs: list[UserRun], verdicts: list[Verdict], elapsed: float) -> None:
     every = sum(len(r.outcomes) for r in runs)
     print(
         f"\nthe answer guard's verdicts ({elapsed / max(every, 1):.1f} s per compaction; "
-        "dropped: a summary missing values of its inputs, repaired then patched; false rejects: "
-        "rejected answers that carried every value)"
+        "dropped: a summary missing values of its inputs, repaired then patched; drafts: rejected "
+        "answers, cut off or over the budget, whose complete sentences pass the shape checks; false "
+        "rejects: rejected answers without a draft that carried every value)"
     )
     headers = ["language", "compactions", "tries", "answers", "accepted", "dropped", "rejected by check"]
-    headers += ["repair requests", "values patched", "values dropped", "false rejects"]
+    headers += ["drafts", "repair requests", "values patched", "values dropped", "false rejects"]
     print(table(headers, rows))
 
 
@@ -285,6 +287,7 @@ def dump_rejected(path: str, verdicts: list[Verdict]) -> None:
             line = {
                 "check": v.check,
                 "false_reject": v.false_reject,
+                "draft": v.draft,
                 "missing": v.missing,
                 "required": v.required,
                 "repair": v.repair,

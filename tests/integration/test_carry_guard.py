@@ -173,6 +173,25 @@ async def test_an_incomplete_answer_is_never_stored(
     await _assert_unchanged(database, user)
 
 
+async def test_answers_cut_at_max_tokens_fold_as_their_complete_sentences_with_the_values_patched_in(
+    make_services: ServicesFactory, database: MongoDatabase, llm: FakeLLM
+) -> None:
+    user = f"cut-{uuid.uuid4().hex[:8]}"
+    docs = await seed_app_user(database, user, PREVIOUS, text=TURNS)
+    llm.answer = lambda number, previous, texts: "Anna lives in Riga. The user likes many topics. Then she wr"
+    llm.cut_at_max_tokens = True
+
+    record = await run_compression(make_services(), user)
+
+    assert record.outcome is Outcome.COMPRESSED, record.reason
+    assert record.answers_rejected == {"incomplete": 2 * record.chunks}  # each answer and its repair
+    assert record.values_patched > 0
+    assert await database.collection(USER_MEMORY).count_documents({"user_id": user}) == 20
+    summary = await _values_all_kept(database, user, docs)
+    assert summary.startswith("Anna lives in Riga. The user likes many topics.\n")
+    assert "Then she wr" not in summary  # the cut sentence is never stored
+
+
 async def test_a_context_overflow_is_reported_with_its_sizes_and_halves_the_request(
     make_services: ServicesFactory, database: MongoDatabase, llm: FakeLLM
 ) -> None:

@@ -9,6 +9,7 @@ import pytest
 from memcompress.models import MemoryEvent
 from memcompress.summarizers.guard import (
     PREVIOUS,
+    Rejection,
     Required,
     carry_repair_instruction,
     invented_values,
@@ -17,6 +18,7 @@ from memcompress.summarizers.guard import (
     patch_summary,
     required_values,
     shrunk,
+    usable_draft,
 )
 
 T0 = datetime(2026, 3, 11, 9, 15, tzinfo=UTC)
@@ -152,3 +154,13 @@ def test_the_carry_repair_request_quotes_values_as_data() -> None:
 def test_a_shrunk_answer_gets_a_repair_request_without_values() -> None:
     text = carry_repair_instruction([], shrunk=True)
     assert "left out much of the current summary" in text and "dropped" not in text
+
+
+def test_a_draft_is_usable_when_it_passes_the_shape_checks() -> None:
+    events = _events("My door code is 4471 and my sister Beatrice calls on 2026-03-12.")
+    cut = Rejection("incomplete", "cut", "Door code 4471, sister Beatrice.")
+    markup = Rejection("oversize", "long", "<div>Door code 4471, sister Beatrice, 2026-03-12.</div>")
+
+    assert usable_draft(cut, None, events, "en") == "Door code 4471, sister Beatrice."
+    assert usable_draft(markup, None, events, "en") is None
+    assert usable_draft(Rejection("empty", "empty"), None, events, "en") is None

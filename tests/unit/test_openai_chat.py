@@ -52,7 +52,9 @@ def test_llama_cpp_servers_overflow_is_a_context_overflow_with_its_sizes() -> No
     assert (overflow.context_tokens, overflow.requested_tokens) == (8192, 9041)
 
 
-def _summarizer(finish_reason: str, completion_tokens: int) -> OpenAISummarizer:
+def _summarizer(
+    finish_reason: str, completion_tokens: int, content: str = "The door code is 4471."
+) -> OpenAISummarizer:
     def answer(request: httpx.Request) -> httpx.Response:
         body = json.loads(request.content)
         assert body["max_tokens"] == max_completion_tokens(REQUEST.max_chars)
@@ -66,7 +68,7 @@ def _summarizer(finish_reason: str, completion_tokens: int) -> OpenAISummarizer:
                 "choices": [
                     {
                         "index": 0,
-                        "message": {"role": "assistant", "content": "The door code is 4471."},
+                        "message": {"role": "assistant", "content": content},
                         "finish_reason": finish_reason,
                     }
                 ],
@@ -113,3 +115,20 @@ async def test_an_answer_that_used_all_its_max_tokens_is_incomplete() -> None:
     assert not isinstance(rejected.value, ContextOverflow)
     assert rejected.value.check == "incomplete"
     await summarizer.aclose()
+
+
+async def test_an_incomplete_answer_carries_its_complete_sentences_as_a_draft() -> None:
+    cut = "The door code is 4471. The user plans to"
+    summarizer = _summarizer("length", max_completion_tokens(REQUEST.max_chars), cut)
+
+    with pytest.raises(RejectedOutput) as rejected:
+        await summarizer.summarize(REQUEST)
+
+    assert (rejected.value.check, rejected.value.draft) == ("incomplete", "The door code is 4471.")
+    await summarizer.aclose()
+
+
+def test_max_tokens_lets_an_answer_in_cyrillic_reach_the_budget_at_a_token_a_letter() -> None:
+    assert max_completion_tokens(1000) == max_completion_tokens(1000, "My door code is 4471.") == 500
+    assert max_completion_tokens(1000, "Код двери 4471.") > 800  # 11 Cyrillic letters of 13
+    assert max_completion_tokens(1000, "Кодовыйзамок") == 1000

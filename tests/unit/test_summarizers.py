@@ -5,7 +5,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from memcompress.models import MemoryEvent, Role, valid_language_tag
-from memcompress.summarizers.base import RejectedOutput, SummaryRequest, check_summary, transcript_line
+from memcompress.summarizers.base import (
+    RejectedOutput,
+    SummaryRequest,
+    check_summary,
+    draft_of,
+    transcript_line,
+)
 from memcompress.summarizers.extractive import ExtractiveSummarizer
 from memcompress.summarizers.guard import fit_summary
 from memcompress.summarizers.openai_chat import build_messages
@@ -112,6 +118,27 @@ def test_a_long_paragraph_is_shortened_by_sentences() -> None:
 def test_check_summary_fails_closed(answer: str) -> None:
     with pytest.raises(RejectedOutput):
         check_summary(answer, 500)
+
+
+def test_the_draft_of_a_cut_answer_is_its_complete_sentences_within_the_budget() -> None:
+    cut = "Anna lives in Riga. Her code is 4471! Budget: 1500 EUR.\n- likes jazz\nShe plans to vis"
+    assert draft_of(cut, 500) == "Anna lives in Riga. Her code is 4471! Budget: 1500 EUR.\n- likes jazz"
+    assert draft_of(cut, 40) == "Anna lives in Riga. Her code is 4471!"
+    assert draft_of("Ends with a period.", 500) == ""  # cut there, or not: unknown
+    assert draft_of("Ends with a period.", 500, complete=True) == "Ends with a period."
+    assert draft_of("no sentence end at all", 500) == ""
+
+
+def test_a_sentence_repeated_in_a_loop_is_drafted_once() -> None:
+    loop = "Anna lives in Riga. She likes jazz. She likes jazz.  she likes  jazz. She likes ja"
+    assert draft_of(loop, 500) == "Anna lives in Riga. She likes jazz."
+
+
+def test_an_oversize_summary_is_rejected_with_its_draft() -> None:
+    with pytest.raises(RejectedOutput) as rejected:
+        check_summary("Anna lives in Riga. Her code is 4471. Budget 1500 EUR.", 40)
+    assert rejected.value.check == "oversize"
+    assert rejected.value.draft == "Anna lives in Riga. Her code is 4471."
 
 
 def test_check_summary_accepts_a_summary() -> None:

@@ -118,6 +118,7 @@ from memcompress.summarizers.guard import (
     required_values,
     shape_repair_instruction,
     shrunk,
+    usable_draft,
 )
 
 log = logging.getLogger(__name__)
@@ -517,20 +518,29 @@ async def summarise_guarded(
     """Step 5 with the answer guard (shared with ``memcompress replay``, see
     :mod:`memcompress.summarizers.guard`): at most one repair request, then a deterministic patch.
 
-    An answer that is not a summary (the shape checks) gets the repair request; if that answer is not
-    one either, :class:`RejectedAnswer`. An answer that drops values of the summary so far or of the
-    folded events (or shrank) gets the repair request unless one was sent; whatever is still missing
-    is patched in from its source sentences, within the budget. So an honest answer is never rejected
-    for how it wrote a value, and a dropped value never fails the run."""
+    An answer cut off at ``max_tokens`` or over the budget is taken as its complete sentences (its
+    draft) when they pass the shape checks. Any other answer that is not a summary (the shape checks)
+    gets the repair request; if that answer is not one either (nor has a draft), :class:`RejectedAnswer`.
+    An answer that drops values of the summary so far or of the folded events (or shrank) gets the
+    repair request unless one was sent; whatever is still missing is patched in from its source
+    sentences, within the budget. So an honest answer is never rejected for how it wrote a value, a
+    model that writes too much still folds, and a dropped value never fails the run."""
     rejected: list[str] = []
     text, rejection = await _answer(request, summarize)
-    repaired = rejection is not None
+    repaired = False
     if rejection is not None:
         rejected.append(rejection.check)
+        text = usable_draft(rejection, request.previous_summary, request.events, request.language)
+    if text is None:
+        assert rejection is not None
+        repaired = True
         note = shape_repair_instruction(rejection, request.language)
-        text, rejection = await _answer(replace(request, repair_note=note), summarize)
-        if rejection is not None:
-            raise RejectedAnswer(rejection, [*rejected, rejection.check])
+        text, retried = await _answer(replace(request, repair_note=note), summarize)
+        if retried is not None:
+            rejected.append(retried.check)
+            text = usable_draft(retried, request.previous_summary, request.events, request.language)
+            if text is None:
+                raise RejectedAnswer(retried, rejected)
     assert text is not None
     required = required_values(request.previous_summary, request.events)
     missing = missing_values(required, request.events, text)
@@ -541,7 +551,8 @@ async def summarise_guarded(
         second, rejection = await _answer(replace(request, repair_note=note), summarize)
         if rejection is not None:
             rejected.append(rejection.check)
-        elif second is not None:
+            second = usable_draft(rejection, request.previous_summary, request.events, request.language)
+        if second is not None:
             again = missing_values(required, request.events, second)
             if len(again) <= len(missing):
                 text, missing = second, again
@@ -558,7 +569,7 @@ async def _answer(
     try:
         result = await summarize(request)
     except RejectedOutput as error:
-        return None, Rejection(error.check, str(error))
+        return None, Rejection(error.check, str(error), error.draft)
     text = result.text.strip()
     return text, judge_answer(text, request.previous_summary, request.events, request.language)
 

@@ -32,16 +32,29 @@ class SummaryResult:
     requests: int = 1  # HTTP requests sent for it (client retries included); 0 for an offline summariser
 
 
-# Cyrillic and other scripts run at ~2-3 characters per token; this caps the answer near the budget.
+# The fewest characters an answer's token holds, by script: Latin text runs at 3-4 characters a token
+# with every tokenizer; Cyrillic and other scripts at 2-3 with OpenAI's, but a small model's tokenizer
+# spends about a token a letter (SmolLM2: a 500-token Russian answer is 500-700 characters; see
+# docs/fidelity.md). ``max_tokens`` lets an answer of the budget's length be written in either.
 CHARS_PER_TOKEN_FLOOR = 2
+OTHER_CHARS_PER_TOKEN_FLOOR = 1
 # The OpenAI summariser's system prompt and the wrapping of the summary and the transcript, estimated
 # (tests/unit/test_token_estimate.py checks it against the prompt itself).
 PROMPT_OVERHEAD_TOKENS = 265
 
 
-def max_completion_tokens(max_chars: int) -> int:
-    """The most tokens an answer of at most ``max_chars`` characters is allowed (``max_tokens``)."""
-    return max_chars // CHARS_PER_TOKEN_FLOOR
+def max_completion_tokens(max_chars: int, inputs: str = "") -> int:
+    """The most tokens an answer of at most ``max_chars`` characters is allowed (``max_tokens``), written
+    in the scripts of ``inputs`` (the summary so far and the folded texts) in their shares: Latin text
+    at :data:`CHARS_PER_TOKEN_FLOOR` characters a token, any other at :data:`OTHER_CHARS_PER_TOKEN_FLOOR`."""
+    letters = [char for char in inputs if not char.isspace()]
+    other = sum(1 for char in letters if not char.isascii()) / len(letters) if letters else 0.0
+    return int(max_chars * ((1 - other) / CHARS_PER_TOKEN_FLOOR + other / OTHER_CHARS_PER_TOKEN_FLOOR))
+
+
+def request_inputs(request: SummaryRequest) -> str:
+    """The texts an answer to ``request`` is written from: the summary so far and the folded events."""
+    return "\n".join([request.previous_summary or "", *(event.content for event in request.events)])
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +81,7 @@ def estimate_request_tokens(request: SummaryRequest) -> TokenEstimate:
         + transcript_tokens
         + estimate_tokens(request.repair_note or "")
     )
-    completion_max = max_completion_tokens(request.max_chars)
+    completion_max = max_completion_tokens(request.max_chars, request_inputs(request))
     completion = -(-request.max_chars * transcript_tokens // max(line_chars, 1))
     return TokenEstimate(
         prompt=prompt, completion=min(completion, completion_max), completion_max=completion_max
@@ -116,7 +129,9 @@ class ContextOverflow(PermanentSummarizerError):
 
 class RejectedOutput(SummarizerError):
     """An answer came back but is not a summary (empty, refusal, error text, cut off, oversize, or one
-    of the answer guard's checks). ``check`` names which, without quoting the answer."""
+    of the answer guard's checks). ``check`` names which, without quoting the answer. ``draft``: for an
+    answer cut off at ``max_tokens`` or over its budget, its complete sentences within the budget
+    (:func:`draft_of`; user content), which the answer guard may check and patch, never store as is."""
 
     kind: FailureKind = "rejected_output"
 
@@ -127,10 +142,39 @@ class RejectedOutput(SummarizerError):
         check: str = "unusable",
         prompt_tokens: int | None = None,
         completion_tokens: int | None = None,
+        draft: str | None = None,
     ) -> None:
         super().__init__(message)
         self.check = check
         self.prompt_tokens, self.completion_tokens = prompt_tokens, completion_tokens
+        self.draft = draft or None
+
+
+# The end of a sentence (its mark and the space after it) or of a line.
+_SENTENCE_END = re.compile(r"[.!?…。]+[\"'»”)\]]*(?:\n|(?=\s))|\n")
+
+
+def draft_of(text: str | None, max_chars: int, *, complete: bool = False) -> str:
+    """The complete sentences (and lines) of an answer, from its start, that fit ``max_chars``; a
+    sentence repeated (a model stuck in a loop) is kept once. Text after the last sentence end is cut
+    off, unless ``complete`` (the answer ended on its own: its end ends a sentence). Empty when not one
+    sentence fits."""
+    text = (text or "").strip()
+    ends = [match.end() for match in _SENTENCE_END.finditer(text)] + ([len(text)] if complete else [])
+    kept: list[str] = []
+    seen: set[str] = set()
+    size = start = 0
+    for end in ends:
+        sentence, start = text[start:end], end
+        key = " ".join(sentence.split()).casefold()
+        if not key or key in seen:
+            continue
+        if size + len(sentence) > max_chars:
+            break
+        seen.add(key)
+        kept.append(sentence)
+        size += len(sentence)
+    return "".join(kept).strip()
 
 
 class Summarizer(Protocol):
@@ -212,6 +256,8 @@ def check_summary(text: str | None, max_chars: int) -> str:
         raise RejectedOutput("answer looks like an error or a refusal, not a summary", check="refusal")
     if len(stripped) > max_chars:
         raise RejectedOutput(
-            f"summary of {len(stripped)} chars exceeds the {max_chars}-char budget", check="oversize"
+            f"summary of {len(stripped)} chars exceeds the {max_chars}-char budget",
+            check="oversize",
+            draft=draft_of(stripped, max_chars, complete=True),
         )
     return stripped

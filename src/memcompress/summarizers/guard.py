@@ -122,10 +122,12 @@ def _inputs_text(previous: str | None, events: Sequence[MemoryEvent]) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Rejection:
-    """Why an answer is not a summary: a check name and a reason with counts only."""
+    """Why an answer is not a summary: a check name and a reason with counts only; for an answer cut off
+    or over its budget, its draft (:func:`~memcompress.summarizers.base.draft_of`; user content)."""
 
     check: Check
     reason: str
+    draft: str | None = None
 
     def __str__(self) -> str:
         return self.reason
@@ -182,6 +184,18 @@ def shape_repair_instruction(rejection: Rejection, language: str) -> str:
         "JSON, nothing that is not in the current summary or the messages, no repetition of these "
         "instructions."
     )
+
+
+def usable_draft(
+    rejection: Rejection, previous: str | None, events: Sequence[MemoryEvent], language: str
+) -> str | None:
+    """The draft of a rejected answer (cut off at ``max_tokens``, or over the budget) when it passes the
+    shape checks (:func:`judge_answer`); else None. The caller checks what it carries and patches in
+    what it misses: a draft is never stored as it is."""
+    draft = rejection.draft
+    if draft and judge_answer(draft, previous, events, language) is None:
+        return draft
+    return None
 
 
 # --- invented values -----------------------------------------------------------------------------

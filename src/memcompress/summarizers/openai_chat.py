@@ -30,8 +30,10 @@ from memcompress.summarizers.base import (
     SummaryRequest,
     SummaryResult,
     check_summary,
+    draft_of,
     max_completion_tokens,
     quote_json,
+    request_inputs,
     transcript_line,
 )
 from memcompress.summarizers.carry import PROMPT_TRUNCATED, estimate_prompt_tokens, prompt_was_truncated
@@ -161,7 +163,7 @@ class OpenAISummarizer:
                 model=request.model or self.model or "",
                 messages=messages,  # type: ignore[arg-type]
                 temperature=0.2,
-                max_tokens=max_completion_tokens(request.max_chars),
+                max_tokens=max_completion_tokens(request.max_chars, request_inputs(request)),
             )
         except (openai_sdk.APITimeoutError, openai_sdk.APIConnectionError) as error:
             raise RetryableSummarizerError(f"{type(error).__name__}: no answer from the LLM") from error
@@ -186,7 +188,7 @@ class OpenAISummarizer:
         prompt_tokens = usage.prompt_tokens if usage else None
         completion_tokens = usage.completion_tokens if usage else None
         if choice.finish_reason == "length":
-            asked = max_completion_tokens(request.max_chars)
+            asked = max_completion_tokens(request.max_chars, request_inputs(request))
             if completion_tokens is not None and completion_tokens < asked:
                 # Stopped before the max_tokens asked for: the server shortened it to what its context
                 # had left (llama.cpp's server does, with no error), so the request is too large for the
@@ -204,6 +206,7 @@ class OpenAISummarizer:
                 check="incomplete",
                 prompt_tokens=prompt_tokens,
                 completion_tokens=completion_tokens,
+                draft=draft_of(choice.message.content, request.max_chars),
             )
         if choice.finish_reason == "content_filter":
             raise RejectedOutput(

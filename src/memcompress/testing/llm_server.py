@@ -61,8 +61,10 @@ class Exchange:
 
 
 NO_SUMMARY = "(none yet)"  # Exchange.previous_summary of a first request (the prompt sends null)
-# The default answer keeps within this share of the request's budget (max_tokens x 2 characters).
+# The default answer keeps within this share of the request's budget: the "at most N characters" of
+# the system prompt, as a model reads it (else max_tokens x 2 characters).
 ANSWER_BUDGET_SHARE = 0.95
+_BUDGET = re.compile(r"at most (\d+) characters")
 
 
 def default_answer(number: int, previous: str, texts: list[str]) -> str:
@@ -102,6 +104,8 @@ class FakeLLM:
     # A server that refuses a longer prompt as OpenAI does: HTTP 400 ``context_length_exceeded`` naming
     # its context and the tokens the request asked for.
     max_context_tokens: int | None = None
+    # A model that writes on past its budget: every answer stops at max_tokens (finish_reason "length").
+    cut_at_max_tokens: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock)
     # The gate: None while open, else how many more requests may pass before the rest wait.
     _passes: int | None = field(default=None, init=False, repr=False)
@@ -229,10 +233,10 @@ class FakeLLM:
             CUT_OFF: ("summary that was cut", "length"),
         }.get(behaviour, (None, "stop"))
         if text is None:
-            text = fit(
-                self.answer(number, previous, texts),
-                int(body.get("max_tokens", 2000) * 2 * ANSWER_BUDGET_SHARE),
-            )
+            budget = _BUDGET.search(body["messages"][0]["content"])
+            max_chars = int(budget.group(1)) if budget else int(body.get("max_tokens", 2000)) * 2
+            text = fit(self.answer(number, previous, texts), int(max_chars * ANSWER_BUDGET_SHARE))
+            finish = "length" if self.cut_at_max_tokens else finish
             with self._lock:
                 self.exchanges.append(Exchange(previous, texts, text, body))
         # A server that stops at max_tokens has written max_tokens tokens (stopping earlier means its

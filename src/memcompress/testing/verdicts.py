@@ -5,7 +5,10 @@ functions (:mod:`memcompress.summarizers.guard`), exactly as the fold's step 5 d
 what the fold gets: the same result, the same exception. Each request leaves one :class:`Verdict`:
 
 * ``rejected``: not a summary (the summariser's own checks, such as ``incomplete`` for an answer that
-  stopped at ``max_tokens``, or a shape check of the guard); the fold sends a repair request;
+  stopped at ``max_tokens``, or a shape check of the guard); the fold sends a repair request; an answer
+  cut off or over its budget whose complete sentences pass the shape checks has a ``draft`` (kept as
+  :attr:`Verdict.answer`, ``missing`` counted on it), which the fold uses, patched, when the repair
+  answer is no better;
 * ``dropped``: a summary that misses values of its inputs (or shrank): the fold sends a repair request
   if none was sent for this piece yet, then patches in what is still missing;
 * ``accepted``: a summary that carries every value of its inputs.
@@ -36,11 +39,12 @@ class Verdict:
     completion_tokens: int | None
     request: SummaryRequest = field(repr=False)
     answer: str | None = field(repr=False)
+    draft: bool = False  # a rejected answer whose draft the fold may use (answer: the draft)
 
     @property
     def false_reject(self) -> bool:
         """Rejected by a shape check although it carried every value of its inputs."""
-        return self.kind == "rejected" and self.answer is not None and self.missing == 0
+        return self.kind == "rejected" and not self.draft and self.answer is not None and self.missing == 0
 
 
 class JudgedSummarizer:
@@ -57,18 +61,23 @@ class JudgedSummarizer:
         try:
             result = await self.inner.summarize(request)
         except RejectedOutput as rejected:
+            required = required_values(request.previous_summary, request.events)
+            draft = rejected.draft
+            if draft and judge_answer(draft, request.previous_summary, request.events, request.language):
+                draft = None  # not usable: the fold would not take it
             self.verdicts.append(
                 Verdict(
                     "rejected",
                     rejected.check,
                     request.repair_note is not None,
-                    len(required_values(request.previous_summary, request.events)),
-                    -1,
+                    len(required),
+                    len(missing_values(required, request.events, draft)) if draft else -1,
                     time.monotonic() - started,
                     rejected.prompt_tokens,
                     rejected.completion_tokens,
                     request,
-                    None,
+                    draft,
+                    draft is not None,
                 )
             )
             raise
