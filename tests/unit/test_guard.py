@@ -120,10 +120,11 @@ def test_a_patch_appends_each_missing_sentence_once_within_the_budget_and_return
     required = required_values("Works at Baltic Freight.", events)
     missing = missing_values(required, events, "Summary.")
     patched = patch_summary("Summary.", missing, events, 120)
-    assert patched.text.startswith("Summary.\nWorks at Baltic Freight.")
+    # The answer's prose ("Summary.", no value) gave way to the values first.
+    assert patched.text.startswith("Works at Baltic Freight.") and patched.unfit[0] == "Summary."
     assert len(patched.text) <= 120
     assert patched.patched + patched.dropped == len(missing) and patched.dropped > 0
-    assert patched.unfit and all(line not in patched.text for line in patched.unfit)
+    assert all(line not in patched.text for line in patched.unfit)
     whole = patch_summary("Summary.", missing, events, 1000)
     assert (
         whole.dropped == 0
@@ -164,3 +165,25 @@ def test_a_draft_is_usable_when_it_passes_the_shape_checks() -> None:
     assert usable_draft(cut, None, events, "en") == "Door code 4471, sister Beatrice."
     assert usable_draft(markup, None, events, "en") is None
     assert usable_draft(Rejection("empty", "empty"), None, events, "en") is None
+
+
+def test_a_missing_value_takes_the_room_of_the_answer_s_prose_before_it_is_dropped() -> None:
+    events = _events("My code is XK-9911.", "Call me at 14:30 about ORD-4471.")
+    required = required_values(None, events)
+    answer = "The user talked at length about many things.\nThe user has code XK-9911.\nIt was a nice chat."
+    missing = missing_values(required, events, answer)
+    assert [value.value for value in missing] == ["14:30", "ord-4471"]
+    patched = patch_summary(answer, missing, events, len(answer) + 20)
+    assert (patched.patched, patched.dropped) == (2, 0)
+    assert "XK-9911" in patched.text and "14:30 about ORD-4471" in patched.text
+    assert len(patched.text) <= len(answer) + 20
+    # The first prose gave way, enough for the values; it is returned for the archive.
+    assert patched.unfit == ("The user talked at length about many things.",)
+    assert "It was a nice chat." in patched.text
+
+
+def test_with_no_prose_left_to_give_way_a_value_that_does_not_fit_is_dropped() -> None:
+    events = _events("Call me at 14:30 about ORD-4471.")
+    missing = missing_values(required_values(None, events), events, "Code XK-9911.")
+    patched = patch_summary("Code XK-9911.", missing, events, 30)
+    assert patched.text == "Code XK-9911." and patched.dropped == 2 and len(patched.unfit) == 1

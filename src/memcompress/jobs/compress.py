@@ -509,7 +509,7 @@ class GuardedSummary:
     repaired: bool = False  # a repair request was sent
     patched: int = 0  # values put back by appending their source sentences
     dropped: int = 0  # missing values whose sentences did not fit the budget
-    unfit: tuple[str, ...] = ()  # those sentences (user content: for the archive only)
+    unfit: tuple[str, ...] = ()  # those sentences, and the prose that gave way (user content: archive only)
 
 
 async def summarise_guarded(
@@ -593,9 +593,10 @@ async def _guarded(services: Services, request: SummaryRequest, calls: _Calls) -
     _count_rejections(services, record, guarded.rejected)
     record.values_patched += guarded.patched
     services.metrics.values_patched.inc(guarded.patched)
-    if guarded.dropped:  # at its budget: a recorded decision, and the sentences kept in the archive
+    if guarded.dropped:  # at its budget: a recorded decision
         record.values_dropped += guarded.dropped
         services.metrics.values_dropped.inc(guarded.dropped)
+    if guarded.unfit:  # the sentences taken out or left out, kept in the archive
         await services.memory.archive_summary_lines(record.user_id, guarded.unfit)
         record.summary_lines_archived += len(guarded.unfit)
     return guarded.text

@@ -451,7 +451,9 @@ def shrunk(previous: str | None, new: str) -> bool:
 @dataclass(frozen=True, slots=True)
 class Patched:
     """A summary with the missing values' sentences appended: how many values that put back, how many
-    did not fit the budget (drops at the budget), and the lines that did not fit (for the archive)."""
+    did not fit the budget (drops at the budget), and the lines taken out or left out (for the
+    archive): the answer's sentences that gave way to values, and the values' sentences that did not
+    fit."""
 
     text: str
     patched: int
@@ -469,8 +471,14 @@ def _patch_line(value: Required, events: Sequence[MemoryEvent]) -> str:
 def patch_summary(
     text: str, missing: Sequence[Required], events: Sequence[MemoryEvent], max_chars: int
 ) -> Patched:
-    """``text`` with the sentence of each missing value appended once, oldest source first, while the
-    result fits ``max_chars``; values whose sentence does not fit are counted as dropped."""
+    """``text`` with the sentence of each missing value appended once, oldest source first, within
+    ``max_chars``. A value's sentence that does not fit first takes the room of the answer's sentences
+    that hold no concrete value (the first of them first): a value outranks prose, as in
+    :func:`fit_summary`. Values whose sentence still does not fit are counted as dropped; every
+    sentence taken out or left out is returned for the archive."""
+    units = _units(text, max_chars)
+    prose = [i for i, unit in enumerate(units) if not find_values(unit)]
+    removed: set[int] = set()
     lines: list[str] = []
     unfit: list[str] = []
     patched = dropped = 0
@@ -479,14 +487,23 @@ def patch_summary(
         line = _patch_line(value, events)
         if line in lines:
             patched += 1
-        elif line in unfit or size + 1 + len(line) > max_chars:
+            continue
+        while line not in unfit and size + 1 + len(line) > max_chars and prose:
+            i = prose.pop(0)
+            removed.add(i)
+            size = sum(len(unit) + 1 for j, unit in enumerate(units) if j not in removed) - 1
+            size += sum(len(kept) + 1 for kept in lines)
+        if line in unfit or size + 1 + len(line) > max_chars:
             dropped += 1
             unfit += [] if line in unfit else [line]
         else:
             lines.append(line)
             size += 1 + len(line)
             patched += 1
-    return Patched("\n".join([text, *lines]) if lines else text, patched, dropped, tuple(unfit))
+    if removed:
+        text = "\n".join(unit for i, unit in enumerate(units) if i not in removed)
+    given_way = [unit for i, unit in enumerate(units) if i in removed]
+    return Patched("\n".join(part for part in (text, *lines) if part), patched, dropped, (*given_way, *unfit))
 
 
 def at_budget(text: str, max_chars: int) -> bool:
@@ -504,11 +521,7 @@ def fit_summary(text: str, max_chars: int) -> tuple[str, list[str]]:
     paragraph longer than a quarter of the budget), the least informative first: those with the fewest
     concrete values, the oldest first among equals. Returns what is kept and the removed lines, in
     their order, for the archive: nothing is dropped silently."""
-    units: list[str] = []
-    for line in text.splitlines():
-        if not line.strip():
-            continue
-        units.extend(_SENTENCE_SPLIT.split(line.strip()) if len(line) > max_chars // 4 else [line.strip()])
+    units = _units(text, max_chars)
     size = sum(len(unit) + 1 for unit in units) - 1
     if size <= max_chars:
         return text, []
@@ -521,3 +534,14 @@ def fit_summary(text: str, max_chars: int) -> tuple[str, list[str]]:
         size -= len(units[i]) + 1
     kept = "\n".join(unit for i, unit in enumerate(units) if i not in removed)
     return kept, [unit for i, unit in enumerate(units) if i in removed]
+
+
+def _units(text: str, max_chars: int) -> list[str]:
+    """The lines of ``text``, a paragraph longer than a quarter of ``max_chars`` split into sentences."""
+    units: list[str] = []
+    for line in text.splitlines():
+        if line.strip():
+            units.extend(
+                _SENTENCE_SPLIT.split(line.strip()) if len(line) > max_chars // 4 else [line.strip()]
+            )
+    return units
