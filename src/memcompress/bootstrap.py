@@ -24,7 +24,8 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from memcompress.jobs.services import FoldPolicy, JobPolicy, Services
+from memcompress.jobs.fold_policy import FoldPolicy
+from memcompress.jobs.services import JobPolicy, Services
 from memcompress.keys import llm_budget_key
 from memcompress.metrics import Metrics
 from memcompress.models import MemoryEvent
@@ -171,6 +172,7 @@ def build_services(
     from memcompress.repositories.compaction_log import MongoCompactionLog
     from memcompress.repositories.dead_letters import MongoDeadLetters
     from memcompress.repositories.documents import EventRules
+    from memcompress.repositories.erasures import ErasedUsers
     from memcompress.repositories.maintenance import MongoMaintenance
     from memcompress.repositories.overrides import MongoUserOverrides
     from memcompress.repositories.storage_layouts import storage_layout
@@ -184,6 +186,7 @@ def build_services(
         compaction_log=MongoCompactionLog(database, metrics),
         dead_letters=MongoDeadLetters(database, metrics),
         maintenance=MongoMaintenance(database, memory_ttl_days=settings.memory_ttl_days, layout=layout),
+        erasures=ErasedUsers(database),
         locks=redis_ports.locks,
         queue=redis_ports.queue,
         queue_admin=redis_ports.admin,

@@ -7,7 +7,6 @@ collections in all of them."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -26,11 +25,12 @@ from memcompress.repositories.indexes import ensure_indexes
 from memcompress.repositories.protocols import (
     CompactionLog,
     DeadLetters,
+    Erasures,
     UserMemoryRepository,
     UserProfileRepository,
 )
 from memcompress.repositories.storage_layouts import storage_layout
-from tests.unit.fakes import FakeCompactionLog, FakeDeadLetters, FakeMemory, FakeProfiles
+from tests.unit.fakes import FakeCompactionLog, FakeDeadLetters, FakeErasures, FakeMemory, FakeProfiles
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 
@@ -43,32 +43,29 @@ class Stores:
     profiles: UserProfileRepository
     compaction_log: CompactionLog
     dead_letters: DeadLetters
-    erase: Callable[[str], Awaitable[None]]
+    erasures: Erasures
+
+    async def erase(self, user_id: str) -> None:
+        await self.erasures.mark(user_id, 600)
 
 
 async def _fakes() -> Stores:
     erased: set[str] = set()
-
-    async def erase(user_id: str) -> None:
-        erased.add(user_id)
-
     log = FakeCompactionLog(erased)
-    return Stores(FakeMemory(erased), FakeProfiles(erased, log=log), log, FakeDeadLetters(erased), erase)
+    return Stores(
+        FakeMemory(erased), FakeProfiles(erased, log=log), log, FakeDeadLetters(erased), FakeErasures(erased)
+    )
 
 
 async def _mongo(database: MongoDatabase, metrics: Metrics, layout: StoreLayout) -> Stores:
     await ensure_indexes(database, layout=layout)  # the profiles' unique user_id: what `create` relies on
     storage = storage_layout(layout)
-
-    async def erase(user_id: str) -> None:
-        await ErasedUsers(database).mark(user_id, 600)
-
     return Stores(
         storage.memory(database, metrics, EventRules()),
         storage.summaries(database, metrics, ProfileDefaults()),
         MongoCompactionLog(database, metrics),
         MongoDeadLetters(database, metrics),
-        erase,
+        ErasedUsers(database),
     )
 
 
@@ -327,3 +324,12 @@ async def test_nothing_is_recorded_of_an_erased_user(records: Stores) -> None:
         await records.dead_letters.record(DeadLetter(user_id="gone", reason="r", tries=1))
     assert await records.compaction_log.recent(user_id="gone") == []
     assert await records.dead_letters.find("gone") is None
+
+
+async def test_a_tombstone_counts_until_it_expires(records: Stores) -> None:
+    assert not await records.erasures.erased("u")
+    await records.erasures.mark("u", 600)
+    assert await records.erasures.erased("u")
+    assert not await records.erasures.erased("v")  # one user's tombstone only
+    await records.erasures.mark("u", -1)  # extended to a moment already past: it no longer counts
+    assert not await records.erasures.erased("u")

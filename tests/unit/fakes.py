@@ -290,16 +290,22 @@ class FakeDeadLetters:
         return self.letters.pop(user_id, None) is not None
 
 
-class FakeMaintenance:
+class FakeErasures:
     def __init__(self, erased: set[str] | None = None) -> None:
-        self.erased = set() if erased is None else erased
+        self.users = set() if erased is None else erased
 
-    async def mark_erased(self, user_id: str, keep_s: float) -> None:
-        self.erased.add(user_id)
+    async def mark(self, user_id: str, keep_s: float) -> None:
+        # A tombstone lasts keep_s; no time passes in the fakes, so only one that expires at once is gone.
+        if keep_s > 0:
+            self.users.add(user_id)
+        else:
+            self.users.discard(user_id)
 
-    async def is_erased(self, user_id: str) -> bool:
-        return user_id in self.erased
+    async def erased(self, user_id: str) -> bool:
+        return user_id in self.users
 
+
+class FakeMaintenance:
     async def ensure_indexes(self) -> list[str]:
         return []
 
@@ -371,7 +377,8 @@ def fake_services(
         overrides=overrides,
         compaction_log=log,
         dead_letters=FakeDeadLetters(erased),
-        maintenance=FakeMaintenance(erased),
+        maintenance=FakeMaintenance(),
+        erasures=FakeErasures(erased),
         locks=FakeLocks(),
         queue=RedisJobQueue(redis, QUEUE, requests_key(QUEUE), clock=clock),
         queue_admin=RedisQueueAdmin(redis, QUEUE, requests_key(QUEUE), clock=clock),

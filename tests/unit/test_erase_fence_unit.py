@@ -46,7 +46,7 @@ async def test_a_queued_run_of_an_erased_user_leaves_no_record_dead_letter_or_re
     assert isinstance(services.summarizer, Recording)
     # A permanent failure: a dead letter, were the user not erased.
     services.summarizer.fail = PermanentSummarizerError("LLM answered HTTP 400")
-    await services.maintenance.mark_erased("u", 60)
+    await services.erasures.mark("u", 60)
 
     decision = await run_queued_compression(services, "u", job_try=1)
 
@@ -79,12 +79,12 @@ async def test_after_a_job_the_queue_takes_back_what_it_queued_for_an_erased_use
     queue = services.queue
     await queue.request("u", delay_s=5)  # the retried job, queued again (as arq re-queues it)
     await queue.set_recheck("u", delay_s=0)  # and a request waits for it
-    await services.maintenance.mark_erased("u", 60)
+    await services.erasures.mark("u", 60)
     await recheck_after_job(services, "u")
     assert await _queue(redis) == ({}, {})
 
     await queue.set_recheck("w", delay_s=0)  # erased: the request the queue hands over itself goes too
-    await services.maintenance.mark_erased("w", 60)
+    await services.erasures.mark("w", 60)
     await recheck_after_job(services, "w")
     assert await _queue(redis) == ({}, {})
 
@@ -98,4 +98,4 @@ async def test_forget_writes_its_tombstone_before_it_waits_for_the_lock(services
     locks.held["u"] = object()  # a running job
     with pytest.raises(TimeoutError):
         await forget_user(services, "u", wait_s=0.1)
-    assert await services.maintenance.is_erased("u")  # the running job's writes undo themselves
+    assert await services.erasures.erased("u")  # the running job's writes undo themselves

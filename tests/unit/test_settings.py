@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from memcompress.jobs.services import FoldPolicy, JobPolicy
+from memcompress.jobs.fold_policy import FoldPolicy
+from memcompress.jobs.services import JobPolicy
 from memcompress.layouts import StoreLayout
 from memcompress.settings import (
     ENV_PREFIX,

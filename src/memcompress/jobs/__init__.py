@@ -3,6 +3,7 @@ history in shadow, scan for users over the threshold, forget a user, report stat
 ports (``Services``)."""
 
 from memcompress.jobs.compress import run_compression
+from memcompress.jobs.fold_policy import FoldPolicy
 from memcompress.jobs.forget import forget_user
 from memcompress.jobs.inline import compress_now
 from memcompress.jobs.plan import (
@@ -15,7 +16,7 @@ from memcompress.jobs.plan import (
 from memcompress.jobs.queued import JobDecision, recheck_after_job, run_queued_compression
 from memcompress.jobs.replay import ReplayResult, replay_user
 from memcompress.jobs.scan import Candidates, ScanResult, find_candidates, find_users, scan_and_enqueue
-from memcompress.jobs.services import FoldPolicy, JobPolicy, Services
+from memcompress.jobs.services import JobPolicy, Services
 from memcompress.jobs.status import queue_report, store_report
 
 __all__ = [

@@ -79,8 +79,8 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
-from memcompress.jobs.boundary import Limits, events_to_fold
-from memcompress.jobs.services import FoldPolicy, Services
+from memcompress.jobs.fold_policy import FoldPolicy, Limits, events_to_fold
+from memcompress.jobs.services import Services
 from memcompress.models import (
     CompactionRecord,
     FoldState,
@@ -332,7 +332,7 @@ async def read_history(
 
 def decide(services: Services, state: FoldState, recent: RecentHistory) -> FoldDecision:
     """Counts only foldable events (pinned ones and documents the fold must skip never make a user look
-    over the threshold), keeps tool exchanges whole (see :mod:`memcompress.jobs.boundary`), folds no
+    over the threshold), keeps tool exchanges whole (see :mod:`memcompress.jobs.fold_policy`), folds no
     fewer than ``min_fold`` events and compresses a user at most ``max_compactions_per_day`` times."""
     limits = services.policy.limits(state.overrides)
     size = recent.size

@@ -51,7 +51,7 @@ async def forget_user(services: Services, user_id: str, *, wait_s: float) -> dic
     when a compression of the user still holds its lock after ``wait_s`` seconds."""
     fence_s = erase_fence_s(services.job_policy)
     # Step 1: the tombstone, before anything else.
-    await services.maintenance.mark_erased(user_id, fence_s + wait_s)
+    await services.erasures.mark(user_id, fence_s + wait_s)
     try:
         # Step 2: the lock, then the erase.
         async with services.locks.hold(user_id, wait_s=wait_s):
@@ -62,5 +62,5 @@ async def forget_user(services: Services, user_id: str, *, wait_s: float) -> dic
             f"a compression of this user is still running after {wait_s:g}s; try again"
         ) from None
     # Step 5: from now on, outlast every job that started before this returns.
-    await services.maintenance.mark_erased(user_id, fence_s)
+    await services.erasures.mark(user_id, fence_s)
     return removed

@@ -65,7 +65,7 @@ async def inspect_user(
     documents = await services.maintenance.count_user_data(user_id)
     queue = await services.queue_admin.user_job(user_id)
     lock = await services.locks.holder(user_id)
-    erased = await services.maintenance.is_erased(user_id)
+    erased = await services.erasures.erased(user_id)
     if (
         not any(documents.values())
         and not erased

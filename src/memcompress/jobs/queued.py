@@ -146,7 +146,7 @@ async def _take_back_if_erased(services: Services, user_id: str) -> None:
     """After writing to the queue for a user: if ``forget`` erased the user meanwhile, remove what the
     queue holds of it again (the erase fence for Redis, which cannot make writes conditional on MongoDB:
     write, then look for the tombstone; see :mod:`memcompress.jobs.forget`)."""
-    if await services.maintenance.is_erased(user_id):
+    if await services.erasures.erased(user_id):
         await services.queue.erase_user(user_id)
 
 

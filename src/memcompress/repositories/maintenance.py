@@ -1,5 +1,6 @@
 """The store as a whole: index creation (``memcompress migrate``), what it holds about one user and
-erasing it (``memcompress forget``), and dropping a throw-away database (the demo)."""
+erasing it (``memcompress forget``; the tombstones that fence the erase are
+:mod:`memcompress.repositories.erasures`), and dropping a throw-away database (the demo)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ from memcompress.repositories.database import (
     USER_PROFILES,
     MongoDatabase,
 )
-from memcompress.repositories.erasures import ErasedUsers
 from memcompress.repositories.indexes import ensure_indexes
 from memcompress.repositories.storage_layouts import TTL_INDEX, StorageLayout, storage_layout
 
@@ -35,7 +35,6 @@ class MongoMaintenance:
             DEAD_LETTERS: "_id",
             OVERRIDES: "_id",
         }
-        self._erased = ErasedUsers(database)
         self._memory_ttl_s = None if memory_ttl_days is None else memory_ttl_days * 86_400
         self._memory_ttl_days = memory_ttl_days
 
@@ -96,12 +95,6 @@ class MongoMaintenance:
             )
             for name, field in self._collections.items()
         }
-
-    async def mark_erased(self, user_id: str, keep_s: float) -> None:
-        await self._erased.mark(user_id, keep_s)
-
-    async def is_erased(self, user_id: str) -> bool:
-        return await self._erased.erased(user_id)
 
     async def erase_user_data(self, user_id: str) -> dict[str, int]:
         removed: dict[str, int] = {}

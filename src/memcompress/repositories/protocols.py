@@ -172,6 +172,19 @@ class DeadLetters(Protocol):
     async def remove(self, user_id: str) -> bool: ...
 
 
+class Erasures(Protocol):
+    """The erase fence's tombstones (``memcompress forget``, :mod:`memcompress.jobs.forget`)."""
+
+    async def mark(self, user_id: str, keep_s: float) -> None:
+        """Write (or extend to ``keep_s`` seconds from now) the user's erase tombstone: while it lasts,
+        every write that could create a document of the user undoes itself (``UserErased``)."""
+        ...
+
+    async def erased(self, user_id: str) -> bool:
+        """Whether the user has an erase tombstone that has not expired."""
+        ...
+
+
 class Maintenance(Protocol):
     """The store as a whole: its indexes, and everything it holds about one user (``forget``)."""
 
@@ -183,15 +196,6 @@ class Maintenance(Protocol):
         ...
 
     async def count_user_data(self, user_id: str) -> dict[str, int]: ...
-
-    async def mark_erased(self, user_id: str, keep_s: float) -> None:
-        """Write (or extend to ``keep_s`` seconds from now) the user's erase tombstone: while it lasts,
-        every write that could create a document of the user undoes itself (``UserErased``)."""
-        ...
-
-    async def is_erased(self, user_id: str) -> bool:
-        """Whether the user has an erase tombstone."""
-        ...
 
     async def erase_user_data(self, user_id: str) -> dict[str, int]: ...
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from memcompress.jobs.boundary import Limits, events_to_fold, kept_start
+from memcompress.jobs.fold_policy import Limits, events_to_fold, kept_start
 from memcompress.models import MemoryEvent, ToolCall
 from memcompress.testing.factories import T0
 

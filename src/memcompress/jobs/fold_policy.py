@@ -1,6 +1,11 @@
-"""Where the kept verbatim history starts: step 3 of the fold, as pure functions (no I/O).
+"""The fold's policy: when a user is compressed, how much of its history is folded and where the kept
+verbatim history starts (step 3 of the fold, :mod:`memcompress.jobs.compress`), as data and pure
+functions (no I/O). :class:`FoldPolicy` is the settings of the fold and limits groups; :class:`Limits`
+is that policy for one user, with its overrides; :class:`ContextLimit` what this process has learned
+of the LLM server's context window.
 
-What they guarantee, given the newest foldable events of a user (the *window*, oldest first):
+Where the kept history starts: what :func:`events_to_fold` guarantees, given the newest foldable
+events of a user (the *window*, oldest first):
 
 1. The kept history is at most ``keep_last`` events and, with a token target, at most
    ``target_tokens`` estimated tokens — unless keeping a tool exchange whole needs more (rule 2 wins).
@@ -20,9 +25,11 @@ count threshold is never stuck).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import Literal
 
-from memcompress.models import MemoryEvent, estimate_tokens
+from memcompress.models import MemoryEvent, UserOverrides, estimate_tokens
+from memcompress.settings import Settings
 
 LOOKBACK = 200  # documents read beyond keep_last to find where a tool exchange starts
 
@@ -85,3 +92,56 @@ def _whole_tool_exchanges(window: Sequence[MemoryEvent], start: int) -> int:
 def events_to_fold(total: int, window: Sequence[MemoryEvent], limits: Limits) -> int:
     """How many of the user's ``total`` foldable events, oldest first, to fold (0: none)."""
     return max(total - (len(window) - kept_start(window, limits)), 0)
+
+
+@dataclass(frozen=True, slots=True)
+class FoldPolicy:
+    """How one user is compressed: the settings of the same names, from the fold and limits groups
+    (:class:`~memcompress.settings.FoldSettings`, :class:`~memcompress.settings.LimitSettings`)."""
+
+    threshold: int
+    keep_last: int
+    batch_size: int
+    chunk_chars: int
+    summary_max_chars: int
+    retention: Literal["delete", "archive"]
+    default_language: str
+    trigger_tokens: int | None
+    target_tokens: int | None
+    min_fold: int
+    max_compactions_per_day: int
+    max_llm_calls_per_user_day: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> FoldPolicy:
+        return cls(**{f.name: getattr(settings, f.name) for f in fields(cls)})
+
+    def calls_per_day(self, overrides: UserOverrides | None = None) -> int:
+        """The LLM requests one user's runs may make in any 24 hours."""
+        return (overrides.max_llm_calls_per_day if overrides else None) or self.max_llm_calls_per_user_day
+
+    def limits(self, overrides: UserOverrides | None = None) -> Limits:
+        """This policy's limits for one user, with that user's overrides applied."""
+        ov = overrides or UserOverrides()
+        return Limits(
+            threshold=ov.threshold or self.threshold,
+            keep_last=self.keep_last if ov.keep_last is None else ov.keep_last,
+            trigger_tokens=ov.trigger_tokens or self.trigger_tokens,
+            target_tokens=self.target_tokens if ov.target_tokens is None else ov.target_tokens,
+            min_fold=self.min_fold,
+        )
+
+
+@dataclass(slots=True)
+class ContextLimit:
+    """What this process has learned of the LLM server's context window: a request of more than
+    ``chunk_chars`` transcript characters overflowed it (None: none has). Chunks and event parts are
+    capped at it from then on, so the same overflow is not paid for again."""
+
+    chunk_chars: int | None = None
+
+    def cap(self, chars: int) -> int:
+        return chars if self.chunk_chars is None else min(chars, self.chunk_chars)
+
+    def lower(self, chars: int) -> None:
+        self.chunk_chars = self.cap(chars)
