@@ -78,7 +78,7 @@ from memcompress.repositories.documents import (
 )
 from memcompress.repositories.errors import HistoryChanged, MalformedDocument
 from memcompress.repositories.protocols import ANY_SUMMARY, ExpectedSummary
-from memcompress.repositories.summaries import (
+from memcompress.repositories.user_profiles import (
     SummaryFields,
     fenced_summary_write,
     fold_state,
