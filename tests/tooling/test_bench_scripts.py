@@ -19,6 +19,7 @@ SCRIPTS = [
     "language_check.py",
     "llm_server.py",
     "per_user_cost.py",
+    "request_path.py",
     "run_all.py",
     "scan.py",
     "throughput.py",
