@@ -1,6 +1,7 @@
 """Each layout (:mod:`memcompress.layouts`) as the tests and the demo see it from the app's side: what
-names a unit of compression in it, and what is stored of a unit (its messages, archived ones included,
-and its summary), read from the outside for the invariant checker.
+names a unit of compression in it, how the app writes a message and which indexes it makes, what finds
+a stored message, and what is stored of a unit (its messages, archived ones included, and its summary),
+read from the outside for the invariant checker.
 
 One object per layout, as :mod:`memcompress.repositories.storage_layouts` is for the product: no other
 test support module asks which layout it is in.
@@ -12,15 +13,44 @@ import uuid
 from abc import ABC, abstractmethod
 from typing import Any
 
+from bson import ObjectId
+
 from memcompress.layouts import LayoutName, StoreLayout
 from memcompress.models import MemoryEvent
 from memcompress.repositories.conversations import conversation_key
 from memcompress.repositories.database import USER_PROFILES, MongoDatabase
+from memcompress.repositories.documents import event_to_document
+from memcompress.testing.layout_documents import (
+    app_message,
+    conversation_message,
+    create_conversation_indexes,
+    create_message_indexes,
+)
+
+Document = dict[str, Any]
 
 
 class AppLayout(ABC):
+    field = "content"  # what a stored message's key (:meth:`key`) is
+    # Whether the stored documents are the product's own event documents (``event_to_document``, with
+    # an ``event_id``): the shapes the tests' malformed documents are made in.
+    event_documents = False
+
     def __init__(self, names: StoreLayout) -> None:
         self.names = names
+
+    def unit_ids(self, count: int, tag: str) -> list[str]:
+        """``count`` fresh units of compression as the app names them: users (leads in ``messages``)."""
+        return [f"user-{i:03d}-{tag}" for i in range(count)]
+
+    @abstractmethod
+    async def create_app_indexes(self, database: MongoDatabase) -> None:
+        """The indexes the app's own store makes (the worker's are ``ensure_indexes``')."""
+
+    @abstractmethod
+    def message(self, event: MemoryEvent) -> Document:
+        """One event as the app stores a message: a document of its own, or an element of its
+        conversation's array (without an ``_id``)."""
 
     def as_units(
         self, events: list[MemoryEvent], planted: dict[str, str]
@@ -42,7 +72,11 @@ class AppLayout(ABC):
 class MessagesApp(AppLayout):
     """One document per message; the summary in ``user_profiles`` under the owner's id."""
 
-    field = "content"  # what a stored document's key is
+    async def create_app_indexes(self, database: MongoDatabase) -> None:
+        await create_message_indexes(database)
+
+    def message(self, event: MemoryEvent) -> Document:
+        return app_message(event.user_id, str(event.role), event.content, event.created_at)
 
     async def stored_and_summary(self, database: MongoDatabase, unit_id: str) -> tuple[set[Any], str | None]:
         stored: set[Any] = set()
@@ -61,10 +95,17 @@ class UserMemoryApp(MessagesApp):
 
     def __init__(self, names: StoreLayout) -> None:
         super().__init__(names)
-        self.field = "event_id" if names == StoreLayout() else "content"
+        self.event_documents = names == StoreLayout()
+        self.field = "event_id" if self.event_documents else "content"
 
     def key(self, event: MemoryEvent) -> Any:
-        return str(event.event_id) if self.field == "event_id" else event.content
+        return str(event.event_id) if self.event_documents else event.content
+
+    async def create_app_indexes(self, database: MongoDatabase) -> None:
+        """The worker's own indexes are all ``user_memory`` has."""
+
+    def message(self, event: MemoryEvent) -> Document:
+        return event_to_document(event)
 
 
 class ConversationsApp(AppLayout):
@@ -77,6 +118,16 @@ class ConversationsApp(AppLayout):
         ids = {user_id: uuid.uuid4().hex[:24] for user_id in planted}
         moved = [event.model_copy(update={"user_id": ids[event.user_id]}) for event in events]
         return moved, {ids[user_id]: fact for user_id, fact in planted.items()}
+
+    def unit_ids(self, count: int, tag: str) -> list[str]:
+        """Conversation ids: ObjectIds as strings, as the app makes them (``tag`` unused)."""
+        return [str(ObjectId()) for _ in range(count)]
+
+    async def create_app_indexes(self, database: MongoDatabase) -> None:
+        await create_conversation_indexes(database)
+
+    def message(self, event: MemoryEvent) -> Document:
+        return conversation_message(str(event.role), event.content, event.created_at)
 
     async def stored_and_summary(self, database: MongoDatabase, unit_id: str) -> tuple[set[Any], str | None]:
         names = self.names
