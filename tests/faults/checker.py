@@ -19,10 +19,10 @@ test appended, and the :class:`FakeLLM` record, so the unit tests can feed it ma
     made more than ``max_calls`` LLM requests, counted both by the LLM server (a request belongs to the
     user whose events its transcript holds) and by ``compaction_log`` (``llm_calls``).
 
-The history may be in any layout (:mod:`memcompress.layouts`): :func:`take_snapshot` reads it into one
-shape, a document per stored or archived message (``user_id`` the unit of compression, ``_id`` what a
-pending trim names), and profiles with ``memory_summary``, ``summary_version``, ``events_summarized``
-and ``pending_trim``. Outside ``user_memory`` messages have no ids of their own: an event is found by
+The history may be in any layout (:mod:`memcompress.layouts`): :func:`tests.faults.stores.take_snapshot`
+reads it into one shape, a document per stored or archived message (``user_id`` the unit of
+compression, ``_id`` what a pending trim names), and profiles with ``memory_summary``,
+``summary_version``, ``events_summarized`` and ``pending_trim``. Outside ``user_memory`` messages have no ids of their own: an event is found by
 its content (the tests give each a distinct one).
 """
 
@@ -36,16 +36,9 @@ from typing import Any
 
 from memcompress.layouts import StoreLayout
 from memcompress.models import MemoryEvent
-from memcompress.repositories.conversations import STATE, SUMMARY, TRIMMED, VERSION
-from memcompress.repositories.database import (
-    COMPACTION_LOG,
-    DEAD_LETTERS,
-    USER_MEMORY,
-    USER_MEMORY_ARCHIVE,
-    USER_PROFILES,
-    MongoDatabase,
-)
+from memcompress.repositories.database import USER_MEMORY
 from memcompress.repositories.documents import MalformedDocument, document_to_event
+from memcompress.testing.app_layouts import AppLayout, app_layout
 from memcompress.testing.llm_server import FakeLLM
 
 Document = dict[str, Any]
@@ -68,71 +61,17 @@ class Snapshot:
     dead_letters: dict[str, Document] = field(default_factory=dict)
     layout: StoreLayout = field(default_factory=StoreLayout)
 
+    @property
+    def app(self) -> AppLayout:
+        return app_layout(self.layout)
+
     def key(self, doc: Document) -> str:
-        """What identifies a stored message: its ``event_id`` in ``user_memory``, else its content."""
-        return str(doc["event_id"]) if self.layout == StoreLayout() else str(doc.get("content"))
+        """What identifies a stored message: its ``event_id`` in ``user_memory``, else its content (the
+        layout's :attr:`AppLayout.field`)."""
+        return str(doc[self.app.field])
 
     def event_key(self, event: MemoryEvent) -> str:
-        return str(event.event_id) if self.layout == StoreLayout() else event.content
-
-
-async def take_snapshot(database: MongoDatabase, layout: StoreLayout | None = None) -> Snapshot:
-    async def everything(name: str) -> list[Document]:
-        return await database.collection(name).find({}).to_list()
-
-    layout = layout or StoreLayout()
-    snapshot = Snapshot(
-        runs=await everything(COMPACTION_LOG),
-        dead_letters={doc["_id"]: doc for doc in await everything(DEAD_LETTERS)},
-        layout=layout,
-    )
-    if layout.per_conversation:
-        for conversation in await everything(layout.collection):
-            _read_conversation(snapshot, conversation)
-        for copy in await everything(layout.archive):
-            message = copy.get("message") or {}
-            snapshot.archive.append(_as_event(copy["conversation_id"], copy["seq"], message, layout))
-        return snapshot
-    profiles = await everything(USER_PROFILES)
-    snapshot.profiles = {doc["user_id"]: doc for doc in profiles}
-    if layout == StoreLayout():
-        snapshot.memory = await everything(USER_MEMORY)
-        snapshot.archive = await everything(USER_MEMORY_ARCHIVE)
-    else:
-        snapshot.memory = [_renamed(doc, layout) for doc in await everything(layout.collection)]
-        snapshot.archive = [_renamed(doc, layout) for doc in await everything(layout.archive)]
-    return snapshot
-
-
-def _renamed(doc: Document, layout: StoreLayout) -> Document:
-    """A document of the ``messages`` layout under ``user_memory``'s names."""
-    return _as_event(doc.get(layout.owner), doc["_id"], doc, layout)
-
-
-def _as_event(user: Any, ref: Any, message: Document, layout: StoreLayout) -> Document:
-    fields = {"_id": ref, "user_id": user, "role": message.get("role"), "content": message.get("content")}
-    return fields | {"created_at": message.get(layout.order)}
-
-
-def _read_conversation(snapshot: Snapshot, doc: Document) -> None:
-    """A conversation's messages (their refs: ``memory_trimmed`` + position) and its summary fields as a
-    profile (its pending trim's refs as ``{_id: seq}``)."""
-    user, layout = str(doc["_id"]), snapshot.layout
-    first = int(doc.get(TRIMMED) or 0)
-    messages = doc.get(layout.messages_field) or []
-    snapshot.memory += [_as_event(user, first + i, m, layout) for i, m in enumerate(messages)]
-    state = doc.get(STATE) or {}
-    pending = state.get("pending_trim")
-    if pending:
-        pending = pending | {"refs": [{"_id": ref.get("seq")} for ref in pending.get("refs") or []]}
-    if doc.get(VERSION) is not None:
-        snapshot.profiles[user] = {
-            "user_id": user,
-            "memory_summary": doc.get(SUMMARY),
-            "summary_version": doc.get(VERSION),
-            "events_summarized": state.get("events_summarized"),
-            "pending_trim": pending,
-        }
+        return str(self.app.key(event))
 
 
 def is_well_formed(doc: Document) -> bool:

@@ -55,14 +55,13 @@ from memcompress.embedded import EmbeddedServer, Server, free_port, mongo_server
 from memcompress.layouts import LayoutName, StoreLayout
 from memcompress.models import MemoryEvent, Role, utc_now
 from memcompress.queue import request_compression
-from memcompress.repositories.conversations import STATE
-from memcompress.repositories.database import DEAD_LETTERS, USER_PROFILES, MongoDatabase
+from memcompress.repositories.database import DEAD_LETTERS, MongoDatabase
 from memcompress.repositories.documents import event_to_document
 from memcompress.testing.invariant import InvariantReport, check_invariant
 from memcompress.testing.llm_server import EMPTY, HANG, HTTP_429, HTTP_500, FakeLLM
 from memcompress.testing.workers import WorkerProcess, requests_key, start_worker, worker_env
 from tests.faults import stores
-from tests.faults.checker import PARKED, FaultReport, Liveness, Snapshot, Window, check, take_snapshot
+from tests.faults.checker import PARKED, FaultReport, Liveness, Snapshot, Window, check
 
 Document = dict[str, Any]
 
@@ -388,7 +387,8 @@ class FaultRun:
         self.db_name = f"mc_faults_{uuid.uuid4().hex[:10]}"
         self.queue = f"faults:{uuid.uuid4().hex[:8]}"
         self.layout = StoreLayout.default(scale.layout)
-        self.users = stores.unit_ids(self.layout, scale.users, uuid.uuid4().hex[:6])
+        self.store = stores.fault_store(self.layout)
+        self.users = self.store.unit_ids(scale.users, uuid.uuid4().hex[:6])
         self.malformed_per_user: Counter[str] = Counter()
         self._sequence = 0
         self.mongo: EmbeddedServer = mongo_server(free_port(), data_dir=workdir / "mongo-data")
@@ -421,7 +421,7 @@ class FaultRun:
             self.database = MongoDatabase(self.mongo.url, self.db_name, server_selection_timeout_ms=2000)
             await self.database.connect()
             self.redis = Redis.from_url(self.valkey.url, socket_timeout=2, socket_connect_timeout=2)
-            await stores.prepare(self.database, self.layout)
+            await self.store.prepare(self.database)
             await self._seed()
             settings = worker_settings(self.llm, self.scale)
             env = worker_env(self.mongo.url, self.db_name, self.valkey.url, self.queue, **settings)
@@ -445,7 +445,7 @@ class FaultRun:
             await self.workers.stop_all()
             self.workers.collect_job_results()
 
-            self.snapshot = await take_snapshot(self.database, self.layout)
+            self.snapshot = await stores.take_snapshot(self.database, self.layout)
             self.support_report = await check_invariant(
                 self.database, self.llm, self.stats.appended, self.layout
             )
@@ -521,21 +521,17 @@ class FaultRun:
         assert self.database is not None
         base = utc_now() - timedelta(days=2)
         events: list[MemoryEvent] = []
+        docs: list[Document] = []
         for index, user in enumerate(self.users):
             count = self.rng.randint(0, THRESHOLD + 15)
             mine = [self._event(user, base + timedelta(minutes=index, seconds=i)) for i in range(count)]
-            if self.layout.per_conversation:
-                await self.database.collection(self.layout.collection).insert_one(
-                    stores.conversation(user, mine)
-                )
+            docs += self.store.seeded(user, mine)
             events += mine
-        if not self.layout.per_conversation:
-            docs = [stores.document(self.layout, e) for e in events]
-            for i in range(0, len(docs), 2000):
-                await self._insert(docs[i : i + 2000])
+        for i in range(0, len(docs), 2000):
+            await self._insert(docs[i : i + 2000])
         self.stats.appended += events
         self.stats.seeded = len(events)
-        if self.layout != StoreLayout():
+        if not self.store.plants_malformed:
             return  # malformed documents are user_memory's shapes (see the module's docstring)
         for user in self.rng.sample(self.users, max(1, len(self.users) // 3)):
             await self._add_malformed(user)
@@ -557,13 +553,8 @@ class FaultRun:
     # -- the concurrent appender (the app)
 
     async def _append(self, events: list[MemoryEvent]) -> None:
-        if not self.layout.per_conversation:
-            await self._insert([stores.document(self.layout, e) for e in events])
-            return
-        database = self.database
-        assert database is not None
-        for event in events:
-            await _retry(partial(stores.push, database, self.layout, event), self.stats)
+        assert self.database is not None
+        await self.store.append(self.database, events, self._insert, partial(_retry, stats=self.stats))
 
     async def _appender(self) -> None:
         assert self.redis is not None
@@ -579,7 +570,7 @@ class FaultRun:
             await self._append(events)
             self.stats.appended += events
             appends += 1
-            if appends % 40 == 0 and self.layout == StoreLayout():
+            if appends % 40 == 0 and self.store.plants_malformed:
                 await self._add_malformed(self.rng.choice(self.users))
             if self.rng.random() < 0.3:
                 try:
@@ -610,10 +601,7 @@ class FaultRun:
         """Users with a pending trim right after a kill: mostly runs the kill cut between storing the
         summary and trimming (a live run holds its mark for milliseconds only)."""
         assert self.database is not None
-        if self.layout.per_conversation:
-            where, name, field = self.layout.collection, "_id", f"{STATE}.pending_trim"
-        else:
-            where, name, field = USER_PROFILES, "user_id", "pending_trim"
+        where, name, field = self.store.pending_trims
         with contextlib.suppress(PyMongoError):
             docs = self.database.collection(where).find({field: {"$ne": None}}, {name: 1})
             self.stats.pending_after_kills |= {str(doc[name]) async for doc in docs}
@@ -670,7 +658,7 @@ class FaultRun:
     async def unsettled(self) -> list[str]:
         """Users over the threshold (well-formed events) that are not dead-lettered with a reason."""
         assert self.database is not None
-        sizes = await stores.sizes(self.database, self.layout)
+        sizes = await self.store.sizes(self.database)
         counts = {user: n - self.malformed_per_user[user] for user, n in sizes.items()}
         letters = await self.database.collection(DEAD_LETTERS).find({}, {"reason": 1}).to_list()
         lettered = {doc["_id"] for doc in letters if str(doc.get("reason") or "").strip()}
