@@ -273,7 +273,7 @@ def test_a_user_over_the_call_bound_is_reported_by_either_count() -> None:
 
 
 def test_a_layout_without_event_ids_is_checked_by_content() -> None:
-    """The ``messages`` layout, as :func:`take_snapshot` reads it: no ``event_id`` on the documents."""
+    """The ``messages`` layout, as :func:`tests.faults.stores.take_snapshot` reads it: no ``event_id`` on the documents."""
     situation = Situation()
     situation.snapshot.layout = StoreLayout.default("messages")
     for doc in situation.snapshot.memory:
