@@ -33,6 +33,7 @@ from memcompress.bootstrap import open_services
 from memcompress.jobs.drainer import drain_due_requests
 from memcompress.keys import job_id
 from memcompress.settings import load_settings
+from memcompress.testing.app_layouts import append_as_app
 from memcompress.worker.tasks import after_job_end, compress_user, on_job_start
 
 PACKAGE = Path(memcompress.__file__).resolve().parent
@@ -77,7 +78,7 @@ async def trace_one_request(mongo_url: str, redis_url: str) -> tuple[PathTracer,
     tracer = PathTracer()
     async with open_services(settings) as services:
         await services.maintenance.ensure_indexes()
-        await services.memory.append_events(make_events(user, EVENTS))
+        await append_as_app(settings, make_events(user, EVENTS))
         app = Redis.from_url(redis_url)  # the app: plain redis-py
         await app.zadd(settings.requests_key, {user: time.time() - 1}, nx=True)
         await app.aclose()

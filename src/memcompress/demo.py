@@ -40,7 +40,7 @@ from memcompress.layouts import LayoutName
 from memcompress.models import Outcome, UserBacklog
 from memcompress.repositories.errors import StoreUnavailable
 from memcompress.settings import ConfigError, Settings, load_settings
-from memcompress.testing.app_layouts import app_layout
+from memcompress.testing.app_layouts import app_layout, append_as_app
 from memcompress.testing.corpus import USERS, corpus
 
 PROGRESS_EVERY_S = 5.0  # a progress line this often (and a last one) when stderr is not a terminal
@@ -72,8 +72,7 @@ async def run_demo(
     async with open_services(settings) as services:
         try:
             await services.maintenance.ensure_indexes()
-            for start in range(0, len(events), 5000):
-                await services.memory.append_events(events[start : start + 5000])
+            await append_as_app(settings, events)
             before = Counter(e.user_id for e in events)
             print(f"seeded {len(events)} events for {len(before)} users")
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -15,13 +15,15 @@ from redis.asyncio import Redis
 from memcompress.bootstrap import build_services
 from memcompress.cli.app import cli
 from memcompress.jobs import Services
+from memcompress.layouts import StoreLayout
 from memcompress.metrics import Metrics
-from memcompress.models import utc_now
+from memcompress.models import MemoryEvent, utc_now
 from memcompress.repositories.database import USER_MEMORY, USER_PROFILES, MongoDatabase
 from memcompress.settings import load_settings
 from memcompress.summarizers.base import Summarizer
 from memcompress.summarizers.openai_chat import OpenAISummarizer
 from memcompress.testing.app_documents import app_event, app_profile
+from memcompress.testing.app_layouts import app_layout
 from memcompress.testing.llm_server import FakeLLM
 from memcompress.testing.workers import eventually
 
@@ -116,6 +118,13 @@ def cli_env(mongo_uri: str, db_name: str, redis_url: str) -> dict[str, str]:
 async def run_cli(env: dict[str, str], *args: str) -> Result:
     """The CLI in-process, from an async test: it runs its own event loop, so in a thread."""
     return await asyncio.to_thread(CliRunner().invoke, cli, list(args), env=env, catch_exceptions=False)
+
+
+async def append(
+    database: MongoDatabase, events: Sequence[MemoryEvent], names: StoreLayout | None = None
+) -> None:
+    """Append ``events`` as the app does, in the layout ``names`` (the default layout without)."""
+    await app_layout(names).append(database, events)
 
 
 async def seed_app_user(

@@ -23,7 +23,7 @@ from memcompress.testing.factories import make_events
 from memcompress.testing.llm_server import FakeLLM
 from memcompress.worker.runner import MemcompressWorker
 from memcompress.worker.tasks import after_job_end, compress_user
-from tests.integration.conftest import ServicesFactory
+from tests.integration.conftest import ServicesFactory, append
 
 pytestmark = pytest.mark.redis
 
@@ -90,7 +90,7 @@ async def test_a_retryable_failure_is_retried_and_completes(
 ) -> None:
     services = _queued(make_services)
     user = f"user-{uuid.uuid4().hex[:8]}"
-    await services.memory.append_events(make_events(user, 60))
+    await append(database, make_events(user, 60))
     llm.fail_next(llm_server.HTTP_500)
     worker = await _run(pool, services, user)
     assert (worker.jobs_complete, worker.jobs_retried, worker.jobs_failed) == (1, 1, 0)
@@ -106,7 +106,7 @@ async def test_exhausted_retries_end_as_a_dead_letter_with_the_reason(
 ) -> None:
     services = _queued(make_services, max_tries=3)
     user = f"user-{uuid.uuid4().hex[:8]}"
-    await services.memory.append_events(make_events(user, 60))
+    await append(database, make_events(user, 60))
     llm.fail_next(*[llm_server.HTTP_500] * 3)
     worker = await _run(pool, services, user)
     assert (worker.jobs_complete, worker.jobs_retried, worker.jobs_failed) == (0, 2, 1)  # a failure
@@ -128,7 +128,7 @@ async def test_the_jobs_own_time_limit_is_a_retry_then_a_dead_letter(
     llm.latency_s = 1.0
     services = _queued(make_services, max_tries=2, job_timeout_s=0.3)
     user = f"user-{uuid.uuid4().hex[:8]}"
-    await services.memory.append_events(make_events(user, 60))
+    await append(database, make_events(user, 60))
     worker = await _run(pool, services, user)
     assert (worker.jobs_complete, worker.jobs_retried, worker.jobs_failed) == (0, 1, 1)
     runs = [d async for d in database.collection(COMPACTION_LOG).find({"user_id": user})]
@@ -153,7 +153,7 @@ async def test_out_of_time_but_moving_forward_continues_in_a_fresh_job(
         make_services, max_tries=1, job_timeout_s=4.0, chunk_chars=1000, summarizer=patient_summarizer
     )
     user = f"user-{uuid.uuid4().hex[:8]}"
-    await services.memory.append_events(make_events(user, 80))
+    await append(database, make_events(user, 80))
     ctx = {"services": services, "job_try": 1}
     llm.hold(passes=1)
     llm.quiet_disconnects = True
@@ -176,7 +176,7 @@ async def test_a_permanent_failure_is_dead_lettered_at_once(
 ) -> None:
     services = _queued(make_services)
     user = f"user-{uuid.uuid4().hex[:8]}"
-    await services.memory.append_events(make_events(user, 60))
+    await append(database, make_events(user, 60))
     llm.fail_next(llm_server.HTTP_400)
     with caplog.at_level(logging.INFO, logger="memcompress.worker.tasks"):
         worker = await _run(pool, services, user)
@@ -202,7 +202,7 @@ async def test_a_held_lock_is_retried_after_it_expires(
     monkeypatch.setattr("memcompress.jobs.queued.random.uniform", lambda low, high: 0.0)
     services = _queued(make_services)
     user = f"user-{uuid.uuid4().hex[:8]}"
-    await services.memory.append_events(make_events(user, 60))
+    await append(database, make_events(user, 60))
     await pool.set(lock_key(user, services.queue.name), b"a crashed worker", px=600)
     worker = await _run(pool, services, user)
     assert (worker.jobs_complete, worker.jobs_retried) == (1, 1)

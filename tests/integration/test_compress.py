@@ -28,7 +28,7 @@ from memcompress.testing.factories import T0, make_events
 from memcompress.testing.invariant import check_invariant
 from memcompress.testing.llm_server import FakeLLM
 from memcompress.testing.workers import eventually
-from tests.integration.conftest import ServicesFactory, until_held
+from tests.integration.conftest import ServicesFactory, append, until_held
 
 pytestmark = pytest.mark.redis  # the per-user lock: also run against the machine's Redis 7 in CI
 
@@ -50,7 +50,7 @@ async def test_51_events_end_as_20_and_the_llm_answer(
 ) -> None:
     services = make_services()
     events = make_events(user, 51)
-    await services.memory.append_events(events)
+    await append(database, events)
 
     record = await run_compression(services, user)
 
@@ -75,7 +75,7 @@ async def test_compaction_log_lists_runs_newest_first(
     make_services: ServicesFactory, database: MongoDatabase, llm: FakeLLM, user: str
 ) -> None:
     services = make_services()
-    await services.memory.append_events(make_events(user, 60))
+    await append(database, make_events(user, 60))
     first = await run_compression(services, user)
     second = await run_compression(services, user)
     await database.collection(COMPACTION_LOG).insert_one({"user_id": user, "outcome": "???"})
@@ -89,7 +89,7 @@ async def test_at_threshold_is_skipped_and_recorded(
     make_services: ServicesFactory, database: MongoDatabase, llm: FakeLLM, user: str
 ) -> None:
     services = make_services()
-    await services.memory.append_events(make_events(user, 50))
+    await append(database, make_events(user, 50))
     record = await run_compression(services, user)
     assert record.outcome is Outcome.SKIPPED
     assert await services.memory.count_events(user) == 50
@@ -109,7 +109,7 @@ async def test_concurrent_appends_during_a_slow_summary_are_kept(
 ) -> None:
     services = make_services(patient_summarizer)  # a held call ends when the test says
     events = make_events(user, 60)
-    await services.memory.append_events(events)
+    await append(database, events)
     llm.hold()
 
     async def append_meanwhile() -> list[Any]:
@@ -117,7 +117,7 @@ async def test_concurrent_appends_during_a_slow_summary_are_kept(
         late = make_events(user, 10, start=T0 + timedelta(hours=1), tag="late")
         # Clock skew: stamped before the newest event being folded.
         skewed = make_events(user, 5, start=T0 + timedelta(seconds=5), tag="skewed")
-        await services.memory.append_events(late + skewed)
+        await append(database, late + skewed)
         llm.release()
         return late + skewed
 
@@ -134,7 +134,7 @@ async def test_chunks_feed_each_other_in_order(
 ) -> None:
     services = make_services(chunk_chars=1000, batch_size=7)
     events = make_events(user, 120)
-    await services.memory.append_events(events)
+    await append(database, events)
 
     record = await run_compression(services, user)
 
@@ -154,7 +154,7 @@ async def test_archive_retention_moves_exactly_the_folded_events(
 ) -> None:
     services = make_services(retention="archive")
     events = make_events(user, 55)
-    await services.memory.append_events(events)
+    await append(database, events)
     await run_compression(services, user)
     archived = await database.collection(USER_MEMORY_ARCHIVE).find({"user_id": user}).to_list()
     assert sorted(d["event_id"] for d in archived) == sorted(str(e.event_id) for e in events[:35])
@@ -166,7 +166,7 @@ async def test_malformed_documents_are_never_deleted(
 ) -> None:
     services = make_services()
     events = make_events(user, 60)
-    await services.memory.append_events(events)
+    await append(database, events)
     bad = [
         {
             "user_id": user,
@@ -214,7 +214,7 @@ async def test_llm_failure_trims_nothing_and_is_recorded(
 ) -> None:
     llm.hang_s = 4  # longer than the client's 2 s timeout
     services = make_services()
-    await services.memory.append_events(make_events(user, 60))
+    await append(database, make_events(user, 60))
     await services.profiles.get(user)
     await services.profiles.update_summary_if_version(
         user,
@@ -247,7 +247,7 @@ async def test_failure_mid_chain_keeps_the_chunks_already_stored(
 ) -> None:
     services = make_services(chunk_chars=1000)
     events = make_events(user, 80)
-    await services.memory.append_events(events)
+    await append(database, events)
     llm.fail_next(llm_server.OK, llm_server.OK, llm_server.HTTP_500)
     first = await run_compression(services, user)
     assert first.outcome is Outcome.FAILED
@@ -271,7 +271,7 @@ async def test_two_runs_together_one_compresses_the_other_finds_it_busy(
 ) -> None:
     services = make_services(patient_summarizer)  # a held call ends when the test says
     events = make_events(user, 70)
-    await services.memory.append_events(events)
+    await append(database, events)
     llm.hold()  # the run that takes the lock keeps it until the other has been turned away
     runs = [asyncio.create_task(run_compression(services, user)) for _ in range(2)]
     done, _ = await asyncio.wait(runs, timeout=60, return_when=asyncio.FIRST_COMPLETED)
@@ -293,7 +293,7 @@ async def test_a_stale_writer_is_fenced_and_deletes_nothing(
 ) -> None:
     services = make_services(patient_summarizer)  # a held call ends when the test says
     events = make_events(user, 70)
-    await services.memory.append_events(events)
+    await append(database, events)
     await services.profiles.get(user)
     llm.hold()
 
@@ -325,7 +325,7 @@ async def test_a_run_that_lost_its_lock_writes_nothing(
     patient_summarizer: OpenAISummarizer,
 ) -> None:
     services = make_services(patient_summarizer)  # a held call ends when the test says
-    await services.memory.append_events(make_events(user, 70))
+    await append(database, make_events(user, 70))
     llm.hold()
 
     async def lock_taken_over() -> None:
@@ -346,7 +346,7 @@ async def test_the_lock_is_renewed_while_the_llm_works(
     llm.latency_s = 1.5
     services = make_services(lock_ttl_s=0.6, job_timeout_s=0.5, llm_timeout_s=0.4)
     events = make_events(user, 60)
-    await services.memory.append_events(events)
+    await append(database, events)
     record = await run_compression(services, user)
     assert record.outcome is Outcome.COMPRESSED
     assert await redis.exists(lock_key(user, services.queue.name)) == 0  # released at the end
@@ -416,7 +416,7 @@ async def test_a_crash_at_any_step_is_finished_by_the_next_run(
         method = "archive_by_refs"
     services: Services = make_services(chunk_chars=1500, retention=retention)
     events = make_events(user, 75)
-    await services.memory.append_events(events)
+    await append(database, events)
     original = getattr(services, target)
     setattr(services, target, CrashingProxy(original, method, **options))
 
@@ -508,7 +508,7 @@ async def test_an_inline_compression_is_time_limited_like_a_job_and_continues_un
     # it (a limit that one chunk keeps within on a loaded machine).
     services = make_services(patient_summarizer, job_timeout_s=4.0, llm_timeout_s=3.0, chunk_chars=1000)
     events = make_events(user, 80)
-    await services.memory.append_events(events)
+    await append(database, events)
     llm.hold(passes=1)
     llm.quiet_disconnects = True
 

@@ -7,6 +7,7 @@ collections in all of them."""
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -30,6 +31,7 @@ from memcompress.repositories.protocols import (
     UserProfileRepository,
 )
 from memcompress.repositories.storage_layouts import storage_layout
+from memcompress.testing.app_layouts import app_layout
 from tests.unit.fakes import FakeCompactionLog, FakeDeadLetters, FakeErasures, FakeMemory, FakeProfiles
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
@@ -37,13 +39,15 @@ T0 = datetime(2026, 3, 1, tzinfo=UTC)
 
 @dataclass
 class Stores:
-    """One implementation of each port, and how to erase a user (``memcompress forget``'s tombstone)."""
+    """One implementation of each port, how the app appends to a history in it (not a port: the worker
+    never appends), and how to erase a user (``memcompress forget``'s tombstone)."""
 
     memory: UserMemoryRepository
     profiles: UserProfileRepository
     compaction_log: CompactionLog
     dead_letters: DeadLetters
     erasures: Erasures
+    append: Callable[[Sequence[MemoryEvent]], Awaitable[None]]
 
     async def erase(self, user_id: str) -> None:
         await self.erasures.mark(user_id, 600)
@@ -51,21 +55,31 @@ class Stores:
 
 async def _fakes() -> Stores:
     erased: set[str] = set()
-    log = FakeCompactionLog(erased)
+    log, memory = FakeCompactionLog(erased), FakeMemory(erased)
     return Stores(
-        FakeMemory(erased), FakeProfiles(erased, log=log), log, FakeDeadLetters(erased), FakeErasures(erased)
+        memory,
+        FakeProfiles(erased, log=log),
+        log,
+        FakeDeadLetters(erased),
+        FakeErasures(erased),
+        memory.append,
     )
 
 
 async def _mongo(database: MongoDatabase, metrics: Metrics, layout: StoreLayout) -> Stores:
     await ensure_indexes(database, layout=layout)  # the profiles' unique user_id: what `create` relies on
-    storage = storage_layout(layout)
+    storage, app = storage_layout(layout), app_layout(layout)
+
+    async def append(events: Sequence[MemoryEvent]) -> None:
+        await app.append(database, events)
+
     return Stores(
         storage.memory(database, metrics, EventRules()),
         storage.summaries(database, metrics, ProfileDefaults()),
         MongoCompactionLog(database, metrics),
         MongoDeadLetters(database, metrics),
         ErasedUsers(database),
+        append,
     )
 
 
@@ -104,9 +118,10 @@ async def _oldest(memory: UserMemoryRepository, unit: str, **kwargs: int) -> lis
 
 async def test_appended_events_are_counted_and_read_oldest_first_per_unit(stores: Stores) -> None:
     memory = stores.memory
-    assert await memory.append_events(_events("unit-a", 7) + _events("unit-b", 3)) == 10
+    await stores.append(_events("unit-a", 7) + _events("unit-b", 3))
 
     assert await memory.count_events("unit-a") == 7
+    assert await memory.count_events("unit-b") == 3
     assert await memory.count_events("nobody") == 0
     assert await _oldest(memory, "unit-a") == [f"unit-a message {i}" for i in range(7)]
     assert await _oldest(memory, "unit-a", max_documents=3, batch_size=2) == [
@@ -118,7 +133,7 @@ async def test_appended_events_are_counted_and_read_oldest_first_per_unit(stores
 
 
 async def test_recent_history_gives_the_newest_events_and_the_sizes(stores: Stores) -> None:
-    await stores.memory.append_events(_events("unit-a", 5))
+    await stores.append(_events("unit-a", 5))
 
     whole = await stores.memory.recent_history("unit-a", 10)
     assert whole.complete
@@ -134,7 +149,7 @@ async def test_recent_history_gives_the_newest_events_and_the_sizes(stores: Stor
 
 async def test_deleting_by_refs_removes_exactly_those_events_once(stores: Stores) -> None:
     memory = stores.memory
-    await memory.append_events(_events("unit-a", 6) + _events("unit-b", 6))
+    await stores.append(_events("unit-a", 6) + _events("unit-b", 6))
     oldest = [stored async for stored in memory.iter_oldest("unit-a", max_documents=4)]
     refs = [stored.ref for stored in oldest]
 
@@ -148,7 +163,7 @@ async def test_deleting_by_refs_removes_exactly_those_events_once(stores: Stores
 
 async def test_archiving_by_refs_moves_the_events_to_the_archive(stores: Stores) -> None:
     memory = stores.memory
-    await memory.append_events(_events("unit-a", 5))
+    await stores.append(_events("unit-a", 5))
     refs = [stored.ref async for stored in memory.iter_oldest("unit-a", max_documents=3)]
 
     assert await memory.archive_by_refs("unit-a", refs) == 3
@@ -160,7 +175,7 @@ async def test_archiving_by_refs_moves_the_events_to_the_archive(stores: Stores)
 
 async def test_an_erased_unit_is_neither_archived_nor_trimmed(stores: Stores) -> None:
     memory = stores.memory
-    await memory.append_events(_events("unit-a", 4))
+    await stores.append(_events("unit-a", 4))
     refs = [stored.ref async for stored in memory.iter_oldest("unit-a", max_documents=2)]
     await stores.erase("unit-a")
 
@@ -173,7 +188,7 @@ async def test_an_erased_unit_is_neither_archived_nor_trimmed(stores: Stores) ->
 
 
 async def test_the_scan_finds_units_over_the_threshold_most_first(stores: Stores) -> None:
-    await stores.memory.append_events(_events("unit-a", 5) + _events("unit-b", 9) + _events("unit-c", 2))
+    await stores.append(_events("unit-a", 5) + _events("unit-b", 9) + _events("unit-c", 2))
 
     over = await stores.memory.users_over_threshold(3)
     assert [(unit.user_id, unit.event_count) for unit in over] == [("unit-b", 9), ("unit-a", 5)]
@@ -188,7 +203,7 @@ async def test_the_scan_finds_units_over_the_threshold_most_first(stores: Stores
 
 async def _with_summary(stores: Stores, unit: str, summary: str, refs: list[object]) -> None:
     """The first summary of ``unit`` (a unit with a history; none of the worker's fields yet)."""
-    await stores.memory.append_events(_events(unit, 2))
+    await stores.append(_events(unit, 2))
     state = await stores.profiles.find_for_fold(unit, T0)
     create = state.profile is None
     written = await stores.profiles.update_summary_if_version(
@@ -237,7 +252,7 @@ async def test_the_fenced_write_stores_a_summary_over_the_version_read(stores: S
 async def test_the_pending_trim_is_written_with_the_summary_and_cleared_by_its_version(
     stores: Stores,
 ) -> None:
-    await stores.memory.append_events(_events("unit-a", 3))
+    await stores.append(_events("unit-a", 3))
     refs = [stored.ref async for stored in stores.memory.iter_oldest("unit-a", max_documents=2)]
     await _with_summary(stores, "unit-a", "a summary", refs)
 

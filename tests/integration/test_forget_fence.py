@@ -39,7 +39,7 @@ from memcompress.testing.factories import make_events
 from memcompress.testing.llm_server import FakeLLM
 from memcompress.testing.workers import eventually
 from memcompress.worker.tasks import after_job_end, compress_user
-from tests.integration.conftest import ServicesFactory, until_held
+from tests.integration.conftest import ServicesFactory, append, until_held
 
 pytestmark = pytest.mark.redis
 
@@ -138,7 +138,7 @@ async def test_forget_right_after_the_summary_write_leaves_nothing(
     """The job holds its lock: ``forget`` waits for it, and the job's record, written before the lock
     is released (here slowed down), is erased with the rest."""
     services = make_services(retention=retention, queue_name=f"test:{uuid.uuid4().hex}")
-    await services.memory.append_events(make_events(user, 60))
+    await append(database, make_events(user, 60))
     forgetting: list[asyncio.Task[dict[str, int]]] = []
 
     async def tombstone_written() -> bool:
@@ -169,7 +169,7 @@ async def test_forget_while_the_job_has_lost_its_lock_leaves_nothing(
     """Redis lost the job's lock: ``forget`` takes the lock at once and erases while the job runs on;
     every write the job still makes undoes itself."""
     services = make_services(retention="archive", queue_name=f"test:{uuid.uuid4().hex}")
-    await services.memory.append_events(make_events(user, 60))
+    await append(database, make_events(user, 60))
     forget = _forget(services, user, redis, lose_lock=True)
     if place.startswith("between"):
         memory: Any = services.memory
@@ -193,7 +193,7 @@ async def test_a_summary_never_lands_in_a_profile_recreated_after_forget(
     """The job lost its lock just before its summary write; ``forget`` runs, and the user signs up
     again (the app creates a new profile). The erased history's summary must not land in it."""
     services = make_services(queue_name=f"test:{uuid.uuid4().hex}")
-    await services.memory.append_events(make_events(user, 60))
+    await append(database, make_events(user, 60))
     forget = _forget(services, user, redis, lose_lock=True)
 
     async def forget_then_sign_up_again() -> None:
@@ -257,7 +257,7 @@ async def test_forget_right_after_the_job_released_its_lock_leaves_nothing(
 
         releasing = asyncio.create_task(release_after_the_time_limit())
     services = make_services(queue_name=f"test:{uuid.uuid4().hex}", **settings)
-    await services.memory.append_events(make_events(user, 80))
+    await append(database, make_events(user, 80))
     services.locks = ForgetAfterRelease(services.locks, _forget(services, user, redis, lose_lock=False))  # type: ignore[assignment]
     queue = services.queue.name
     assert await pool.enqueue_job(

@@ -11,11 +11,10 @@ import pytest
 from memcompress.jobs import scan_and_enqueue
 from memcompress.repositories.database import MongoDatabase
 from memcompress.repositories.indexes import ensure_indexes
-from memcompress.repositories.user_memory import MongoUserMemoryRepository
 from memcompress.testing.factories import make_events
 from memcompress.testing.llm_server import FakeLLM
 from memcompress.testing.workers import WorkerProcess, eventually, start_worker, worker_env
-from tests.integration.conftest import ServicesFactory
+from tests.integration.conftest import ServicesFactory, append
 
 pytestmark = pytest.mark.redis
 
@@ -46,11 +45,10 @@ async def test_two_workers_together_stay_within_the_requests_per_minute(
 ) -> None:
     queue = f"test:{uuid.uuid4().hex[:10]}"
     await ensure_indexes(database)
-    memory = MongoUserMemoryRepository(database)
     # Ids of this run only: the workers are stopped with jobs still queued, and arq's job keys are not
     # per queue, so a later run on the same Redis (CI's Redis 7 keeps them) must not collide with them.
     tag = uuid.uuid4().hex[:6]
-    await memory.append_events([e for i in range(100) for e in make_events(f"user-{tag}-{i:03d}", 55)])
+    await append(database, [e for i in range(100) for e in make_events(f"user-{tag}-{i:03d}", 55)])
     result = await scan_and_enqueue(make_services(queue_name=queue, threshold=50))
     assert result.enqueued == 100
 

@@ -23,7 +23,7 @@ from memcompress.repositories.database import USER_MEMORY, USER_MEMORY_ARCHIVE, 
 from memcompress.summarizers.extractive import ExtractiveSummarizer
 from memcompress.testing.factories import T0
 from memcompress.testing.llm_server import FakeLLM
-from tests.integration.conftest import ServicesFactory, run_cli
+from tests.integration.conftest import ServicesFactory, append, run_cli
 
 pytestmark = pytest.mark.redis
 
@@ -71,10 +71,10 @@ FIRST = [f"My flat number is {100 + i} and I like walking to work number {i}." f
 SECOND = [f"We moved: the new flat is {300 + i}, I love the view from floor {i + 2}." for i in range(6)]
 
 
-async def compressed_twice(services: Services, user: str) -> None:
-    await services.memory.append_events(session(user, 0, FIRST))
+async def compressed_twice(database: MongoDatabase, services: Services, user: str) -> None:
+    await append(database, session(user, 0, FIRST))
     assert (await run_compression(services, user)).outcome is Outcome.COMPRESSED
-    await services.memory.append_events(session(user, 3, SECOND))
+    await append(database, session(user, 3, SECOND))
     assert (await run_compression(services, user)).outcome is Outcome.COMPRESSED
 
 
@@ -99,7 +99,7 @@ async def test_replay_shows_both_summaries_and_the_verdict_and_stores_nothing(
     make_services: ServicesFactory, database: MongoDatabase, redis: Redis, env: dict[str, str], user: str
 ) -> None:
     services = make_services(ExtractiveSummarizer(), retention="archive", **FOLD)
-    await compressed_twice(services, user)
+    await compressed_twice(database, services, user)
     profile = await services.profiles.get(user)
     archived = await database.collection(USER_MEMORY_ARCHIVE).count_documents({"user_id": user})
     assert archived == len(FIRST + SECOND) * 2 - FOLD["keep_last"]
@@ -145,7 +145,7 @@ async def test_replay_names_what_it_cannot_carry(
     """With delete retention the folded events are gone: the replay sees only the kept history, says how
     many folded events it cannot see, and its verdict counts the stored summary's values it drops."""
     services = make_services(ExtractiveSummarizer(), retention="delete", **FOLD)
-    await compressed_twice(services, user)
+    await compressed_twice(database, services, user)
     profile = await services.profiles.get(user)
     before = await stored_state(database, redis, user)
 
@@ -194,7 +194,7 @@ async def test_replay_holds_each_answer_to_the_answer_guard_and_exits_1_when_it_
 ) -> None:
     """With an LLM that answers the second chunk with markup (and its repair request too), the replay
     stops there: exit 1, the reason (a check name, no content) on stderr, nothing stored."""
-    await compressed_twice(make_services(ExtractiveSummarizer(), retention="archive", **FOLD), user)
+    await compressed_twice(database, make_services(ExtractiveSummarizer(), retention="archive", **FOLD), user)
     before = await stored_state(database, redis, user)
     with_llm = env | {
         "MEMCOMPRESS_SUMMARIZER": "openai",

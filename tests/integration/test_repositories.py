@@ -41,6 +41,7 @@ from memcompress.repositories.user_memory import MongoUserMemoryRepository
 from memcompress.repositories.user_profiles import MongoUserProfileRepository
 from memcompress.testing.app_documents import app_profile
 from memcompress.testing.factories import T0, make_events
+from tests.integration.conftest import append
 
 
 @pytest.fixture
@@ -195,9 +196,9 @@ async def test_find_for_fold_reads_profile_overrides_and_the_days_compressions_a
 
 
 async def test_recent_history_says_whether_a_pending_trims_events_may_still_be_stored(
-    memory: MongoUserMemoryRepository,
+    memory: MongoUserMemoryRepository, database: MongoDatabase
 ) -> None:
-    await memory.append_events(make_events("u", 10))
+    await append(database, make_events("u", 10))
     stored = [s async for s in memory.iter_oldest("u")]
     refs = [s.ref for s in stored[:3]]
     assert (await memory.recent_history("u", 100, refs)).pending_stored
@@ -221,10 +222,12 @@ async def test_malformed_profile_is_a_clear_error_and_left_alone(
 # --- events --------------------------------------------------------------------------------------
 
 
-async def test_recent_events_are_chronological_with_ties(memory: MongoUserMemoryRepository) -> None:
+async def test_recent_events_are_chronological_with_ties(
+    memory: MongoUserMemoryRepository, database: MongoDatabase
+) -> None:
     tied = make_events("u", 30, step=timedelta(0))  # every event at the same instant
-    await memory.append_events(tied)
-    await memory.append_events(make_events("other", 5))
+    await append(database, tied)
+    await append(database, make_events("other", 5))
     recent = await memory.get_recent_events("u", 10)
     assert [e.content for e in recent] == [e.content for e in tied[-10:]]
     assert await memory.count_events("u") == 30
@@ -238,8 +241,8 @@ async def test_streaming_returns_every_event_once_in_total_order(
     events = make_events("u", 53, step=timedelta(0)) + make_events(
         "u", 40, start=T0 - timedelta(hours=1), tag="x"
     )
-    await memory.append_events(events[::2])
-    await memory.append_events(events[1::2])
+    await append(database, events[::2])
+    await append(database, events[1::2])
     streamed = [s async for s in memory.iter_oldest("u", batch_size=7)]
     assert len(streamed) == len(events)
     assert len({s.ref["_id"] for s in streamed}) == len(events)
@@ -252,7 +255,7 @@ async def test_streaming_returns_every_event_once_in_total_order(
 async def test_delete_and_archive_by_refs_are_idempotent(
     memory: MongoUserMemoryRepository, database: MongoDatabase
 ) -> None:
-    await memory.append_events(make_events("u", 10))
+    await append(database, make_events("u", 10))
     stored = [s async for s in memory.iter_oldest("u")]
     refs = [s.ref for s in stored]
     assert refs[0] == {"_id": refs[0]["_id"], "user_id": "u", "event_id": stored[0].event.event_id}
@@ -275,9 +278,9 @@ async def test_archived_events_stream_in_total_order_per_user(
     events = make_events("u", 23, step=timedelta(0)) + make_events(
         "u", 12, start=T0 - timedelta(hours=1), tag="x"
     )
-    await memory.append_events(events[::2])
-    await memory.append_events(events[1::2])
-    await memory.append_events(make_events("other", 4))
+    await append(database, events[::2])
+    await append(database, events[1::2])
+    await append(database, make_events("other", 4))
     stored = [s async for s in memory.iter_oldest("u")]
     await memory.archive_by_refs("u", [s.ref for s in stored[1::2]])
     await memory.archive_by_refs("u", [s.ref for s in stored[::2]][:-3])  # three stay in user_memory
@@ -294,7 +297,7 @@ async def test_archived_events_stream_in_total_order_per_user(
 async def test_archive_finishes_a_copy_that_crashed_before_its_delete(
     memory: MongoUserMemoryRepository, database: MongoDatabase
 ) -> None:
-    await memory.append_events(make_events("u", 3))
+    await append(database, make_events("u", 3))
     docs = await _all_docs(database, USER_MEMORY)
     await database.collection(USER_MEMORY_ARCHIVE).insert_one(docs[0])  # copied, then "crashed"
     assert await memory.archive_by_refs("u", [d["_id"] for d in docs]) == 3  # bare _ids: older refs
@@ -307,7 +310,7 @@ async def test_an_archived_document_of_another_user_with_the_same_id_fails_the_a
 ) -> None:
     """The copies are one insert; one refused as a duplicate ``_id`` is upserted by ``_id`` and user,
     which another user's archived document refuses too: the trim fails and deletes nothing."""
-    await memory.append_events(make_events("u", 3))
+    await append(database, make_events("u", 3))
     docs = await _all_docs(database, USER_MEMORY)
     taken = {**docs[1], "user_id": "other", "content": "another user's"}
     await database.collection(USER_MEMORY_ARCHIVE).insert_one(taken)
@@ -396,7 +399,7 @@ async def test_malformed_documents_are_skipped_counted_logged_by_id_and_kept(
     metrics: Metrics,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    await memory.append_events(make_events("u", 5))
+    await append(database, make_events("u", 5))
     await database.collection(USER_MEMORY).insert_many([dict(d) for d in MALFORMED])
     with caplog.at_level(logging.WARNING):
         streamed = [s async for s in memory.iter_oldest("u", batch_size=3)]
@@ -421,7 +424,7 @@ async def test_users_over_threshold_is_an_aggregation(
     memory: MongoUserMemoryRepository, database: MongoDatabase
 ) -> None:
     for user, count in [("a", 12), ("b", 30), ("c", 11), ("d", 10)]:
-        await memory.append_events(make_events(user, count))
+        await append(database, make_events(user, count))
     await database.collection(USER_MEMORY).insert_one({"user_id": 7, "content": "bad user id"})
     found = await memory.users_over_threshold(10)
     assert [(u.user_id, u.event_count) for u in found] == [("b", 30), ("a", 12), ("c", 11)]
@@ -503,8 +506,8 @@ async def test_every_per_user_read_of_a_compression_uses_the_index(
         settings = load_settings(batch_size=40)
         services = build_services(settings, database, redis, Metrics(), ExtractiveSummarizer())
         user = f"explain-{db_name}"
-        await services.memory.append_events(make_events(user, 250, step=timedelta(0)))  # all ties
-        await services.memory.append_events(make_events(user, 30, start=T0 + timedelta(hours=1), tag="later"))
+        await append(database, make_events(user, 250, step=timedelta(0)))  # all ties
+        await append(database, make_events(user, 30, start=T0 + timedelta(hours=1), tag="later"))
         assert (await run_compression(services, user)).outcome is Outcome.COMPRESSED
         secantus = "secantusVersion" in await database.db.client.admin.command("buildInfo")
 
@@ -532,7 +535,7 @@ async def test_every_per_user_read_of_a_compression_uses_the_index(
 async def test_the_scan_counts_what_the_fold_can_order(
     memory: MongoUserMemoryRepository, database: MongoDatabase
 ) -> None:
-    await memory.append_events(make_events("dated", 51))
+    await append(database, make_events("dated", 51))
     await database.collection(USER_MEMORY).insert_many(
         [
             {"user_id": "undated", "role": "user", "content": f"m{i}", "created_at": "2026-01-01"}

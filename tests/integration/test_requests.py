@@ -28,6 +28,7 @@ from memcompress.testing.factories import T0, make_events
 from memcompress.testing.invariant import check_invariant
 from memcompress.testing.llm_server import FakeLLM
 from memcompress.testing.workers import WorkerProcess, eventually, requests_key, start_worker, worker_env
+from tests.integration.conftest import append
 
 pytestmark = pytest.mark.redis
 
@@ -121,7 +122,7 @@ async def test_a_burst_of_100_requests_from_a_plain_redis_client_is_one_compress
 ) -> None:
     user, idle = f"user-{uuid.uuid4().hex[:8]}", f"idle-{uuid.uuid4().hex[:8]}"
     events = make_events(user, 60)
-    await memory.append_events(events + make_events(idle, 60))
+    await append(database, events + make_events(idle, 60))
     start()
     start()  # two processes drain the same requests
 
@@ -150,7 +151,7 @@ async def test_a_request_made_while_the_users_job_runs_is_served_after_that_job(
 ) -> None:
     user = f"user-{uuid.uuid4().hex[:8]}"
     events = make_events(user, 60)
-    await memory.append_events(events)
+    await append(database, events)
     llm.latency_s = 1.5
     start()
     assert await app_requests(redis_url, requests_key(queue), user, delay=0) == 1
@@ -160,7 +161,7 @@ async def test_a_request_made_while_the_users_job_runs_is_served_after_that_job(
 
     await eventually(llm_called)  # the job has read the history and is summarising it
     burst = make_events(user, 40, start=T0 + timedelta(hours=1), tag="burst")
-    await memory.append_events(burst)
+    await append(database, burst)
     assert await app_requests(redis_url, requests_key(queue), user, delay=0) == 1
 
     async def two_runs() -> bool:

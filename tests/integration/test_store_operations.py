@@ -22,6 +22,7 @@ from memcompress.settings import load_settings
 from memcompress.summarizers.extractive import ExtractiveSummarizer
 from memcompress.testing.app_documents import app_profile, app_save
 from memcompress.testing.factories import make_events
+from tests.integration.conftest import append
 
 pytestmark = pytest.mark.redis
 
@@ -66,7 +67,7 @@ async def test_the_store_commands_of_a_single_chunk_compression(
     settings = load_settings(summarizer="openai", retention="delete", threshold=50, keep_last=20)
     services = build_services(settings, database, redis, Metrics(), ExtractiveSummarizer())
     user = f"cost-{database.db.name}"
-    await services.memory.append_events(make_events(user, 60))
+    await append(database, make_events(user, 60))
     if profile == "the app's":
         await app_save(database, app_profile(user))
     commands.sent.clear()

@@ -32,7 +32,7 @@ from memcompress.testing.factories import make_events
 from memcompress.testing.invariant import check_invariant
 from memcompress.testing.llm_server import FakeLLM
 from memcompress.testing.workers import WorkerProcess, eventually, requests_key, start_worker, worker_env
-from tests.integration.conftest import ServicesFactory
+from tests.integration.conftest import ServicesFactory, append
 
 pytestmark = pytest.mark.redis
 
@@ -71,15 +71,21 @@ def start(mongo_uri: str, db_name: str, redis_url: str, queue: str, llm: FakeLLM
 
 
 @pytest.fixture
-async def memory(database: MongoDatabase) -> MongoUserMemoryRepository:
+async def indexed(database: MongoDatabase) -> MongoDatabase:
+    """The test's database, with memcompress's indexes."""
     await ensure_indexes(database)
-    return MongoUserMemoryRepository(database)
+    return database
 
 
-async def _seed(memory: MongoUserMemoryRepository, users: list[str], count: int) -> list[MemoryEvent]:
+@pytest.fixture
+def memory(indexed: MongoDatabase) -> MongoUserMemoryRepository:
+    return MongoUserMemoryRepository(indexed)
+
+
+async def _seed(database: MongoDatabase, users: list[str], count: int) -> list[MemoryEvent]:
     events = [e for user in users for e in make_events(user, count)]
     for i in range(0, len(events), 5000):
-        await memory.append_events(events[i : i + 5000])
+        await append(database, events[i : i + 5000])
     return events
 
 
@@ -110,7 +116,7 @@ async def _assert_nothing_lost(database: MongoDatabase, llm: FakeLLM, events: li
 
 async def test_three_workers_compress_300_users_exactly_once(
     start: Start,
-    memory: MongoUserMemoryRepository,
+    indexed: MongoDatabase,
     database: MongoDatabase,
     redis: Redis,
     llm: FakeLLM,
@@ -118,7 +124,7 @@ async def test_three_workers_compress_300_users_exactly_once(
     make_services: ServicesFactory,
 ) -> None:
     users = [f"user-{i:03d}-{uuid.uuid4().hex[:6]}" for i in range(300)]
-    events = await _seed(memory, users, 55)
+    events = await _seed(indexed, users, 55)
     result = await scan_and_enqueue(make_services(queue_name=queue, threshold=50))
     assert (len(result.users), result.enqueued) == (300, 300)
 
@@ -136,7 +142,7 @@ async def test_three_workers_compress_300_users_exactly_once(
 
 async def test_two_queues_on_one_redis_queue_lock_and_run_the_same_user_apart(
     start: Start,
-    memory: MongoUserMemoryRepository,
+    indexed: MongoDatabase,
     database: MongoDatabase,
     llm: FakeLLM,
     queue: str,
@@ -144,7 +150,7 @@ async def test_two_queues_on_one_redis_queue_lock_and_run_the_same_user_apart(
 ) -> None:
     """Two deployments on one Redis (a queue name each): neither blocks nor takes the other's user."""
     user = f"user-{uuid.uuid4().hex[:8]}"
-    events = await _seed(memory, [user], 70)
+    events = await _seed(indexed, [user], 70)
     ours, theirs = make_services(queue_name=queue), make_services(queue_name=f"test:{uuid.uuid4().hex[:10]}")
     assert await ours.queue.request(user) and await theirs.queue.request(user)
     async with ours.locks.hold(user), theirs.locks.hold(user):  # both held at once
@@ -178,7 +184,7 @@ async def test_a_burst_of_requests_is_one_job_and_a_burst_during_the_job_is_not_
     redis_url: str,
 ) -> None:
     user = f"user-{uuid.uuid4().hex[:8]}"
-    events = await _seed(memory, [user], 60)
+    events = await _seed(database, [user], 60)
     port = free_port()
     llm.latency_s = 1.5
     worker = start(metrics_port=port, log_format="json")
@@ -189,7 +195,7 @@ async def test_a_burst_of_requests_is_one_job_and_a_burst_during_the_job_is_not_
 
     await eventually(_called(llm))  # the job is running; a new burst arrives now
     burst = make_events(user, 40, tag="burst")
-    await memory.append_events(burst)
+    await append(database, burst)
     assert [await request_compression(redis, user, 0.5, key=key) for _ in range(10)].count(True) == 1
 
     async def compressed_twice() -> bool:
@@ -239,7 +245,7 @@ async def test_a_job_killed_mid_llm_call_runs_again_after_the_in_progress_key_ex
     queue: str,
 ) -> None:
     user = f"user-{uuid.uuid4().hex[:8]}"
-    events = await _seed(memory, [user], 70)
+    events = await _seed(database, [user], 70)
     llm.hold()  # the first run's LLM call stays in flight until the worker is killed
     llm.quiet_disconnects = True
     # Short, so that the in-progress key soon expires; the second run's LLM answers at once.
@@ -271,7 +277,7 @@ async def test_sigterm_during_a_job_finishes_it_or_requeues_it(
     completion_wait_s: int,
 ) -> None:
     user = f"user-{uuid.uuid4().hex[:8]}"
-    events = await _seed(memory, [user], 70)
+    events = await _seed(database, [user], 70)
     llm.hold()  # the job is in its LLM call when the worker is told to stop
     llm.quiet_disconnects = True
     worker = start(job_completion_wait_s=completion_wait_s)
@@ -304,10 +310,10 @@ async def own_valkey() -> AsyncIterator[Any]:
 
 
 async def test_redis_restarted_mid_run_the_worker_reconnects_and_the_scan_requeues(
-    own_valkey: Any, start: Start, memory: MongoUserMemoryRepository, database: MongoDatabase, llm: FakeLLM
+    own_valkey: Any, start: Start, indexed: MongoDatabase, database: MongoDatabase, llm: FakeLLM
 ) -> None:
     users = [f"user-{i:02d}-{uuid.uuid4().hex[:6]}" for i in range(12)]
-    events = await _seed(memory, users, 60)
+    events = await _seed(indexed, users, 60)
     llm.latency_s = 0.5
     port = free_port()
     worker = start(redis=own_valkey.url, scan_cron="*/2 * * * * *", max_jobs=2, metrics_port=port)
@@ -342,7 +348,7 @@ async def test_the_cron_scan_enqueues_exactly_the_users_the_aggregation_reports(
     tag = uuid.uuid4().hex[:6]
     sizes = {f"over-a-{tag}": 51, f"at-{tag}": 50, f"over-b-{tag}": 120, f"under-{tag}": 10}
     for user, count in sizes.items():
-        await memory.append_events(make_events(user, count))
+        await append(database, make_events(user, count))
     expected = [u.user_id for u in await memory.users_over_threshold(50)]
     assert expected == [f"over-b-{tag}", f"over-a-{tag}"]  # most events first
 

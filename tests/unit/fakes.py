@@ -63,10 +63,10 @@ class FakeMemory:
         self._ids = itertools.count(1)
         self.erased = set() if erased is None else erased
 
-    async def append_events(self, events: Sequence[MemoryEvent]) -> int:
+    async def append(self, events: Sequence[MemoryEvent]) -> None:
+        """Seeding, as the app appends (not a port method: the worker never appends)."""
         for event in events:
             self.events[next(self._ids)] = event
-        return len(events)
 
     def _ordered(self, user_id: str, events: dict[int, MemoryEvent] | None = None) -> list[StoredEvent]:
         """The user's foldable events (pinned ones are not), in the fold's order."""
@@ -356,6 +356,12 @@ class FakeLocks:
 
     async def holder(self, user_id: str) -> dict[str, Any] | None:
         return {"expires_in_s": 0.0, "renewed_s_ago": 0.0, "stale": False} if user_id in self.held else None
+
+
+async def append(services: Services, events: Sequence[MemoryEvent]) -> None:
+    """Seed the history of :func:`fake_services`' ``services``."""
+    assert isinstance(services.memory, FakeMemory)
+    await services.memory.append(events)
 
 
 def fake_services(

@@ -14,13 +14,13 @@ from memcompress.models import Outcome
 from memcompress.summarizers.base import RetryableSummarizerError
 from memcompress.summarizers.extractive import ExtractiveSummarizer
 from memcompress.testing.factories import make_events
-from tests.unit.fakes import FakeCompactionLog, FakeLocks, FakeMemory
+from tests.unit.fakes import FakeCompactionLog, FakeLocks, FakeMemory, append
 from tests.unit.stubs import Recording
 
 
 async def test_folds_all_but_the_newest_keep_last(services: Services) -> None:
     events = make_events("u", 25)
-    await services.memory.append_events(events)
+    await append(services, events)
     record = await run_compression(services, "u")
     assert record.outcome is Outcome.COMPRESSED
     assert record.events_folded == 22
@@ -30,7 +30,7 @@ async def test_folds_all_but_the_newest_keep_last(services: Services) -> None:
 
 
 async def test_each_chunk_builds_on_the_previous_answer(services: Services) -> None:
-    await services.memory.append_events(make_events("u", 60))
+    await append(services, make_events("u", 60))
     await run_compression(services, "u")
     summarizer = services.summarizer
     assert isinstance(summarizer, Recording)
@@ -45,7 +45,7 @@ async def test_each_chunk_builds_on_the_previous_answer(services: Services) -> N
 
 
 async def test_failure_records_and_trims_nothing(services: Services) -> None:
-    await services.memory.append_events(make_events("u", 30))
+    await append(services, make_events("u", 30))
     assert isinstance(services.summarizer, Recording)
     services.summarizer.fail = RetryableSummarizerError("down")
     record = await run_compression(services, "u")
@@ -56,7 +56,7 @@ async def test_failure_records_and_trims_nothing(services: Services) -> None:
 
 
 async def test_held_lock_means_busy(services: Services) -> None:
-    await services.memory.append_events(make_events("u", 30))
+    await append(services, make_events("u", 30))
     assert isinstance(services.locks, FakeLocks)
     services.locks.held["u"] = other = object()
     record = await run_compression(services, "u")
@@ -66,7 +66,7 @@ async def test_held_lock_means_busy(services: Services) -> None:
 
 
 async def test_pending_trim_is_finished_before_anything_else(services: Services) -> None:
-    await services.memory.append_events(make_events("u", 12))
+    await append(services, make_events("u", 12))
     stored = [s async for s in services.memory.iter_oldest("u")]
     from memcompress.models import Watermark
 
@@ -89,7 +89,7 @@ async def test_pending_trim_is_finished_before_anything_else(services: Services)
 
 async def test_works_with_the_extractive_summarizer(services: Services) -> None:
     services.summarizer = ExtractiveSummarizer()
-    await services.memory.append_events(make_events("u", 30))
+    await append(services, make_events("u", 30))
     record = await run_compression(services, "u")
     assert record.outcome is Outcome.COMPRESSED
     summary = (await services.profiles.get("u")).memory_summary or ""
@@ -100,7 +100,7 @@ PREVIOUS = "Lives in Riga with Anna; order ORD-4471 arrives 2026-03-12; budget 1
 
 
 async def _with_previous_summary(services: Services) -> Recording:
-    await services.memory.append_events(make_events("u", 30))
+    await append(services, make_events("u", 30))
     await services.profiles.update_summary_if_version(
         "u", expected_version=0, summary=PREVIOUS, watermark=None, folded_refs=[], create=True
     )
@@ -157,7 +157,7 @@ async def test_a_legacy_summary_over_the_budget_is_shortened_with_its_lines_arch
     services.summarizer = ExtractiveSummarizer()
     services.policy = replace(services.policy, summary_max_chars=3000)
     legacy = "\n".join(f"Fact {i}: the user mentioned item {1000 + i} once." for i in range(120))[:5200]
-    await services.memory.append_events(make_events("u", 30))
+    await append(services, make_events("u", 30))
     await services.profiles.update_summary_if_version(
         "u", expected_version=0, summary=legacy, watermark=None, folded_refs=[], create=True
     )
@@ -173,7 +173,7 @@ async def test_a_legacy_summary_over_the_budget_is_shortened_with_its_lines_arch
 async def test_a_lock_that_cannot_be_released_is_left_to_expire_and_the_callers_error_is_kept(
     services: Services, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    await services.memory.append_events(make_events("u", 25))
+    await append(services, make_events("u", 25))
     locks = services.locks
     assert isinstance(locks, FakeLocks)
     hold = locks.hold
@@ -189,7 +189,7 @@ async def test_a_lock_that_cannot_be_released_is_left_to_expire_and_the_callers_
     assert record.outcome is Outcome.COMPRESSED and record.events_folded == 22
     assert "could not release a user's lock" in caplog.text
 
-    await services.memory.append_events(make_events("u", 25, tag="b"))
+    await append(services, make_events("u", 25, tag="b"))
     with pytest.raises(KeyError):  # what the caller's block raises is what the caller gets
         async with compression(services, "u"):
             raise KeyError("the caller's own")

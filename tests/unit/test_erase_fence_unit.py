@@ -15,7 +15,7 @@ from memcompress.summarizers.base import PermanentSummarizerError
 from memcompress.testing.factories import make_events
 from memcompress.testing.workers import requests_key
 from tests.unit.conftest import Clock
-from tests.unit.fakes import QUEUE, FakeCompactionLog, FakeDeadLetters, FakeLocks
+from tests.unit.fakes import QUEUE, FakeCompactionLog, FakeDeadLetters, FakeLocks, append
 from tests.unit.stubs import Recording
 
 
@@ -40,7 +40,7 @@ async def _queue(redis: FakeAsyncRedis) -> tuple[dict[str, float], dict[str, flo
 async def test_a_queued_run_of_an_erased_user_leaves_no_record_dead_letter_or_recheck(
     services: Services, redis: FakeAsyncRedis, profile: str
 ) -> None:
-    await services.memory.append_events(make_events("u", 20))
+    await append(services, make_events("u", 20))
     if profile == "already there":
         await services.profiles.get("u")
     assert isinstance(services.summarizer, Recording)
@@ -57,7 +57,7 @@ async def test_a_queued_run_of_an_erased_user_leaves_no_record_dead_letter_or_re
 
 
 async def test_the_record_and_the_queue_decision_are_written_under_the_lock(services: Services) -> None:
-    await services.memory.append_events(make_events("u", 20))
+    await append(services, make_events("u", 20))
     log, _, locks = _fakes(services)
     held_when: list[str] = []
 

@@ -20,7 +20,7 @@ from memcompress.summarizers.base import SummaryRequest, max_completion_tokens
 from memcompress.testing.factories import make_events
 from memcompress.timing import BUDGET_JITTER_S, BUDGET_LONGEST_SLEEP_S, BUDGET_TRANSIT_MARGIN_S
 from tests.unit.conftest import T0, Clock
-from tests.unit.fakes import fake_services
+from tests.unit.fakes import append, fake_services
 from tests.unit.stubs import SMALL, Recording
 
 KEY = "q:llm-budget"
@@ -187,7 +187,7 @@ async def test_the_fold_takes_a_permit_before_each_request_and_settles_the_usage
     summarizer = Recording(before=_count_permits(budget, acquired_before), usage=(120, 7))
     services = fake_services(summarizer, **SMALL)
     services.llm_budget = budget
-    await services.memory.append_events(make_events("u", 60))
+    await append(services, make_events("u", 60))
     record = await run_compression(services, "u")
     assert record.outcome is Outcome.COMPRESSED and record.llm_calls > 1
     assert acquired_before == list(range(1, record.llm_calls + 1))
@@ -229,7 +229,7 @@ async def test_a_wait_for_the_budget_ends_at_the_time_limit_with_nothing_trimmed
     summarizer = Recording(before=_count_permits(budget, acquired_before), usage=(120, 7))
     services = fake_services(summarizer, **SMALL)
     services.llm_budget = budget
-    await services.memory.append_events(make_events("u", 30))
+    await append(services, make_events("u", 30))
     record = await run_compression(services, "u", time_limit_s=0.05)
     assert (record.outcome, record.error_class, record.retryable) == (Outcome.FAILED, "JobTimeout", True)
     assert acquired_before == [] and record.llm_calls == 0

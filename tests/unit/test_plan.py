@@ -9,7 +9,7 @@ from memcompress.jobs import LLMPrices, Services, estimate_backlog, plan_compres
 from memcompress.models import UserBacklog
 from memcompress.summarizers.extractive import ExtractiveSummarizer
 from memcompress.testing.factories import make_events
-from tests.unit.fakes import fake_services
+from tests.unit.fakes import append, fake_services
 
 ENGLISH = "I moved to Manchester last year and I work night shifts as a nurse at the hospital."
 RUSSIAN = "В прошлом году я переехала в Казань и работаю медсестрой в ночную смену в больнице."
@@ -22,7 +22,7 @@ def services() -> Services:
 
 async def _seed(services: Services, user: str, text: str, count: int = 40) -> None:
     events = [e.model_copy(update={"content": text}) for e in make_events(user, count)]
-    await services.memory.append_events(events)
+    await append(services, events)
 
 
 async def test_cyrillic_history_costs_about_twice_the_tokens_of_latin(services: Services) -> None:

@@ -19,7 +19,7 @@ from memcompress.summarizers.base import (
 )
 from memcompress.summarizers.extractive import ExtractiveSummarizer
 from memcompress.testing.factories import T0, make_events
-from tests.unit.fakes import FakeCompactionLog, FakeLocks, FakeMemory, FakeProfiles, fake_services
+from tests.unit.fakes import FakeCompactionLog, FakeLocks, FakeMemory, FakeProfiles, append, fake_services
 from tests.unit.stubs import SMALL, Forgetful, Recording
 
 
@@ -46,9 +46,9 @@ async def _compressed_twice(services: Services) -> list[MemoryEvent]:
     """Two compressions with archive retention; returns every event appended, in the fold's order."""
     first = make_events("u", 25, tag="a")
     second = make_events("u", 12, start=T0 + timedelta(hours=1), tag="b")
-    await services.memory.append_events(first)
+    await append(services, first)
     assert (await run_compression(services, "u")).outcome is Outcome.COMPRESSED
-    await services.memory.append_events(second)
+    await append(services, second)
     assert (await run_compression(services, "u")).outcome is Outcome.COMPRESSED
     return first + second
 
@@ -141,7 +141,7 @@ async def test_the_verdict_names_what_the_replay_drops_and_the_log_holds_no_cont
 
 async def test_a_replay_of_the_same_history_keeps_every_value() -> None:
     services = fake_services(ExtractiveSummarizer(), **(SMALL | {"threshold": 40, "keep_last": 0}))
-    await services.memory.append_events(make_events("u", 45))
+    await append(services, make_events("u", 45))
     assert (await run_compression(services, "u")).outcome is Outcome.COMPRESSED
     result = await replay_user(services, "u")
     assert result.replayed_summary == result.stored_summary
@@ -151,7 +151,7 @@ async def test_a_replay_of_the_same_history_keeps_every_value() -> None:
 
 async def test_events_deleted_with_delete_retention_cannot_be_replayed_and_are_counted() -> None:
     services = fake_services(Recording(), **SMALL, retention="delete")
-    await services.memory.append_events(make_events("u", 25))
+    await append(services, make_events("u", 25))
     record = await run_compression(services, "u")
     result = await replay_user(services, "u")
     assert (result.archived_events, result.current_events) == (0, 3)
@@ -160,7 +160,7 @@ async def test_events_deleted_with_delete_retention_cannot_be_replayed_and_are_c
 
 
 async def test_the_user_s_language_and_model_overrides_are_used(services: Services) -> None:
-    await services.memory.append_events(make_events("u", 5))
+    await append(services, make_events("u", 5))
     await services.overrides.set("u", UserOverrides(language="de", model="per-user"))
     result = await replay_user(services, "u")
     summarizer = services.summarizer
@@ -179,7 +179,7 @@ async def test_a_user_with_nothing_stored_replays_to_nothing_and_creates_no_prof
 
 
 async def test_a_compression_during_the_replay_is_reported(services: Services) -> None:
-    await services.memory.append_events(make_events("u", 5))
+    await append(services, make_events("u", 5))
 
     async def compress_meanwhile(request: SummaryRequest) -> None:
         profile = await services.profiles.get("u")
@@ -195,7 +195,7 @@ async def test_a_compression_during_the_replay_is_reported(services: Services) -
 
 async def test_an_answer_that_drops_the_summary_so_far_gets_one_repair_request_as_in_the_fold() -> None:
     services = fake_services(Forgetful(forget_from=2, repairs=True), **SMALL)
-    await services.memory.append_events(make_events("u", 40))
+    await append(services, make_events("u", 40))
     result = await replay_user(services, "u")
     summarizer = services.summarizer
     assert isinstance(summarizer, Forgetful)
@@ -209,7 +209,7 @@ async def test_a_chunk_whose_answer_still_drops_values_is_patched_as_in_the_fold
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     services = fake_services(Forgetful(forget_from=2, repairs=False), **SMALL)
-    await services.memory.append_events(make_events("u", 40))
+    await append(services, make_events("u", 40))
     with caplog.at_level(logging.INFO, logger="memcompress.jobs.replay"):
         result = await replay_user(services, "u")
     assert result.failed is None
@@ -224,7 +224,7 @@ async def test_a_chunk_whose_answer_still_drops_values_is_patched_as_in_the_fold
 async def test_a_summariser_failure_ends_the_replay_with_its_reason(services: Services) -> None:
     assert isinstance(services.summarizer, Recording)
     services.summarizer.fail = RetryableSummarizerError("LLM unavailable (HTTP 503)")
-    await services.memory.append_events(make_events("u", 5))
+    await append(services, make_events("u", 5))
     result = await replay_user(services, "u")
     assert result.failed == "chunk 1: RetryableSummarizerError: LLM unavailable (HTTP 503)"
     assert (result.chunks, result.replayed_summary) == (0, None)

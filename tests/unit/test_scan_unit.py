@@ -91,7 +91,7 @@ async def test_scans_record_their_mode_and_the_next_watermark(services: Services
     assert isinstance(memory, FakeMemory)
     old = utc_now() - timedelta(days=2)
     for i in range(60):
-        await memory.append_events([MemoryEvent(user_id="old", role="user", content=f"{i}", created_at=old)])
+        await memory.append([MemoryEvent(user_id="old", role="user", content=f"{i}", created_at=old)])
 
     first = await scan_and_enqueue(services)
     assert (first.mode, first.users[0].user_id, first.last_full_at is not None) == ("full", "old", True)
@@ -100,7 +100,7 @@ async def test_scans_record_their_mode_and_the_next_watermark(services: Services
     assert (second.mode, second.active_users, second.users) == ("incremental", 0, [])
     assert second.since == first.next_since and second.last_full_at == first.last_full_at
     for i in range(60):
-        await memory.append_events([MemoryEvent(user_id="new", role="user", content=f"{i}")])
+        await memory.append([MemoryEvent(user_id="new", role="user", content=f"{i}")])
     third = await scan_and_enqueue(services)
     assert (third.mode, third.active_users, [u.user_id for u in third.users]) == ("incremental", 1, ["new"])
     assert (await scan_and_enqueue(services, full=True)).mode == "full"
@@ -117,7 +117,7 @@ async def test_a_scan_with_another_threshold_moves_neither_the_full_scan_time_no
     assert isinstance(memory, FakeMemory)
     old = utc_now() - timedelta(days=2)
     for i in range(60):
-        await memory.append_events([MemoryEvent(user_id="old", role="user", content=f"{i}", created_at=old)])
+        await memory.append([MemoryEvent(user_id="old", role="user", content=f"{i}", created_at=old)])
     first = await scan_and_enqueue(services)
     second = await scan_and_enqueue(services)
 

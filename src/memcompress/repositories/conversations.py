@@ -50,7 +50,6 @@ from typing import Any
 
 import bson
 from bson import ObjectId
-from pymongo import UpdateOne
 
 from memcompress.layouts import StoreLayout
 from memcompress.metrics import Metrics
@@ -434,30 +433,6 @@ class MongoConversationMemory:
         )
 
     # --- the app side (tests, the demo) and the scan -----------------------------------------------
-
-    async def append_events(self, events: Sequence[MemoryEvent]) -> int:
-        """``$push`` as the app does it (one update per conversation; ``updated_at`` set). A conversation
-        not found is created, with ``created_at`` (and no ``context_id``): the demo's and tests' way in."""
-        by_conversation: dict[str, list[Document]] = {}
-        for event in events:
-            message = {"role": event.role, "content": event.content, self._layout.order: event.created_at}
-            by_conversation.setdefault(event.user_id, []).append(message)
-        if by_conversation:
-            await self._conversations.bulk_write(
-                [
-                    UpdateOne(
-                        {"_id": conversation_key(cid)},
-                        {
-                            "$push": {self._layout.messages_field: {"$each": messages}},
-                            "$set": {"updated_at": utc_now()},
-                            "$setOnInsert": {"created_at": utc_now()},
-                        },
-                        upsert=True,
-                    )
-                    for cid, messages in by_conversation.items()
-                ]
-            )
-        return len(events)
 
     async def users_over_threshold(self, threshold: int, limit: int | None = None) -> list[UserBacklog]:
         return (await self.scan_backlog(threshold, limit)).users

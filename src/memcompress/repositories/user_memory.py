@@ -1,5 +1,6 @@
-"""One document per event (``user_memory``, or the ``messages`` layout): append, read bounded slices,
-trim exactly the summarised events, scan for backlog.
+"""One document per event (``user_memory``, or the ``messages`` layout): read bounded slices, trim
+exactly the summarised events, scan for backlog (the app appends; see ``memcompress.testing.app_layouts``
+for how the tests and the demo do it).
 
 The names come from the :class:`~memcompress.layouts.StoreLayout`: the collection, the field naming the
 user (``user_id``; ``lead_id`` for ``messages``) and the one ordering the history (``created_at``;
@@ -35,7 +36,7 @@ from memcompress.models import (
 )
 from memcompress.repositories.archive import Archive, Copy
 from memcompress.repositories.database import Document, MongoDatabase
-from memcompress.repositories.documents import DATED, EventRules, event_to_document, valid_events
+from memcompress.repositories.documents import DATED, EventRules, valid_events
 from memcompress.settings import BATCH_SIZE
 
 # Upper bound on ids per delete/archive command, to keep each command small.
@@ -148,21 +149,8 @@ class MongoUserMemoryRepository:
                 renamed[name] = doc[field]
         return renamed
 
-    def _as_stored(self, doc: Document) -> Document:
-        """A document written by memcompress (the demo, the tests) under the layout's names."""
-        stored = {k: v for k, v in doc.items() if k not in ("user_id", "created_at")}
-        stored[self._owner], stored[self._order] = doc["user_id"], doc["created_at"]
-        return stored
-
     def _valid(self, collection: str, docs: Iterable[Document]) -> Iterable[StoredEvent]:
         return valid_events(collection, docs, self._metrics, self._rules)
-
-    async def append_events(self, events: Sequence[MemoryEvent]) -> int:
-        if not events:
-            return 0
-        docs = [self._as_stored(event_to_document(e)) for e in events]
-        result = await self._events.insert_many(docs, ordered=True)
-        return len(result.inserted_ids)
 
     async def get_recent_events(self, user_id: str, limit: int) -> list[MemoryEvent]:
         """The newest ``limit`` documents of the user, oldest first; malformed ones are skipped."""

@@ -1,7 +1,8 @@
 """Each layout (:mod:`memcompress.layouts`) as the tests and the demo see it from the app's side: what
-names a unit of compression in it, how the app writes a message and which indexes it makes, what finds
-a stored message, and what is stored of a unit (its messages, archived ones included, and its summary),
-read from the outside for the invariant checker.
+names a unit of compression in it, how the app writes a message and which indexes it makes, how the
+app appends to a unit's history (the seeding of the tests, the demo and the benchmarks: the worker
+itself never appends), what finds a stored message, and what is stored of a unit (its messages,
+archived ones included, and its summary), read from the outside for the invariant checker.
 
 One object per layout, as :mod:`memcompress.repositories.storage_layouts` is for the product: no other
 test support module asks which layout it is in.
@@ -11,23 +12,24 @@ from __future__ import annotations
 
 import uuid
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from typing import Any
 
 from bson import ObjectId
+from pymongo import UpdateOne
 
 from memcompress.layouts import LayoutName, StoreLayout
-from memcompress.models import MemoryEvent
+from memcompress.models import MemoryEvent, utc_now
 from memcompress.repositories.conversations import conversation_key
-from memcompress.repositories.database import USER_PROFILES, MongoDatabase
+from memcompress.repositories.database import USER_PROFILES, Document, MongoDatabase
 from memcompress.repositories.documents import event_to_document
+from memcompress.settings import Settings
 from memcompress.testing.layout_documents import (
     app_message,
     conversation_message,
     create_conversation_indexes,
     create_message_indexes,
 )
-
-Document = dict[str, Any]
 
 
 class AppLayout(ABC):
@@ -65,6 +67,10 @@ class AppLayout(ABC):
         return event.content
 
     @abstractmethod
+    async def append(self, database: MongoDatabase, events: Sequence[MemoryEvent]) -> None:
+        """Write ``events`` to their units' histories (``user_id``: the unit) as the app appends them."""
+
+    @abstractmethod
     async def stored_and_summary(self, database: MongoDatabase, unit_id: str) -> tuple[set[Any], str | None]:
         """The keys (:meth:`key`) of what is still stored or archived of the unit, and its summary."""
 
@@ -77,6 +83,19 @@ class MessagesApp(AppLayout):
 
     def message(self, event: MemoryEvent) -> Document:
         return app_message(event.user_id, str(event.role), event.content, event.created_at)
+
+    def _as_stored(self, doc: Document) -> Document:
+        """An event's document (:func:`~memcompress.repositories.documents.event_to_document`) under the
+        layout's names of ``user_id`` and ``created_at``."""
+        stored = {k: v for k, v in doc.items() if k not in ("user_id", "created_at")}
+        stored[self.names.owner], stored[self.names.order] = doc["user_id"], doc["created_at"]
+        return stored
+
+    async def append(self, database: MongoDatabase, events: Sequence[MemoryEvent]) -> None:
+        """One ``insert_many`` (ordered) of a document per event."""
+        if events:
+            docs = [self._as_stored(event_to_document(event)) for event in events]
+            await database.collection(self.names.collection).insert_many(docs, ordered=True)
 
     async def stored_and_summary(self, database: MongoDatabase, unit_id: str) -> tuple[set[Any], str | None]:
         stored: set[Any] = set()
@@ -129,6 +148,30 @@ class ConversationsApp(AppLayout):
     def message(self, event: MemoryEvent) -> Document:
         return conversation_message(str(event.role), event.content, event.created_at)
 
+    async def append(self, database: MongoDatabase, events: Sequence[MemoryEvent]) -> None:
+        """``$push`` as the app does it (one update per conversation; ``updated_at`` set). A conversation
+        not found is created, with ``created_at`` (and no ``context_id``)."""
+        names = self.names
+        by_conversation: dict[str, list[Document]] = {}
+        for event in events:
+            message = {"role": event.role, "content": event.content, names.order: event.created_at}
+            by_conversation.setdefault(event.user_id, []).append(message)
+        if by_conversation:
+            await database.collection(names.collection).bulk_write(
+                [
+                    UpdateOne(
+                        {"_id": conversation_key(cid)},
+                        {
+                            "$push": {names.messages_field: {"$each": messages}},
+                            "$set": {"updated_at": utc_now()},
+                            "$setOnInsert": {"created_at": utc_now()},
+                        },
+                        upsert=True,
+                    )
+                    for cid, messages in by_conversation.items()
+                ]
+            )
+
     async def stored_and_summary(self, database: MongoDatabase, unit_id: str) -> tuple[set[Any], str | None]:
         names = self.names
         doc = await database.collection(names.collection).find_one({"_id": conversation_key(unit_id)})
@@ -149,3 +192,12 @@ def app_layout(names: StoreLayout | None = None) -> AppLayout:
     """The app's side of the layout ``names`` (the default layout without)."""
     names = names or StoreLayout()
     return APP_LAYOUTS[names.name](names)
+
+
+async def append_as_app(settings: Settings, events: Sequence[MemoryEvent], batch: int = 5000) -> None:
+    """``events`` appended to the store and layout ``settings`` name as :meth:`AppLayout.append` writes
+    them, ``batch`` per write, over a connection of its own: how the demo and the benchmarks seed."""
+    app = app_layout(settings.store_layout())
+    async with MongoDatabase.from_settings(settings) as database:
+        for start in range(0, len(events), batch):
+            await app.append(database, events[start : start + batch])
