@@ -9,14 +9,13 @@ import pytest
 from redis.asyncio import Redis
 
 from memcompress.repositories.database import MongoDatabase
-from memcompress.repositories.user_memory import MongoUserMemoryRepository
 from memcompress.settings import load_settings
 from memcompress.testing.llm_server import FakeLLM
 from memcompress.worker.arq_settings import worker_settings
 from memcompress.worker.job_limit import AdaptiveJobLimit
 from memcompress.worker.runner import MemcompressWorker
 from tests.integration.conftest import until_held
-from tests.integration.test_worker import _outcomes, _seed, enqueue_job, memory  # noqa: F401
+from tests.integration.test_worker import _outcomes, _seed, enqueue_job, indexed  # noqa: F401
 
 pytestmark = pytest.mark.redis
 
@@ -30,12 +29,12 @@ async def test_a_job_waiting_for_a_slot_is_not_timed_out(
     redis_url: str,
     redis: Redis,
     database: MongoDatabase,
-    memory: MongoUserMemoryRepository,  # noqa: F811
+    indexed: MongoDatabase,  # noqa: F811
     llm: FakeLLM,
 ) -> None:
     queue = f"test:{uuid.uuid4().hex[:10]}"
     users = [f"waits-{i}-{uuid.uuid4().hex[:6]}" for i in range(3)]
-    await _seed(memory, users, 55)
+    await _seed(indexed, users, 55)
     settings = load_settings(
         mongodb_uri=mongo_uri,
         mongodb_db=db_name,
