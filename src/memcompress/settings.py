@@ -106,7 +106,7 @@ class StoreSettings(BaseModel):
         description="the database holding the app's collections and ours",
     )
     mongodb_server_selection_timeout_ms: int = Field(
-        5000, gt=0, description="how long to wait for a reachable MongoDB server"
+        5000, gt=0, description="how long to wait for a reachable MongoDB server, at start-up too"
     )
     mongodb_max_pool_size: int = Field(20, gt=0, description="MongoDB connections per process, at most")
     redis_url: str = Field(

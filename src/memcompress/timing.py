@@ -21,6 +21,9 @@ LOOK_AGAIN_S = 1.0
 IDLE_POLL_S = 0.5
 
 # --- retries --------------------------------------------------------------------------------------------
+# repositories.database: connect pings this often while a restarting MongoDB drops the first connections
+# (within MEMCOMPRESS_MONGODB_SERVER_SELECTION_TIMEOUT_MS).
+CONNECT_RETRY_EVERY_S = 0.5
 # jobs.queued: a failed try is retried after 2.5-5 s, doubling with each try, at most RETRY_MAX_S.
 RETRY_BASE_S = 5.0
 RETRY_MAX_S = 300.0

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
+import time
 from collections import Counter
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
 import pytest
 from bson import ObjectId
-from pymongo import AsyncMongoClient, monitoring
+from pymongo import AsyncMongoClient, monitoring, uri_parser
 from pymongo.errors import BulkWriteError
 from redis.asyncio import Redis
 
@@ -81,6 +85,62 @@ async def test_unreachable_server_is_one_line_with_password_redacted() -> None:
     assert "\n" not in message
     assert "hunter2" not in message and "ops:***@127.0.0.1:1" in message
     assert "hunter2" not in repr(db)
+
+
+class RestartingServer:
+    """A TCP proxy in front of MongoDB that behaves like a server restarting: for ``drop_s`` it closes every
+    new connection but the first (the driver's monitor, which saw the server up) as soon as it is made,
+    then passes everything through."""
+
+    def __init__(self, mongo_uri: str, drop_s: float) -> None:
+        self._target = uri_parser.parse_uri(mongo_uri)["nodelist"][0]
+        self._drop_until = time.monotonic() + drop_s
+        self.connections = self.dropped = 0
+        self._open: list[asyncio.StreamWriter] = []
+
+    @contextlib.asynccontextmanager
+    async def serving(self) -> AsyncIterator[int]:
+        server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        try:
+            yield server.sockets[0].getsockname()[1]
+        finally:
+            server.close()
+            for writer in self._open:  # wait_closed waits for the proxied connections too
+                writer.close()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(server.wait_closed(), 5)
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        if self.connections > 1 and time.monotonic() < self._drop_until:
+            self.dropped += 1
+            writer.close()
+            return
+        up_reader, up_writer = await asyncio.open_connection(*self._target)
+        self._open += [writer, up_writer]
+        await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    with contextlib.suppress(ConnectionError):
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    writer.close()
+
+
+async def test_connect_waits_for_a_restarting_server_that_drops_the_first_connections(
+    mongo_uri: str, db_name: str
+) -> None:
+    """A worker started while MongoDB restarts comes up once the store is back (it exited 1 in the fault
+    suite: the driver reports a dropped connection at once, not after its server-selection wait)."""
+    server = RestartingServer(mongo_uri, drop_s=2.0)
+    async with server.serving() as port:
+        db = MongoDatabase(f"mongodb://127.0.0.1:{port}/?directConnection=true", db_name)
+        await db.connect()
+        assert (await db.db.command("ping"))["ok"] == 1
+        await db.close()
+    assert server.dropped >= 1  # the driver did meet the restart
 
 
 # --- profiles ------------------------------------------------------------------------------------

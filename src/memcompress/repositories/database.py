@@ -1,7 +1,14 @@
-"""The one place that owns the MongoDB client: connect (with a ping), hand out collections, close."""
+"""The one place that owns the MongoDB client: connect (with a ping), hand out collections, close.
+
+``connect`` waits for the store up to the server-selection timeout (``MEMCOMPRESS_MONGODB_SERVER_
+SELECTION_TIMEOUT_MS``) whatever way it is not there yet: no server answering (pymongo's own wait), or
+one that drops the first connections (a server restarting, ``AutoReconnect``), which pymongo reports at
+once. So a worker started while MongoDB restarts comes up when the store is back, not exit 1."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from datetime import UTC
 from types import TracebackType
 from typing import Any
@@ -9,11 +16,12 @@ from typing import Any
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import PyMongoError
+from pymongo.errors import ConnectionFailure, PyMongoError
 
 from memcompress.redaction import redact_url
 from memcompress.repositories.errors import StoreUnavailable
 from memcompress.settings import Settings
+from memcompress.timing import CONNECT_RETRY_EVERY_S
 
 USER_MEMORY = "user_memory"
 USER_MEMORY_ARCHIVE = "user_memory_archive"
@@ -41,6 +49,7 @@ class MongoDatabase:
         """``client_options`` go to ``AsyncMongoClient`` as they are (``event_listeners``, say)."""
         self._uri = uri
         self._db_name = db_name
+        self._connect_wait_s = server_selection_timeout_ms / 1000
         self._client_options: dict[str, Any] = {
             "serverSelectionTimeoutMS": server_selection_timeout_ms,
             "maxPoolSize": max_pool_size,
@@ -66,13 +75,19 @@ class MongoDatabase:
             client: AsyncMongoClient[Document] = AsyncMongoClient(
                 self._uri, tz_aware=True, tzinfo=UTC, appname="memcompress", **self._client_options
             )
-            try:
-                await client.admin.command("ping")
-            except PyMongoError as error:
-                await client.close()
-                raise StoreUnavailable(
-                    f"cannot reach MongoDB at {redact_url(self._uri)}: {type(error).__name__}"
-                ) from error
+            deadline = time.monotonic() + self._connect_wait_s
+            while True:
+                try:
+                    await client.admin.command("ping")
+                    break
+                except PyMongoError as error:
+                    retry = isinstance(error, ConnectionFailure) and time.monotonic() < deadline
+                    if not retry:
+                        await client.close()
+                        raise StoreUnavailable(
+                            f"cannot reach MongoDB at {redact_url(self._uri)}: {type(error).__name__}"
+                        ) from error
+                    await asyncio.sleep(CONNECT_RETRY_EVERY_S)
             self._client = client
         return self._client[self._db_name]
 
