@@ -205,18 +205,20 @@ async def open_services(
     summarizer: Summarizer | None = None,
     redis_retries: int = REDIS_RETRIES,
     on_store_command: CommandObserver | None = None,
+    store_wait_s: float | None = None,
 ) -> AsyncIterator[Services]:
     """Connect Mongo and Redis (pinging both), build every service; close them all on exit.
 
     Long-running workers ride out Redis restarts (``REDIS_RETRIES``); the CLI asks for few retries so
-    that a wrong URL fails in seconds. ``on_store_command`` is told when every MongoDB command starts and
-    ends (the worker's job limit follows how busy the store keeps it)."""
+    that a wrong URL fails in seconds; likewise a worker waits up to ``store_wait_s`` for MongoDB at start
+    (the CLI: the server-selection timeout). ``on_store_command`` is told when every MongoDB command starts
+    and ends (the worker's job limit follows how busy the store keeps it)."""
     from memcompress.repositories.command_timing import CommandTimer
     from memcompress.repositories.database import MongoDatabase
 
     timers = [CommandTimer(on_store_command)] if on_store_command else []
     database = MongoDatabase.from_settings(settings, event_listeners=timers)
-    await database.connect()
+    await database.connect(wait_s=store_wait_s)
     redis = connect_redis(settings, redis_retries)
     summarizer = summarizer or build_summarizer(settings)
     try:

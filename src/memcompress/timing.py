@@ -24,6 +24,9 @@ IDLE_POLL_S = 0.5
 # repositories.database: connect pings this often while a restarting MongoDB drops the first connections
 # (within MEMCOMPRESS_MONGODB_SERVER_SELECTION_TIMEOUT_MS).
 CONNECT_RETRY_EVERY_S = 0.5
+# worker.lifecycle: a worker starting while MongoDB is not up yet (a restart, a stack starting together)
+# waits this long for it before it exits; the CLI waits only MEMCOMPRESS_MONGODB_SERVER_SELECTION_TIMEOUT_MS.
+STORE_START_WAIT_S = 60.0
 # jobs.queued: a failed try is retried after 2.5-5 s, doubling with each try, at most RETRY_MAX_S.
 RETRY_BASE_S = 5.0
 RETRY_MAX_S = 300.0

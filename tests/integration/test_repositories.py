@@ -89,12 +89,13 @@ async def test_unreachable_server_is_one_line_with_password_redacted() -> None:
 
 class RestartingServer:
     """A TCP proxy in front of MongoDB that behaves like a server restarting: for ``drop_s`` it closes every
-    new connection but the first (the driver's monitor, which saw the server up) as soon as it is made,
-    then passes everything through."""
+    new connection as soon as it is made, but the first with ``spare_first`` (the driver's monitor, which
+    then saw the server up), then passes everything through."""
 
-    def __init__(self, mongo_uri: str, drop_s: float) -> None:
+    def __init__(self, mongo_uri: str, drop_s: float, *, spare_first: bool = True) -> None:
         self._target = uri_parser.parse_uri(mongo_uri)["nodelist"][0]
         self._drop_until = time.monotonic() + drop_s
+        self._spared = 1 if spare_first else 0
         self.connections = self.dropped = 0
         self._open: list[asyncio.StreamWriter] = []
 
@@ -112,7 +113,7 @@ class RestartingServer:
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
-        if self.connections > 1 and time.monotonic() < self._drop_until:
+        if self.connections > self._spared and time.monotonic() < self._drop_until:
             self.dropped += 1
             writer.close()
             return
@@ -141,6 +142,23 @@ async def test_connect_waits_for_a_restarting_server_that_drops_the_first_connec
         assert (await db.db.command("ping"))["ok"] == 1
         await db.close()
     assert server.dropped >= 1  # the driver did meet the restart
+
+
+async def test_a_worker_waits_longer_for_the_store_at_start_than_the_cli(
+    mongo_uri: str, db_name: str
+) -> None:
+    """Down for longer than the server-selection timeout: the CLI's connect gives up after it (one line),
+    a worker's (``wait_s``, the worker passes ``STORE_START_WAIT_S``) comes up when the store does."""
+    server = RestartingServer(mongo_uri, drop_s=3.0, spare_first=False)
+    async with server.serving() as port:
+        uri = f"mongodb://127.0.0.1:{port}/?directConnection=true"
+        with pytest.raises(StoreUnavailable):
+            await MongoDatabase(uri, db_name, server_selection_timeout_ms=500).connect()
+        db = MongoDatabase(uri, db_name, server_selection_timeout_ms=500)
+        await db.connect(wait_s=60)
+        assert (await db.db.command("ping"))["ok"] == 1
+        await db.close()
+    assert server.dropped >= 2
 
 
 # --- profiles ------------------------------------------------------------------------------------

@@ -1,13 +1,15 @@
 """The one place that owns the MongoDB client: connect (with a ping), hand out collections, close.
 
-``connect`` waits for the store up to the server-selection timeout (``MEMCOMPRESS_MONGODB_SERVER_
-SELECTION_TIMEOUT_MS``) whatever way it is not there yet: no server answering (pymongo's own wait), or
-one that drops the first connections (a server restarting, ``AutoReconnect``), which pymongo reports at
-once. So a worker started while MongoDB restarts comes up when the store is back, not exit 1."""
+``connect`` waits for the store whatever way it is not there yet: no server answering (pymongo's own
+server-selection wait, ``MEMCOMPRESS_MONGODB_SERVER_SELECTION_TIMEOUT_MS``), or one that drops the first
+connections (a server restarting: ``AutoReconnect``, which pymongo reports at once). By default it waits
+that timeout; a worker starting waits longer (``STORE_START_WAIT_S``), so that a worker started while
+MongoDB restarts, or beside it in one stack, comes up when the store does instead of exiting 1."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from datetime import UTC
 from types import TracebackType
@@ -32,6 +34,7 @@ OVERRIDES = "compression_overrides"
 ERASED_USERS = "erased_users"  # tombstones of users `forget` erased (the erase fence)
 
 Document = dict[str, Any]
+log = logging.getLogger(__name__)
 
 
 class MongoDatabase:
@@ -70,12 +73,15 @@ class MongoDatabase:
     def __repr__(self) -> str:
         return f"MongoDatabase({redact_url(self._uri)!r}, {self._db_name!r})"
 
-    async def connect(self) -> AsyncDatabase[Document]:
+    async def connect(self, *, wait_s: float | None = None) -> AsyncDatabase[Document]:
+        """Connect and ping, waiting up to ``wait_s`` (default: the server-selection timeout) for a store
+        that is not there yet; then :class:`StoreUnavailable`, one line."""
         if self._client is None:
             client: AsyncMongoClient[Document] = AsyncMongoClient(
                 self._uri, tz_aware=True, tzinfo=UTC, appname="memcompress", **self._client_options
             )
-            deadline = time.monotonic() + self._connect_wait_s
+            wait_s = self._connect_wait_s if wait_s is None else wait_s
+            deadline, told = time.monotonic() + wait_s, False
             while True:
                 try:
                     await client.admin.command("ping")
@@ -87,6 +93,13 @@ class MongoDatabase:
                         raise StoreUnavailable(
                             f"cannot reach MongoDB at {redact_url(self._uri)}: {type(error).__name__}"
                         ) from error
+                    if wait_s > self._connect_wait_s and not told:  # a long wait says so, once
+                        log.warning(
+                            "MongoDB is not reachable yet (%s): waiting up to %.0f s",
+                            type(error).__name__,
+                            wait_s,
+                        )
+                        told = True
                     await asyncio.sleep(CONNECT_RETRY_EVERY_S)
             self._client = client
         return self._client[self._db_name]

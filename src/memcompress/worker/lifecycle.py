@@ -19,7 +19,7 @@ from memcompress.jobs.drainer import drain_due_requests, run_request_drainer
 from memcompress.metrics import add_process_collectors, exported_without_created
 from memcompress.redaction import describe_error
 from memcompress.settings import Settings
-from memcompress.timing import GAUGES_EVERY_S
+from memcompress.timing import GAUGES_EVERY_S, STORE_START_WAIT_S
 from memcompress.worker.http_endpoint import serve
 
 log = logging.getLogger(__name__)
@@ -35,7 +35,9 @@ def lifecycle_hooks(settings: Settings) -> tuple[Hook, Hook]:
         stack = contextlib.AsyncExitStack()
         ctx["exit_stack"] = stack
         services = await stack.enter_async_context(
-            open_services(settings, on_store_command=ctx.get(STORE_COMMAND_OBSERVER))
+            open_services(
+                settings, on_store_command=ctx.get(STORE_COMMAND_OBSERVER), store_wait_s=STORE_START_WAIT_S
+            )
         )
         ctx["services"] = services
         for risk in await services.maintenance.index_risks():  # the worker runs, but not safely
