@@ -432,7 +432,7 @@ class MongoConversationMemory:
             conversation_id, copies, written, partial(self.delete_by_refs, conversation_id, refs)
         )
 
-    # --- the app side (tests, the demo) and the scan -----------------------------------------------
+    # --- the scan ----------------------------------------------------------------------------------
 
     async def users_over_threshold(self, threshold: int, limit: int | None = None) -> list[UserBacklog]:
         return (await self.scan_backlog(threshold, limit)).users
