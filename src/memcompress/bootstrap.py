@@ -169,12 +169,11 @@ def build_services(
     settings: Settings, database: MongoDatabase, redis: Redis, metrics: Metrics, summarizer: Summarizer
 ) -> Services:
     """The services over clients that are already connected (``open_services`` connects them)."""
-    from memcompress.repositories.compaction_log import MongoCompactionLog
-    from memcompress.repositories.dead_letters import MongoDeadLetters
     from memcompress.repositories.documents import EventRules
     from memcompress.repositories.erasures import ErasedUsers
     from memcompress.repositories.maintenance import MongoMaintenance
     from memcompress.repositories.overrides import MongoUserOverrides
+    from memcompress.repositories.run_records import MongoCompactionLog, MongoDeadLetters
     from memcompress.repositories.storage_layouts import storage_layout
 
     layout = storage_layout(settings.store_layout())

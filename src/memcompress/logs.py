@@ -3,7 +3,7 @@
 Every line a job logs names its ``user_id`` and ``job_id`` (text: appended as ``key=value``; JSON: fields
 of their own): :func:`bind_job` sets them in a context variable, which the tasks a job starts inherit,
 and :class:`JobFields` copies them onto each record. A user id no job can take is bound as
-:func:`memcompress.user_ids.shown_user_id` shows it (type, length, hash), in both fields.
+:func:`memcompress.keys.shown_user_id` shows it (type, length, hash), in both fields.
 
 Nothing written carries event content, summary text or a credential: tracebacks are rendered by
 :func:`memcompress.redaction.format_exception` (a store error's text embeds documents), every string
@@ -23,8 +23,8 @@ from typing import Any
 
 from pythonjsonlogger.json import JsonFormatter as LibraryJsonFormatter
 
+from memcompress.keys import shown_user_id, valid_user_id
 from memcompress.redaction import format_exception, redact_urls
-from memcompress.user_ids import shown_user_id, valid_user_id
 
 # Loggers of the libraries we drive: they print request URLs (httpx), commands with their documents
 # (pymongo) and request bodies (openai) at INFO and DEBUG. Kept at WARNING unless asked for.

@@ -20,9 +20,9 @@ from pydantic import (
     StringConstraints,
 )
 
-from memcompress.user_ids import MAX_USER_ID_CHARS as MAX_USER_ID_CHARS
-from memcompress.user_ids import shown_user_id as shown_user_id
-from memcompress.user_ids import valid_user_id as valid_user_id
+from memcompress.keys import MAX_USER_ID_CHARS as MAX_USER_ID_CHARS
+from memcompress.keys import shown_user_id as shown_user_id
+from memcompress.keys import valid_user_id as valid_user_id
 
 # Token estimates from character counts, for thresholds and targets: English runs at about 4 characters
 # per token and Cyrillic at about 2.5 with OpenAI's tokenizers; 3 errs towards more tokens for Latin.

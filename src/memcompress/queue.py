@@ -28,9 +28,8 @@ import warnings
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, overload
 
-from memcompress.keys import DEFAULT_REQUESTS_KEY
+from memcompress.keys import DEFAULT_REQUESTS_KEY, MAX_USER_ID_CHARS
 from memcompress.timing import DEFAULT_DELAY_S
-from memcompress.user_ids import MAX_USER_ID_CHARS
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -77,7 +76,7 @@ def _check_arguments(user_id: object, delay: object, key: object) -> None:
         raise ValueError("user_id must be a non-empty string")
     if (
         len(user_id) > MAX_USER_ID_CHARS
-    ):  # the worker's limit (memcompress.user_ids): refused here, not dropped there
+    ):  # the worker's limit (memcompress.keys): refused here, not dropped there
         raise ValueError(
             f"user_id has {len(user_id)} characters: the workers take at most {MAX_USER_ID_CHARS} and would "
             "drop the request's job unrun"

@@ -16,7 +16,7 @@ from memcompress.jobs import Services
 from memcompress.jobs.queued import retry_delay
 from memcompress.keys import JOB_FUNCTION, job_id, lock_key
 from memcompress.repositories.database import COMPACTION_LOG, MongoDatabase
-from memcompress.repositories.dead_letters import MongoDeadLetters
+from memcompress.repositories.run_records import MongoDeadLetters
 from memcompress.summarizers.openai_chat import OpenAISummarizer
 from memcompress.testing import llm_server
 from memcompress.testing.factories import make_events

@@ -16,9 +16,7 @@ import pytest
 from memcompress.layouts import StoreLayout
 from memcompress.metrics import Metrics
 from memcompress.models import CompactionRecord, DeadLetter, MemoryEvent, Outcome, ProfileDefaults
-from memcompress.repositories.compaction_log import MongoCompactionLog
 from memcompress.repositories.database import MongoDatabase
-from memcompress.repositories.dead_letters import MongoDeadLetters
 from memcompress.repositories.documents import EventRules
 from memcompress.repositories.erasures import ErasedUsers
 from memcompress.repositories.errors import HistoryChanged, UserErased
@@ -30,6 +28,7 @@ from memcompress.repositories.protocols import (
     UserMemoryRepository,
     UserProfileRepository,
 )
+from memcompress.repositories.run_records import MongoCompactionLog, MongoDeadLetters
 from memcompress.repositories.storage_layouts import storage_layout
 from memcompress.testing.app_layouts import app_layout
 from tests.unit.fakes import FakeCompactionLog, FakeDeadLetters, FakeErasures, FakeMemory, FakeProfiles

@@ -28,7 +28,6 @@ from memcompress.models import (
     Watermark,
     utc_now,
 )
-from memcompress.repositories.compaction_log import MongoCompactionLog
 from memcompress.repositories.database import (
     ERASED_USERS,
     USER_MEMORY,
@@ -41,6 +40,7 @@ from memcompress.repositories.errors import StoreUnavailable
 from memcompress.repositories.indexes import ensure_indexes
 from memcompress.repositories.maintenance import MongoMaintenance
 from memcompress.repositories.overrides import MongoUserOverrides
+from memcompress.repositories.run_records import MongoCompactionLog
 from memcompress.repositories.user_memory import MongoUserMemoryRepository
 from memcompress.repositories.user_profiles import MongoUserProfileRepository
 from memcompress.testing.app_documents import app_profile

@@ -27,7 +27,6 @@ LAYERS: list[tuple[str, ...]] = [
         "memcompress",
         "memcompress.keys",
         "memcompress.timing",
-        "memcompress.user_ids",
         "memcompress.probe",
         "memcompress.layouts",
         "memcompress.models",

@@ -11,8 +11,8 @@ from datetime import datetime
 
 import pytest
 
+from memcompress.keys import shown_user_id
 from memcompress.logs import JobFields, JsonFormatter, TextFormatter, bind_job, set_job
-from memcompress.user_ids import shown_user_id
 
 
 def _record(message: str = "folded %d events", *args: object, **extra: object) -> logging.LogRecord:
