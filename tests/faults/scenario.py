@@ -399,7 +399,6 @@ class FaultRun:
             failure_rate=0.0,
             failure_kinds=(HTTP_429, HTTP_500, HANG, EMPTY),
             seed=self.seed,
-            quiet_disconnects=True,
         )
         self.database: MongoDatabase | None = None
         self.redis: Redis | None = None

@@ -156,7 +156,6 @@ async def test_out_of_time_but_moving_forward_continues_in_a_fresh_job(
     await append(database, make_events(user, 80))
     ctx = {"services": services, "job_try": 1}
     llm.hold(passes=1)
-    llm.quiet_disconnects = True
     result = await compress_user(ctx, user)
     llm.release()
     assert result["outcome"] == "failed" and result["events_folded"] > 0

@@ -510,7 +510,6 @@ async def test_an_inline_compression_is_time_limited_like_a_job_and_continues_un
     events = make_events(user, 80)
     await append(database, events)
     llm.hold(passes=1)
-    llm.quiet_disconnects = True
 
     async def timed_out() -> bool:
         query = {"user_id": user, "error_class": "JobTimeout"}

@@ -46,7 +46,7 @@ def test_after_kill_9_mid_llm_call_the_user_can_be_compressed_again_within_a_min
         "MEMCOMPRESS_LLM_API_KEY": "test-key",
     }
     argv = [sys.executable, "-m", "memcompress", "compress", user, "--json"]
-    llm.latency_s, llm.quiet_disconnects = 120, True
+    llm.latency_s = 120
     first = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     redis = Redis.from_url(redis_url)
     try:

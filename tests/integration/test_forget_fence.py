@@ -246,7 +246,6 @@ async def test_forget_right_after_the_job_released_its_lock_leaves_nothing(
         # One chunk is answered; the next is held until the time limit (which one chunk keeps within
         # on a loaded machine) has stopped the job.
         llm.hold(passes=1)
-        llm.quiet_disconnects = True
         settings |= {"job_timeout_s": 4.0, "llm_timeout_s": 3.0, "chunk_chars": 1000}
         settings["summarizer"] = patient_summarizer
 

@@ -421,7 +421,6 @@ async def test_after_kill_9_mid_run_the_next_run_finishes_with_nothing_lost(
     assert await timed.wait() == 0  # nothing to fold there: a run without the LLM
     env["MEMCOMPRESS_LOCK_TTL_S"] = str(max(3, math.ceil(6 * (time.monotonic() - started))))
     llm.hold()  # the run waits for its LLM answer, holding the lock, until it is killed
-    llm.quiet_disconnects = True
     first = await asyncio.create_subprocess_exec(*argv, env=env, stdout=quiet, stderr=quiet)
     try:
         await _until_asked(llm)

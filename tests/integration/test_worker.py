@@ -247,7 +247,6 @@ async def test_a_job_killed_mid_llm_call_runs_again_after_the_in_progress_key_ex
     user = f"user-{uuid.uuid4().hex[:8]}"
     events = await _seed(database, [user], 70)
     llm.hold()  # the first run's LLM call stays in flight until the worker is killed
-    llm.quiet_disconnects = True
     # Short, so that the in-progress key soon expires; the second run's LLM answers at once.
     timeouts = {"llm_timeout_s": 4, "job_timeout_s": 5, "lock_ttl_s": 6}
     first = start(**timeouts)
@@ -279,7 +278,6 @@ async def test_sigterm_during_a_job_finishes_it_or_requeues_it(
     user = f"user-{uuid.uuid4().hex[:8]}"
     events = await _seed(database, [user], 70)
     llm.hold()  # the job is in its LLM call when the worker is told to stop
-    llm.quiet_disconnects = True
     worker = start(job_completion_wait_s=completion_wait_s)
     assert await enqueue_job(redis, user, queue_name=queue)
 
